@@ -1,0 +1,158 @@
+"""Errors a person or a machine may see, with correlation ids.
+
+Every rejected request becomes a :class:`BrokerError`.  :func:`render` turns it
+into a localized HTML page (for people) or JSON (for machines), both carrying a
+correlation id that :func:`log` writes to the log as well, so support can match
+a screenshot to a log line.  Nothing here ever shows a stack trace or echoes
+tokens, assertions or personal data.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import secrets
+
+from broker.i18n import negotiate, text
+
+logger = logging.getLogger("broker.errors")
+
+
+class BrokerError(Exception):
+    """A request the broker refuses, with what the user and the log should see.
+
+    ``detail`` is for the log and for machine clients (JSON ``error_description``);
+    it must not contain secrets or personal data.
+    """
+
+    status = 400
+    code = "invalid_request"
+    message_key = "error.invalid_request"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, status: int | None = None,
+                 message_key: str | None = None):
+        super().__init__(detail or self.code)
+        self.detail = detail
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        if message_key:
+            self.message_key = message_key
+
+
+class UnknownIdp(BrokerError):
+    code = "unknown_idp"
+    message_key = "error.unknown_idp"
+
+
+class UnknownClient(BrokerError):
+    code = "invalid_client"
+    message_key = "error.unknown_client"
+
+
+class InvalidRedirectUri(BrokerError):
+    code = "invalid_request"
+    message_key = "error.invalid_redirect_uri"
+
+
+class InvalidResponse(BrokerError):
+    """An upstream SAML or OIDC response failed a check (signature, issuer, time...)."""
+
+    code = "invalid_response"
+    message_key = "error.invalid_response"
+
+
+class ReplayedResponse(InvalidResponse):
+    code = "replayed_response"
+    message_key = "error.replayed_response"
+
+
+class ExpiredFlow(BrokerError):
+    code = "expired_flow"
+    message_key = "error.expired_flow"
+
+
+class IdpError(BrokerError):
+    """The upstream IdP answered with an error of its own."""
+
+    status = 502
+    code = "idp_error"
+    message_key = "error.idp_error"
+
+
+class NoUserId(BrokerError):
+    status = 403
+    code = "no_user_id"
+    message_key = "error.no_user_id"
+
+
+class NotFound(BrokerError):
+    status = 404
+    code = "not_found"
+    message_key = "error.not_found"
+
+
+def new_correlation_id() -> str:
+    return secrets.token_hex(8)
+
+
+def wants_json(accept: str | None) -> bool:
+    """Machines get JSON: clients whose Accept header names JSON before (or without) HTML."""
+    accept = (accept or "").lower()
+    json_at, html_at = accept.find("json"), accept.find("text/html")
+    return json_at != -1 and (html_at == -1 or json_at < html_at)
+
+
+def log(error: BrokerError, correlation_id: str, **fields: str) -> None:
+    """Write one log line for a refused request; ``fields`` must be free of personal data."""
+    extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    logger.warning("refused correlation_id=%s status=%s code=%s detail=%r %s",
+                   correlation_id, error.status, error.code, error.detail, extra)
+
+
+def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
+           accept_language: str | None = None, as_json: bool = False,
+           restart_url: str | None = None) -> tuple[int, str, bytes]:
+    """Return ``(status, content_type, body)`` for ``error``."""
+    if as_json:
+        body = {"error": error.code, "error_description": error.detail or error.code,
+                "correlation_id": correlation_id}
+        return error.status, "application/json", json.dumps(body).encode()
+    lang = negotiate(lang, accept_language)
+    return error.status, "text/html; charset=utf-8", page(
+        lang, text("error.title", lang),
+        f'<p class="lead">{html.escape(text(error.message_key, lang))}</p>'
+        f'<p>{html.escape(text("error.help", lang))}</p>'
+        f'<p class="cid">{html.escape(text("error.correlation", lang))}: '
+        f'<code id="correlation-id">{html.escape(correlation_id)}</code></p>'
+        + (f'<p><a href="{html.escape(restart_url)}">{html.escape(text("error.back", lang))}</a></p>'
+           if restart_url else ""),
+    ).encode()
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f6f8;color:#1b1f23}
+main{max-width:34rem;margin:0 auto;padding:1.5rem 1rem}
+h1{font-size:1.5rem;margin:.5rem 0 1rem}
+.lead{font-size:1.1rem}
+.card{background:#fff;border-radius:.75rem;padding:1rem 1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.1)}
+a.choice,button.choice{display:block;width:100%;box-sizing:border-box;text-align:left;font-size:1.05rem;
+ padding:.9rem 1rem;margin:.4rem 0;border:1px solid #c9d1d9;border-radius:.5rem;background:#fff;color:#0b4f8a;
+ text-decoration:none;cursor:pointer}
+a.choice:hover,button.choice:hover{background:#eef5fc}
+input[type=search]{width:100%;box-sizing:border-box;font-size:1.05rem;padding:.7rem;border:1px solid #c9d1d9;border-radius:.5rem}
+nav.lang a{margin-right:.75rem}
+code{background:#eef0f2;padding:.1rem .3rem;border-radius:.25rem}
+"""
+
+
+def page(lang: str, title: str, body_html: str) -> str:
+    """The one HTML frame every page of the broker uses (responsive, no external assets)."""
+    return (
+        f'<!doctype html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)} · DigiOne</title><style>{STYLE}</style></head>"
+        f'<body><main><h1>{html.escape(title)}</h1><div class="card">{body_html}</div></main></body></html>'
+    )

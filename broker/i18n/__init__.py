@@ -1,0 +1,113 @@
+"""Messages in Finnish, Swedish and English, and choosing among them.
+
+Every text a person sees comes from :data:`MESSAGES` by key, so a page is never
+half-translated; a missing key falls back to English, then to the key itself.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("fi", "sv", "en")
+DEFAULT_LANGUAGE = "fi"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # Error pages
+    "error.title": {"fi": "Kirjautuminen ei onnistunut", "sv": "Inloggningen misslyckades", "en": "Sign-in did not succeed"},
+    "error.correlation": {"fi": "Virhetunniste", "sv": "Felkod", "en": "Error reference"},
+    "error.help": {
+        "fi": "Jos ongelma toistuu, kerro virhetunniste koulusi tukihenkilölle.",
+        "sv": "Om problemet upprepas, ge felkoden till din skolas stödperson.",
+        "en": "If this keeps happening, give the error reference to your school's support person.",
+    },
+    "error.back": {"fi": "Aloita alusta", "sv": "Börja om", "en": "Start again"},
+    "error.unknown_idp": {
+        "fi": "Valittua kirjautumistapaa ei löydy.",
+        "sv": "Det valda inloggningssättet finns inte.",
+        "en": "The chosen sign-in method does not exist.",
+    },
+    "error.unknown_client": {
+        "fi": "Palvelua, josta tulit, ei ole rekisteröity.",
+        "sv": "Tjänsten du kom från är inte registrerad.",
+        "en": "The service you came from is not registered.",
+    },
+    "error.invalid_redirect_uri": {
+        "fi": "Palvelun paluuosoitetta ei ole rekisteröity, joten sinua ei ohjata sinne.",
+        "sv": "Tjänstens returadress är inte registrerad, så du skickas inte dit.",
+        "en": "The service's return address is not registered, so you are not sent there.",
+    },
+    "error.invalid_request": {
+        "fi": "Palvelun kirjautumispyyntö oli virheellinen.",
+        "sv": "Tjänstens inloggningsbegäran var felaktig.",
+        "en": "The service's sign-in request was not valid.",
+    },
+    "error.invalid_response": {
+        "fi": "Kirjautumisvastausta ei voitu hyväksyä.",
+        "sv": "Inloggningssvaret kunde inte godkännas.",
+        "en": "The sign-in response could not be accepted.",
+    },
+    "error.replayed_response": {
+        "fi": "Tämä kirjautumisvastaus on jo käytetty.",
+        "sv": "Detta inloggningssvar har redan använts.",
+        "en": "This sign-in response has already been used.",
+    },
+    "error.expired_flow": {
+        "fi": "Kirjautuminen vanheni. Aloita uudelleen palvelusta.",
+        "sv": "Inloggningen gick ut. Börja om från tjänsten.",
+        "en": "The sign-in expired. Start again from the service.",
+    },
+    "error.idp_error": {
+        "fi": "Kotikuntasi kirjautumispalvelu palautti virheen.",
+        "sv": "Din hemkommuns inloggningstjänst returnerade ett fel.",
+        "en": "Your city's sign-in service returned an error.",
+    },
+    "error.no_user_id": {
+        "fi": "Kirjautumispalvelu ei kertonut käyttäjätunnustasi.",
+        "sv": "Inloggningstjänsten uppgav inte ditt användar-id.",
+        "en": "The sign-in service did not give your user id.",
+    },
+    "error.not_found": {"fi": "Sivua ei löydy.", "sv": "Sidan finns inte.", "en": "Page not found."},
+    "error.method_not_allowed": {
+        "fi": "Pyyntötapa ei ole sallittu.", "sv": "Metoden är inte tillåten.", "en": "Method not allowed."
+    },
+    "error.internal": {
+        "fi": "Tapahtui odottamaton virhe.", "sv": "Ett oväntat fel inträffade.", "en": "An unexpected error occurred.",
+    },
+    # Discovery
+    "disco.title": {"fi": "Valitse kotikuntasi", "sv": "Välj din hemkommun", "en": "Choose your city"},
+    "disco.search": {"fi": "Hae kuntaa tai koulua", "sv": "Sök kommun eller skola", "en": "Search city or school"},
+    "disco.method": {"fi": "Valitse kirjautumistapa", "sv": "Välj inloggningssätt", "en": "Choose how to sign in"},
+    "disco.remembered": {"fi": "Edellinen valintasi", "sv": "Ditt tidigare val", "en": "Your previous choice"},
+    "disco.change": {"fi": "Vaihda kuntaa", "sv": "Byt kommun", "en": "Change city"},
+    "disco.continue": {"fi": "Jatka", "sv": "Fortsätt", "en": "Continue"},
+    "disco.language": {"fi": "Kieli", "sv": "Språk", "en": "Language"},
+}
+
+
+def negotiate(requested: str | None, accept_language: str | None = None) -> str:
+    """Pick fi, sv or en from an explicit choice (``ui_locales``, ``lang``) or the header."""
+    for candidate in (requested or "").replace(",", " ").split():
+        tag = candidate.split("-")[0].lower()
+        if tag in LANGUAGES:
+            return tag
+    weighted = []
+    for part in (accept_language or "").split(","):
+        piece = part.strip().split(";")
+        tag = piece[0].split("-")[0].strip().lower()
+        q = 1.0
+        for param in piece[1:]:
+            if param.strip().startswith("q="):
+                try:
+                    q = float(param.strip()[2:])
+                except ValueError:
+                    q = 0.0
+        if tag in LANGUAGES:
+            weighted.append((q, tag))
+    if weighted:
+        return max(weighted, key=lambda item: item[0])[1]
+    return DEFAULT_LANGUAGE
+
+
+def text(key: str, lang: str) -> str:
+    entry = MESSAGES.get(key)
+    if entry is None:
+        return key
+    return entry.get(lang) or entry.get("en") or key

@@ -1,0 +1,103 @@
+"""The in-memory store: the embedded default for a single process.
+
+It keeps the same semantics as :class:`~broker.store.redis.RedisStore` (TTLs,
+atomic ``take``/``add``) behind one lock, so tests and the demo exercise the same
+flows.  It cannot be shared between processes: :attr:`shared` is False and the
+broker refuses to start several workers on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from typing import Any
+
+from broker.store.base import Store
+
+
+class MemoryStore(Store):
+    shared = False
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._data: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def _live(self, key: str) -> Any | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self._clock():
+            del self._data[key]
+            return None
+        return value
+
+    def _write(self, key: str, value: Any, ttl: int) -> None:
+        self._data[key] = (self._clock() + ttl, value)
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        # Amortised: one pass per 1024 writes keeps memory bounded without a timer thread.
+        now = self._clock()
+        for key in [k for k, (exp, _) in self._data.items() if exp <= now]:
+            del self._data[key]
+
+    def put(self, key: str, value: Any, ttl: int) -> None:
+        with self._lock:
+            self._write(key, copy.deepcopy(value), ttl)
+
+    def add(self, key: str, value: Any, ttl: int) -> bool:
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._write(key, copy.deepcopy(value), ttl)
+            return True
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            return copy.deepcopy(self._live(key))
+
+    def take(self, key: str) -> Any | None:
+        with self._lock:
+            value = self._live(key)
+            self._data.pop(key, None)
+            return value
+
+    def delete(self, *keys: str) -> int:
+        with self._lock:
+            found = 0
+            for key in keys:
+                if self._live(key) is not None:
+                    found += 1
+                self._data.pop(key, None)
+            return found
+
+    def set_add(self, key: str, member: str, ttl: int) -> None:
+        with self._lock:
+            members = self._live(key)
+            members = set(members) if members else set()
+            members.add(member)
+            self._write(key, members, ttl)
+
+    def set_remove(self, key: str, member: str) -> None:
+        with self._lock:
+            members = self._live(key)
+            if members:
+                members.discard(member)
+
+    def set_members(self, key: str) -> set[str]:
+        with self._lock:
+            return set(self._live(key) or ())
+
+    def incr(self, key: str, ttl: int) -> int:
+        with self._lock:
+            value = (self._live(key) or 0) + 1
+            entry = self._data.get(key)
+            expires = entry[0] if entry and value > 1 else self._clock() + ttl
+            self._data[key] = (expires, value)
+            return value
