@@ -1,0 +1,1 @@
+"""The registry: tenants (cities), their identity providers and schools, and relying parties."""
