@@ -1,0 +1,1 @@
+"""SATOSA assembled from the registry: routing, shared tamper-evident state, our backends."""

@@ -1,0 +1,181 @@
+"""Our OIDC backend: one per upstream OpenID Provider (Entra ID, Google Workspace...).
+
+SATOSA's ``OpenIDConnectBackend`` drives pyoidc's ``Client``, which (a) accepts
+``alg=none`` ID tokens, (b) keeps every login's grant in a per-process dict that
+is never cleaned, and (c) sends no PKCE.  This backend keeps SATOSA's module
+shape and pyoidc's message model for the provider configuration, and does the
+code exchange and ID-token validation itself:
+
+* authorization request with ``state``, ``nonce`` and PKCE S256 (RFC 7636 §4.2),
+  all kept in the sealed flow state, so any instance can take the callback;
+* the code is exchanged once, with ``client_secret_post`` or ``_basic`` as the
+  provider supports (RFC 6749 §2.3.1);
+* the ID token is verified by :mod:`broker.verify` (asymmetric algorithms only,
+  ``kid`` lookup in the provider's JWKS with rate-limited refresh), then
+  OIDC Core §3.1.3.7: ``iss`` is the configured issuer, ``aud`` contains our
+  client id, ``azp`` is our client id when present, ``nonce`` matches the flow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+from typing import Any, Callable
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from satosa.backends.base import BackendModule
+from satosa.context import Context
+from satosa.internal import AuthenticationInformation, InternalData
+from satosa.response import Redirect
+
+from broker.errors import ExpiredFlow, IdpError, InvalidResponse
+from broker.verify import InvalidToken, TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = (3.05, 10)
+
+
+class BrokerOidcBackend(BackendModule):
+    """Sign in at one upstream OpenID Provider with the authorization code flow."""
+
+    def __init__(self, auth_callback_func, internal_attributes, config, base_url, name, *,
+                 http: requests.Session | None = None, verifier: TokenVerifier | None = None):
+        super().__init__(auth_callback_func, internal_attributes, base_url, name)
+        self.config = config
+        self.provider: dict[str, Any] = config["provider_metadata"]
+        self.client_id: str = config["client_id"]
+        self._client_secret: str = config["client_secret"]
+        self.redirect_uri: str = config["redirect_uri"]
+        self.scope: str = " ".join(config.get("scopes") or ("openid",))
+        self.http = http or requests.Session()
+        methods = self.provider.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        self.auth_method = "client_secret_post" if "client_secret_post" in methods and \
+            "client_secret_basic" not in methods else "client_secret_basic"
+        self.verifier = verifier or TokenVerifier(
+            issuer=self.provider["issuer"], audience=self.client_id, jwks_uri=self.provider["jwks_uri"],
+            typ=None, allowed_algs=("RS256", "ES256", "PS256", "ES384", "RS384", "ES512", "RS512"),
+            http_get=_http_get(self.http))
+
+    def start_auth(self, context: Context, internal_request: InternalData) -> Redirect:
+        state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        context.state[self.name] = {"state": state, "nonce": nonce, "verifier": verifier}
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
+                  "scope": self.scope, "state": state, "nonce": nonce,
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        authn = context.get_decoration("digione.authn") or {}
+        if authn.get("login_hint"):
+            params["login_hint"] = authn["login_hint"]
+        if authn.get("ui_locales"):
+            params["ui_locales"] = authn["ui_locales"]
+        if "login" in (authn.get("prompt") or ()):
+            params["prompt"] = "login"
+        if authn.get("max_age") is not None:
+            params["max_age"] = str(authn["max_age"])
+        endpoint = self.provider["authorization_endpoint"]
+        return Redirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
+
+    def register_endpoints(self):
+        return [(f"^{urlsplit(self.redirect_uri).path.lstrip('/')}$", self.response_endpoint)]
+
+    def response_endpoint(self, context: Context, *args) -> Any:
+        flow = context.state.get(self.name) if context.state else None
+        if not flow:
+            raise ExpiredFlow("OIDC callback without a flow in progress")
+        params = context.request or {}
+        # RFC 6749 §10.12: the state binds the callback to the browser that started the flow.
+        if not params.get("state") or not secrets.compare_digest(str(params["state"]), flow["state"]):
+            raise InvalidResponse("state does not match the flow")
+        # RFC 9207 §2.4: when the provider names itself, it must be the one we asked.
+        if params.get("iss") and params["iss"] != self.provider["issuer"]:
+            raise InvalidResponse("iss in the authorization response is not the expected issuer")
+        if params.get("error"):
+            raise IdpError(f"IdP returned error {str(params['error'])[:64]}")
+        code = params.get("code")
+        if not code:
+            raise InvalidResponse("no code in the authorization response")
+        tokens = self._exchange(code, flow["verifier"])
+        claims = self._verify_id_token(tokens.get("id_token"), flow["nonce"])
+        context.state.pop(self.name, None)
+        attributes = {name: _as_strings(value) for name, value in claims.items()
+                      if name not in ("nonce", "at_hash", "c_hash", "aud", "exp", "iat", "nbf", "azp", "uti",
+                                      "rh", "aio")}
+        logger.info("oidc response accepted idp=%s claims=%d", self.name, len(attributes))
+        return self.auth_callback_func(context, InternalData(
+            auth_info=AuthenticationInformation(
+                auth_class_ref=claims.get("acr"), timestamp=str(claims.get("auth_time") or claims.get("iat")),
+                issuer=self.provider["issuer"]),
+            attributes=attributes,
+            subject_id=str(claims["sub"]),
+        ))
+
+    def _exchange(self, code: str, verifier: str) -> dict[str, Any]:
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
+                "code_verifier": verifier}
+        auth = None
+        if self.auth_method == "client_secret_post":
+            data.update(client_id=self.client_id, client_secret=self._client_secret)
+        else:
+            auth = (self.client_id, self._client_secret)
+        try:
+            reply = self.http.post(self.provider["token_endpoint"], data=data, auth=auth, timeout=TIMEOUT,
+                                   headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise IdpError(f"token endpoint unreachable: {exc.__class__.__name__}") from None
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {}
+        if reply.status_code != 200 or not isinstance(body, dict) or "error" in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            raise IdpError(f"token endpoint answered {reply.status_code} {str(error or '')[:64]}")
+        return body
+
+    def _verify_id_token(self, id_token: Any, nonce: str) -> dict[str, Any]:
+        if not isinstance(id_token, str):
+            raise InvalidResponse("no ID token in the token response")
+        try:
+            claims = self.verifier.verify(id_token)
+        except InvalidToken as exc:
+            raise InvalidResponse(f"ID token rejected: {exc}") from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise InvalidResponse("ID token without sub")
+        # OIDC Core §3.1.3.7 (11): the nonce binds the ID token to this flow (replay).
+        if not isinstance(claims.get("nonce"), str) or not secrets.compare_digest(claims["nonce"], nonce):
+            raise InvalidResponse("ID token nonce does not match the flow")
+        # §3.1.3.7 (4)-(5): with several audiences azp must be present and be us.
+        audiences = claims["aud"] if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+        if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != self.client_id:
+            raise InvalidResponse("ID token azp is not this client")
+        return claims
+
+    def get_metadata_desc(self):
+        return []
+
+
+def _as_strings(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else _scalar(v) for v in value]
+    return [value if isinstance(value, str) else _scalar(value)]
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def _http_get(session: requests.Session) -> Callable[[str], bytes]:
+    def get(url: str) -> bytes:
+        reply = session.get(url, timeout=TIMEOUT)
+        reply.raise_for_status()
+        return reply.content
+    return get

@@ -1,0 +1,166 @@
+"""Our SAML backend: SATOSA's SP, with shared request ids and issuer binding.
+
+SATOSA's :class:`~satosa.backends.saml2.SAMLBackend` is one SP entity serving
+every SAML IdP, which is what we want.  We keep its configuration handling,
+AuthnRequest construction and metadata endpoint, and replace the two parts that
+break on a real deployment:
+
+* **Outstanding request ids.**  SATOSA keeps them in a per-process dict: a
+  response landing on another worker fails, and replay protection holds only in
+  one process.  Ours live in the store (``saml:req:<id>``, TTL = flow lifetime)
+  and are consumed with one atomic ``take`` after the response verified, so a
+  response is accepted once, by whichever instance receives it first.  The id
+  is also kept in the flow state, binding the response to the browser that sent
+  the request (SAML Profiles §4.1.4.3: InResponseTo must match a request *we* sent).
+* **Issuer binding.**  Many IdPs (ADFS, Entra) sign only the assertion, and
+  pysaml2 then never compares the unsigned Response ``<Issuer>`` with the signed
+  Assertion ``<Issuer>``.  We require the Response Issuer (when present), the
+  Assertion Issuer and the IdP the request was sent to to be the same entity
+  (SAML Core §3.2.2, §2.3.3; Profiles §4.1.4.2).
+
+Attributes are passed on raw (SAML ``Name`` → list of string values), so the
+mapping rules see exactly what the IdP sent; SATOSA's debug log of every
+attribute value is skipped (it would log personal data).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from saml2 import BINDING_HTTP_POST
+from saml2.response import StatusError
+from satosa.backends.saml2 import SAMLBackend
+from satosa.context import Context
+from satosa.internal import AuthenticationInformation, InternalData
+from satosa.response import Response
+from satosa.saml_util import make_saml_response
+from satosa import util
+
+from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
+from broker.store import Store
+
+logger = logging.getLogger(__name__)
+
+REQUEST_KEY = "saml:req:"
+
+
+class BrokerSamlBackend(SAMLBackend):
+    """One SP for all SAML IdPs, with request ids in the shared store."""
+
+    def __init__(self, outgoing, internal_attributes, config, base_url, name, *, store: Store, flow_ttl: int):
+        super().__init__(outgoing, internal_attributes, config, base_url, name)
+        self.store = store
+        self.flow_ttl = flow_ttl
+        self.outstanding_queries = _NoProcessLocalState()
+
+    # -- request ---------------------------------------------------------------
+
+    def start_auth(self, context: Context, internal_req: InternalData) -> Response:
+        entity_id = context.get_decoration(Context.KEY_TARGET_ENTITYID)
+        if not entity_id:
+            raise InvalidResponse("no SAML IdP chosen for this flow")
+        return self.authn_request(context, entity_id)
+
+    def authn_request(self, context: Context, entity_id: str) -> Response:
+        kwargs: dict[str, Any] = {}
+        authn = context.get_decoration("digione.authn") or {}
+        if "login" in (authn.get("prompt") or ()) or authn.get("max_age") == 0:
+            kwargs["force_authn"] = "true"
+        acs_url, response_binding = self._get_acs(context)
+        relay_state = util.rndstr()
+        req_id, binding, http_info = self.sp.prepare_for_negotiated_authenticate(
+            entityid=entity_id,
+            assertion_consumer_service_url=acs_url,
+            response_binding=response_binding,
+            relay_state=relay_state,
+            **kwargs,
+        )
+        self.store.put(REQUEST_KEY + req_id, {"idp": entity_id}, self.flow_ttl)
+        context.state[self.name] = {"relay_state": relay_state, "req_id": req_id, "idp": entity_id}
+        logger.info("saml authn request sent idp=%s", entity_id)
+        return make_saml_response(binding, http_info)
+
+    # -- response --------------------------------------------------------------
+
+    def authn_response(self, context: Context, binding: str) -> Response:
+        flow = context.state.get(self.name) if context.state else None
+        if not flow or "req_id" not in flow:
+            raise ExpiredFlow("SAML response without a flow in progress (no or expired state cookie)")
+        request = context.request or {}
+        saml_response = request.get("SAMLResponse")
+        if not saml_response or not isinstance(saml_response, str):
+            raise InvalidResponse("no SAMLResponse in the request")
+        if request.get("RelayState") != flow["relay_state"]:
+            raise InvalidResponse("RelayState does not match the flow")
+        try:
+            response = self.sp.parse_authn_request_response(
+                saml_response, binding, outstanding={flow["req_id"]: flow["idp"]})
+        except StatusError as exc:
+            raise IdpError(f"IdP returned status {exc.__class__.__name__}") from None
+        except Exception as exc:  # pysaml2 raises many unrelated types for bad input
+            raise InvalidResponse(f"SAML response rejected: {exc.__class__.__name__}: {_short(exc)}") from None
+        if response is None:
+            raise InvalidResponse("SAML response rejected: not parseable")
+        if response.in_response_to != flow["req_id"]:
+            raise InvalidResponse("InResponseTo does not match this flow's request")
+        self._check_issuers(response, flow["idp"])
+        if self.store.take(REQUEST_KEY + flow["req_id"]) is None:
+            raise ReplayedResponse("SAML response for a request already answered (replay)")
+        context.state.pop(self.name, None)
+        return self.auth_callback_func(context, self._translate_response(response, context.state))
+
+    @staticmethod
+    def _check_issuers(response, requested_idp: str) -> None:
+        """SAML Core §2.3.3, §3.2.2: the Response and Assertion Issuers name the IdP asked."""
+        assertion_issuer = _text(getattr(response.assertion, "issuer", None))
+        if assertion_issuer != requested_idp:
+            raise InvalidResponse("Assertion Issuer is not the IdP the request was sent to")
+        response_issuer = _text(getattr(response.response, "issuer", None))
+        if response_issuer is not None and response_issuer != assertion_issuer:
+            raise InvalidResponse("Response Issuer differs from the signed Assertion Issuer")
+
+    def _translate_response(self, response, state) -> InternalData:
+        authn_context_ref, authorities, authn_instant = next(iter(response.authn_info()), (None, None, None))
+        issuer = _text(response.assertion.issuer)
+        subject = response.get_subject()
+        attributes: dict[str, list[str]] = {}
+        for statement in response.assertion.attribute_statement or ():
+            for attribute in statement.attribute:
+                values = attributes.setdefault(attribute.name, [])
+                values.extend(v.text.strip() for v in attribute.attribute_value if v.text and v.text.strip())
+        logger.info("saml response accepted idp=%s attributes=%d", issuer, len(attributes))
+        return InternalData(
+            auth_info=AuthenticationInformation(
+                auth_class_ref=authn_context_ref, timestamp=authn_instant,
+                authority=authorities[-1] if authorities else None, issuer=issuer),
+            attributes=attributes,
+            subject_type=subject.format if subject is not None else None,
+            subject_id=subject.text.strip() if subject is not None and subject.text else None,
+        )
+
+    def register_endpoints(self):
+        endpoints = super().register_endpoints()
+        # The reload endpoint would let anyone trigger metadata reloads: the registry rebuilds instead.
+        return [(regex, fn) for regex, fn in endpoints if "reload-metadata" not in regex]
+
+
+class _NoProcessLocalState(dict):
+    """Guards against SATOSA code paths that would fall back to a per-process dict."""
+
+    def __setitem__(self, key, value):
+        raise RuntimeError("outstanding SAML requests live in the shared store")
+
+
+def _text(element) -> str | None:
+    if element is None or element.text is None:
+        return None
+    return element.text.strip()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:160]
+
+
+__all__ = ["BrokerSamlBackend", "BINDING_HTTP_POST", "REQUEST_KEY"]
