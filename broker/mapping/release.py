@@ -1,0 +1,211 @@
+"""Release: what one relying party receives of a canonical identity.
+
+A relying party's release policy lists the claim sets (:data:`SCOPES`) it may
+receive and the output profile:
+
+* ``digione`` — clean JSON claims (OIDC) and ``urn:digione:*`` SAML attributes,
+  documented in ``docs/mapping.md``;
+* ``mpassid`` — MPASSid's attribute names and value formats exactly (SAML
+  attributes, and the same names as OIDC claims), so that a service integrated
+  with MPASSid switches to the broker without changing code.
+
+Only the intersection of the policy's scopes and the scopes granted for this
+request is released; the subject (``sub`` / NameID) is the caller's business
+(:func:`broker.mapping.subject_for`), passed in as ``subject`` where the profile
+also carries it as an attribute (MPASSid ``urn:mpass.id:uid``).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
+
+#: Claim sets a policy may allow, and the canonical claims each releases.
+#: ``profile`` (names) and ``learner_id`` are personal data of minors: opt-in only.
+SCOPES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "openid": ("sub",),
+    "roles": ("roles",),
+    "schools": ("schools",),
+    "education_providers": ("education_providers",),
+    "profile": ("given_name", "family_name", "nickname"),
+    "learner_id": ("learner_id",),
+    "class_level": ("class_level",),
+    "learning_materials": ("learning_materials_charges",),
+})
+
+#: The release every policy starts from: a (pairwise) subject and roles.
+DEFAULT_SCOPES = ("openid", "roles")
+
+NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+
+#: FriendlyNames of the SAML attributes this module releases (NameFormat is URI).
+SAML_FRIENDLY_NAMES: Mapping[str, str] = MappingProxyType({
+    "urn:oid:2.5.4.42": "givenName",
+    "urn:oid:2.5.4.4": "sn",
+    "urn:mpass.id:nickname": "nickname",
+    "urn:mpass.id:uid": "mpassUsername",
+    "urn:oid:1.3.6.1.4.1.16161.1.1.27": "learnerId",
+    "urn:mpass.id:schoolInfo": "mpassSchoolInfo",
+    "urn:mpass.id:classLevel": "mpassClassLevel",
+    "urn:mpass.id:role": "mpassRole",
+    "urn:mpass.id:educationProviderInfo": "mpassEducationProviderInfo",
+    "urn:mpass.id:originalIssuer": "originalIssuer",
+    "urn:digione:uid": "digioneUid",
+    "urn:digione:nickname": "nickname",
+    "urn:digione:learnerId": "learnerId",
+    "urn:digione:role": "digioneRole",
+    "urn:digione:school": "digioneSchool",
+    "urn:digione:educationProvider": "digioneEducationProvider",
+    "urn:digione:classLevel": "digioneClassLevel",
+    "urn:digione:learningMaterialsCharge": "digioneLearningMaterialsCharge",
+})
+
+MPASSID_GIVEN_NAME = "urn:oid:2.5.4.42"
+MPASSID_FAMILY_NAME = "urn:oid:2.5.4.4"
+MPASSID_LEARNER_ID = "urn:oid:1.3.6.1.4.1.16161.1.1.27"
+
+
+def released_scopes(policy: PolicyLike, granted_scopes: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The scopes released: the policy's known scopes, limited to ``granted_scopes``
+    when given (``None``: everything the policy allows, as for SAML)."""
+    granted = None if granted_scopes is None else set(granted_scopes)
+    return tuple(s for s in dict.fromkeys(policy.scopes) if s in SCOPES and (granted is None or s in granted))
+
+
+def _claims(identity: Mapping[str, Any], scopes: tuple[str, ...]) -> set[str]:
+    return {c for s in scopes for c in SCOPES[s] if c != "sub"}
+
+
+def release_claims(identity: Mapping[str, Any], *, policy: PolicyLike, granted_scopes: Iterable[str] | None,
+                   subject: str | None = None) -> dict[str, Any]:
+    """OIDC claims for one relying party (ID token / userinfo), without ``sub``.
+
+    ``digione``: the canonical claims as JSON.  ``mpassid``: ``given_name``,
+    ``family_name`` and MPASSid's URN-named claims with its string formats;
+    ``urn:mpass.id:uid`` too when ``subject`` is given.
+    """
+    scopes = released_scopes(policy, granted_scopes)
+    wanted = _claims(identity, scopes)
+    if policy.profile == "mpassid":
+        attrs = _mpassid(identity, wanted, subject if "openid" in scopes else None)
+        out: dict[str, Any] = {}
+        for name, values in attrs.items():
+            claim = {MPASSID_GIVEN_NAME: "given_name", MPASSID_FAMILY_NAME: "family_name"}.get(name, name)
+            out[claim] = values[0] if name in _MPASSID_SINGLE else values
+        return out
+    out = {}
+    for claim in ("given_name", "family_name", "nickname", "learner_id", "class_level"):
+        if claim in wanted and claim in identity:
+            out[claim] = identity[claim]
+    if "roles" in wanted:
+        out["roles"] = [{k: v for k, v in r.items() if k in ("role", "code", "school", "group")}
+                        for r in identity.get("roles", ())]
+    for claim in ("schools", "education_providers", "learning_materials_charges"):
+        if claim in wanted:
+            out[claim] = [dict(v) for v in identity.get(claim, ())]
+    return out
+
+
+def release_saml_attributes(identity: Mapping[str, Any], *, policy: PolicyLike,
+                            granted_scopes: Iterable[str] | None = None,
+                            subject: str | None = None) -> dict[str, list[str]]:
+    """SAML attributes for one service provider, keyed by Attribute Name (NameFormat URI).
+
+    ``mpassid``: MPASSid's names and value formats exactly.  ``digione``: the
+    ``urn:digione:*`` attributes of ``docs/mapping.md``.  ``subject`` (the NameID
+    value) is also released as ``urn:mpass.id:uid`` / ``urn:digione:uid``.
+    """
+    scopes = released_scopes(policy, granted_scopes)
+    wanted = _claims(identity, scopes)
+    uid = subject if "openid" in scopes else None
+    return _mpassid(identity, wanted, uid) if policy.profile == "mpassid" else _digione_saml(identity, wanted, uid)
+
+
+# -- MPASSid ---------------------------------------------------------------------------------
+
+_MPASSID_SINGLE = frozenset({MPASSID_GIVEN_NAME, MPASSID_FAMILY_NAME, "urn:mpass.id:nickname", "urn:mpass.id:uid",
+                             MPASSID_LEARNER_ID, "urn:mpass.id:classLevel", "urn:mpass.id:originalIssuer"})
+
+
+def _name(names: Mapping[str, str] | None, fallback: str) -> str:
+    names = names or {}
+    for lang in ("fi", "sv", "en"):
+        if names.get(lang):
+            return names[lang]
+    return next((n for n in names.values() if n), fallback)
+
+
+def _mpassid(identity: Mapping[str, Any], wanted: set[str], uid: str | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    providers = identity.get("education_providers") or ()
+    provider = providers[0] if providers else None
+    schools = {s["code"]: s for s in identity.get("schools", ())}
+    if uid:
+        out["urn:mpass.id:uid"] = [uid]
+    for claim, name in (("given_name", MPASSID_GIVEN_NAME), ("family_name", MPASSID_FAMILY_NAME),
+                        ("nickname", "urn:mpass.id:nickname"), ("learner_id", MPASSID_LEARNER_ID),
+                        ("class_level", "urn:mpass.id:classLevel")):
+        if claim in wanted and claim in identity:
+            out[name] = [str(identity[claim])]
+    if "roles" in wanted and identity.get("roles"):
+        provider_oid = provider["oid"] if provider else ""
+        municipality = _name(provider.get("names"), provider_oid) if provider else ""
+        v14, v11 = [], []
+        for r in identity["roles"]:
+            code = r.get("school", "")
+            school_oid = schools[code]["oid"] if code in schools else ""
+            group = r.get("group", "")
+            fi = MPASSID_ROLE_NAMES[r["code"]]
+            v14.append(f"{provider_oid};{code};{group};{fi};{r['code']};{school_oid};{r.get('office_oid', '')}")
+            v11.append(f"{municipality};{code};{group};{fi}")
+        out["urn:mpass.id:role"] = v14
+        out["urn:mpass.id:role_v1.1"] = v11
+    if "schools" in wanted and schools:
+        info = []
+        for s in schools.values():
+            name = _name(s.get("names"), s["code"])
+            info += [f"{s['code']};{name}", f"{s['oid']};{name}"]
+        out["urn:mpass.id:schoolInfo"] = info
+    if "education_providers" in wanted and providers:
+        out["urn:mpass.id:educationProviderInfo"] = [f"{p['oid']};{_name(p.get('names'), p['oid'])}"
+                                                     for p in providers]
+        out["urn:mpass.id:originalIssuer"] = [providers[0]["oid"]]
+    if "learning_materials_charges" in wanted and identity.get("learning_materials_charges"):
+        charges = []
+        for c in identity["learning_materials_charges"]:
+            paid = "1" if c["paid"] else "0"
+            charges.append(f"{paid};{c['school']}")
+            if c["school"] in schools:
+                charges.append(f"{paid};{schools[c['school']]['oid']}")
+        out["urn:mpass.id:learningMaterialsCharge"] = charges
+    return out
+
+
+# -- DigiOne SAML ----------------------------------------------------------------------------
+
+def _digione_saml(identity: Mapping[str, Any], wanted: set[str], uid: str | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if uid:
+        out["urn:digione:uid"] = [uid]
+    singles: tuple[tuple[str, str], ...] = (
+        ("given_name", "urn:oid:2.5.4.42"), ("family_name", "urn:oid:2.5.4.4"),
+        ("nickname", "urn:digione:nickname"), ("learner_id", "urn:digione:learnerId"),
+        ("class_level", "urn:digione:classLevel"))
+    for claim, name in singles:
+        if claim in wanted and claim in identity:
+            out[name] = [str(identity[claim])]
+    multi: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
+        ("roles", "urn:digione:role", lambda r: f"{r['role']};{r.get('school', '')};{r.get('group', '')}"),
+        ("schools", "urn:digione:school",
+         lambda s: f"{s['code']};{s['oid']};{_name(s.get('names'), s['code'])}"),
+        ("education_providers", "urn:digione:educationProvider",
+         lambda p: f"{p['oid']};{_name(p.get('names'), p['oid'])}"),
+        ("learning_materials_charges", "urn:digione:learningMaterialsCharge",
+         lambda c: f"{'1' if c['paid'] else '0'};{c['school']}"),
+    )
+    for claim, name, fmt in multi:
+        if claim in wanted and identity.get(claim):
+            out[name] = [fmt(v) for v in identity[claim]]
+    return out
