@@ -1,0 +1,128 @@
+"""The pages a person sees at a demo identity provider: login form, auto-POST, error.
+
+Shared by the SAML and the Entra-shaped demo IdPs so that both look alike and
+speak Finnish, Swedish and English.  Responses are never cached: the login form
+carries a pending request and the auto-POST page carries an assertion or a code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from flask import Response, make_response, render_template, request
+
+from broker.i18n import LANGUAGES, negotiate
+
+TEXTS: dict[str, dict[str, str]] = {
+    "fi": {
+        "title": "Kirjaudu sisään",
+        "username": "Käyttäjätunnus",
+        "password": "Salasana",
+        "submit": "Kirjaudu",
+        "cancel": "Peruuta",
+        "wrong_credentials": "Väärä käyttäjätunnus tai salasana.",
+        "demo_users": "Demokäyttäjät (salasana: demo)",
+        "continue": "Jatka",
+        "returning": "Palataan palveluun…",
+        "error_title": "Kirjautuminen ei onnistu",
+        "bad_request": "Kirjautumispyyntö on virheellinen.",
+        "unknown_service": "Palvelu, josta tulit, ei ole tämän kirjautumispalvelun tuntema.",
+        "unknown_return_address": "Palvelun paluuosoitetta ei ole rekisteröity, joten sinua ei ohjata sinne.",
+        "no_session": "Et ole kirjautunut sisään.",
+    },
+    "sv": {
+        "title": "Logga in",
+        "username": "Användarnamn",
+        "password": "Lösenord",
+        "submit": "Logga in",
+        "cancel": "Avbryt",
+        "wrong_credentials": "Fel användarnamn eller lösenord.",
+        "demo_users": "Demoanvändare (lösenord: demo)",
+        "continue": "Fortsätt",
+        "returning": "Du skickas tillbaka till tjänsten…",
+        "error_title": "Inloggningen går inte",
+        "bad_request": "Inloggningsbegäran är felaktig.",
+        "unknown_service": "Tjänsten du kom från är okänd för denna inloggningstjänst.",
+        "unknown_return_address": "Tjänstens returadress är inte registrerad, så du skickas inte dit.",
+        "no_session": "Du är inte inloggad.",
+    },
+    "en": {
+        "title": "Sign in",
+        "username": "Username",
+        "password": "Password",
+        "submit": "Sign in",
+        "cancel": "Cancel",
+        "wrong_credentials": "Wrong username or password.",
+        "demo_users": "Demo users (password: demo)",
+        "continue": "Continue",
+        "returning": "Returning to the service…",
+        "error_title": "Cannot sign in",
+        "bad_request": "The sign-in request is not valid.",
+        "unknown_service": "The service you came from is not known to this sign-in service.",
+        "unknown_return_address": "The service's return address is not registered, so you are not sent there.",
+        "no_session": "You are not signed in.",
+    },
+}
+
+_LANGUAGE_LABELS = {"fi": "Suomeksi", "sv": "På svenska", "en": "In English"}
+
+
+def language(explicit: str | None = None) -> str:
+    """The page language: a language switch or ``lang``/``ui_locales``, else the browser's."""
+    requested = (
+        explicit
+        or request.values.get("switch_lang")
+        or request.values.get("lang")
+        or request.values.get("ui_locales")
+    )
+    return negotiate(requested, request.headers.get("Accept-Language"))
+
+
+def login_page(
+    *,
+    idp_name: str,
+    action: str,
+    hidden: Mapping[str, str],
+    demo_users: Iterable[str],
+    lang: str,
+    username: str = "",
+    error: bool = False,
+) -> Response:
+    """The login form.  ``hidden`` fields carry the pending request through the POST."""
+    body = render_template(
+        "demo_login.html",
+        lang=lang,
+        t=TEXTS[lang],
+        languages=[(code, _LANGUAGE_LABELS[code]) for code in LANGUAGES],
+        idp_name=idp_name,
+        action=action,
+        hidden=hidden,
+        demo_users=list(demo_users),
+        username=username,
+        error=error,
+    )
+    return _no_store(make_response(body, 401 if error else 200))
+
+
+def auto_post(action: str, fields: Mapping[str, str], lang: str) -> Response:
+    """A page that POSTs ``fields`` to ``action`` at once (a button without JavaScript)."""
+    body = render_template("demo_autopost.html", lang=lang, t=TEXTS[lang], action=action, fields=fields)
+    return _no_store(make_response(body, 200))
+
+
+def error_page(key: str, *, idp_name: str, lang: str, detail: str = "", status: int = 400) -> Response:
+    """An error page: the localized text ``TEXTS[lang][key]`` and a technical ``detail``.
+
+    ``detail`` is shown as is (in English, like real IdPs' error codes) and must
+    hold nothing secret.
+    """
+    body = render_template(
+        "demo_error.html", lang=lang, t=TEXTS[lang], idp_name=idp_name, message=TEXTS[lang][key], detail=detail
+    )
+    return _no_store(make_response(body, status))
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
