@@ -234,8 +234,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
             del schools[code]
             drops.append(Drop("schools", rule, "unrecognised_role"))
 
-    role_entries: list[dict[str, Any]] = []
-    seen: set[tuple] = set()
+    checked: list[tuple[RoleClaim, School | None, str | None]] = []
     for role, school in valid:
         group = role.group
         if group is not None:
@@ -243,8 +242,15 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
             if parsed is None:
                 drops.append(Drop("roles.group", role.rule, "invalid_group"))
             group = parsed
+        checked.append((role, school, group))
+    # One role per (role, school, class); a role without a class adds nothing when
+    # the same role at the same school also came with one (two rules, one fact).
+    with_group = {(r.code, s.code if s else None) for r, s, g in checked if g}
+    role_entries: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    for role, school, group in checked:
         key = (role.code, school.code if school else None, group)
-        if key in seen:
+        if key in seen or (group is None and key[:2] in with_group):
             continue
         seen.add(key)
         entry: dict[str, Any] = {"role": ROLE_NAMES[role.code], "code": role.code}
