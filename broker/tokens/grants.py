@@ -1,0 +1,291 @@
+"""Codes, grants and tokens: RFC 6749 §4.1.3 and §6, RFC 7636 §4.6, RFC 9068, OIDC Core §3.1.3.
+
+Store layout (every key has a TTL; every operation is O(1)):
+
+``tok:code:<sha256(code)>``       the authorization code (single use: :meth:`Store.take`)
+``tok:codegrant:<sha256(code)>``  which grant and first access token a code leads to, kept
+                                  past the code so a replay can revoke them
+``tok:grant:<gid>``               the grant (refresh-token family): client, sub, scopes,
+                                  released claims; deleting it revokes the family and, at
+                                  introspection and userinfo, every access token from it
+``tok:rt:<sha256(token)>``        the current refresh token of a family (single use)
+``tok:rtused:<sha256(token)>``    a rotated refresh token: presenting it again revokes the family
+``tok:deny:<jti>``                a revoked access token, until it would have expired
+
+Codes and refresh tokens are stored only as SHA-256 hashes: a store dump yields nothing
+that can be redeemed.  Nothing here logs a code or a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from typing import Any, Callable, Iterable
+
+from broker.store import Store
+from broker.tokens.authorize import AuthorizationRequest
+from broker.tokens.errors import OAuthError, invalid_grant, invalid_request
+from broker.tokens.jws import half_hash
+from broker.tokens.keys import KeyRing
+from broker.tokens.lifetimes import Lifetimes
+from broker.verify import b64url_encode
+
+logger = logging.getLogger("broker.tokens.grants")
+
+#: Claims the provider sets itself; released claims never override them.
+PROTECTED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr",
+                              "amr", "azp", "sid", "at_hash", "c_hash", "client_id", "scope", "gid", "cnf"})
+_VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _h(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def s256(verifier: str) -> str:
+    """``BASE64URL(SHA256(ASCII(code_verifier)))`` (RFC 7636 §4.2)."""
+    return b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def _param(form, name: str) -> str | None:
+    values = form.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise invalid_request(f"{name} repeated (RFC 6749 §3.2)")
+    return values[0]
+
+
+class Grants:
+    """Issues codes and tokens and redeems grants.  Pure protocol over a :class:`Store`."""
+
+    def __init__(self, *, issuer: str, store: Store, keyring: KeyRing, lifetimes: Lifetimes,
+                 audience: Callable[[Any, tuple[str, ...]], list[str]], claims_in_id_token: bool = True,
+                 clock: Callable[[], float] = time.time):
+        self.issuer = issuer
+        self.store = store
+        self.keyring = keyring
+        self.lifetimes = lifetimes
+        self.audience = audience
+        self.claims_in_id_token = claims_in_id_token
+        self.clock = clock
+
+    # ------------------------------------------------------------------ the code (authorization response)
+
+    def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any], roles: Any,
+                   auth_time: int, acr: str | None, amr: list[str] | None, sid: str | None) -> str:
+        """Store a fresh authorization code (RFC 6749 §4.1.2) and return it.
+
+        What tokens will say is fixed now: ``sub``, the released ``claims`` and ``roles``
+        are computed from the identity at code time; the identity itself is not stored.
+        """
+        code = secrets.token_urlsafe(32)
+        digest = _h(code)
+        gid, jti = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        lt = self.lifetimes
+        self.store.put(f"tok:code:{digest}", {
+            "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
+            "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": roles, "at": auth_time,
+            "acr": acr, "amr": amr, "sid": sid, "gid": gid, "jti": jti,
+        }, lt.code)
+        # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
+        self.store.put(f"tok:codegrant:{digest}", {"gid": gid, "jti": jti},
+                       lt.code + lt.access_token + lt.leeway)
+        return code
+
+    # ------------------------------------------------------------------ grant_type=authorization_code
+
+    def authorization_code(self, client, form) -> dict[str, Any]:
+        """Redeem a code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2)."""
+        code = _param(form, "code")
+        if not code:
+            raise invalid_request("code is missing (RFC 6749 §4.1.3)")
+        redirect_uri = _param(form, "redirect_uri")
+        verifier = _param(form, "code_verifier")
+        digest = _h(code)
+        record = self.store.take(f"tok:code:{digest}")  # single use, atomically (RFC 6749 §4.1.2)
+        if record is None:
+            used = self.store.get(f"tok:codegrant:{digest}")
+            if used is not None:
+                # RFC 6749 §4.1.2 / §10.5: a code used twice revokes every token issued from it.
+                self.revoke_grant(used["gid"])
+                self.deny(used["jti"], self.clock() + self.lifetimes.access_token + self.lifetimes.leeway)
+                logger.warning("authorization code replayed: grant revoked client_id=%s", client.client_id)
+                raise invalid_grant("authorization code was already used; its tokens are revoked")
+            raise invalid_grant("authorization code is invalid or expired")
+        if record["c"] != client.client_id:  # RFC 6749 §4.1.3: code bound to the client
+            logger.warning("authorization code presented by another client client_id=%s", client.client_id)
+            raise invalid_grant("authorization code was issued to another client")
+        if redirect_uri != record["r"]:  # RFC 6749 §4.1.3: identical redirect_uri
+            raise invalid_grant("redirect_uri does not match the authorization request")
+        challenge = record["cc"]
+        if challenge is not None:  # RFC 7636 §4.6
+            if verifier is None:
+                raise invalid_grant("code_verifier is required (RFC 7636 §4.5)")
+            if not (43 <= len(verifier) <= 128) or not set(verifier) <= _VERIFIER_CHARS:
+                raise invalid_grant("code_verifier is malformed (RFC 7636 §4.1)")
+            if not hmac.compare_digest(s256(verifier), challenge):
+                raise invalid_grant("code_verifier does not match the code_challenge (RFC 7636 §4.6)")
+        elif verifier is not None:  # RFC 9700 §4.8.2: a verifier without a challenge is a downgrade
+            raise invalid_grant("code_verifier sent but no code_challenge was in the authorization request")
+        elif client.public:  # unreachable (authorize requires PKCE of public clients), kept as a guard
+            raise invalid_grant("public clients must use PKCE")
+
+        now = self.clock()
+        refresh = "refresh_token" in client.grant_types
+        lt = self.lifetimes
+        grant_exp = int(now) + (lt.refresh_family if refresh else lt.access_token + lt.leeway)
+        grant = {"c": client.client_id, "sub": record["sub"], "s": record["s"], "cl": record["cl"],
+                 "ro": record["ro"], "at": record["at"], "acr": record["acr"], "amr": record["amr"],
+                 "sid": record["sid"], "exp": grant_exp}
+        self.store.put(f"tok:grant:{record['gid']}", grant, grant_exp - int(now))
+        return self._tokens(client, record["gid"], grant, tuple(record["s"]), now, jti=record["jti"],
+                            nonce=record["n"], refresh=refresh)
+
+    # ------------------------------------------------------------------ grant_type=refresh_token
+
+    def refresh_token(self, client, form) -> dict[str, Any]:
+        """Redeem and rotate a refresh token (RFC 6749 §6, §10.4; RFC 9700 §4.14.2)."""
+        token = _param(form, "refresh_token")
+        if not token:
+            raise invalid_request("refresh_token is missing (RFC 6749 §6)")
+        if "refresh_token" not in client.grant_types:
+            raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
+        digest = _h(token)
+        record = self.store.take(f"tok:rt:{digest}")  # claims the token atomically
+        if record is None:
+            used = self.store.get(f"tok:rtused:{digest}")
+            if used is not None:  # RFC 9700 §4.14.2: reuse of a rotated token revokes the family
+                self.revoke_grant(used["gid"])
+                logger.warning("rotated refresh token reused: family revoked client_id=%s", client.client_id)
+                raise invalid_grant("refresh token was already used; the session is revoked")
+            raise invalid_grant("refresh token is invalid, expired or revoked")
+        gid = record["gid"]
+        if record["c"] != client.client_id:  # RFC 6749 §6, §10.4: bound to its client
+            # A refresh token in another client's hands has leaked: end the family.
+            self.revoke_grant(gid)
+            logger.warning("refresh token presented by another client: family revoked client_id=%s",
+                           client.client_id)
+            raise invalid_grant("refresh token was issued to another client")
+        grant = self.store.get(f"tok:grant:{gid}")
+        if grant is None or grant["c"] != client.client_id:
+            raise invalid_grant("refresh token is invalid, expired or revoked")
+        now = self.clock()
+        self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
+        scopes = tuple(grant["s"])
+        requested = _param(form, "scope")
+        if requested is not None:  # RFC 6749 §6: may narrow, never widen
+            wanted = tuple(dict.fromkeys(requested.split()))
+            if not set(wanted) <= set(scopes):
+                raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
+            scopes = wanted
+        return self._tokens(client, gid, grant, scopes, now, jti=secrets.token_urlsafe(16), nonce=None,
+                            refresh=True, refreshed=True)
+
+    # ------------------------------------------------------------------ minting
+
+    def _tokens(self, client, gid: str, grant: dict[str, Any], scopes: tuple[str, ...], now: float, *,
+                jti: str, nonce: str | None, refresh: bool, refreshed: bool = False) -> dict[str, Any]:
+        lt = self.lifetimes
+        iat = int(now)
+        at_exp = min(iat + lt.access_token, int(grant["exp"]))  # never outlive the grant
+        access_claims = {
+            "iss": self.issuer, "sub": grant["sub"], "aud": self._aud(client, scopes),
+            "client_id": client.client_id, "scope": " ".join(scopes), "iat": iat, "exp": at_exp, "jti": jti,
+            "auth_time": grant["at"], "gid": gid,
+        }
+        if grant.get("acr"):
+            access_claims["acr"] = grant["acr"]
+        if grant.get("sid"):
+            access_claims["sid"] = grant["sid"]
+        if grant.get("ro") is not None:  # RFC 9068 §2.2.3.1
+            access_claims["roles"] = grant["ro"]
+        access_token = self.keyring.signing_key().sign(access_claims, typ="at+jwt")  # RFC 9068 §2.1
+        response: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer",
+                                    "expires_in": at_exp - iat, "scope": " ".join(scopes)}
+        if "openid" in scopes:
+            response["id_token"] = self.id_token(client, grant, iat=iat, nonce=nonce, access_token=access_token)
+        if refresh and (int(grant["exp"]) - iat) > 0:
+            token = secrets.token_urlsafe(32)
+            ttl = min(lt.refresh_token, int(grant["exp"]) - iat)
+            self.store.put(f"tok:rt:{_h(token)}", {"gid": gid, "c": client.client_id}, ttl)
+            response["refresh_token"] = token
+        return response
+
+    def _aud(self, client, scopes: tuple[str, ...]) -> str | list[str]:
+        aud = self.audience(client, scopes)
+        return aud[0] if len(aud) == 1 else aud
+
+    def id_token(self, client, grant: dict[str, Any], *, iat: int, nonce: str | None,
+                 access_token: str | None) -> str:
+        """An ID token (OIDC Core §2, §3.1.3.6; §12.2 on refresh: same auth_time, no new nonce)."""
+        key = self.keyring.signing_key(_id_token_alg(client, self.keyring))
+        claims: dict[str, Any] = {}
+        if self.claims_in_id_token:
+            claims.update((k, v) for k, v in (grant.get("cl") or {}).items() if k not in PROTECTED_CLAIMS)
+        claims.update({"iss": self.issuer, "sub": grant["sub"], "aud": client.client_id, "azp": client.client_id,
+                       "iat": iat, "exp": iat + self.lifetimes.id_token, "auth_time": grant["at"]})
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if grant.get("acr"):
+            claims["acr"] = grant["acr"]
+        if grant.get("amr"):
+            claims["amr"] = grant["amr"]
+        if grant.get("sid"):
+            claims["sid"] = grant["sid"]
+        if access_token is not None:
+            claims["at_hash"] = half_hash(access_token, key.alg)
+        return key.sign(claims, typ="JWT")
+
+    # ------------------------------------------------------------------ revocation primitives
+
+    def revoke_grant(self, gid: str) -> None:
+        """End a grant: its refresh tokens stop working, its access tokens stop introspecting."""
+        self.store.delete(f"tok:grant:{gid}")
+
+    def deny(self, jti: str, exp: float) -> None:
+        """Deny-list one access token until it would have expired anyway."""
+        ttl = int(exp - self.clock()) + self.lifetimes.leeway + 1
+        if ttl > 0:
+            self.store.put(f"tok:deny:{jti}", 1, ttl)
+
+    def denied(self, jti: str) -> bool:
+        return self.store.get(f"tok:deny:{jti}") is not None
+
+    def grant(self, gid: str) -> dict[str, Any] | None:
+        return self.store.get(f"tok:grant:{gid}")
+
+    def refresh_record(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The live refresh token's record and its grant, or ``None``."""
+        record = self.store.get(f"tok:rt:{_h(token)}")
+        if record is None:
+            return None
+        grant = self.grant(record["gid"])
+        return (record, grant) if grant is not None else None
+
+    def revoke_refresh_token(self, token: str, client_id: str) -> bool:
+        """RFC 7009 §2.1: revoke a refresh token of ``client_id`` and its whole grant."""
+        record = self.store.get(f"tok:rt:{_h(token)}")
+        if record is None or record["c"] != client_id:
+            return False
+        self.store.delete(f"tok:rt:{_h(token)}")
+        self.revoke_grant(record["gid"])
+        return True
+
+
+def _id_token_alg(client, keyring: KeyRing) -> str:
+    alg = getattr(client, "id_token_signed_response_alg", None)
+    return alg if alg in keyring.algs else keyring.default_alg
+
+
+def access_token_audience(resource_audiences: Iterable[str] = ()) -> Callable[[Any, tuple[str, ...]], list[str]]:
+    """The default ``aud`` of access tokens: the client and the configured resource servers."""
+    extra = tuple(resource_audiences)
+
+    def audience(client, scopes: tuple[str, ...]) -> list[str]:
+        return [client.client_id, *extra]
+
+    return audience

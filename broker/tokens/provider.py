@@ -1,0 +1,347 @@
+"""The OpenID Connect provider: pure protocol over :class:`Request` and :class:`Response`.
+
+:class:`Provider` knows no web framework.  An adapter (the SATOSA frontend in
+:mod:`broker.tokens.frontend`, or a test harness) turns HTTP into a
+:class:`~broker.tokens.http.Request` and calls:
+
+* :meth:`Provider.authorize` at the authorization endpoint.  It returns either a validated
+  :class:`~broker.tokens.authorize.AuthorizationRequest` (go and authenticate the person)
+  or a :class:`Response` (an error shown, or redirected to a validated ``redirect_uri``);
+* :meth:`Provider.authorization_response` once the person is authenticated (or
+  :meth:`Provider.authorization_error` if not): the redirect carrying the code;
+* :meth:`Provider.end_session` at the logout endpoint;
+* :meth:`Provider.handle` for every other endpoint (discovery, JWKS, token, userinfo,
+  introspection, revocation).
+
+Each request costs O(1) store operations and no store call for keys (the key ring is
+cached in the process); see ``docs/decisions/0002-oidc-provider.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlencode, urlsplit
+
+from broker.errors import BrokerError, InvalidRedirectUri, UnknownClient, log, new_correlation_id, render, wants_json
+from broker.store import Store, StoreError
+from broker.tokens import discovery as discovery_doc
+from broker.tokens.authorize import AuthorizationRequest, RedirectError, check_id_token_hint, validate
+from broker.tokens.client_auth import ClientAuthenticator
+from broker.tokens.errors import NO_STORE, OAuthError, invalid_request, json_error
+from broker.tokens.grants import Grants, access_token_audience
+from broker.tokens.http import Request, Response, json_response, redirect
+from broker.tokens.introspection import introspect
+from broker.tokens.keys import KeyRing, KeyRingError
+from broker.tokens.lifetimes import Lifetimes
+from broker.tokens.logout import end_session
+from broker.tokens.revocation import revoke
+from broker.tokens.userinfo import userinfo
+
+logger = logging.getLogger("broker.tokens")
+
+DEFAULT_SCOPES = ("openid", "profile", "email", "roles")
+
+#: ``release(client, identity, granted_scopes) -> claims`` (without ``sub``).
+Release = Callable[[Any, dict, set], dict]
+#: ``subject(client, identity) -> sub``.
+Subject = Callable[[Any, dict], str]
+
+
+class Provider:
+    """The OpenID Connect provider of one issuer.  Build it with :func:`build_provider`."""
+
+    def __init__(self, *, issuer: str, store: Store, clients: Any, keyring: KeyRing, release: Release,
+                 subject: Subject, scopes_supported: Iterable[str] = DEFAULT_SCOPES,
+                 claims_supported: Iterable[str] = (), lifetimes: Lifetimes | Mapping[str, int] | None = None,
+                 resource_audiences: Iterable[str] = (), introspection_clients: Iterable[str] = (),
+                 acr_values_supported: Iterable[str] = (), http_get: Callable[[str], bytes] | None = None,
+                 clock: Callable[[], float] = time.time, claims_in_id_token: bool = True,
+                 jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public")):
+        parts = urlsplit(issuer)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
+        self.issuer = issuer.rstrip("/")
+        self.store = store
+        self.clients = clients
+        self.keyring = keyring
+        self.release = release
+        self.subject = subject
+        self.lifetimes = Lifetimes.coerce(lifetimes)
+        self.scopes_supported = tuple(scopes_supported)
+        if "openid" not in self.scopes_supported:
+            raise ValueError("scopes_supported must contain openid")
+        self.clock = clock
+        self.introspection_clients = frozenset(introspection_clients)
+        self.jwks_max_age = jwks_max_age
+        self.base_path = urlsplit(self.issuer).path
+        self.urls = {name: self.issuer + path for name, path in discovery_doc.PATHS.items()}
+        self.grants = Grants(issuer=self.issuer, store=store, keyring=keyring, lifetimes=self.lifetimes,
+                             audience=access_token_audience(resource_audiences),
+                             claims_in_id_token=claims_in_id_token, clock=clock)
+        self.client_auth = ClientAuthenticator(clients, store, issuer=self.issuer, token_endpoint=self.urls["token"],
+                                               http_get=http_get, clock=clock, leeway=self.lifetimes.leeway,
+                                               max_assertion_lifetime=self.lifetimes.client_assertion)
+        self.discovery = discovery_doc.document(
+            self.issuer, signing_algs=keyring.algs, scopes_supported=self.scopes_supported,
+            claims_supported=claims_supported, acr_values_supported=acr_values_supported,
+            subject_types_supported=subject_types_supported)
+        self._discovery_json = json.dumps(self.discovery, separators=(",", ":")).encode()
+        self._handlers: dict[str, Callable[[Request], Response]] = {
+            self.base_path + discovery_doc.PATHS["discovery"]: self._discovery,
+            self.base_path + discovery_doc.PATHS["jwks"]: self._jwks,
+            self.base_path + discovery_doc.PATHS["token"]: self._token,
+            self.base_path + discovery_doc.PATHS["userinfo"]: self._userinfo,
+            self.base_path + discovery_doc.PATHS["introspect"]: self._introspect,
+            self.base_path + discovery_doc.PATHS["revoke"]: self._revoke,
+        }
+
+    # ------------------------------------------------------------------ routing
+
+    def endpoint(self, path: str) -> str | None:
+        """The endpoint name (``token``, ``authorize``...) of ``path``, else ``None``."""
+        path = "/" + path.lstrip("/")
+        for name, suffix in discovery_doc.PATHS.items():
+            if path == self.base_path + suffix:
+                return name
+        return None
+
+    def handle(self, request: Request) -> Response:
+        """Answer a request to any endpoint except ``authorize`` and ``end_session``."""
+        handler = self._handlers.get("/" + request.path.lstrip("/"))
+        if handler is None:
+            return json_error(OAuthError("not_found", "no such endpoint", status=404))
+        try:
+            return handler(request)
+        except OAuthError as exc:
+            return json_error(exc, endpoint=self.endpoint(request.path))
+        except (StoreError, KeyRingError) as exc:
+            logger.error("token service unavailable: %s", exc.__class__.__name__)
+            return json_error(OAuthError("temporarily_unavailable", "try again shortly", status=503),
+                              endpoint=self.endpoint(request.path))
+
+    @staticmethod
+    def _method(request: Request, *allowed: str) -> None:
+        if request.method not in allowed:
+            raise OAuthError("invalid_request", f"use {' or '.join(allowed)}", status=405)
+
+    @staticmethod
+    def _form_body(request: Request) -> None:
+        """RFC 6749 §3.2 (and RFC 7009 §2.1, RFC 7662 §2.1): parameters are form-encoded."""
+        content_type = request.header("content-type")
+        if content_type is not None and not content_type.lower().startswith("application/x-www-form-urlencoded"):
+            raise invalid_request("the body must be application/x-www-form-urlencoded")
+
+    # ------------------------------------------------------------------ public metadata
+
+    def _discovery(self, request: Request) -> Response:
+        self._method(request, "GET", "HEAD")
+        return Response(200, [("Content-Type", "application/json"), ("Cache-Control", "public, max-age=3600"),
+                              ("Access-Control-Allow-Origin", "*")], self._discovery_json)
+
+    def _jwks(self, request: Request) -> Response:
+        self._method(request, "GET", "HEAD")
+        return Response(200, [("Content-Type", "application/json"),
+                              ("Cache-Control", f"public, max-age={self.jwks_max_age}"),
+                              ("Access-Control-Allow-Origin", "*")], self.keyring.jwks_json())
+
+    # ------------------------------------------------------------------ authorization endpoint
+
+    def _check_hint(self, token: str, client_id: str | None) -> dict[str, Any]:
+        return check_id_token_hint(token, client_id, issuer=self.issuer, resolve_key=self.keyring.public_key,
+                                   algs=self.keyring.algs)
+
+    def authorize(self, request: Request) -> AuthorizationRequest | Response:
+        """Validate an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1-§3.1.2.2)."""
+        if request.method not in ("GET", "POST"):  # OIDC Core §3.1.2.1
+            return self.shown_error(BrokerError("use GET or POST", status=405), request)
+        try:
+            return validate(request.params, clients=self.clients, scopes_supported=self.scopes_supported,
+                            id_token_hint=self._check_hint)
+        except RedirectError as exc:
+            log(exc, new_correlation_id(), endpoint="authorize", client_id=exc.client_id)
+            return self._error_redirect(exc.redirect_uri, exc.state, exc.code, exc.detail)
+        except BrokerError as exc:
+            return self.shown_error(exc, request)
+
+    def shown_error(self, error: BrokerError, request: Request | None = None, *, lang: str | None = None) -> Response:
+        """A refusal shown to the person (never a redirect), logged with its correlation id."""
+        cid = new_correlation_id()
+        log(error, cid, endpoint="authorize")
+        accept = request.header("accept") if request else None
+        if request is not None and lang is None:
+            values = request.params.get("ui_locales") or ()
+            lang = values[0] if len(values) == 1 else None
+        status, content_type, body = render(error, cid, lang=lang, as_json=wants_json(accept),
+                                            accept_language=request.header("accept-language") if request else None)
+        return Response(status, [("Content-Type", content_type), ("Cache-Control", "no-store")], body)
+
+    def _error_redirect(self, redirect_uri: str, state: str | None, error: str, description: str) -> Response:
+        params = {"error": error, "error_description": description}
+        if state is not None:
+            params["state"] = state
+        params["iss"] = self.issuer  # RFC 9207 §2: also on error responses
+        return redirect(_with_query(redirect_uri, params))
+
+    def authorization_error(self, authz: AuthorizationRequest, error: str, description: str = "") -> Response:
+        """Redirect an error (``login_required``, ``access_denied``...) to the validated redirect URI."""
+        client = self.clients.client(authz.client_id)
+        if client is None or authz.redirect_uri not in client.redirect_uris:  # registry changed mid-flow
+            return self.shown_error(InvalidRedirectUri("redirect_uri no longer registered"), lang=authz.ui_locales)
+        log(OAuthError(error, description or error, status=302), new_correlation_id(), endpoint="authorize",
+            client_id=authz.client_id)
+        return self._error_redirect(authz.redirect_uri, authz.state, error, description or error)
+
+    def authorization_response(self, authz: AuthorizationRequest, identity: dict[str, Any], *,
+                               auth_time: float | str | None = None, acr: str | None = None,
+                               amr: list[str] | None = None, sid: str | None = None) -> Response:
+        """Issue the code and redirect to the client (RFC 6749 §4.1.2, RFC 9207, OIDC Core §3.1.2.5).
+
+        ``identity`` is the canonical identity (opaque here): ``subject`` derives ``sub``
+        and ``release`` the claims, both now.  ``auth_time`` is when the person actually
+        authenticated (epoch seconds or ISO 8601), ``sid`` the broker's SSO session id.
+        """
+        client = self.clients.client(authz.client_id)
+        if client is None:  # the registry changed while the person was signing in
+            return self.shown_error(UnknownClient("client no longer registered"), lang=authz.ui_locales)
+        if authz.redirect_uri not in client.redirect_uris:
+            return self.shown_error(InvalidRedirectUri("redirect_uri no longer registered"), lang=authz.ui_locales)
+        now = self.clock()
+        at = _epoch(auth_time, now)
+        if authz.max_age is not None and now - at > authz.max_age + self.lifetimes.leeway:
+            # OIDC Core §3.1.2.1: the authentication is older than max_age allows.
+            return self.authorization_error(authz, "login_required", "authentication is older than max_age")
+        try:
+            sub = self.subject(client, identity)
+            if authz.id_token_hint_sub is not None and "none" in authz.prompt and sub != authz.id_token_hint_sub:
+                # OIDC Core §3.1.2.1: the signed-in user is not the one the hint names.
+                return self.authorization_error(authz, "login_required", "the signed-in user differs from id_token_hint")
+            scopes = set(authz.scopes)
+            claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
+            roles = claims["roles"] if "roles" in claims else identity.get("roles") if "roles" in scopes else None
+            code = self.grants.issue_code(authz, sub=sub, claims=claims, roles=roles, auth_time=at, acr=acr,
+                                          amr=amr, sid=sid)
+        except (StoreError, KeyRingError) as exc:
+            logger.error("could not issue a code: %s", exc.__class__.__name__)
+            return self.authorization_error(authz, "temporarily_unavailable", "try again shortly")
+        params = {"code": code}
+        if authz.state is not None:
+            params["state"] = authz.state
+        params["iss"] = self.issuer  # RFC 9207 §2: mix-up defence
+        return redirect(_with_query(authz.redirect_uri, params))
+
+    # ------------------------------------------------------------------ logout
+
+    def end_session(self, request: Request) -> tuple[Response, dict[str, Any]]:
+        """RP-initiated logout: the response, and ``{client_id, sub, sid}`` from a valid hint.
+
+        The caller ends the SSO session (the broker's, not ours) before answering.
+        """
+        return end_session(request, clients=self.clients, check_hint=self._check_hint)
+
+    # ------------------------------------------------------------------ token, userinfo, introspection, revocation
+
+    def _token(self, request: Request) -> Response:
+        """The token endpoint (RFC 6749 §3.2, §4.1.3, §6)."""
+        self._method(request, "POST")
+        self._form_body(request)
+        client = self.client_auth.authenticate(request, endpoint_url=self.urls["token"])
+        grant_types = request.form.get("grant_type") or []
+        if len(grant_types) != 1:
+            raise invalid_request("exactly one grant_type is required (RFC 6749 §4.1.3)")
+        grant_type = grant_types[0]
+        if grant_type not in ("authorization_code", "refresh_token"):
+            raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
+        if grant_type not in client.grant_types:
+            raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
+        if grant_type == "authorization_code":
+            data = self.grants.authorization_code(client, request.form)
+        else:
+            data = self.grants.refresh_token(client, request.form)
+        return json_response(data, headers=NO_STORE)
+
+    def _userinfo(self, request: Request) -> Response:
+        self._method(request, "GET", "POST")
+        if request.method == "POST":
+            self._form_body(request)
+        data = userinfo(request, keyring=self.keyring, issuer=self.issuer, grants=self.grants, clock=self.clock,
+                        leeway=self.lifetimes.leeway)
+        return json_response(data, headers=NO_STORE)
+
+    def _introspect(self, request: Request) -> Response:
+        self._method(request, "POST")
+        self._form_body(request)
+        client = self.client_auth.authenticate(request, endpoint_url=self.urls["introspect"], allow_public=False)
+        data = introspect(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants,
+                          clock=self.clock, leeway=self.lifetimes.leeway, trusted=self.introspection_clients)
+        return json_response(data, headers=NO_STORE)
+
+    def _revoke(self, request: Request) -> Response:
+        self._method(request, "POST")
+        self._form_body(request)
+        client = self.client_auth.authenticate(request, endpoint_url=self.urls["revoke"])
+        revoke(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants)
+        return Response(200, [("Content-Type", "application/json"), *NO_STORE], b"{}")
+
+
+def _with_query(uri: str, params: Mapping[str, str]) -> str:
+    """Append parameters, keeping the registered URI's own query (RFC 6749 §3.1.2)."""
+    sep = "&" if urlsplit(uri).query else "" if uri.endswith("?") else "?"
+    return uri + sep + urlencode(params)
+
+
+def _epoch(value: float | str | None, default: float) -> int:
+    if value is None or value == "":
+        return int(default)
+    if isinstance(value, (int, float)):
+        return int(value)
+    try:
+        return int(float(value))
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        logger.warning("unparseable auth_time; using now")
+        return int(default)
+
+
+def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing, release: Release, subject: Subject,
+                   scopes_supported: Iterable[str] = DEFAULT_SCOPES, claims_supported: Iterable[str] = (),
+                   lifetimes: Lifetimes | Mapping[str, int] | None = None, resource_audiences: Iterable[str] = (),
+                   introspection_clients: Iterable[str] = (), acr_values_supported: Iterable[str] = (),
+                   http_get: Callable[[str], bytes] | None = None, clock: Callable[[], float] = time.time,
+                   claims_in_id_token: bool = True, jwks_max_age: int = 300,
+                   subject_types_supported: Iterable[str] = ("pairwise", "public")) -> Provider:
+    """Build the provider, checking that the parts fit together.
+
+    :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
+    :param store: codes, grants, refresh tokens, deny-list, assertion ``jti`` values.
+    :param clients: ``.client(client_id) -> Client | None`` (a :class:`RelyingParties`).
+    :param keyring: the signing keys; its ``retention`` must cover the token lifetimes.
+    :param release: ``(client, identity, granted_scopes) -> claims`` released to the client.
+    :param subject: ``(client, identity) -> sub`` (pairwise or public, the lead's policy).
+    :param lifetimes: a :class:`Lifetimes` or a mapping of its fields.
+    :param resource_audiences: added to every access token's ``aud`` (next to the client id).
+    :param introspection_clients: client ids of resource servers that may introspect any token.
+    :param http_get: fetches clients' ``jwks_uri`` (``url -> bytes``); default urllib.
+    :param jwks_max_age: ``Cache-Control: max-age`` of the JWKS; must not exceed the key
+        ring's ``prepublish`` (a cached JWKS must learn the next key before it signs).
+    """
+    lifetimes = Lifetimes.coerce(lifetimes)
+    needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
+    if keyring.retention < needed:
+        raise ValueError(f"keyring.retention is {keyring.retention} s; it must be at least {needed} s "
+                         "(longest token lifetime + key-ring refresh interval + leeway)")
+    if jwks_max_age > keyring.prepublish:
+        raise ValueError(f"jwks_max_age ({jwks_max_age} s) must not exceed keyring.prepublish "
+                         f"({keyring.prepublish} s)")
+    return Provider(issuer=issuer, store=store, clients=clients, keyring=keyring, release=release, subject=subject,
+                    scopes_supported=scopes_supported, claims_supported=claims_supported, lifetimes=lifetimes,
+                    resource_audiences=resource_audiences, introspection_clients=introspection_clients,
+                    acr_values_supported=acr_values_supported, http_get=http_get, clock=clock,
+                    claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
+                    subject_types_supported=subject_types_supported)
