@@ -394,10 +394,11 @@ class _Compiler:
             raise self.fail(where, "a mapping with keys among " + ", ".join(allowed))
         for key in data:
             if key not in allowed:
+                at = f"{where}.{key}" if where else str(key)
                 if key in ("user_id", "sub"):
-                    raise self.fail(f"{where}.{key}", "no rule for user_id/sub: they are always derived by "
-                                    "the broker; choose the upstream key with `uid: {from: ...}`")
-                raise self.fail(f"{where}.{key}" if where else str(key), "one of " + ", ".join(allowed))
+                    raise self.fail(at, "no rule for user_id/sub: they are always derived by the broker; "
+                                    "choose the upstream key with `uid: {from: ...}`")
+                raise self.fail(at, "one of " + ", ".join(allowed))
         return data
 
     def compile(self, config: Mapping[str, Any], *, allow_preset: bool) -> dict[str, Any]:
@@ -568,6 +569,8 @@ class _Compiler:
         except _Nested as nested:
             raise nested.error from None
         structured = bool(match and set(match.pattern.groupindex) & {"role", "school", "group"})
+        if structured and "role" not in match.pattern.groupindex and const.code is None:
+            raise self.fail(f"{where}.match", "a `role` group or a `role` on the rule, with school/group groups")
         if structured and lookup is not None:
             raise self.fail(f"{where}.lookup", "no lookup with a `match` that has role/school/group groups: "
                             "use role_names for role vocabulary")
