@@ -299,20 +299,21 @@ def create_app(
             if posted is not None:
                 raise _Error("invalid_request", 90023, "Only one client authentication method may be used.")
             try:
-                decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-                raw_id, _, raw_secret = decoded.partition(":")
+                raw_id, _, raw_secret = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
             except ValueError:
                 raise _Error("invalid_client", 7000215, "Invalid client secret provided.", 401) from None
-            # RFC 6749 2.3.1: both are form-urlencoded before base64.
-            client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+            # RFC 6749 2.3.1 form-encodes both before base64, but many clients (Authlib
+            # among them) send them raw: accept either reading, as servers commonly do.
+            candidates = [(raw_id, raw_secret), (unquote_plus(raw_id), unquote_plus(raw_secret))]
         else:
-            client_id, secret = request.form.get("client_id", ""), posted or ""
-        client = clients.get(client_id)
-        if client is None:
+            candidates = [(request.form.get("client_id", ""), posted or "")]
+        for client_id, secret in candidates:
+            client = clients.get(client_id)
+            if client and hmac.compare_digest(secret.encode(), str(client["secret"]).encode()):
+                return client_id
+        if not any(client_id in clients for client_id, _ in candidates):
             raise _Error("invalid_client", 700016, "Application with identifier was not found in the directory.", 401)
-        if not hmac.compare_digest(secret.encode(), str(client["secret"]).encode()):
-            raise _Error("invalid_client", 7000215, "Invalid client secret provided.", 401)
-        return client_id
+        raise _Error("invalid_client", 7000215, "Invalid client secret provided.", 401)
 
     def id_token(tenant: str, city: str, user: dict[str, Any], grant: dict[str, Any]) -> str:
         now = int(time.time())

@@ -213,38 +213,44 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
     def idp_name(city: str) -> str:
         return f"{DEMO_DIRECTORY[city]['provider']['names'][pages.language()]} · demo SAML IdP"
 
-    def parse(city: str, binding: str, fields: dict[str, str]) -> tuple[Server, samlp.AuthnRequest]:
-        """Parse and check an AuthnRequest; the server returned knows its SP."""
-        for attempt in (1, 2):
-            server = servers.get(city)
-            try:
-                message = server.parse_authn_request(
-                    fields["SAMLRequest"],
-                    BINDINGS[binding],
-                    relay_state=fields.get("RelayState"),
-                    sigalg=fields.get("SigAlg"),
-                    signature=fields.get("Signature"),
-                ).message
-            except Exception as exc:  # pysaml2 raises many types for a bad request
-                if attempt == 1 and servers.refresh():
-                    continue  # signed by a key we did not know yet
-                raise _Refused("bad_request", f"AuthnRequest rejected: {type(exc).__name__}") from exc
-            issuer = message.issuer.text.strip() if message.issuer is not None and message.issuer.text else ""
-            if issuer in server.metadata.with_descriptor("spsso"):
-                return server, message
-            if attempt == 1 and servers.refresh():
-                continue
-            raise _Refused("unknown_service", "The requesting SP is not in the SP metadata")
-        raise AssertionError("unreachable")
-
-    def respond(city: str, server: Server, message: samlp.AuthnRequest, relay_state: str,
-                user: dict[str, Any] | None, auth_instant: int = 0, status: tuple[str, str] | None = None):
-        """POST a response to the request's ACS: an assertion for ``user``, else ``status``."""
+    def check(server: Server, binding: str, fields: dict[str, str]) -> tuple[samlp.AuthnRequest, dict[str, Any]]:
+        """Parse an AuthnRequest and find where its answer may go, or refuse it."""
         try:
-            # Only an ACS the SP metadata lists (by URL or index) is ever a destination.
+            message = server.parse_authn_request(
+                fields["SAMLRequest"],
+                BINDINGS[binding],
+                relay_state=fields.get("RelayState"),
+                sigalg=fields.get("SigAlg"),
+                signature=fields.get("Signature"),
+            ).message
+        except Exception as exc:  # pysaml2 raises many types for a bad request
+            raise _Refused("bad_request", f"AuthnRequest rejected: {type(exc).__name__}") from exc
+        issuer = message.issuer.text.strip() if message.issuer is not None and message.issuer.text else ""
+        if issuer not in server.metadata.with_descriptor("spsso"):
+            raise _Refused("unknown_service", "The requesting SP is not in the SP metadata")
+        try:
+            # Only an ACS the SP metadata lists (by URL or index) is ever a destination;
+            # checked before the form, so nobody types a password for a bad request.
             args = server.response_args(message, [BINDING_HTTP_POST])
         except SAMLError as exc:
             raise _Refused("unknown_return_address", "AssertionConsumerService not in the SP metadata") from exc
+        return message, args
+
+    def parse(city: str, binding: str, fields: dict[str, str]) -> tuple[Server, samlp.AuthnRequest, dict[str, Any]]:
+        """The city's server, the AuthnRequest and its response arguments (SP, ACS)."""
+        try:
+            return servers.get(city), *check(servers.get(city), binding, fields)
+        except _Refused as exc:
+            if exc.status != 400 or not servers.refresh():
+                raise
+        # The SP metadata has changed (a new SP, ACS or signing key): one more try.
+        server = servers.get(city)
+        return server, *check(server, binding, fields)
+
+    def respond(city: str, request_: tuple[Server, samlp.AuthnRequest, dict[str, Any]], relay_state: str,
+                user: dict[str, Any] | None, auth_instant: int = 0, status: tuple[str, str] | None = None):
+        """POST a response to the request's ACS: an assertion for ``user``, else ``status``."""
+        server, message, args = request_
         sp, acs = args["sp_entity_id"], args["destination"]
         sign_response = DEMO_DIRECTORY[city]["saml"]["sign_response"]
         if user is None:
@@ -335,12 +341,13 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
         if not values.get("SAMLRequest"):
             raise _Refused("bad_request", "SAMLRequest missing")
         fields = pending_fields(binding, values)
-        server, message = parse(city, binding, fields)
+        pending = parse(city, binding, fields)
+        message = pending[1]
         signed_in = signed_in_user(city)
         if signed_in and message.force_authn not in ("true", "1"):
-            return respond(city, server, message, fields.get("RelayState", ""), *signed_in)
+            return respond(city, pending, fields.get("RelayState", ""), *signed_in)
         if message.is_passive in ("true", "1"):
-            return respond(city, server, message, fields.get("RelayState", ""), None,
+            return respond(city, pending, fields.get("RelayState", ""), None,
                            status=(samlp.STATUS_NO_PASSIVE, "No session at the IdP"))
         return login_form(city, fields)
 
@@ -351,12 +358,12 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
         if binding not in BINDINGS or not request.form.get("SAMLRequest"):
             raise _Refused("bad_request", "The login form was posted without its request")
         fields = pending_fields(binding, request.form)
-        server, message = parse(city, binding, fields)
+        pending = parse(city, binding, fields)
         relay_state = fields.get("RelayState", "")
         if request.form.get("switch_lang"):
             return login_form(city, fields, username=request.form.get("username", ""))
         if request.form.get("cancel"):
-            return respond(city, server, message, relay_state, None,
+            return respond(city, pending, relay_state, None,
                            status=(samlp.STATUS_AUTHN_FAILED, "The user cancelled the sign-in"))
         username = request.form.get("username", "")
         user = find_user(city, username)
@@ -365,6 +372,6 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
             return login_form(city, fields, username=username, error=True)
         now = int(time.time())
         session["idp"] = {**session.get("idp", {}), city: {"user": user["username"], "at": now}}
-        return respond(city, server, message, relay_state, user, now)
+        return respond(city, pending, relay_state, user, now)
 
     return app

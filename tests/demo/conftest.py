@@ -1,0 +1,160 @@
+"""Fixtures for the demo peers: a key folder, a test SAML SP, running demo IdPs.
+
+The peers run on real sockets (``broker.demo.servers``); the clients are real
+protocol implementations (pysaml2's ``Saml2Client``, Authlib), never mocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import lxml.html
+import pytest
+from saml2 import BINDING_HTTP_POST
+from saml2.client import Saml2Client
+from saml2.config import SPConfig
+from saml2.metadata import entity_descriptor
+from saml2.saml import NAMEID_FORMAT_PERSISTENT
+
+from broker.demo import entra_idp, saml_idp
+from broker.demo.directory import DEMO_DIRECTORY
+from broker.demo.keys import ensure_keypair
+from broker.demo.servers import ServerHandle, free_port, serve_in_thread
+
+SP_ENTITY_ID = "http://sp.test/sp"
+SP_ACS = "http://sp.test/acs/post"
+SAML_CITIES = ("vantaa", "espoo", "tampere")
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo-keys")
+
+
+def sp_config(key_dir: Path, *, entity_id: str = SP_ENTITY_ID, acs: str = SP_ACS, idp_metadata: list[str] = (),
+              want_response_signed: bool = False) -> SPConfig:
+    """A pysaml2 SP: wants signed assertions, persistent NameIDs, keeps unknown attributes."""
+    keys = ensure_keypair(key_dir, "test-sp")
+    config = SPConfig()
+    config.load({
+        "entityid": entity_id,
+        "service": {"sp": {
+            "endpoints": {"assertion_consumer_service": [(acs, BINDING_HTTP_POST)]},
+            "want_assertions_signed": True,
+            "want_response_signed": want_response_signed,
+            "authn_requests_signed": False,
+            "allow_unknown_attributes": True,
+            "name_id_format": NAMEID_FORMAT_PERSISTENT,
+        }},
+        "key_file": str(keys.key_path),
+        "cert_file": str(keys.cert_path),
+        "metadata": {"inline": list(idp_metadata)} if idp_metadata else {},
+        "accepted_time_diff": 60,
+    })
+    return config
+
+
+@dataclasses.dataclass
+class SamlIdp:
+    handle: ServerHandle
+    sp_metadata_calls: list[int]
+    sp_entities: list[str]
+    """The SP EntityDescriptors that ``sp_metadata()`` serves (tests may add one)."""
+    sp_entity_id: str = SP_ENTITY_ID
+    acs: str = SP_ACS
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    def entity_id(self, city: str) -> str:
+        return saml_idp.entity_id(self.url, city)
+
+
+@pytest.fixture(scope="session")
+def saml_idp_server(key_dir) -> Iterator[SamlIdp]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    entities = [str(entity_descriptor(sp_config(key_dir)))]
+    calls: list[int] = []
+
+    def sp_metadata() -> str:
+        calls.append(1)
+        inner = "".join(entity.split("?>", 1)[-1] for entity in entities)
+        return f'<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">{inner}</md:EntitiesDescriptor>'
+
+    app = saml_idp.create_app(base_url=base_url, cities=SAML_CITIES, key_dir=key_dir, sp_metadata=sp_metadata)
+    with serve_in_thread(app, "127.0.0.1", port) as handle:
+        yield SamlIdp(handle, calls, entities)
+
+
+@pytest.fixture
+def saml_sp(saml_idp_server, key_dir) -> Callable[..., Saml2Client]:
+    """Build a test SP that trusts the demo IdPs (metadata fetched from the IdP over HTTP)."""
+    import requests
+
+    metadata = [requests.get(f"{saml_idp_server.url}/{city}/metadata", timeout=5).text for city in SAML_CITIES]
+
+    def build(**kwargs) -> Saml2Client:
+        return Saml2Client(config=sp_config(key_dir, idp_metadata=metadata, **kwargs))
+
+    return build
+
+
+@dataclasses.dataclass
+class EntraIdp:
+    handle: ServerHandle
+    client_id: str = "test-rp"
+    # Characters that client_secret_basic must form-encode before base64.
+    client_secret: str = "test-secret/with+odd=chars:"
+    redirect_uri: str = "http://rp.test/callback"
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    def issuer(self, city: str) -> str:
+        return entra_idp.issuer(self.url, DEMO_DIRECTORY[city]["entra_tenant_id"])
+
+
+ENTRA_CITIES = ("vantaa", "oulu")
+
+
+@pytest.fixture(scope="session")
+def entra_server(key_dir) -> Iterator[EntraIdp]:
+    port = free_port()
+    spec = EntraIdp(None)
+    app = entra_idp.create_app(
+        base_url=f"http://127.0.0.1:{port}",
+        tenants={city: DEMO_DIRECTORY[city]["entra_tenant_id"] for city in ENTRA_CITIES},
+        clients={spec.client_id: {"secret": spec.client_secret, "redirect_uris": [spec.redirect_uri]}},
+        key_dir=key_dir,
+    )
+    with serve_in_thread(app, "127.0.0.1", port) as handle:
+        yield dataclasses.replace(spec, handle=handle)
+
+
+def _login_form(html: str) -> tuple[str, dict[str, str]]:
+    form = lxml.html.fromstring(html).xpath('//form[.//button[@id="login"]]')
+    assert form, "no login form on the page"
+    return form[0].action, dict(form[0].form_values())
+
+
+def _only_form(html: str) -> tuple[str, dict[str, str]]:
+    forms = lxml.html.fromstring(html).forms
+    assert len(forms) == 1, f"expected one form, found {len(forms)}"
+    return forms[0].action, dict(forms[0].form_values())
+
+
+@pytest.fixture
+def login_form() -> Callable[[str], tuple[str, dict[str, str]]]:
+    """Parse a page's login form (the form with the ``#login`` button): (action, fields)."""
+    return _login_form
+
+
+@pytest.fixture
+def only_form() -> Callable[[str], tuple[str, dict[str, str]]]:
+    """Parse a page's single form (an auto-POST page): (action, fields)."""
+    return _only_form
