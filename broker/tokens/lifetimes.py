@@ -27,7 +27,7 @@ class Lifetimes:
     refresh_token: int = 8 * 3600
     refresh_family: int = 24 * 3600
     leeway: int = 30
-    client_assertion: int = 600
+    client_assertion: int = 3600
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -1,0 +1,189 @@
+"""A real HTTP server around the provider, whose "login" completes at once.
+
+The upstream login is not the provider's concern, so the harness stands in for it: an
+authorization request that the provider accepts is answered with the code for a fixed
+canonical identity, as if the person had just signed in.  Everything else is the real
+protocol over real sockets, so the clients in the tests are independent libraries
+(Authlib, pyoidc) speaking HTTP.
+
+Two adapters are served:
+
+* :class:`ProviderApp` drives :class:`broker.tokens.provider.Provider` directly;
+* :class:`SatosaApp` drives :class:`broker.tokens.frontend.OIDCFrontend` the way SATOSA's
+  ``WsgiApplication`` does (a ``satosa.context.Context`` per request, SATOSA's own request
+  parsing, the registered endpoint regexes, the auth-request callback).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from datetime import datetime, timezone
+from io import BytesIO
+from typing import Any, Callable
+
+from satosa.context import Context
+from satosa.exception import SATOSAAuthenticationError
+from satosa.internal import AuthenticationInformation, InternalData
+from satosa.proxy_server import collect_http_headers, parse_query_string, unpack_request
+from satosa.state import State
+from werkzeug.serving import make_server
+
+from broker.tokens.authorize import AuthorizationRequest
+from broker.tokens.http import Request, Response
+
+IDENTITY = {
+    "user_id": "1.2.246.562.24.10000000001",
+    "given_name": "Maija",
+    "family_name": "Meikäläinen",
+    "name": "Maija Meikäläinen",
+    "email": "maija@koulu.example",
+    "roles": ["teacher"],
+    "school": "00001",
+}
+
+
+def release(client, identity: dict, scopes: set) -> dict:
+    """A small release policy: profile claims for ``profile``, roles for ``roles``."""
+    claims: dict[str, Any] = {}
+    if "profile" in scopes:
+        claims.update(name=identity["name"], given_name=identity["given_name"], family_name=identity["family_name"])
+    if "email" in scopes:
+        claims["email"] = identity["email"]
+    if "roles" in scopes:
+        claims["roles"] = identity["roles"]
+    return claims
+
+
+def subject(client, identity: dict) -> str:
+    """Pairwise: a different ``sub`` for each client's sector."""
+    return hashlib.sha256(f"{client.sector}|{identity['user_id']}".encode()).hexdigest()
+
+
+class Login:
+    """What the stand-in login does: who signs in, when, and whether an SSO session exists."""
+
+    def __init__(self):
+        self.identity = dict(IDENTITY)
+        self.auth_time: float | None = None  # None: now
+        self.sso = True
+        self.sid = "sso-session-1"
+        self.seen: list[dict] = []  # decorations seen by the SATOSA callback
+
+    def when(self) -> float:
+        return self.auth_time if self.auth_time is not None else time.time()
+
+
+def _respond(response: Response, start_response) -> list[bytes]:
+    from http import HTTPStatus
+
+    start_response(f"{response.status} {HTTPStatus(response.status).phrase}",
+                   [*response.headers, ("Content-Length", str(len(response.body)))])
+    return [response.body]
+
+
+class ProviderApp:
+    """WSGI app: the provider's endpoints, plus ``/client-jwks/<id>`` for ``jwks_uri`` clients."""
+
+    def __init__(self, provider, login: Login, client_jwks: dict[str, dict]):
+        self.provider = provider
+        self.login = login
+        self.client_jwks = client_jwks
+
+    def __call__(self, environ, start_response):
+        request = Request.from_wsgi(environ)
+        if request.path.startswith("/client-jwks/"):
+            jwks = self.client_jwks.get(request.path.rsplit("/", 1)[1])
+            body = json.dumps(jwks).encode() if jwks else b"{}"
+            return _respond(Response(200 if jwks else 404, [("Content-Type", "application/json")], body),
+                            start_response)
+        name = self.provider.endpoint(request.path)
+        if name == "authorize":
+            result = self.provider.authorize(request)
+            if isinstance(result, AuthorizationRequest):
+                if "none" in result.prompt and not self.login.sso:
+                    result = self.provider.authorization_error(result, "login_required")
+                else:
+                    result = self.provider.authorization_response(result, self.login.identity,
+                                                                  auth_time=self.login.when(), acr="urn:test:pwd",
+                                                                  sid=self.login.sid)
+            return _respond(result, start_response)
+        if name == "end_session":
+            response, _ = self.provider.end_session(request)
+            return _respond(response, start_response)
+        return _respond(self.provider.handle(request), start_response)
+
+
+class SatosaApp:
+    """WSGI app: the SATOSA frontend, driven as ``satosa.proxy_server.WsgiApplication`` drives it."""
+
+    def __init__(self, frontend, login: Login):
+        self.frontend = frontend
+        self.login = login
+        self.endpoints = frontend.register_endpoints(["TestBackend"])
+        self.logouts: list[dict] = []
+        frontend.auth_req_callback_func = self._login
+
+    def _login(self, context: Context, internal: InternalData):
+        """The stand-in for SATOSA's routing + backend + response micro-services."""
+        self.login.seen.append(context.get_decoration("digione.authn"))
+        authn = context.get_decoration("digione.authn")
+        if "none" in authn["prompt"] and not self.login.sso:
+            raise SATOSAAuthenticationError(context.state, "login_required: no SSO session")
+        if self.login.identity.get("fail"):
+            raise SATOSAAuthenticationError(context.state, self.login.identity["fail"])
+        context.decorate("digione.sso_session", self.login.sid)
+        stamp = datetime.fromtimestamp(self.login.when(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        response = InternalData(auth_info=AuthenticationInformation(auth_class_ref="urn:test:pwd", timestamp=stamp),
+                                attributes=dict(self.login.identity))
+        return self.frontend.handle_authn_response(context, response)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "").lstrip("/")
+        context = Context()
+        context.path = path or "-"
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = BytesIO(body)
+        context.request = unpack_request(environ, length)
+        context.request_method = environ.get("REQUEST_METHOD")
+        context.qs_params = parse_query_string(environ.get("QUERY_STRING"))
+        context.http_headers = collect_http_headers(environ)
+        context.request_authorization = context.http_headers.get("HTTP_AUTHORIZATION", "")
+        context.state = State()
+        for regex, endpoint in self.endpoints:
+            if re.search(regex, path):
+                try:
+                    response = endpoint(context)
+                except SATOSAAuthenticationError as error:  # what SATOSABase._run_bound_endpoint does
+                    response = self.frontend.handle_backend_error(error)
+                break
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        if path == "end_session":
+            self.logouts.append(context.get_decoration("digione.logout"))
+        message = response.message
+        data = message.encode() if isinstance(message, str) else (message or b"")
+        start_response(response.status, [*response.headers, ("Content-Length", str(len(data)))])
+        return [data]
+
+
+class Server:
+    """A threaded werkzeug server on a free port whose WSGI app can be swapped per test."""
+
+    def __init__(self):
+        self.app: Callable | None = None
+        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _dispatch(self, environ, start_response):
+        return self.app(environ, start_response)
+
+    def close(self) -> None:
+        self._server.shutdown()
