@@ -1,0 +1,310 @@
+"""End to end: a real pysaml2 IdP signs, our SP (Saml2Client) verifies, on both backends.
+
+Every attack test runs on the in-process backend and on pysaml2's ``xmlsec1``
+subprocess path (skipped when the binary is missing), so both are held to the
+same bar: signature wrapping (XSW1–XSW8), stripping, certificate faking and
+tampering are refused, genuine and encrypted responses are accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+
+import pytest
+from saml2.sigver import SigverError
+
+from broker.proxy import xmlsig
+from broker.proxy.xmlsig import configure_signatures, pysaml2_config_overrides
+
+if __package__:
+    from .xmlsig_helpers import attacks
+    from .xmlsig_helpers.peers import IDENTITY, make_peers
+else:  # tests/saml is not a package: pytest put it on sys.path
+    from xmlsig_helpers import attacks
+    from xmlsig_helpers.peers import IDENTITY, make_peers
+
+HAVE_XMLSEC1 = shutil.which("xmlsec1") is not None
+BACKENDS = [
+    pytest.param("in-process", id="in-process"),
+    pytest.param("xmlsec1", id="xmlsec1",
+                 marks=pytest.mark.skipif(not HAVE_XMLSEC1, reason="xmlsec1 binary not installed")),
+]
+
+
+# -- peers ---------------------------------------------------------------------------------
+
+
+class Scenario:
+    """Peers for one SP policy, with the genuine response the IdP sends under it."""
+
+    def __init__(self, directory, *, response_signed: bool, assertion_signed: bool, encryption: bool = False):
+        self.peers = make_peers(directory, want_response_signed=response_signed,
+                                want_assertions_signed=assertion_signed, encryption=encryption)
+        configure_signatures(self.peers.idp, "in-process")
+        self.genuine = self.peers.response_xml(sign_response=response_signed, sign_assertion=assertion_signed,
+                                               encrypt_assertion=encryption)
+
+    def using(self, backend: str) -> "Scenario":
+        configure_signatures(self.peers.sp, backend)
+        return self
+
+    def parse(self, xml: str):
+        return self.peers.parse(xml)
+
+
+@pytest.fixture(scope="session")
+def assertion_signed(tmp_path_factory) -> Scenario:
+    """The common IdP profile (ADFS, Entra): only the assertion is signed; the SP requires it."""
+    return Scenario(tmp_path_factory.mktemp("assertion-signed"), response_signed=False, assertion_signed=True)
+
+
+@pytest.fixture(scope="session")
+def response_signed(tmp_path_factory) -> Scenario:
+    """Only the Response is signed; the SP requires a signed Response."""
+    return Scenario(tmp_path_factory.mktemp("response-signed"), response_signed=True, assertion_signed=False)
+
+
+@pytest.fixture(scope="session")
+def both_signed(tmp_path_factory) -> Scenario:
+    return Scenario(tmp_path_factory.mktemp("both-signed"), response_signed=True, assertion_signed=True)
+
+
+@pytest.fixture(scope="session")
+def encrypted(tmp_path_factory) -> Scenario:
+    """Signed Response, signed assertion, assertion encrypted to the SP's encryption key."""
+    return Scenario(tmp_path_factory.mktemp("encrypted"), response_signed=True, assertion_signed=True,
+                    encryption=True)
+
+
+def assert_refused(scenario: Scenario, xml: str) -> None:
+    """The SP refuses *xml*: it raises, or at least never yields the attacker's subject."""
+    try:
+        response = scenario.parse(xml)
+    except Exception:
+        return
+    if response is None:
+        return
+    uid = response.ava.get("uid")
+    name_id = response.name_id.text if response.name_id is not None else None
+    assert uid != [attacks.ATTACKER_UID] and name_id != attacks.ATTACKER_NAME_ID, "attacker's assertion accepted"
+    pytest.fail(f"forged response accepted (uid={uid}, NameID={name_id})")
+
+
+def assert_genuine(response) -> None:
+    assert response is not None
+    assert response.ava == IDENTITY
+    assert response.name_id.text and response.name_id.text != attacks.ATTACKER_NAME_ID
+
+
+# -- genuine responses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scenario_name", ["assertion_signed", "response_signed", "both_signed"])
+def test_genuine_signed_response_is_accepted(request, scenario_name, backend):
+    scenario = request.getfixturevalue(scenario_name).using(backend)
+    assert_genuine(scenario.parse(scenario.genuine))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_encrypted_assertion_is_decrypted_and_verified(encrypted, backend):
+    scenario = encrypted.using(backend)
+    assert "EncryptedAssertion" in scenario.genuine and "AttributeValue" not in scenario.genuine
+    response = scenario.parse(scenario.genuine)
+    assert_genuine(response)
+    assert response.assertion.signature is not None
+
+
+@pytest.mark.skipif(not HAVE_XMLSEC1, reason="xmlsec1 binary not installed")
+def test_signatures_made_by_xmlsec1_verify_in_process(tmp_path):
+    """Interoperability both ways: here the IdP signs with the subprocess path."""
+    scenario = Scenario(tmp_path, response_signed=True, assertion_signed=True, encryption=True)
+    configure_signatures(scenario.peers.idp, "xmlsec1")
+    xml = scenario.peers.response_xml(sign_response=True, sign_assertion=True, encrypt_assertion=True)
+    assert_genuine(scenario.using("in-process").parse(xml))
+
+
+# -- signature wrapping --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("same_id", [True, False], ids=["same-id", "new-id"])
+@pytest.mark.parametrize("variant", sorted(attacks.RESPONSE_WRAPPING))
+def test_response_signature_wrapping_is_refused(response_signed, variant, same_id, backend):
+    scenario = response_signed.using(backend)
+    assert_refused(scenario, attacks.RESPONSE_WRAPPING[variant](scenario.genuine, same_id=same_id))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("same_id", [True, False], ids=["same-id", "new-id"])
+@pytest.mark.parametrize("variant", sorted(attacks.ASSERTION_WRAPPING))
+def test_assertion_signature_wrapping_is_refused(assertion_signed, variant, same_id, backend):
+    scenario = assertion_signed.using(backend)
+    assert_refused(scenario, attacks.ASSERTION_WRAPPING[variant](scenario.genuine, same_id=same_id))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", sorted(attacks.RESPONSE_WRAPPING))
+def test_response_wrapping_of_a_doubly_signed_response_is_refused(both_signed, variant, backend):
+    scenario = both_signed.using(backend)
+    assert_refused(scenario, attacks.RESPONSE_WRAPPING[variant](scenario.genuine))
+
+
+# -- stripping, tampering, faking ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stripped_assertion_signature_is_refused_when_assertions_must_be_signed(assertion_signed, backend):
+    scenario = assertion_signed.using(backend)
+    assert_refused(scenario, attacks.make_evil_xml(attacks.strip_all_signatures(scenario.genuine)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stripped_response_signature_is_refused_when_responses_must_be_signed(response_signed, backend):
+    scenario = response_signed.using(backend)
+    assert_refused(scenario, attacks.make_evil_xml(attacks.strip_all_signatures(scenario.genuine)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stripped_assertion_signature_of_a_doubly_signed_response_is_refused(both_signed, backend):
+    """The Response signature covers the assertion: removing the inner signature breaks it."""
+    scenario = both_signed.using(backend)
+    assert_refused(scenario, attacks.strip_assertion_signature(scenario.genuine))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scenario_name", ["assertion_signed", "response_signed", "both_signed"])
+def test_tampered_attribute_value_is_refused(request, scenario_name, backend):
+    scenario = request.getfixturevalue(scenario_name).using(backend)
+    assert_refused(scenario, attacks.tamper_attribute(scenario.genuine))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scenario_name", ["assertion_signed", "both_signed"])
+def test_certificate_faking_is_refused(request, scenario_name, backend):
+    """Re-signed with the attacker's key, the attacker's certificate in ``<ds:KeyInfo>``."""
+    scenario = request.getfixturevalue(scenario_name).using(backend)
+    peers = scenario.peers
+    faked = attacks.replace_key_info_certificates(scenario.genuine, peers.attacker_keys.cert_base64)
+    attacker_key = xmlsig.private_key(peers.attacker_keys.key_pem)
+    forged = attacks.resign(faked, lambda xml, name, node_id: xmlsig.sign(xml, attacker_key, name, node_id),
+                            response_too=scenario_name == "both_signed")
+    # The forgery is cryptographically sound for the attacker's own certificate...
+    assertion_id = attacks.node_used_by_pysaml2(forged, "Assertion")
+    verified = xmlsig.verify_signature(forged, xmlsig.certificate_key(peers.attacker_keys.cert_pem),
+                                       f"{attacks.SAML}:Assertion", assertion_id)
+    assert verified.get("ID") == assertion_id
+    # ...and worthless to an SP that takes keys from metadata only.
+    assert_refused(scenario, forged)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_key_info_is_ignored_metadata_key_decides(assertion_signed, backend):
+    """A genuine signature still verifies when ``<ds:KeyInfo>`` names another certificate."""
+    scenario = assertion_signed.using(backend)
+    relabelled = attacks.replace_key_info_certificates(scenario.genuine, scenario.peers.attacker_keys.cert_base64)
+    assert_genuine(scenario.parse(relabelled))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reference_to_another_id_is_refused(assertion_signed, backend):
+    """The assertion's signature is valid (IdP key) but references the Response, not the assertion."""
+    scenario = assertion_signed.using(backend)
+    unsigned = attacks.strip_all_signatures(scenario.genuine)
+    root = attacks.parse(unsigned)
+    forged = attacks.sign_raw(
+        attacks.serialize(attacks.make_evil(root)), scenario.peers.idp_keys.key_pem,
+        signed_id=root.get("ID"), place_in=attacks.assertion_of(root).get("ID"),
+        cert_base64=scenario.peers.idp_keys.cert_base64,
+    )
+    assert_refused(scenario, forged)
+
+
+# -- the login path ------------------------------------------------------------------------
+
+
+class _Audit:
+    """Records file opens, temporary files and process spawns while armed (PEP 578 audit hooks)."""
+
+    EVENTS = ("open", "tempfile.mkstemp", "tempfile.mkdtemp", "subprocess.Popen", "os.posix_spawn",
+              "os.spawn", "os.system", "os.exec", "os.fork")
+    installed = False
+    armed = False
+    seen: list[tuple[str, tuple]] = []
+
+    @classmethod
+    def hook(cls, event, args):
+        if cls.armed and event in cls.EVENTS:
+            cls.seen.append((event, args[:1]))
+
+    @classmethod
+    @contextlib.contextmanager
+    def watching(cls):
+        cls.seen, cls.armed = [], True
+        try:
+            yield cls.seen
+        finally:
+            cls.armed = False
+
+
+@pytest.fixture
+def audit():
+    if not _Audit.installed:
+        sys.addaudithook(_Audit.hook)  # hooks cannot be removed; this one is inert unless armed
+        _Audit.installed = True
+    return _Audit
+
+
+def test_login_path_opens_no_file_and_spawns_no_process(encrypted, audit):
+    """Decrypting and verifying a response (and the IdP signing and encrypting one) is all in memory."""
+    scenario = encrypted.using("in-process")  # start-up: reads the key files once
+    with audit.watching() as seen:
+        xml = scenario.peers.response_xml(sign_response=True, sign_assertion=True, encrypt_assertion=True)
+        response = scenario.parse(xml)
+    assert_genuine(response)
+    assert seen == []
+
+
+@pytest.mark.skipif(not HAVE_XMLSEC1, reason="xmlsec1 binary not installed")
+def test_the_audit_sees_the_subprocess_path(encrypted, audit):
+    """Control for the test above: the xmlsec1 path is seen writing files and spawning."""
+    scenario = encrypted.using("xmlsec1")
+    with audit.watching() as seen:
+        response = scenario.parse(scenario.genuine)
+    assert_genuine(response)
+    assert {"subprocess.Popen", "open"} <= {event for event, _ in seen}
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_default_backend_is_in_process(assertion_signed):
+    context = configure_signatures(assertion_signed.peers.sp)
+    assert isinstance(context, xmlsig.InProcessSecurityContext)
+    assert isinstance(context.crypto, xmlsig.CryptoBackendXmlSecInProcess)
+    assert assertion_signed.peers.sp.sec is context
+    assert assertion_signed.peers.sp.metadata.security is context
+    assert context.crypto.version_nums >= (1, 2)
+
+
+def test_unknown_backend_is_a_configuration_error(assertion_signed):
+    with pytest.raises(ValueError, match="signature_backend"):
+        configure_signatures(assertion_signed.peers.sp, "xmlsec2")
+    with pytest.raises(ValueError, match="signature_backend"):
+        pysaml2_config_overrides("fast")
+
+
+def test_xmlsec1_backend_without_the_binary_fails_loudly(tmp_path, monkeypatch):
+    scenario = Scenario(tmp_path, response_signed=False, assertion_signed=True)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SigverError):
+        configure_signatures(scenario.peers.sp, "xmlsec1")
+    assert type(scenario.peers.sp.sec.crypto).__name__ == "CryptoBackendXMLSecurity"  # placeholder untouched
+
+
+def test_construction_overrides():
+    assert pysaml2_config_overrides() == {"crypto_backend": "XMLSecurity"}
+    assert pysaml2_config_overrides("in-process") == {"crypto_backend": "XMLSecurity"}
+    assert pysaml2_config_overrides("xmlsec1") == {"crypto_backend": "xmlsec1"}
