@@ -189,6 +189,7 @@ def _build(spec: dict[str, Any]) -> dict[str, Any]:
             "given_name": given,
             "family_name": family,
             "nickname": nickname,
+            "display_name": f"{nickname} {family}",
             "schools": memberships[role],
             "group": "",
             "class_level": None,
@@ -233,7 +234,7 @@ DEMO_DIRECTORY: dict[str, dict[str, Any]] = build_directory()
 (GUID), ``saml`` ({sign_response, role_v11}: how the city's SAML IdP behaves),
 ``groups`` ([{id, school, role, display_name}]: Entra group GUID -> school and role)
 and ``users`` ([{username, password, role, upn, email, given_name, family_name,
-nickname, schools, group, class_level, learner_id, learning_materials_charge,
+nickname, display_name, schools, group, class_level, learner_id, learning_materials_charge,
 mpass_uid, entra_object_id, groups}]).
 """
 

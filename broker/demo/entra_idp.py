@@ -79,7 +79,7 @@ class _Error(Exception):
     def description(self) -> str:
         return f"AADSTS{self.aadsts}: {self.text}"
 
-    def json(self):
+    def json(self, challenge: str = 'Basic realm="token"'):
         body = {
             "error": self.error,
             "error_description": self.description,
@@ -92,7 +92,7 @@ class _Error(Exception):
         response.status_code = self.status
         response.headers["Cache-Control"] = "no-store"
         if self.status == 401:
-            response.headers["WWW-Authenticate"] = 'Basic realm="token"'
+            response.headers["WWW-Authenticate"] = challenge
         return response
 
 
@@ -104,33 +104,32 @@ class _Page(Exception):
         self.key, self.error = key, error
 
 
-class _Grants:
-    """Authorization codes and access tokens, in memory, with expiry."""
+class _Expiring:
+    """Random handles for grants (codes, access tokens), in memory, with expiry."""
 
-    def __init__(self):
+    def __init__(self, lifetime: int):
+        self._lifetime = lifetime
         self._lock = threading.Lock()
-        self._codes: dict[str, dict[str, Any]] = {}
-        self._tokens: dict[str, dict[str, Any]] = {}
+        self._items: dict[str, dict[str, Any]] = {}
 
-    def issue(self, table: str, grant: dict[str, Any], lifetime: int) -> str:
-        value = secrets.token_urlsafe(32)
+    def issue(self, grant: dict[str, Any]) -> str:
+        handle = secrets.token_urlsafe(32)
         now = time.time()
         with self._lock:
-            store = getattr(self, table)
-            for stale in [k for k, v in store.items() if v["exp"] < now]:
-                del store[stale]
-            store[value] = {**grant, "exp": now + lifetime}
-        return value
+            for stale in [k for k, v in self._items.items() if v["exp"] < now]:
+                del self._items[stale]
+            self._items[handle] = {**grant, "exp": now + self._lifetime}
+        return handle
 
-    def redeem_code(self, code: str) -> dict[str, Any] | None:
-        """The code's grant, once: a second redemption finds nothing."""
+    def get(self, handle: str) -> dict[str, Any] | None:
         with self._lock:
-            grant = self._codes.pop(code, None)
+            grant = self._items.get(handle)
         return grant if grant and grant["exp"] >= time.time() else None
 
-    def token(self, token: str) -> dict[str, Any] | None:
+    def pop(self, handle: str) -> dict[str, Any] | None:
+        """The grant, once: whatever happens next, the handle is spent."""
         with self._lock:
-            grant = self._tokens.get(token)
+            grant = self._items.pop(handle, None)
         return grant if grant and grant["exp"] >= time.time() else None
 
 
@@ -157,7 +156,7 @@ def create_app(
     signing_key = keypair.private_key()
     certificate = keypair.certificate()
     kid = jws.thumbprint(certificate)
-    grants = _Grants()
+    codes, access_tokens = _Expiring(CODE_LIFETIME), _Expiring(TOKEN_LIFETIME)
 
     app = Flask(__name__)
     app.config.update(
@@ -217,12 +216,12 @@ def create_app(
         return reply(params, {"error": error.error, "error_description": error.description})
 
     def issue_code(tenant: str, city: str, params: Mapping[str, str], user: dict[str, Any], auth_time: int):
-        code = grants.issue("_codes", {
+        code = codes.issue({
             "tenant": tenant, "city": city, "username": user["username"], "auth_time": auth_time,
             "client_id": params["client_id"], "redirect_uri": params["redirect_uri"],
             "scope": params.get("scope", ""), "nonce": params.get("nonce"),
             "code_challenge": params.get("code_challenge"),
-        }, CODE_LIFETIME)
+        })
         return reply(params, {"code": code})
 
     def login_form(tenant: str, city: str, params: Mapping[str, str], *, username: str = "", error: bool = False):
@@ -328,7 +327,7 @@ def create_app(
             "family_name": user["family_name"],
             "given_name": user["given_name"],
             "groups": list(user["groups"]),
-            "name": f"{user['given_name'].split()[0]} {user['family_name']}",
+            "name": user["display_name"],
             "oid": user["entra_object_id"],
             "preferred_username": user["upn"],
             "rh": secrets.token_urlsafe(16),
@@ -352,7 +351,7 @@ def create_app(
             client_id = authenticate_client()
             if request.form.get("grant_type") != "authorization_code":
                 raise _Error("unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
-            grant = grants.redeem_code(request.form.get("code", ""))
+            grant = codes.pop(request.form.get("code", ""))
             if grant is None or grant["tenant"] != tenant or grant["client_id"] != client_id:
                 raise _Error("invalid_grant", 70008, "The provided authorization code or refresh token has "
                              "expired, was already redeemed or is not valid for this client.")
@@ -366,9 +365,9 @@ def create_app(
             return exc.json()
         user = find_user(city, grant["username"])
         assert user is not None  # codes are only issued to directory users
-        access_token = grants.issue("_tokens", {
+        access_token = access_tokens.issue({
             "tenant": tenant, "city": city, "username": user["username"], "client_id": client_id,
-        }, TOKEN_LIFETIME)
+        })
         body: dict[str, Any] = {
             "token_type": "Bearer",
             "scope": grant["scope"],
@@ -385,16 +384,15 @@ def create_app(
     @app.route("/oidc/userinfo", methods=["GET", "POST"])
     def userinfo():
         header = request.headers.get("Authorization", "")
-        grant = grants.token(header[7:].strip()) if header.lower().startswith("bearer ") else None
+        grant = access_tokens.get(header[7:].strip()) if header.lower().startswith("bearer ") else None
         if grant is None:
-            response = _Error("invalid_token", 50058, "Access token is missing, invalid or expired.", 401).json()
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
+            return _Error("invalid_token", 50058, "Access token is missing, invalid or expired.", 401).json(
+                challenge='Bearer error="invalid_token"')
         user = find_user(grant["city"], grant["username"])
         assert user is not None
         return jsonify({
             "sub": pairwise_sub(grant["tenant"], user["entra_object_id"], grant["client_id"]),
-            "name": f"{user['given_name'].split()[0]} {user['family_name']}",
+            "name": user["display_name"],
             "family_name": user["family_name"],
             "given_name": user["given_name"],
             "email": user["email"],

@@ -21,6 +21,7 @@ does not know makes it fetch once more (the broker may have new keys).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, abort, make_response, request, session
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, SAMLError, saml, samlp
@@ -43,6 +44,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from broker.demo import mpassid, pages
 from broker.demo.directory import DEMO_DIRECTORY, find_user
 from broker.demo.keys import KeyPair, ensure_keypair
+from broker.proxy.xmlsig import IN_PROCESS, configure_signatures, pysaml2_config_overrides
 
 SESSION_COOKIE = "demo_saml_idp_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""
@@ -116,6 +118,9 @@ def idp_config(base_url: str, city: str, key_dir: Path, sp_metadata_xml: str | N
             "cert_file": str(keys.cert_path),
             "metadata": {"inline": [sp_metadata_xml]} if sp_metadata_xml else {},
             "accepted_time_diff": 60,
+            # Signatures in-process (python-xmlsec), as the broker's own entities do:
+            # no xmlsec1 binary, no subprocess per response.
+            **pysaml2_config_overrides(IN_PROCESS),
         }
     )
     # Ours first: pysaml2 turns identity keys into SAML names with the first
@@ -144,6 +149,16 @@ def persistent_id(idp: str, sp: str, user: dict[str, Any]) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
+class _Request(NamedTuple):
+    """An accepted AuthnRequest: the city's server that parsed it, and where the answer goes."""
+
+    server: Server
+    message: samlp.AuthnRequest
+    sp: str
+    acs: str
+    relay_state: str
+
+
 class _Refused(Exception):
     """A request this IdP will not answer with a SAML response; shown as an error page."""
 
@@ -168,7 +183,9 @@ class _Servers:
             if self._xml is None:
                 self._xml = self._fetch()
             if city not in self._servers:
-                self._servers[city] = Server(config=idp_config(self._base_url, city, self._key_dir, self._xml))
+                server = Server(config=idp_config(self._base_url, city, self._key_dir, self._xml))
+                configure_signatures(server, IN_PROCESS)
+                self._servers[city] = server
             return self._servers[city]
 
     def refresh(self) -> bool:
@@ -213,7 +230,7 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
     def idp_name(city: str) -> str:
         return f"{DEMO_DIRECTORY[city]['provider']['names'][pages.language()]} · demo SAML IdP"
 
-    def check(server: Server, binding: str, fields: dict[str, str]) -> tuple[samlp.AuthnRequest, dict[str, Any]]:
+    def check(server: Server, binding: str, fields: dict[str, str]) -> _Request:
         """Parse an AuthnRequest and find where its answer may go, or refuse it."""
         try:
             message = server.parse_authn_request(
@@ -234,43 +251,42 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
             args = server.response_args(message, [BINDING_HTTP_POST])
         except SAMLError as exc:
             raise _Refused("unknown_return_address", "AssertionConsumerService not in the SP metadata") from exc
-        return message, args
+        return _Request(server, message, args["sp_entity_id"], args["destination"], fields.get("RelayState", ""))
 
-    def parse(city: str, binding: str, fields: dict[str, str]) -> tuple[Server, samlp.AuthnRequest, dict[str, Any]]:
-        """The city's server, the AuthnRequest and its response arguments (SP, ACS)."""
+    def parse(city: str, binding: str, fields: dict[str, str]) -> _Request:
         try:
-            return servers.get(city), *check(servers.get(city), binding, fields)
+            return check(servers.get(city), binding, fields)
         except _Refused as exc:
             if exc.status != 400 or not servers.refresh():
                 raise
         # The SP metadata has changed (a new SP, ACS or signing key): one more try.
-        server = servers.get(city)
-        return server, *check(server, binding, fields)
+        return check(servers.get(city), binding, fields)
 
-    def respond(city: str, request_: tuple[Server, samlp.AuthnRequest, dict[str, Any]], relay_state: str,
-                user: dict[str, Any] | None, auth_instant: int = 0, status: tuple[str, str] | None = None):
+    def respond(city: str, pending: _Request, user: dict[str, Any] | None, auth_instant: int = 0,
+                status: tuple[str, str] | None = None):
         """POST a response to the request's ACS: an assertion for ``user``, else ``status``."""
-        server, message, args = request_
-        sp, acs = args["sp_entity_id"], args["destination"]
+        server, message = pending.server, pending.message
         sign_response = DEMO_DIRECTORY[city]["saml"]["sign_response"]
         if user is None:
             response = server.create_error_response(
-                message.id, acs, status, sign=sign_response, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
+                message.id, pending.acs, status, sign=sign_response, sign_alg=SIG_RSA_SHA256,
+                digest_alg=DIGEST_SHA256,
             )
         else:
-            identity = {mpassid.FRIENDLY_NAMES[name]: values for name, values in mpassid.attributes(city, user).items()}
+            released = mpassid.attributes(city, user)
+            identity = {mpassid.FRIENDLY_NAMES[name]: values for name, values in released.items()}
             idp = entity_id(base_url, city)
             name_id = saml.NameID(
                 format=NAMEID_FORMAT_PERSISTENT,
-                text=persistent_id(idp, sp, user),
+                text=persistent_id(idp, pending.sp, user),
                 name_qualifier=idp,
-                sp_name_qualifier=sp,
+                sp_name_qualifier=pending.sp,
             )
             response = server.create_authn_response(
                 identity,
                 in_response_to=message.id,
-                destination=acs,
-                sp_entity_id=sp,
+                destination=pending.acs,
+                sp_entity_id=pending.sp,
                 name_id=name_id,
                 authn={"class_ref": PASSWORDPROTECTEDTRANSPORT, "authn_instant": auth_instant},
                 sign_assertion=True,
@@ -279,9 +295,9 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
                 digest_alg=DIGEST_SHA256,
             )
         fields = {"SAMLResponse": base64.b64encode(str(response).encode()).decode()}
-        if relay_state:
-            fields["RelayState"] = relay_state
-        return pages.auto_post(acs, fields, pages.language())
+        if pending.relay_state:
+            fields["RelayState"] = pending.relay_state
+        return pages.auto_post(pending.acs, fields, pages.language())
 
     def signed_in_user(city: str) -> tuple[dict[str, Any], int] | None:
         entry = session.get("idp", {}).get(city)
@@ -325,30 +341,34 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
         links = "".join(f'<li><a href="{base_url}/{c}/metadata">{entity_id(base_url, c)}</a></li>' for c in cities)
         return f"<!doctype html><title>Demo SAML IdPs</title><h1>Demo SAML IdPs</h1><ul>{links}</ul>"
 
+    metadata_of = functools.cache(lambda city: metadata_xml(base_url, city, key_dir))
+
     @app.get("/<city>/metadata")
     def metadata(city: str):
         known_city(city)
-        response = make_response(metadata_xml(base_url, city, key_dir))
+        response = make_response(metadata_of(city))
         response.mimetype = "application/samlmetadata+xml"
         return response
 
-    @app.route("/<city>/sso/<binding>", methods=["GET", "POST"])
-    def sso(city: str, binding: str):
+    @app.get("/<city>/sso/redirect")
+    def sso_redirect(city: str):
+        return sso(city, "redirect", request.args)
+
+    @app.post("/<city>/sso/post")
+    def sso_post(city: str):
+        return sso(city, "post", request.form)
+
+    def sso(city: str, binding: str, values):
         known_city(city)
-        if binding not in BINDINGS or request.method != ("GET" if binding == "redirect" else "POST"):
-            abort(405 if binding in BINDINGS else 404)
-        values = request.args if binding == "redirect" else request.form
         if not values.get("SAMLRequest"):
             raise _Refused("bad_request", "SAMLRequest missing")
         fields = pending_fields(binding, values)
         pending = parse(city, binding, fields)
-        message = pending[1]
         signed_in = signed_in_user(city)
-        if signed_in and message.force_authn not in ("true", "1"):
-            return respond(city, pending, fields.get("RelayState", ""), *signed_in)
-        if message.is_passive in ("true", "1"):
-            return respond(city, pending, fields.get("RelayState", ""), None,
-                           status=(samlp.STATUS_NO_PASSIVE, "No session at the IdP"))
+        if signed_in and pending.message.force_authn not in ("true", "1"):
+            return respond(city, pending, *signed_in)
+        if pending.message.is_passive in ("true", "1"):
+            return respond(city, pending, None, status=(samlp.STATUS_NO_PASSIVE, "No session at the IdP"))
         return login_form(city, fields)
 
     @app.post("/<city>/login")
@@ -359,19 +379,18 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
             raise _Refused("bad_request", "The login form was posted without its request")
         fields = pending_fields(binding, request.form)
         pending = parse(city, binding, fields)
-        relay_state = fields.get("RelayState", "")
         if request.form.get("switch_lang"):
             return login_form(city, fields, username=request.form.get("username", ""))
         if request.form.get("cancel"):
-            return respond(city, pending, relay_state, None,
-                           status=(samlp.STATUS_AUTHN_FAILED, "The user cancelled the sign-in"))
+            return respond(city, pending, None, status=(samlp.STATUS_AUTHN_FAILED, "The user cancelled the sign-in"))
         username = request.form.get("username", "")
         user = find_user(city, username)
         # Compare in constant time even in a demo: this code gets copied.
-        if user is None or not hmac.compare_digest(request.form.get("password", "").encode(), user["password"].encode()):
+        password = request.form.get("password", "").encode()
+        if user is None or not hmac.compare_digest(password, user["password"].encode()):
             return login_form(city, fields, username=username, error=True)
         now = int(time.time())
         session["idp"] = {**session.get("idp", {}), city: {"user": user["username"], "at": now}}
-        return respond(city, pending, relay_state, user, now)
+        return respond(city, pending, user, now)
 
     return app

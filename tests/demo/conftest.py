@@ -83,7 +83,8 @@ def saml_idp_server(key_dir) -> Iterator[SamlIdp]:
     def sp_metadata() -> str:
         calls.append(1)
         inner = "".join(entity.split("?>", 1)[-1] for entity in entities)
-        return f'<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">{inner}</md:EntitiesDescriptor>'
+        md = "urn:oasis:names:tc:SAML:2.0:metadata"
+        return f'<md:EntitiesDescriptor xmlns:md="{md}">{inner}</md:EntitiesDescriptor>'
 
     app = saml_idp.create_app(base_url=base_url, cities=SAML_CITIES, key_dir=key_dir, sp_metadata=sp_metadata)
     with serve_in_thread(app, "127.0.0.1", port) as handle:
