@@ -222,6 +222,15 @@ def test_reference_to_another_id_is_refused(assertion_signed, backend):
     assert_refused(scenario, forged)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_comment_inside_a_signed_value_does_not_truncate_it(assertion_signed, backend):
+    """CVE-2017-11427 class: "al<!---->ice" is signed as "alice" and must be read as "alice"."""
+    scenario = assertion_signed.using(backend)
+    xml = scenario.genuine.replace(">alice<", ">al<!-- mallory -->ice<")
+    assert xml != scenario.genuine
+    assert scenario.parse(xml).ava["uid"] == ["alice"]
+
+
 # -- the login path ------------------------------------------------------------------------
 
 
