@@ -548,7 +548,7 @@ class TokenVerifier:
         self._http_get = http_get or _default_http_get
         self._jwks_uri = jwks_uri
         self.jwks = JWKSCache(self._resolve_jwks_uri, http_get=self._http_get,
-                              min_refresh_interval=jwks_min_refresh, max_age=jwks_max_age)
+                              min_refresh_interval=jwks_min_refresh, max_age=jwks_max_age, clock=clock)
 
     def _resolve_jwks_uri(self) -> str:
         if self._jwks_uri is None:
