@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from broker.demo.directory import DEMO_DIRECTORY, build_directory, find_user
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "demo.md"
@@ -57,3 +59,26 @@ def test_the_docs_list_every_user_school_and_group():
         expected += [group["id"] for group in entry["groups"]]
         missing = [value for value in expected if value not in docs]
         assert not missing, f"docs/demo.md does not mention {missing}"
+
+
+def test_the_shipped_tenant_files_name_the_same_codes_oids_tenants_and_groups():
+    """The tenants' demo IdPs only work if their files agree with the demo directory."""
+    yaml = pytest.importorskip("yaml")
+    tenants_dir = DOCS.parents[1] / "tenants"
+    if not tenants_dir.is_dir():
+        pytest.skip("no tenants/ folder")
+    role_words = {"pupil": "learner", "teacher": "teacher", "principal": "principal"}
+    for city, entry in DEMO_DIRECTORY.items():
+        tenant = yaml.safe_load((tenants_dir / f"{city}.yaml").read_text(encoding="utf-8"))
+        where = f"tenants/{city}.yaml"
+        assert tenant["municipality_code"] == entry["municipality_code"], where
+        assert tenant["education_provider"]["oid"] == entry["provider"]["oid"], where
+        assert [(s["code"], s["oid"]) for s in tenant["schools"]] == [
+            (s["code"], s["oid"]) for s in entry["schools"]], where
+        for idp in tenant["identity_providers"]:
+            if idp["type"] != "oidc":
+                continue
+            assert f"/{entry['entra_tenant_id']}/v2.0" in idp["issuer"], where
+            lookups = {guid: (rule["school"], rule["role"])
+                       for role in idp["mapping"]["roles"] for guid, rule in (role.get("lookup") or {}).items()}
+            assert lookups == {g["id"]: (g["school"], role_words[g["role"]]) for g in entry["groups"]}, where
