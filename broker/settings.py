@@ -53,6 +53,8 @@ class Settings:
     log_level: str = "INFO"
     lifetimes: Lifetimes = Lifetimes()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The environment the settings were read from; tenant files expand ``${VARS}`` from it too.
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def secure_cookies(self) -> bool:
@@ -88,6 +90,7 @@ class Settings:
             log_level=(env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
             lifetimes=lifetimes,
             extra=file_conf,
+            environ=env,
         )
         values.update(overrides)
         if "master_secret" not in values:

@@ -58,7 +58,8 @@ Route = Callable[[Context], Response]
 class FastRouter(ModuleRouter):
     """SATOSA's router with an exact-path index in front of its regex scan."""
 
-    _LITERAL = re.compile(r"^\^([A-Za-z0-9_./-]*)\$$")
+    # "^path$", and SATOSA's unanchored "^path" for entity-id endpoints, name one exact path.
+    _LITERAL = re.compile(r"^\^([A-Za-z0-9_./-]*)\$?$")
 
     def __init__(self, frontends, backends, micro_services):
         super().__init__(frontends, backends, micro_services)
@@ -126,7 +127,9 @@ class BrokerProxy(SATOSABase):
     def __call__(self, environ: dict, start_response):
         context = _context_from_environ(environ)
         response = self.run(context)
-        return response(environ, start_response)
+        body = response(environ, start_response)
+        # SATOSA responses carry str; WSGI wants bytes.
+        return [part.encode("utf-8") if isinstance(part, str) else part for part in body]
 
     def run(self, context: Context) -> Response:
         cid = errors.new_correlation_id()
@@ -230,8 +233,7 @@ class BrokerProxy(SATOSABase):
         context.state[FRONTEND] = context.target_frontend
         choice = self.selector.from_request(authn)
         if "login" not in prompt:
-            sid = (context.get_decoration("digione.cookies") or {}).get(cookies.SSO)
-            session = self.sessions.get(sid)
+            sid, session = self.sessions.get((context.get_decoration("digione.cookies") or {}).get(cookies.SSO))
             if session and _session_fits(session, authn, choice):
                 return self._finish_from_session(context, internal_request, sid, session)
         if "none" in prompt:
@@ -279,20 +281,20 @@ class BrokerProxy(SATOSABase):
     def _auth_resp_finish(self, context: Context, internal_response: InternalData) -> Response:
         identity = internal_response.attributes
         auth_info = internal_response.auth_info
-        sid = self.sessions.create(
+        token, sid = self.sessions.create(
             identity=identity, idp=context.state.get(CHOSEN_IDP),
             auth_info={"auth_class_ref": auth_info.auth_class_ref, "timestamp": auth_info.timestamp,
                        "issuer": auth_info.issuer, "authority": auth_info.authority},
             requester=internal_response.requester)
-        self._set_cookie(context, cookies.header(cookies.SSO, sid, secure=self.secure_cookies))
+        self._set_cookie(context, cookies.header(cookies.SSO, token, secure=self.secure_cookies))
         context.decorate("digione.sso_session", sid)
         return super()._auth_resp_finish(context, internal_response)
 
     def end_session(self, context: Context) -> dict | None:
         """End this browser's SSO session (used by the frontends' logout endpoints)."""
-        sid = (context.get_decoration("digione.cookies") or {}).get(cookies.SSO)
+        token = (context.get_decoration("digione.cookies") or {}).get(cookies.SSO)
         self._set_cookie(context, cookies.expire(cookies.SSO, secure=self.secure_cookies))
-        return self.sessions.end(sid)
+        return self.sessions.end(token)
 
     # -- discovery -------------------------------------------------------------------
 

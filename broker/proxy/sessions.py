@@ -1,15 +1,19 @@
 """Broker-level SSO sessions, tracked per user.
 
-After a login the canonical identity is kept in the store under a random
-session id (``sso:<sid>``, TTL = SSO lifetime) that the browser holds in an
-HttpOnly cookie; the next service opened in that browser is signed in from it
-without a trip to the city's IdP.  Each user's live session ids are also kept
+After a login the canonical identity is kept in the store (TTL = SSO lifetime)
+under the session id ``sid``; the browser holds a random *token* in an HttpOnly
+cookie, and ``sid`` is the token's SHA-256.  The ``sid`` may be shown to
+relying parties (the ID token's ``sid`` claim, for logout) because it cannot be
+turned back into the cookie.  The next service opened in that browser is signed
+in from the session without a trip to the city's IdP.  Each user's live session ids are also kept
 in a set (``user:sessions:<user_id>``) so single logout and "sign out
 everywhere" can find them in O(1) per session, never by scanning.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from typing import Any
@@ -26,8 +30,16 @@ class SsoSessions:
         self.ttl = ttl
         self._clock = clock
 
-    def create(self, *, identity: dict[str, Any], idp: str, auth_info: dict[str, Any], requester: str) -> str:
-        sid = secrets.token_urlsafe(24)
+    @staticmethod
+    def sid_of(token: str) -> str:
+        """The public session id of a cookie token."""
+        return base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()[:24]).decode()
+
+    def create(self, *, identity: dict[str, Any], idp: str, auth_info: dict[str, Any],
+               requester: str) -> tuple[str, str]:
+        """Start a session; return ``(cookie token, sid)``."""
+        token = secrets.token_urlsafe(32)
+        sid = self.sid_of(token)
         now = int(self._clock())
         user_id = identity["user_id"]
         self.store.put(SESSION_KEY + sid, {
@@ -35,12 +47,15 @@ class SsoSessions:
             "created": now, "rps": [requester],
         }, self.ttl)
         self.store.set_add(USER_SESSIONS_KEY + user_id, sid, self.ttl)
-        return sid
+        return token, sid
 
-    def get(self, sid: str | None) -> dict[str, Any] | None:
-        if not sid or len(sid) > 64:
-            return None
-        return self.store.get(SESSION_KEY + sid)
+    def get(self, token: str | None) -> tuple[str, dict[str, Any]] | tuple[None, None]:
+        """The ``(sid, session)`` of a cookie token, or ``(None, None)``."""
+        if not token or len(token) > 64:
+            return None, None
+        sid = self.sid_of(token)
+        session = self.store.get(SESSION_KEY + sid)
+        return (sid, session) if session else (None, None)
 
     def touch(self, sid: str, session: dict[str, Any], requester: str) -> None:
         """Record that ``requester`` was signed in from the session (for single logout)."""
@@ -49,7 +64,9 @@ class SsoSessions:
             remaining = max(1, session["created"] + self.ttl - int(self._clock()))
             self.store.put(SESSION_KEY + sid, session, remaining)
 
-    def end(self, sid: str | None) -> dict[str, Any] | None:
+    def end(self, token: str | None) -> dict[str, Any] | None:
+        """End the session of a cookie token; return it."""
+        sid = self.sid_of(token) if token and len(token) <= 64 else None
         session = self.store.take(SESSION_KEY + sid) if sid else None
         if session:
             self.store.set_remove(USER_SESSIONS_KEY + session["identity"]["user_id"], sid)

@@ -1,0 +1,28 @@
+"""``broker demo``: run the embedded default until interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from broker.demo.stack import DemoStack, Ports
+
+
+def run_demo() -> int:
+    from broker.cli import configure_logging
+
+    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO"))
+    port = int(os.environ.get("BROKER_PORT") or 8000)
+    stack = DemoStack(ports=Ports(broker=port), host=os.environ.get("BROKER_DEMO_HOST", "127.0.0.1"))
+    stack.start()
+    print("DigiOne Login demo is running:\n" + stack.describe(), flush=True)
+    print(f"Open {stack.service_urls[0]} and sign in; Ctrl-C stops.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    stack.stop()
+    return 0
