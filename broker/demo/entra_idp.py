@@ -215,9 +215,9 @@ def create_app(
     def reply_error(params: Mapping[str, str], error: _Error):
         return reply(params, {"error": error.error, "error_description": error.description})
 
-    def issue_code(tenant: str, city: str, params: Mapping[str, str], user: dict[str, Any], auth_time: int):
+    def issue_code(tenant: str, city: str, params: Mapping[str, str], user: dict[str, Any]):
         code = codes.issue({
-            "tenant": tenant, "city": city, "username": user["username"], "auth_time": auth_time,
+            "tenant": tenant, "city": city, "username": user["username"],
             "client_id": params["client_id"], "redirect_uri": params["redirect_uri"],
             "scope": params.get("scope", ""), "nonce": params.get("nonce"),
             "code_challenge": params.get("code_challenge"),
@@ -235,12 +235,11 @@ def create_app(
             error=error,
         )
 
-    def signed_in_user(tenant: str, city: str) -> tuple[dict[str, Any], int] | None:
+    def signed_in_user(tenant: str, city: str) -> dict[str, Any] | None:
         entry = session.get("tenants", {}).get(tenant)
         if not entry or time.time() - entry["at"] > SESSION_LIFETIME:
             return None
-        user = find_user(city, entry["user"])
-        return (user, entry["at"]) if user else None
+        return find_user(city, entry["user"])
 
     @app.errorhandler(_Page)
     def page(exc: _Page):
@@ -261,7 +260,7 @@ def create_app(
         prompt = params.get("prompt", "")
         signed_in = signed_in_user(tenant, city)
         if signed_in and prompt != "login":
-            return issue_code(tenant, city, params, *signed_in)
+            return issue_code(tenant, city, params, signed_in)
         if prompt == "none":
             return reply_error(params, _Error(
                 "login_required", 50058, "A silent sign-in request was sent but no user is signed in."))
@@ -284,9 +283,8 @@ def create_app(
         user = find_user(city, username)
         if user is None or not hmac.compare_digest(params.get("password", "").encode(), user["password"].encode()):
             return login_form(tenant, city, params, username=username, error=True)
-        now = int(time.time())
-        session["tenants"] = {**session.get("tenants", {}), tenant: {"user": user["username"], "at": now}}
-        return issue_code(tenant, city, params, user, now)
+        session["tenants"] = {**session.get("tenants", {}), tenant: {"user": user["username"], "at": int(time.time())}}
+        return issue_code(tenant, city, params, user)
 
     # --- token -----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "bad_request": "Kirjautumispyyntö on virheellinen.",
         "unknown_service": "Palvelu, josta tulit, ei ole tämän kirjautumispalvelun tuntema.",
         "unknown_return_address": "Palvelun paluuosoitetta ei ole rekisteröity, joten sinua ei ohjata sinne.",
-        "no_session": "Et ole kirjautunut sisään.",
+        "unavailable": "Kirjautumispalvelu ei juuri nyt tavoita palvelua. Yritä hetken päästä uudelleen.",
     },
     "sv": {
         "title": "Logga in",
@@ -44,7 +44,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "bad_request": "Inloggningsbegäran är felaktig.",
         "unknown_service": "Tjänsten du kom från är okänd för denna inloggningstjänst.",
         "unknown_return_address": "Tjänstens returadress är inte registrerad, så du skickas inte dit.",
-        "no_session": "Du är inte inloggad.",
+        "unavailable": "Inloggningstjänsten når inte tjänsten just nu. Försök igen om en stund.",
     },
     "en": {
         "title": "Sign in",
@@ -60,7 +60,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "bad_request": "The sign-in request is not valid.",
         "unknown_service": "The service you came from is not known to this sign-in service.",
         "unknown_return_address": "The service's return address is not registered, so you are not sent there.",
-        "no_session": "You are not signed in.",
+        "unavailable": "The sign-in service cannot reach the service right now. Try again in a moment.",
     },
 }
 

@@ -201,7 +201,7 @@ class _Servers:
         try:
             return self._sp_metadata()
         except Exception as exc:  # the broker not up yet, a bad file: a 503, not a crash
-            raise _Refused("unknown_service", f"SP metadata unavailable: {type(exc).__name__}", 503) from exc
+            raise _Refused("unavailable", f"SP metadata unavailable: {type(exc).__name__}", 503) from exc
 
 
 def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metadata: Callable[[], str]) -> Flask:
