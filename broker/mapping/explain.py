@@ -203,9 +203,10 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compact(value: Any) -> str:
+def _compact(value: Any, nested: bool = False) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_compact(v)}" for k, v in value.items())
+        text = ", ".join(f"{k}={_compact(v, True)}" for k, v in value.items())
+        return "{" + text + "}" if nested else text
     return str(value)
 
 

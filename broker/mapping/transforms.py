@@ -123,13 +123,9 @@ def bounded(values: Any) -> tuple[list[str], int]:
         values = (values,)
     elif not isinstance(values, (list, tuple)):
         return [], 1 if values is not None else 0
-    out: list[str] = []
     skipped = max(0, len(values) - MAX_VALUES)
-    for v in values[:MAX_VALUES]:
-        if isinstance(v, str) and len(v) <= MAX_VALUE_LENGTH:
-            v = v.strip()
-            if v:
-                out.append(v)
-        else:
-            skipped += 1
-    return out, skipped
+    if skipped:
+        values = values[:MAX_VALUES]
+    usable = [v for v in values if type(v) is str and len(v) <= MAX_VALUE_LENGTH]
+    skipped += len(values) - len(usable)
+    return [v for v in (u.strip() for u in usable) if v], skipped

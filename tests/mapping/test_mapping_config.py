@@ -154,3 +154,28 @@ def test_first_present_source_wins():
                             "urn:mpass.id:role_v1.1": ["Vantaa;03083;9A;Oppilas", "Vantaa;03084;9A;Opettaja"]},
                            upstream_subject=None, salt=SALT)
     assert [r["school"] for r in result.identity["roles"]] == ["03083"]
+
+
+def test_the_examples_in_docs_compile():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "mapping:" in b and "preset:" in b and "{...}" not in b]
+    assert len(blocks) >= 4
+    found = 0
+    for block in blocks:
+        doc = yaml.safe_load(block)
+        stack = [doc]
+        while stack:  # every `mapping:` value, wherever it sits in the example
+            node = stack.pop()
+            if isinstance(node, dict):
+                if isinstance(node.get("mapping"), dict):
+                    Ruleset.from_config(node["mapping"], tenant=VANTAA, idp_id="doc", source="docs/mapping.md")
+                    found += 1
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+    assert found >= 4
