@@ -290,7 +290,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     for claim, ref in charges:
         school, reason = resolve(ref)
         if school is None or school.code not in schools:
-            drops.append(Drop("learning_materials_charges", claim.rule, reason or "unrecognised_role"))
+            drops.append(Drop("learning_materials_charges", claim.rule, reason or "school_not_in_identity"))
             continue
         if school.code in charged:
             continue

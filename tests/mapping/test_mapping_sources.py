@@ -48,6 +48,12 @@ CONFIGS = {
         "fields": {"schools": {"from": "http://schemas.xmlsoap.org/claims/Group", "split": ";",
                                "match": r"^SG-Koulu-(\d{5})$"}},
     }),
+    "vantaa-entra-saml": (VANTAA, {
+        "preset": "entra",
+        "require": {"http://schemas.microsoft.com/identity/claims/tenantid": ENTRA_TID},
+        "roles": [{"id": "entra-groups", "from": "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+                   "lookup": {G_TEACHERS_KAIVOKSELA: {"role": "teacher", "school": "03083"}}}],
+    }),
     "vantaa-wilma-saml": (VANTAA, {"preset": "mpassid-saml"}),
     "vantaa-wilma": (VANTAA, {"preset": "wilma"}),
 }
@@ -79,6 +85,19 @@ CASES = [
         "given_name": "Eetu", "family_name": "Korhonen", "learner_id": "1.2.246.562.24.43697545811",
         "roles": [{"role": "learner", "code": 1, "school": "03084", "group": "7B"}],
         "schools": ["03084"], "education_providers": [VANTAA_PROVIDER], "learning_materials_charges": [],
+    }),
+    ("entra-saml-claim-uris", "vantaa-entra-saml", {
+        "http://schemas.microsoft.com/identity/claims/tenantid": [ENTRA_TID],
+        "http://schemas.microsoft.com/identity/claims/objectidentifier": ["0b9c2d47-8e3f-4a1b-b6c5-d4e3f2a1b0c9"],
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": ["Liisa"],
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": ["Lehtonen"],
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": ["liisa.lehtonen@edu.vantaa.fi"],
+        "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups": [G_ALL_STAFF, G_TEACHERS_KAIVOKSELA],
+        "http://schemas.microsoft.com/ws/2008/06/identity/claims/role": ["Opettaja"],
+    }, "liisa.lehtonen@edu.vantaa.fi", {
+        "given_name": "Liisa", "family_name": "Lehtonen",
+        "roles": [{"role": "teacher", "code": 2, "school": "03083"}],
+        "schools": ["03083"], "education_providers": [VANTAA_PROVIDER], "learning_materials_charges": [],
     }),
     ("google-hd-groups", "espoo-google", {
         "iss": ["https://accounts.google.com"], "sub": ["110248495921238986420"], "hd": ["edu.espoo.fi"],
@@ -288,3 +307,31 @@ def test_default_policy_releases_only_roles(case, config, upstream, subject, exp
             assert len(fields) == 7
             assert fields[0] == provider and fields[1] == role["school"] and fields[4] == str(role["code"])
             assert fields[2] == role.get("group", "")
+
+
+def test_entra_oid_is_the_key_in_oidc_and_saml_alike():
+    """The same Entra user over OIDC and SAML (same directory, two IdP entries of one
+    tenant) is keyed by the object id, not by the pairwise OIDC sub or the NameID."""
+    oidc = _map("vantaa-entra", CASES[0][2], CASES[0][3])
+    saml_case = next(c for c in CASES if c[0] == "entra-saml-claim-uris")
+    saml = _map(*saml_case[1:4])
+    from broker.mapping import stable_user_id
+    assert oidc["user_id"] == stable_user_id("vantaa", "vantaa-entra", "0b9c2d47-8e3f-4a1b-b6c5-d4e3f2a1b0c9", SALT)
+    assert saml["user_id"] == stable_user_id("vantaa", "vantaa-entra-saml", "0b9c2d47-8e3f-4a1b-b6c5-d4e3f2a1b0c9",
+                                             SALT)
+
+
+def test_entra_from_another_directory_is_refused():
+    tenant, mapping = CONFIGS["vantaa-entra"]
+    upstream = dict(CASES[0][2], tid=["f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f"])
+    result = Ruleset.from_config(mapping, tenant=tenant, idp_id="vantaa-entra").apply(
+        upstream, upstream_subject="x", salt=SALT)
+    assert result.refused == "requirement_not_met" and result.identity == {}
+
+
+def test_google_account_outside_the_workspace_is_refused():
+    tenant, mapping = CONFIGS["espoo-google"]
+    upstream = {"sub": ["1"], "email": ["someone@gmail.com"], "groups": ["opettajat-02134@edu.espoo.fi"]}
+    result = Ruleset.from_config(mapping, tenant=tenant, idp_id="espoo-google").apply(
+        upstream, upstream_subject="1", salt=SALT)
+    assert result.refused == "requirement_not_met"
