@@ -317,3 +317,13 @@ def test_construction_overrides():
     assert pysaml2_config_overrides() == {"crypto_backend": "XMLSecurity"}
     assert pysaml2_config_overrides("in-process") == {"crypto_backend": "XMLSecurity"}
     assert pysaml2_config_overrides("xmlsec1") == {"crypto_backend": "xmlsec1"}
+
+
+@pytest.mark.parametrize("validation", ["libxml2", "xmlschema"])
+def test_schema_validation_is_selectable(assertion_signed, validation):
+    context = configure_signatures(assertion_signed.peers.sp, "in-process", schema_validation=validation)
+    assert context.schema_validator is xmlsig.SCHEMA_VALIDATORS[validation]
+    assert_genuine(assertion_signed.parse(assertion_signed.genuine))
+    assert_refused(assertion_signed, attacks.xsw8(assertion_signed.genuine))
+    with pytest.raises(ValueError, match="schema_validation"):
+        configure_signatures(assertion_signed.peers.sp, "in-process", schema_validation="none")
