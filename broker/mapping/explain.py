@@ -9,7 +9,8 @@ reads a sample the way the broker would read it after verification.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from broker.mapping.errors import InputError
 from broker.mapping.identifiers import subject_for
@@ -19,7 +20,7 @@ from broker.mapping.rules import Ruleset
 
 MAX_INPUT = 4 * 1024 * 1024
 SAML_ASSERTION_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
-_A = "{%s}" % SAML_ASSERTION_NS
+_A = f"{{{SAML_ASSERTION_NS}}}"
 
 
 def load_upstream(data: bytes) -> tuple[dict[str, list[str]], str | None]:

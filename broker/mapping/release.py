@@ -18,7 +18,8 @@ also carries it as an attribute (MPASSid ``urn:mpass.id:uid``).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
 

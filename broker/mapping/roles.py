@@ -11,7 +11,8 @@ Both are total: on any string they return a result or ``None``, never raise.
 from __future__ import annotations
 
 import re
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
+from collections.abc import Mapping
 
 from broker.mapping.model import ROLE_CODES
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from broker.mapping.errors import RuleError
 from broker.mapping.identifiers import stable_user_id
@@ -225,7 +226,7 @@ class Ruleset:
 
     @classmethod
     def from_config(cls, config: dict | None, *, tenant: TenantScope, idp_id: str, source: str = "",
-                    path: str = "mapping") -> "Ruleset":
+                    path: str = "mapping") -> Ruleset:
         """Validate and compile ``config`` (an IdP's ``mapping:`` section) over its preset.
 
         ``source`` (the tenant file) and ``path`` (where ``config`` sits in it, e.g.
@@ -245,12 +246,10 @@ class Ruleset:
         if preset_name is not None and preset_name not in PRESETS:
             raise RuleError(source, f"{path}.preset", "one of " + ", ".join(PRESETS))
         own = _Compiler(tenant, source, path, "").compile(config, allow_preset=True)
-        if preset_name is None:
-            merged = own
-        else:
-            preset = _Compiler(tenant, f"preset {preset_name}", "", f"preset {preset_name}: ").compile(
-                _preset(preset_name), allow_preset=False)
-            merged = _merge(preset, own, source, path)
+        preset_config = _preset(preset_name) if preset_name else {}
+        preset = _Compiler(tenant, f"preset {preset_name}", "", f"preset {preset_name}: ").compile(
+            preset_config, allow_preset=False)
+        merged = _merge(preset, own, source, path)
         return cls(tenant=tenant, idp_id=idp_id, source=source, preset=preset_name, **merged)
 
     # -- applying --------------------------------------------------------------------------------
@@ -297,7 +296,7 @@ class Ruleset:
                 else:
                     draft.scalars[field] = Claim(values[0], rule.label, source)
                 break
-        for field, slot, rules in self._lists:
+        for _field, slot, rules in self._lists:
             target = getattr(draft, slot)
             for rule in rules:
                 values, source = rule.values(upstream, drops)
@@ -335,7 +334,7 @@ class Ruleset:
 
 # -- compiling -------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _preset_text(name: str) -> str:
     from importlib import resources
 

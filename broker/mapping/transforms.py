@@ -12,7 +12,8 @@ and a bounded input bounds the worst case of a backtracking pattern.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 #: At most this many values of one upstream attribute are read (Entra sends at most
 #: 200 groups in a token before switching to an overage claim).

@@ -128,7 +128,7 @@ class RoleClaim:
         self.source = source
         self.group_rule: tuple[str, str] | None = None
 
-    def copy(self, **changes: Any) -> "RoleClaim":
+    def copy(self, **changes: Any) -> RoleClaim:
         new = RoleClaim.__new__(RoleClaim)
         for name in RoleClaim.__slots__:
             setattr(new, name, changes[name] if name in changes else getattr(self, name))

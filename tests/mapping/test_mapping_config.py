@@ -71,6 +71,7 @@ def test_empty_config_maps_the_subject_only():
     ({"roles": [{"id": "x", "disabled": True, "from": "y"}]}, f"{PATH}.roles[0].disabled", "`disabled: true`"),
     ({"preset": "entra", "roles": [{"id": "nope", "disabled": True}]}, f"{PATH}.roles[0].id",
      "the id of a preset rule to disable, one of entra-app-roles"),
+    ({"roles": [{"id": "x", "disabled": True}]}, f"{PATH}.roles[0].id", "(the preset has none)"),
     ({"require": {"hd": []}}, f"{PATH}.require.hd", "an allowed value"),
     ({"uid": {"from": "oid", "split": ";"}}, f"{PATH}.uid.split", "one of from"),
     ({"defaults": {"schools": ["99999"]}}, f"{PATH}.defaults.schools[0]", "a school code or OID of tenant"),
@@ -92,7 +93,7 @@ def test_tenant_field_rule_replaces_the_preset_rule():
     result = ruleset.apply({"oid": ["o1"], "given_name": ["Preset"], "nickname_claim": ["Tenant"]},
                            upstream_subject=None, salt=SALT)
     assert result.identity["given_name"] == "Tenant"
-    assert [t.rule for t in result.trace if t.field == "given_name"] == [f"fields.given_name"]
+    assert [t.rule for t in result.trace if t.field == "given_name"] == ["fields.given_name"]
 
 
 def test_an_empty_rule_list_disables_a_preset_field():
@@ -163,7 +164,8 @@ def test_the_examples_in_docs_compile():
     import yaml
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
-    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "mapping:" in b and "preset:" in b and "{...}" not in b]
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+              if "mapping:" in b and "preset:" in b and "{...}" not in b]  # not the outline
     assert len(blocks) >= 4
     found = 0
     for block in blocks:

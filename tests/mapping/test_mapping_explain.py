@@ -24,9 +24,15 @@ RESPONSE = f"""<?xml version="1.0" encoding="UTF-8"?>
       <saml:Attribute Name="urn:mpass.id:uid" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri">
         <saml:AttributeValue>MPASSOID.c6329e82913e265b3a79c11a043fdab8b06b1a9e</saml:AttributeValue>
       </saml:Attribute>
-      <saml:Attribute Name="urn:oid:2.5.4.42" FriendlyName="givenName"><saml:AttributeValue>Maija</saml:AttributeValue></saml:Attribute>
-      <saml:Attribute Name="urn:oid:2.5.4.4" FriendlyName="sn"><saml:AttributeValue>Meikäläinen</saml:AttributeValue></saml:Attribute>
-      <saml:Attribute Name="urn:oid:1.3.6.1.4.1.16161.1.1.27"><saml:AttributeValue>1.2.246.562.24.10000000016</saml:AttributeValue></saml:Attribute>
+      <saml:Attribute Name="urn:oid:2.5.4.42" FriendlyName="givenName">
+        <saml:AttributeValue>Maija</saml:AttributeValue>
+      </saml:Attribute>
+      <saml:Attribute Name="urn:oid:2.5.4.4" FriendlyName="sn">
+        <saml:AttributeValue>Meikäläinen</saml:AttributeValue>
+      </saml:Attribute>
+      <saml:Attribute Name="urn:oid:1.3.6.1.4.1.16161.1.1.27">
+        <saml:AttributeValue>1.2.246.562.24.10000000016</saml:AttributeValue>
+      </saml:Attribute>
       <saml:Attribute Name="urn:mpass.id:role">
         <saml:AttributeValue>{VANTAA_PROVIDER};03083;7B;Oppilas;1;1.2.246.562.10.41253773158;</saml:AttributeValue>
         <saml:AttributeValue>{VANTAA_PROVIDER};02134;7B;Oppilas;1;;</saml:AttributeValue>

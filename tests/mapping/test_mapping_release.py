@@ -32,8 +32,10 @@ def test_user_id_is_stable_scoped_and_opaque():
     a = stable_user_id("vantaa", "wilma", "subject-1", SALT)
     assert a == stable_user_id("vantaa", "wilma", "subject-1", SALT)
     assert re.fullmatch(r"[0-9a-f]{64}", a)
-    others = {stable_user_id("espoo", "wilma", "subject-1", SALT), stable_user_id("vantaa", "entra", "subject-1", SALT),
-              stable_user_id("vantaa", "wilma", "subject-2", SALT), stable_user_id("vantaa", "wilma", "subject-1", b"x" * 16)}
+    others = {stable_user_id("espoo", "wilma", "subject-1", SALT),
+              stable_user_id("vantaa", "entra", "subject-1", SALT),
+              stable_user_id("vantaa", "wilma", "subject-2", SALT),
+              stable_user_id("vantaa", "wilma", "subject-1", b"x" * 16)}
     assert a not in others and len(others) == 4
 
 

@@ -302,7 +302,7 @@ def test_default_policy_releases_only_roles(case, config, upstream, subject, exp
     else:
         assert set(claims) == set(attrs) == {"urn:mpass.id:role", "urn:mpass.id:role_v1.1"}
         provider = expected["education_providers"][0]
-        for value, role in zip(claims["urn:mpass.id:role"], expected["roles"]):
+        for value, role in zip(claims["urn:mpass.id:role"], expected["roles"], strict=True):
             fields = value.split(";")
             assert len(fields) == 7
             assert fields[0] == provider and fields[1] == role["school"] and fields[4] == str(role["code"])
