@@ -30,8 +30,7 @@ from urllib.parse import unquote_plus
 from broker.store import Store
 from broker.tokens.errors import OAuthError, invalid_client, invalid_request
 from broker.tokens.http import Request
-from broker.verify import (InvalidToken, JWKSCache, KeySetUnavailable, PublicKey, load_jwks, parse_jws,
-                           verify_signature)
+from broker.verify import InvalidToken, JWKSCache, KeySetUnavailable, PublicKey, load_jwks, parse_jws, verify_signature
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Algorithms accepted in client assertions: asymmetric only (never ``none`` or ``HS*``).

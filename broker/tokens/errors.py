@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 
 from broker.errors import BrokerError, log, new_correlation_id
-
 from broker.tokens.http import Response
 
 #: Headers every response carrying tokens or token errors has (RFC 6749 §5.1).

@@ -17,9 +17,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from broker.verify import (SUPPORTED_ALGORITHMS, InvalidToken, PublicKey, UnsupportedAlgorithm,  # noqa: F401
-                           b64url_decode, b64url_encode, load_jwk, load_jwks, parse_jws, verify_jws,
-                           verify_signature)
+from broker.verify import (  # noqa: F401
+    SUPPORTED_ALGORITHMS,
+    InvalidToken,
+    PublicKey,
+    UnsupportedAlgorithm,
+    b64url_decode,
+    b64url_encode,
+    load_jwk,
+    load_jwks,
+    parse_jws,
+    verify_jws,
+    verify_signature,
+)
 
 #: The algorithms the broker signs with.
 SIGNING_ALGORITHMS = ("ES256", "RS256")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
+from tokens_harness import IDENTITY
+from tokens_rp import code_flow, discover, verify_id_token
 
 from broker.verify import TokenVerifier
-from tests.tokens.harness import IDENTITY
-from tests.tokens.rp import code_flow, discover, session, verify_id_token
 
 
 def test_code_flow_with_basic_auth_end_to_end(any_env):
