@@ -191,6 +191,41 @@ def test_from_config_gives_a_ruleset_or_a_rule_error(config):
     assert result.refused in (None, "no_user_id", "requirement_not_met")
 
 
+FIELD_NAMES = st.sampled_from(["given_name", "learner_id", "class_level", "schools", "groups", "education_providers",
+                                "learning_materials_charges", "user_id"])
+SOURCES = st.sampled_from(["g", "r", "sc", "other"])
+OPTIONAL = {"split": LEAVES, "match": LEAVES, "lookup": st.dictionaries(PIECES, LEAVES | st.dictionaries(KEYS, LEAVES,
+                                                                                                        max_size=3),
+                                                                         max_size=3)}
+FIELD_RULE = st.fixed_dictionaries({"from": SOURCES}, optional=OPTIONAL)
+ROLE_RULE = st.fixed_dictionaries({"from": SOURCES}, optional={
+    **OPTIONAL, "id": st.sampled_from(["entra-app-roles", "mpassid-role", "x"]), "disabled": LEAVES,
+    "format": LEAVES, "role": LEAVES, "school": LEAVES, "group": LEAVES, "scope": LEAVES,
+    "role_names": st.dictionaries(PIECES, LEAVES, max_size=2)})
+SHAPED_CONFIG = st.fixed_dictionaries({}, optional={
+    "preset": st.sampled_from(["mpassid-saml", "entra", "google", "adfs", "wilma", "x"]),
+    "require": st.dictionaries(SOURCES, LEAVES | st.lists(PIECES, max_size=2), max_size=2),
+    "uid": st.fixed_dictionaries({"from": SOURCES | LEAVES}),
+    "fields": st.dictionaries(FIELD_NAMES, FIELD_RULE | st.lists(FIELD_RULE, max_size=2), max_size=3),
+    "roles": st.lists(ROLE_RULE, max_size=3),
+    "defaults": st.dictionaries(st.sampled_from(["schools", "roles", "class_level"]),
+                                LEAVES | st.lists(LEAVES, max_size=2), max_size=2),
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SHAPED_CONFIG, st.dictionaries(SOURCES, st.lists(st.one_of(PIECES, TEXT), max_size=3), max_size=4))
+def test_shaped_config_then_apply(identity_schema, config, upstream):
+    try:
+        ruleset = Ruleset.from_config(config, tenant=VANTAA, idp_id="x", source="t.yaml")
+    except RuleError as exc:
+        assert str(exc).startswith("t.yaml: mapping") and exc.expected
+        return
+    result = ruleset.apply(upstream, upstream_subject="s", salt=SALT)
+    if result.ok:
+        identity_schema.validate(result.identity)
+
+
 # -- apply and release on anything -----------------------------------------------------------
 
 RICH = {
