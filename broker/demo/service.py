@@ -86,7 +86,10 @@ def create_app(
     @app.get("/login")
     def login():
         extra = {param: request.args[param] for param in FORWARDED_PARAMS if request.args.get(param)}
-        return broker.authorize_redirect(f"{base_url}/callback", **extra)
+        try:
+            return broker.authorize_redirect(f"{base_url}/callback", **extra)
+        except RequestException as exc:  # discovery not reachable: the broker is not up (yet)
+            return page(error="issuer_unreachable", error_description=type(exc).__name__), 502
 
     @app.route("/callback", methods=["GET", "POST"])
     def callback():

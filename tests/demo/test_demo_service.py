@@ -93,3 +93,10 @@ def test_an_idp_error_is_shown_not_swallowed(services, login_form):
 def test_a_callback_without_its_state_is_refused(services):
     page = requests.get(f"{services.a}/callback", params={"code": "x", "state": "forged"}, timeout=10)
     assert page.status_code == 400 and 'id="error"' in page.text
+
+
+def test_an_unreachable_issuer_is_a_page_not_a_crash():
+    app = service.create_app(name="Lonely", base_url="http://svc.test", issuer=f"http://127.0.0.1:{free_port()}",
+                             client_id="c", client_secret="s", other_service=None, cookie_name="lonely")
+    page = app.test_client().get("/login")
+    assert page.status_code == 502 and b"issuer_unreachable" in page.data
