@@ -25,7 +25,8 @@ from broker.mapping.model import (MPASSID_ROLE_NAMES, ROLE_CODES, ROLE_NAMES, Dr
 from broker.mapping.release import (DEFAULT_SCOPES, NAME_FORMAT_URI, SAML_FRIENDLY_NAMES, SCOPES,
                                     release_claims, release_saml_attributes, released_scopes)
 from broker.mapping.roles import parse_role_string, role_code
-from broker.mapping.rules import PRESETS, Ruleset
+from broker.mapping.config import PRESETS
+from broker.mapping.ruleset import Ruleset
 
 __all__ = [
     "DEFAULT_SCOPES", "Drop", "InputError", "MPASSID_ROLE_NAMES", "MappingResult", "NAME_FORMAT_URI", "PRESETS",

@@ -16,7 +16,7 @@ from broker.mapping.errors import InputError
 from broker.mapping.identifiers import subject_for
 from broker.mapping.model import PolicyLike
 from broker.mapping.release import release_claims, release_saml_attributes, released_scopes
-from broker.mapping.rules import Ruleset
+from broker.mapping.ruleset import Ruleset
 
 MAX_INPUT = 4 * 1024 * 1024
 SAML_ASSERTION_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -114,11 +114,15 @@ def _load_saml(data: bytes) -> tuple[dict[str, list[str]], str | None]:
 
 
 def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject: str | None, salt: bytes,
-            services: Iterable[tuple[Any, ...]] = ()) -> dict[str, Any]:
+            services: Iterable[tuple[Any, ...]] = (), subject_salt: bytes | None = None) -> dict[str, Any]:
     """Map ``upstream`` and say what every service would receive.
 
-    ``services`` are ``(name, policy)`` or ``(name, policy, protocol)`` with
-    protocol ``"oidc"`` or ``"saml"`` (both when omitted).  The result is plain JSON:
+    ``salt`` is the user-id salt of :meth:`Ruleset.apply`; ``subject_salt`` the salt
+    of :func:`subject_for` (default: ``salt``), so that the subjects shown are the
+    ones services really get.  ``services`` are ``(name, policy)`` or ``(name,
+    policy, protocol)`` with protocol ``"oidc"`` or ``"saml"`` (both when omitted);
+    a pairwise policy without a sector is paired by the service's name (pass the
+    policy with ``sector=Client.sector`` to show the real subject).  The result is plain JSON:
     ``tenant``, ``idp``, ``refused``, ``identity``, ``trace`` (the rule behind each
     value), ``drops`` (field, rule, reason) and ``services`` (per service: the
     scopes released, the subject, its OIDC claims and/or SAML attributes).
@@ -140,7 +144,7 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
         entry: dict[str, Any] = {"name": str(name), "profile": policy.profile,
                                  "scopes": list(released_scopes(policy)), "subject_type": policy.subject_type}
         if result.refused is None:
-            sub = _subject(result.identity, policy, salt, str(name))
+            sub = _subject(result.identity, policy, subject_salt or salt, str(name))
             entry["subject"] = sub
             if protocol in (None, "oidc"):
                 entry["oidc_claims"] = {"sub": sub, **release_claims(result.identity, policy=policy,

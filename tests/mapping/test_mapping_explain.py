@@ -116,6 +116,19 @@ def test_explain_says_what_happened_and_what_each_service_gets():
     assert "urn:mpass.id:role = " in text and "<- urn:mpass.id:role" in text
 
 
+def test_explain_subjects_use_the_subject_salt():
+    from broker.mapping import subject_for
+
+    ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
+    attrs, subject = load_upstream(RESPONSE)
+    policy = ReleasePolicy(sector="kirjasto.example.fi")
+    other_salt = b"pairwise-subject-salt-0123456789"
+    out = explain(ruleset, attrs, subject=subject, salt=SALT, subject_salt=other_salt,
+                  services=[("kirjasto", policy, "oidc")])
+    identity = ruleset.apply(attrs, upstream_subject=subject, salt=SALT).identity
+    assert out["services"][0]["subject"] == subject_for(identity, policy=policy, salt=other_salt)
+
+
 def test_explain_refused():
     ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
     out = explain(ruleset, {"urn:oid:2.5.4.42": ["Maija"]}, subject="_t", salt=SALT,
