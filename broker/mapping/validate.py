@@ -282,7 +282,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     if schools or role_entries or (asserted_ok is not None and not scoping_drop):
         providers.append({"oid": tenant.provider_oid, "names": dict(tenant.provider_names)})
         trace.append(Trace("education_providers[0]", *((asserted_ok.rule, asserted_ok.source)
-                                                       if asserted_ok else ("tenant", "registry"))))
+                                                       if asserted_ok else ("tenant provider", "registry"))))
     identity["education_providers"] = providers
 
     charge_entries: list[dict[str, Any]] = []
