@@ -146,7 +146,9 @@ class DemoStack:
 
     def start_services(self) -> None:
         a, b = self.service_urls
-        for index, (url, other) in enumerate(((a, ("Demo service B", b)), (b, ("Demo service A", a)))):
+        # Each links to the other's /login: opening it signs in silently through the SSO session.
+        pairs = ((a, ("Demo service B", b + "/login")), (b, ("Demo service A", a + "/login")))
+        for index, (url, other) in enumerate(pairs):
             client_id = f"demo-service-{'ab'[index]}"
             self._serve(service.create_app(
                 name=f"Demo service {'AB'[index]}", base_url=url, issuer=self.broker_url, client_id=client_id,

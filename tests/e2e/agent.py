@@ -111,3 +111,10 @@ class Person:
         if "/disco" in response.url:
             response = self.choose(response, tenant, idp)
         return self.sign_in(response, username)
+
+
+def register_client(stack, **data):
+    """Register an OIDC client with the running broker, as `broker clients add` does, then rebuild."""
+    client, secret = stack.app.registry.parties.add_client(data)
+    stack.app.rebuild()
+    return client, secret

@@ -24,10 +24,3 @@ def stack(tmp_path_factory):
     demo.start()
     yield demo
     demo.stop()
-
-
-def register_client(stack: DemoStack, **data):
-    """Register an OIDC client with the running broker, as `broker clients add` does, then rebuild."""
-    client, secret = stack.app.registry.parties.add_client(data)
-    stack.app.rebuild()
-    return client, secret

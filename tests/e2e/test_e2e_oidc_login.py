@@ -15,8 +15,7 @@ from oic.oic import Client as PyoidcClient
 from oic.oic.message import AuthorizationResponse, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
-from agent import Person
-from conftest import register_client
+from agent import Person, register_client
 
 REDIRECT = "https://rp.example.org/callback"
 

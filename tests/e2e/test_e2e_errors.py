@@ -1,0 +1,100 @@
+"""Refusals a person or a machine can meet on the front channel: a clear, localized page (or
+JSON), a 4xx status, a correlation id that is also in the log, never a stack trace, and
+never a redirect to an address that is not registered."""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from agent import Person, register_client
+from broker.i18n import MESSAGES
+
+REDIRECT = "https://errors.example.org/cb"
+
+
+@pytest.fixture(scope="module")
+def client_id(stack):
+    client, _ = register_client(stack, client_id="errors-rp", redirect_uris=[REDIRECT])
+    return client.client_id
+
+
+def _authorize(stack, **params) -> str:
+    base = {"response_type": "code", "scope": "openid", "state": "s", "nonce": "n",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    return f"{stack.broker_url}/authorize?{urlencode({**base, **params})}"
+
+
+def _correlation_id(text: str) -> str:
+    match = re.search(r'id="correlation-id">([0-9a-f]+)<', text)
+    assert match, "the page shows a correlation id"
+    return match.group(1)
+
+
+def _assert_page(response, caplog, *, lang: str, message_key: str, status: int = 400):
+    assert response.status_code == status
+    assert not response.is_redirect
+    assert "Traceback" not in response.text and "File \"" not in response.text
+    assert MESSAGES[message_key][lang] in response.text.replace("&#x27;", "'")
+    cid = _correlation_id(response.text)
+    assert any(cid in record.getMessage() for record in caplog.records), "the log line carries the id"
+    return cid
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_unknown_idp_hint_page_in_the_persons_language(stack, client_id, caplog, lang):
+    caplog.set_level(logging.INFO)
+    response = Person(language=lang).get(_authorize(stack, client_id=client_id, redirect_uri=REDIRECT,
+                                                    idp_hint="atlantis/koulu"))
+    _assert_page(response, caplog, lang=lang, message_key="error.unknown_idp")
+
+
+def test_unknown_client_is_shown_not_redirected(stack, caplog):
+    caplog.set_level(logging.INFO)
+    response = Person(language="en").get(_authorize(stack, client_id="nobody",
+                                                    redirect_uri="https://evil.example/cb"))
+    assert response.status_code in (400, 401)
+    assert "evil.example" not in response.headers.get("Location", "")
+    _correlation_id(response.text)
+
+
+@pytest.mark.parametrize("extra", [{}, {"response_type": "token"}, {"code_challenge_method": "plain"}])
+def test_unregistered_redirect_uri_is_never_redirected_to(stack, client_id, caplog, extra):
+    caplog.set_level(logging.INFO)
+    response = Person(language="fi").get(_authorize(stack, client_id=client_id,
+                                                    redirect_uri="https://evil.example/cb", **extra))
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    _correlation_id(response.text)
+
+
+def test_machine_clients_get_json(stack, client_id):
+    response = requests.get(_authorize(stack, client_id=client_id, redirect_uri=REDIRECT, idp_hint="atlantis"),
+                            headers={"Accept": "application/json"}, allow_redirects=False, timeout=5)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] and re.fullmatch(r"[0-9a-f]{16}", body["correlation_id"])
+
+
+def test_unknown_path_and_expired_flow_pages(stack, caplog):
+    caplog.set_level(logging.INFO)
+    person = Person(language="sv")
+    _assert_page(person.get(f"{stack.broker_url}/no/such/page"), caplog, lang="sv", message_key="error.not_found",
+                 status=404)
+    # Choosing an IdP without a login in progress (no flow cookie): the flow has expired.
+    _assert_page(person.get(f"{stack.broker_url}/disco/choose?idp=vantaa/koulu"), caplog, lang="sv",
+                 message_key="error.expired_flow")
+    # The ACS with no flow: the same.
+    response = person.post(f"{stack.broker_url}/saml2/acs/post", data={"SAMLResponse": "x", "RelayState": "y"})
+    _assert_page(response, caplog, lang="sv", message_key="error.expired_flow")
+
+
+def test_garbage_saml_request_is_a_400(stack, caplog):
+    caplog.set_level(logging.INFO)
+    response = Person(language="en").get(f"{stack.broker_url}/saml2/idp/sso/redirect?SAMLRequest=%%%garbage")
+    assert response.status_code == 400
+    _correlation_id(response.text)
