@@ -1,44 +1,47 @@
 """In-process XML signatures and encryption for pysaml2, on python-xmlsec.
 
 pysaml2 signs, verifies, encrypts and decrypts by writing the document, keys and
-certificates to temporary files and spawning the ``xmlsec1`` program, twice per
-check (``xmlsec1 --version`` first).  This module does the same work inside the
-process with python-xmlsec (which bundles libxmlsec1 and shares lxml's libxml2),
-keeping the subprocess path's semantics and tightening them where the subprocess
-path relied on pysaml2's pre-checks alone:
+certificates to temporary files and spawning the ``xmlsec1`` program: three
+processes per signature check (two of them ``xmlsec1 --version``).  This module
+does the same work inside the process with python-xmlsec (which bundles
+libxmlsec1 and links the same libxml2 as lxml), keeping the subprocess path's
+semantics and enforcing itself what that path left to pysaml2's pre-checks:
 
-* **The signed node is the node pysaml2 uses.**  The node to verify is the one
+* **The signed node is the node pysaml2 uses.**  The node verified is the one
   element named *node_name* whose ``ID`` is *node_id* (``xmlsec1 --id-attr:ID
-  <node_name> --node-id <node_id>``).  ``ID`` values must be unique in the whole
-  document, and only that element's ``ID`` is registered for reference
-  resolution, so the element pysaml2 parsed with that ID is the element whose
+  <node_name> --node-id <node_id>``).  ``ID`` values must be unique in the
+  document and only that element's ``ID`` is registered for reference
+  resolution, so the element pysaml2 parsed with that ID is the one whose
   digest was checked.
 * **One enveloped signature, one same-document reference to that node.**  The
-  ``<ds:Signature>`` must be a child of the node, with exactly one
-  ``<ds:Reference>`` whose URI is ``#<node_id>`` (or empty, when the node is the
-  document element: ``--enabled-reference-uris empty,same-doc``).
-* **Algorithms and transforms are allow-listed**: enveloped-signature and
-  exclusive canonicalization only; SHA-1/SHA-2 digests; RSA and ECDSA with
-  SHA-1/SHA-2.  No ``<ds:Object>``, no DTD.
-* **Keys come from metadata only.**  The verification key is set on the
-  signature context before verification, so libxmlsec1 never reads
-  ``<ds:KeyInfo>``: a certificate embedded by the sender is ignored (the
-  subprocess path gets there with ``--enabled-key-data raw-x509-cert``).
-* **Decryption uses the SP key only**: the ``<xenc:EncryptedKey>`` is unwrapped
-  with our private key and the ``<xenc:EncryptedData>`` decrypted with the
-  result; no key is looked up from the document.
+  ``<ds:Signature>`` is a child of the node, with exactly one
+  ``<ds:Reference>`` whose URI is ``#<node_id>``, or empty when the node is the
+  document element (``--enabled-reference-uris empty,same-doc``).
+* **Allow-listed algorithms**: enveloped-signature and exclusive
+  canonicalization transforms only; SHA-1/SHA-2 digests; RSA or ECDSA
+  signatures.  No ``<ds:Object>``, no DTD.
+* **Keys come from metadata only** (SAML Metadata §2.4.1.1 ``<KeyDescriptor>``).
+  The key is set on the signature context before verification, so libxmlsec1
+  never reads ``<ds:KeyInfo>``; a certificate the sender embeds is ignored (the
+  subprocess path: ``--enabled-key-data raw-x509-cert``).
+* **Decryption with the SP key only**: the ``<xenc:EncryptedKey>`` is
+  unwrapped with our private key and the ``<xenc:EncryptedData>`` decrypted
+  with the result; no key is looked up from the document.
+* **Schema validation kept**, against pysaml2's XSD files, on libxml2
+  (:mod:`broker.proxy.xmlsig_schema`) or pysaml2's ``xmlschema`` validator.
 
-No temporary files and no processes: keys and certificates are parsed once and
-cached by content, and :class:`InProcessSecurityContext` loads the configured
-key files at start-up so the login path reads no file.
+No temporary files, no processes: keys and certificates are parsed once and
+cached by content, and :class:`InProcessSecurityContext` reads the configured
+key files when it is built, so the login path reads no file.
 
 Entry points: :func:`configure_signatures` (``signature_backend: in-process |
 xmlsec1``), :func:`use_in_process_signatures`, :func:`use_xmlsec1_signatures`,
 and :func:`pysaml2_config_overrides` for building the entities.
 
-Specifications cited: XML-DSig = XML Signature Syntax and Processing (Second
-Edition), XML-Enc = XML Encryption Syntax and Processing, SAML Core = SAML V2.0
-Assertions and Protocols (saml-core-2.0-os), XML = Extensible Markup Language 1.0.
+Specifications cited: XML-DSig = XML Signature Syntax and Processing Version
+1.1; XML-Enc = XML Encryption Syntax and Processing (2002); SAML Core = SAML
+V2.0 Assertions and Protocols (saml-core-2.0-os); SAML Metadata =
+saml-metadata-2.0-os; XML = Extensible Markup Language 1.0.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ import os
 import re
 import threading
 import types
-from collections.abc import Iterable
 from typing import Any, Union
 
 import xmlsec
@@ -63,6 +65,7 @@ from saml2.sigver import (
     ASSERT_XPATH,
     NODE_NAME,
     CryptoBackend,
+    CryptoBackendXmlSec1,
     DecryptError,
     EncryptError,
     MissingKey,
@@ -77,11 +80,14 @@ from saml2.sigver import (
     pem_format,
     pre_encrypt_assertion,
     pre_encryption_part,
-    CryptoBackendXmlSec1,
 )
 from saml2.xml.schema import XMLSchemaError
 from saml2.xml.schema import validate as validate_with_xmlschema
-from saml2.xmldsig import ALLOWED_CANONICALIZATIONS, ALLOWED_TRANSFORMS, TRANSFORM_ENVELOPED
+from saml2.xmldsig import (
+    ALLOWED_CANONICALIZATIONS,
+    ALLOWED_TRANSFORMS,
+    TRANSFORM_ENVELOPED,
+)
 
 from broker.proxy import xmlsig_schema
 
@@ -98,7 +104,6 @@ DEFAULT_SCHEMA_VALIDATION = "libxml2"
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XENC_NS = "http://www.w3.org/2001/04/xmlenc#"
-XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 _SIGNATURE = f"{{{DS_NS}}}Signature"
 _SIGNED_INFO = f"{{{DS_NS}}}SignedInfo"
@@ -114,7 +119,6 @@ _RETRIEVAL_METHOD = f"{{{DS_NS}}}RetrievalMethod"
 _ENCRYPTED_DATA = f"{{{XENC_NS}}}EncryptedData"
 _ENCRYPTED_KEY = f"{{{XENC_NS}}}EncryptedKey"
 _ENCRYPTION_METHOD = f"{{{XENC_NS}}}EncryptionMethod"
-_XML_ID = f"{{{XML_NS}}}id"
 _ENCRYPTED_KEY_TYPE = "http://www.w3.org/2001/04/xmlenc#EncryptedKey"
 
 # Exclusive canonicalization, with or without comments (SAML Core §5.4.3).
@@ -271,15 +275,16 @@ def _enveloped_signature(node: etree._Element, node_ref_id: str | None) -> etree
 
     signed_info = signature.find(_SIGNED_INFO)
     if signed_info is None or signature.index(signed_info) != 0:
-        raise SignatureError("<ds:SignedInfo> must be the first child of <ds:Signature> (XML-DSig §4.1)")
+        raise SignatureError("<ds:SignedInfo> must be the first child of <ds:Signature> (XML-DSig §4.2)")
     if len(signature.findall(_SIGNED_INFO)) != 1:
-        raise SignatureError("more than one <ds:SignedInfo> (XML-DSig §4.1)")
+        raise SignatureError("more than one <ds:SignedInfo> (XML-DSig §4.2)")
     if signature.find(_OBJECT) is not None:
-        # SAML Core §5.4 (errata E91): <ds:Object> is not used by SAML and can carry unsigned data.
-        raise SignatureError("<ds:Object> is not allowed in SAML signatures (SAML Core §5.4)")
+        # XML-DSig §4.6: <ds:Object> holds enveloping content, which SAML Core §5.4.1 excludes;
+        # it only ever carries unsigned data next to a SAML signature (XSW8).
+        raise SignatureError("<ds:Object> is not allowed in SAML signatures (SAML Core §5.4.1, XML-DSig §4.6)")
 
     _algorithm(signed_info.find(_C14N_METHOD), _C14N_ALGORITHMS, "canonicalization method", "SAML Core §5.4.3")
-    _algorithm(signed_info.find(_SIGNATURE_METHOD), _SIGNATURE_ALGORITHMS, "signature method", "XML-DSig §6.4")
+    _algorithm(signed_info.find(_SIGNATURE_METHOD), _SIGNATURE_ALGORITHMS, "signature method", "XML-DSig §4.4.2, §6.4")
 
     references = signed_info.findall(_REFERENCE)
     if len(references) != 1:
@@ -287,7 +292,7 @@ def _enveloped_signature(node: etree._Element, node_ref_id: str | None) -> etree
     reference = references[0]
     uri = reference.get("URI")
     if uri is None or uri == "":
-        # XML-DSig §4.4.3.2: an empty URI identifies the whole document.
+        # XML-DSig §4.4.3.3: URI="" identifies the whole document (an absent URI, to xmlsec, too).
         if node.getparent() is not None:
             raise SignatureError("an empty Reference URI signs the whole document, not this node (SAML Core §5.4.2)")
     elif node_ref_id is None or uri != "#" + node_ref_id:
@@ -301,7 +306,7 @@ def _enveloped_signature(node: etree._Element, node_ref_id: str | None) -> etree
             raise SignatureError(f"transform {algorithm!r} is not allowed (SAML Core §5.4.4)")
     if len(set(algorithms)) != len(algorithms) or TRANSFORM_ENVELOPED not in algorithms:
         raise SignatureError("transforms must be enveloped-signature plus at most one c14n (SAML Core §5.4.4)")
-    _algorithm(reference.find(_DIGEST_METHOD), _DIGEST_ALGORITHMS, "digest method", "XML-DSig §6.2")
+    _algorithm(reference.find(_DIGEST_METHOD), _DIGEST_ALGORITHMS, "digest method", "XML-DSig §4.4.3.5, §6.2")
     return signature
 
 
@@ -643,7 +648,7 @@ class InProcessSecurityContext(SecurityContext):
             logger.warning("only_use_keys_in_metadata is false: ignored, signatures verify with metadata keys only")
 
     @classmethod
-    def from_config(cls, conf, crypto: CryptoBackend | None = None) -> "InProcessSecurityContext":
+    def from_config(cls, conf, crypto: CryptoBackend | None = None) -> InProcessSecurityContext:
         """Build from a pysaml2 Config, as :func:`saml2.sigver.security_context` does."""
         return _build_security_context(conf, crypto or CryptoBackendXmlSecInProcess(), cls)
 
@@ -791,6 +796,24 @@ def _build_security_context(conf, crypto: CryptoBackend, cls: type[SecurityConte
 # -- installing a backend on a pysaml2 entity ----------------------------------------------
 
 
+def check_libxml2() -> tuple[int, int, int]:
+    """Refuse to run when lxml and python-xmlsec use different libxml2 versions.
+
+    lxml hands its libxml2 trees to libxmlsec1 as they are; with two different
+    libxml2 builds in the process, structures and ID tables do not match
+    (python-xmlsec documents this as unsupported).  Returns the version.
+    """
+    lxml_version = tuple(etree.LIBXML_VERSION)
+    xmlsec_version = tuple(xmlsec.get_libxml_version())
+    if lxml_version != xmlsec_version:
+        raise RuntimeError(
+            f"lxml uses libxml2 {'.'.join(map(str, lxml_version))} but python-xmlsec uses "
+            f"{'.'.join(map(str, xmlsec_version))}: install matching wheels "
+            "(pip install --no-binary lxml,xmlsec, or pin versions built against the same libxml2)")
+    return lxml_version
+
+
+
 def _encrypt_assertion_in_memory(self, encrypt_cert, sp_entity_id, response, node_xpath=None):
     """``Entity._encrypt_assertion`` without the temporary certificate file."""
     if encrypt_cert:
@@ -807,7 +830,7 @@ def _encrypt_assertion_in_memory(self, encrypt_cert, sp_entity_id, response, nod
                 response, wrapped.encode("ascii"),
                 pre_encryption_part(key_name=cert_name, encrypt_cert=unwrapped), node_xpath=node_xpath,
             )
-        except Exception as exc:  # as the original: try the next certificate
+        except Exception as exc:  # noqa: BLE001 - as Entity._encrypt_assertion: try the next certificate
             exception = exc
     if exception:
         raise exception
@@ -837,6 +860,7 @@ def use_in_process_signatures(entity, *, schema_validation: str = DEFAULT_SCHEMA
     """
     if schema_validation not in SCHEMA_VALIDATORS:
         raise ValueError(f"schema_validation must be one of {', '.join(SCHEMA_VALIDATORS)}")
+    check_libxml2()
     context = InProcessSecurityContext.from_config(entity.config)
     context.schema_validator = SCHEMA_VALIDATORS[schema_validation]
     if schema_validation == "libxml2":
@@ -893,15 +917,16 @@ def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEN
 
 
 __all__ = [
-    "CryptoBackendXmlSecInProcess",
     "DEFAULT_SCHEMA_VALIDATION",
     "DEFAULT_SIGNATURE_BACKEND",
     "IN_PROCESS",
-    "InProcessSecurityContext",
     "SCHEMA_VALIDATORS",
     "SIGNATURE_BACKENDS",
     "XMLSEC1",
+    "CryptoBackendXmlSecInProcess",
+    "InProcessSecurityContext",
     "certificate_key",
+    "check_libxml2",
     "clear_key_cache",
     "configure_signatures",
     "decrypt",

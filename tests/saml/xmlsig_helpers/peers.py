@@ -28,7 +28,11 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import IdPConfig, SPConfig
 from saml2.metadata import entity_descriptor
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
+from saml2.saml import (
+    NAME_FORMAT_URI,
+    NAMEID_FORMAT_PERSISTENT,
+    NAMEID_FORMAT_TRANSIENT,
+)
 from saml2.server import Server
 
 IDP_ENTITY_ID = "https://idp.example.org/saml/idp"
@@ -68,7 +72,7 @@ def make_keypair(directory: os.PathLike[str] | str, name: str, *, key_size: int 
     """Generate ``<name>.key`` / ``<name>.crt`` (PEM) in *directory*."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
