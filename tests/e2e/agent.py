@@ -50,16 +50,18 @@ class Person:
         self.http.headers["Accept"] = "text/html,application/xhtml+xml"
         self.http.headers["Accept-Language"] = language
         self.stop_at = stop_at
+        #: Where each request is really sent (e.g. another instance behind the same public URL).
+        self.rewrite = lambda url: url
 
     def request(self, method: str, url: str, data=None, allow_redirects: bool = True) -> requests.Response:
-        response = self.http.request(method, url, data=data, timeout=15, allow_redirects=False)
+        response = self.http.request(method, self.rewrite(url), data=data, timeout=15, allow_redirects=False)
         history = []
         while allow_redirects and response.is_redirect:
             location = urljoin(response.url, response.headers["Location"])
             if location.startswith(self.stop_at):
                 break
             history.append(response)
-            response = self.http.get(location, timeout=15, allow_redirects=False)
+            response = self.http.get(self.rewrite(location), timeout=15, allow_redirects=False)
         response.history = history
         return response
 
