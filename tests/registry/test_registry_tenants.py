@@ -1,0 +1,132 @@
+"""Tenant files: the shipped seven load; every error names the file, the field and what was
+expected; `broker check` prints them and exits non-zero; the broker refuses to start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker.demo.stack import DemoStack, Ports
+from broker.proxy.assemble import load_registry
+from broker.registry.tenants import TenantError
+from broker.settings import ROOT
+
+CITIES = {"vantaa": "092", "espoo": "049", "tampere": "837", "turku": "853", "oulu": "564", "lahti": "398",
+          "jyvaskyla": "179"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    stack = DemoStack(demo_dir=root / "demo", metadata_dir=root / "metadata", ports=Ports(), environ={})
+    stack.prepare()
+    return stack
+
+
+def _tenants_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "tenants"
+    shutil.copytree(ROOT / "tenants", target)
+    return target
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+
+def _load(demo: DemoStack, tenants_dir: Path):
+    return load_registry(demo.settings(tenants_dir=tenants_dir))
+
+
+def test_the_seven_cities_load_with_their_municipality_codes(demo):
+    registry = load_registry(demo.settings())
+    assert {t.id: t.municipality_code for t in registry.tenants} == CITIES
+    assert registry.tenants.by_id["vantaa"].names == {"fi": "Vantaa", "sv": "Vanda", "en": "Vantaa"}
+    kinds = {idp.key: idp.type for idp in registry.tenants.idps.values()}
+    assert kinds["vantaa/koulu"] == "saml" and kinds["vantaa/entra"] == "oidc"
+    assert set(registry.rulesets) == set(kinds)
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d.update(municipality_code="92"), "tenants/vantaa.yaml: municipality_code: expected a 3-digit"),
+    (lambda d: d["names"].pop("sv"), "tenants/vantaa.yaml: names: expected names in fi, sv and en"),
+    (lambda d: d["schools"][0].update(code="x"), "tenants/vantaa.yaml: schools[0].code: expected a 5- or 6-digit"),
+    (lambda d: d["identity_providers"][1].update(client_secret="hunter2"),
+     "tenants/vantaa.yaml: identity_providers[1].client_secret: expected {env: VARIABLE} or {file: PATH}; "
+     "a secret is never written in a tenant file"),
+    (lambda d: d["identity_providers"][0].update(metadata={"file": "demo/nowhere.xml"}),
+     "tenants/vantaa.yaml: identity_providers[0].metadata.file: expected an existing metadata file"),
+    (lambda d: d["identity_providers"][0].update(metadata={"url": "http://idp.example/md"}),
+     "tenants/vantaa.yaml: identity_providers[0].metadata.url: expected an https URL"),
+    (lambda d: d["identity_providers"][1].update(type="cas"),
+     "tenants/vantaa.yaml: identity_providers[1].type: expected 'saml' or 'oidc'"),
+    (lambda d: d["identity_providers"][0]["mapping"].update(preset="nonesuch"),
+     "tenants/vantaa.yaml: identity_providers[0].mapping: "),
+    (lambda d: d.update(colour="blue"), "tenants/vantaa.yaml: colour: expected one of the known keys"),
+])
+def test_each_error_names_file_field_and_expectation(demo, tmp_path, change, expected):
+    tenants = _tenants_copy(tmp_path)
+    _edit(tenants / "vantaa.yaml", change)
+    with pytest.raises(TenantError) as error:
+        _load(demo, tenants)
+    problems = [p.replace(str(tmp_path) + "/", "") for p in error.value.problems]
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_of_every_file_is_reported_and_nothing_is_half_loaded(demo, tmp_path):
+    tenants = _tenants_copy(tmp_path)
+    _edit(tenants / "espoo.yaml", lambda d: d.update(municipality_code="x"))
+    _edit(tenants / "oulu.yaml", lambda d: d["education_provider"].update(oid="not-an-oid"))
+    (tenants / "broken.yaml").write_text("id: [unclosed\n")
+    with pytest.raises(TenantError) as error:
+        _load(demo, tenants)
+    text = "\n".join(error.value.problems)
+    assert "tenants/espoo.yaml: municipality_code" in text.replace(str(tmp_path) + "/", "")
+    assert "oulu.yaml: education_provider.oid" in text
+    assert "broken.yaml: line" in text
+
+
+def _cli(demo: DemoStack, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**demo.env(), "PATH": "/usr/bin:/bin", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "broker", *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_broker_check_passes_and_fails_with_the_same_messages(demo, tmp_path):
+    ok = _cli(demo, "check")
+    assert ok.returncode == 0, ok.stderr
+    assert "7 tenants" in ok.stdout
+    tenants = _tenants_copy(tmp_path)
+    _edit(tenants / "turku.yaml", lambda d: d.update(municipality_code="8530"))
+    bad = _cli(demo, "check", env_extra={"BROKER_TENANTS_DIR": str(tenants)})
+    assert bad.returncode == 1
+    assert "turku.yaml: municipality_code: expected a 3-digit municipality code" in bad.stderr
+    serve = _cli(demo, "serve", env_extra={"BROKER_TENANTS_DIR": str(tenants)})
+    assert serve.returncode == 1 and "will not start" in serve.stderr
+
+
+def test_serve_refuses_several_workers_on_the_in_memory_store(demo):
+    result = _cli(demo, "serve", "--workers", "2")
+    assert result.returncode == 2
+    assert "BROKER_REDIS_URL" in result.stderr
+
+
+def test_clients_add_prints_credentials_and_persists(demo):
+    result = _cli(demo, "clients", "add", "--client-id", "cli-rp", "--redirect-uri", "https://cli.example/cb",
+                  "--redirect-uri", "https://cli.example/cb2")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["client_id"] == "cli-rp" and len(out["client_secret"]) >= 32
+    stored = json.loads((demo.registry_dir / "clients" / "cli-rp.json").read_text())
+    assert out["client_secret"] not in json.dumps(stored), "only the secret's hash is stored"
+    registry = load_registry(demo.settings())
+    assert registry.parties.client("cli-rp").check_secret(out["client_secret"])
+    bad = _cli(demo, "clients", "add", "--client-id", "bad", "--redirect-uri", "http://evil.example/cb")
+    assert bad.returncode == 1 and "redirect_uris[0]" in bad.stderr
