@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -246,7 +247,6 @@ def _keys_list(args) -> int:
 def _mapping_explain(args) -> int:
     from broker import mapping
     from broker.proxy.assemble import tenant_scope
-    from broker.proxy.state import derive_key
 
     settings = _settings()
     registry = _load_registry_or_report(settings)
@@ -264,10 +264,13 @@ def _mapping_explain(args) -> int:
     except mapping.InputError as exc:
         print(f"error: {args.input}: {exc}", file=sys.stderr)
         return 1
-    services = [(c.client_id, c.policy) for c in registry.parties.clients.values()]
-    services += [(sp.entity_id, sp.policy) for sp in registry.parties.sps.values()]
+    services = [(c.client_id, dataclasses.replace(c.policy, sector=c.sector))
+                for c in registry.parties.clients.values()]
+    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.policy.sector or sp.entity_id))
+                 for sp in registry.parties.sps.values()]
     explained = mapping.explain(registry.rulesets[f"{tenant.id}/{args.idp}"], upstream, subject=subject,
-                                salt=derive_key(settings.master_secret, b"user-id"), services=services)
+                                salt=settings.user_id_salt, services=services,
+                                subject_salt=settings.pairwise_salt)
     print(json.dumps(explained, indent=2, ensure_ascii=False) if args.as_json
           else mapping.format_explanation(explained))
     return 0

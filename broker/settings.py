@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from broker.derive import derive_key
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,6 +57,16 @@ class Settings:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: The environment the settings were read from; tenant files expand ``${VARS}`` from it too.
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def user_id_salt(self) -> bytes:
+        """Salt of the broker's user ids (tenant- and IdP-scoped, never an upstream value)."""
+        return derive_key(self.master_secret, b"user-id")
+
+    @property
+    def pairwise_salt(self) -> bytes:
+        """Salt of pairwise subject identifiers."""
+        return derive_key(self.master_secret, b"pairwise-subject")
 
     @property
     def secure_cookies(self) -> bool:

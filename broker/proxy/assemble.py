@@ -31,7 +31,7 @@ from broker.proxy.saml_backend import BrokerSamlBackend
 from broker.proxy.saml_frontend import BrokerSamlFrontend, METADATA_PATH, SSO_PATHS
 from broker.proxy.selection import IdpSelector
 from broker.proxy.sessions import SsoSessions
-from broker.proxy.state import StateCodec, derive_key
+from broker.proxy.state import StateCodec
 from broker.proxy.unavailable import UnavailableBackend
 from broker.proxy.upstream import ProviderUnavailable, provider_configuration
 from broker.registry.relying_parties import RelyingParties, ReleasePolicy
@@ -72,9 +72,10 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
     def check_mapping(tenant: Tenant, idp: IdentityProvider) -> str | None:
         try:
             rulesets[idp.key] = mapping.Ruleset.from_config(
-                dict(idp.mapping), tenant=tenant_scope(tenant), idp_id=idp.id, source="")
+                dict(idp.mapping), tenant=tenant_scope(tenant), idp_id=idp.id, source=tenant.source)
         except mapping.RuleError as exc:
-            return str(exc).lstrip(": ")
+            return f"{exc.path[len('mapping.'):] if exc.path.startswith('mapping.') else exc.path}: " \
+                   f"expected {exc.expected}"
         return None
 
     tenants = load_tenants(settings.tenants_dir, metadata_dir=settings.metadata_dir, root=ROOT,
@@ -194,26 +195,25 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     http = http or requests.Session()
     providers = upstream_providers(registry, store, http)
     config = satosa_config(settings, registry, providers=providers)
-    pairwise_salt = derive_key(settings.master_secret, b"pairwise-subject")
-    user_id_salt = derive_key(settings.master_secret, b"user-id")
+    pairwise_salt, user_id_salt = settings.pairwise_salt, settings.user_id_salt
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
     signature_setup = _signature_setup(settings.signature_backend)
     keyring = keyring or KeyRing(store, settings.master_secret)
     keyring.ensure()
 
-    def release_claims(client, identity, granted_scopes):
-        return mapping.release_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes))
-
     def subject(client, identity):
-        policy = dataclasses.replace(client.policy, sector=client.sector)
-        return mapping.subject_for(identity, policy=policy, salt=pairwise_salt)
+        return mapping.subject_for(identity, policy=client.policy, salt=pairwise_salt, sector=client.sector)
+
+    def release_claims(client, identity, granted_scopes):
+        return mapping.release_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes),
+                                      subject=subject(client, identity))
 
     def release_saml(sp_entity_id, identity):
         sp = registry.parties.sp_for_entity(sp_entity_id)
         policy = sp.policy if sp else ReleasePolicy(profile="mpassid")
-        policy = dataclasses.replace(policy, sector=policy.sector or sp_entity_id)
-        return (mapping.release_saml_attributes(identity, policy=policy),
-                mapping.subject_for(identity, policy=policy, salt=pairwise_salt))
+        name_id = mapping.subject_for(identity, policy=policy, salt=pairwise_salt,
+                                      sector=policy.sector or sp_entity_id)
+        return mapping.release_saml_attributes(identity, policy=policy, subject=name_id), name_id
 
     token_lifetimes = {name: getattr(settings.lifetimes, name)
                        for name in ("code", "access_token", "id_token", "refresh_token")}

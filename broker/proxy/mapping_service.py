@@ -8,14 +8,11 @@ rules can never be applied to another city's response.
 
 from __future__ import annotations
 
-import logging
 from typing import Mapping
 
 from satosa.micro_services.base import ResponseMicroService
 
 from broker.errors import InvalidResponse, NoUserId
-
-logger = logging.getLogger(__name__)
 
 
 class MappingService(ResponseMicroService):
@@ -34,14 +31,7 @@ class MappingService(ResponseMicroService):
         result = ruleset.apply(data.attributes, upstream_subject=data.subject_id, salt=self.salt)
         if result.refused:
             raise NoUserId(f"mapping refused the login: {result.refused}")
-        for drop in result.drops:
-            logger.info("mapping dropped idp=%s %s", idp_key, _describe(drop))
         data.attributes = result.identity
         data.subject_id = result.identity["user_id"]
         return self.next(context, data)
 
-
-def _describe(drop) -> str:
-    if isinstance(drop, dict):
-        return " ".join(f"{k}={v}" for k, v in drop.items())
-    return str(drop)

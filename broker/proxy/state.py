@@ -19,9 +19,9 @@ import os
 import time
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from broker.derive import derive_key
 
 _PREFIX = "v1."
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -33,11 +33,6 @@ class StateError(ValueError):
 
 class StateExpired(StateError):
     """The state cookie is authentic but older than the flow lifetime."""
-
-
-def derive_key(master_secret: bytes, purpose: bytes) -> bytes:
-    """A 256-bit key for one ``purpose``, so one secret never serves two uses."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"digione/" + purpose).derive(master_secret)
 
 
 class StateCodec:

@@ -98,8 +98,12 @@ XMLSEC1 = "xmlsec1"
 SIGNATURE_BACKENDS = (IN_PROCESS, XMLSEC1)
 DEFAULT_SIGNATURE_BACKEND = IN_PROCESS
 
-#: Schema validation of signed items: libxml2 (same XSD files, ~40x faster) or pysaml2's xmlschema.
-SCHEMA_VALIDATORS = {"libxml2": xmlsig_schema.validate, "xmlschema": validate_with_xmlschema}
+#: Schema validation of each signed item, against pysaml2's XSD files:
+#: ``libxml2`` — pysaml2's re-serialization of the item (``str(item)``, as pysaml2 does), libxml2 engine;
+#: ``xmlschema`` — the same document, pysaml2's own (pure Python) validator: pysaml2 exactly, ~40x slower;
+#: ``signed-node`` — the element libxmlsec1 verified, as received, libxml2 engine: no re-serialization,
+#: and stricter (pysaml2's re-serialization puts misplaced children back in schema order).
+SCHEMA_VALIDATIONS = ("libxml2", "xmlschema", "signed-node")
 DEFAULT_SCHEMA_VALIDATION = "libxml2"
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -537,8 +541,12 @@ class CryptoBackendXmlSecInProcess(CryptoBackend):
 
         Returns True; raises ``SignatureError`` when the signature does not verify.
         """
-        verify_signature(signedtext, certificate_key(cert_file, cert_type), node_name, node_id)
+        self.verify(signedtext, cert_file, cert_type, node_name, node_id)
         return True
+
+    def verify(self, signedtext, cert_file, cert_type, node_name, node_id) -> etree._Element:
+        """As :meth:`validate_signature`, returning the verified element."""
+        return verify_signature(signedtext, certificate_key(cert_file, cert_type), node_name, node_id)
 
     def sign_statement(self, statement, node_name, key_file, node_id):
         """``xmlsec1 --sign --privkey-pem <key> --id-attr:ID <node_name> --node-id <id>``."""
@@ -623,9 +631,8 @@ class InProcessSecurityContext(SecurityContext):
     subclass passes key material in memory to :class:`CryptoBackendXmlSecInProcess`
     and reads the configured key files once, at construction.
 
-    Signed items are schema-validated before their signature is checked, as in
-    the base class, with :attr:`schema_validator` (default: libxml2 against
-    pysaml2's XSD files, see :mod:`broker.proxy.xmlsig_schema`).
+    Signed items are schema-validated as in the base class; :attr:`schema_validation`
+    picks how (see :data:`SCHEMA_VALIDATIONS`; default ``libxml2``).
 
     Deliberate differences from the base class (both fail closed):
 
@@ -637,9 +644,11 @@ class InProcessSecurityContext(SecurityContext):
       checks the certificate).
     """
 
-    schema_validator = staticmethod(SCHEMA_VALIDATORS[DEFAULT_SCHEMA_VALIDATION])
+    schema_validation = DEFAULT_SCHEMA_VALIDATION
 
-    def __init__(self, crypto: CryptoBackend, key_file: str = "", *args, **kwargs):
+    def __init__(self, crypto: CryptoBackendXmlSecInProcess, key_file: str = "", *args, **kwargs):
+        if not isinstance(crypto, CryptoBackendXmlSecInProcess):
+            raise TypeError("InProcessSecurityContext needs a CryptoBackendXmlSecInProcess")
         super().__init__(crypto, key_file, *args, **kwargs)
         self._key_source = self.key_file
         self._key_content = _read_material(self.key_file) if self.key_file else None
@@ -700,13 +709,8 @@ class InProcessSecurityContext(SecurityContext):
         if not certs:
             raise MissingKey(_issuer)
 
-        try:
-            self.schema_validator(str(item))
-        except XMLSchemaError as exc:
-            raise SignatureError({
-                "message": "Signature verification failed. Invalid document format.",
-                "reason": str(exc), "ID": item.id, "issuer": _issuer, "type": node_name,
-            }) from exc
+        if self.schema_validation != "signed-node":
+            self._validate_schema(str(item), item, _issuer, node_name)
 
         validators = _saml_profile_violations(item)
         if not all(validators.values()):
@@ -715,19 +719,32 @@ class InProcessSecurityContext(SecurityContext):
                 "validators": validators, "item ID": item.id, "issuer": _issuer, "node name": node_name,
             })
 
-        verified_with = None
+        verified_with = node = None
         for cert in certs:
             try:
-                if self.crypto.validate_signature(decoded_xml, cert, "pem", node_name, item.id):
-                    verified_with = cert
-                    break
+                node = self.crypto.verify(decoded_xml, cert, "pem", node_name, item.id)
             except XmlsecError as exc:
                 logger.info("signature of %s %s not verified with a key of %s: %s", node_name, item.id, _issuer, exc)
+            else:
+                verified_with = cert
+                break
         if verified_with is None:
             raise SignatureError("Failed to verify signature")
+        if self.schema_validation == "signed-node":
+            self._validate_schema(node, item, _issuer, node_name)
         if not self._certificate_acceptable(verified_with):
             raise CertificateError("Invalid certificate!")
         return item
+
+    def _validate_schema(self, document, item, issuer, node_name) -> None:
+        validate = validate_with_xmlschema if self.schema_validation == "xmlschema" else xmlsig_schema.validate
+        try:
+            validate(document)
+        except XMLSchemaError as exc:
+            raise SignatureError({
+                "message": "Signature verification failed. Invalid document format.",
+                "reason": str(exc), "ID": item.id, "issuer": issuer, "type": node_name,
+            }) from exc
 
     def _certificate_acceptable(self, cert_pem: bytes) -> bool:
         """``validate_certificate``: the signer certificate chains to our own (CertHandler.verify_cert)."""
@@ -856,14 +873,14 @@ def use_in_process_signatures(entity, *, schema_validation: str = DEFAULT_SCHEMA
     *entity* is a :class:`saml2.entity.Entity`: SATOSA's ``SAMLBackend.sp``
     (a ``Saml2Client``) or ``SAMLFrontend.idp`` (a ``Server``).  Call it once,
     after construction.  Key files are read here, never afterwards.
-    *schema_validation* is ``libxml2`` (default) or ``xmlschema`` (pysaml2's).
+    *schema_validation* is one of :data:`SCHEMA_VALIDATIONS`.
     """
-    if schema_validation not in SCHEMA_VALIDATORS:
-        raise ValueError(f"schema_validation must be one of {', '.join(SCHEMA_VALIDATORS)}")
+    if schema_validation not in SCHEMA_VALIDATIONS:
+        raise ValueError(f"schema_validation must be one of {', '.join(SCHEMA_VALIDATIONS)}")
     check_libxml2()
     context = InProcessSecurityContext.from_config(entity.config)
-    context.schema_validator = SCHEMA_VALIDATORS[schema_validation]
-    if schema_validation == "libxml2":
+    context.schema_validation = schema_validation
+    if schema_validation != "xmlschema":
         xmlsig_schema.prepare()
     _install(entity, context)
     entity._encrypt_assertion = types.MethodType(_encrypt_assertion_in_memory, entity)
@@ -920,7 +937,7 @@ __all__ = [
     "DEFAULT_SCHEMA_VALIDATION",
     "DEFAULT_SIGNATURE_BACKEND",
     "IN_PROCESS",
-    "SCHEMA_VALIDATORS",
+    "SCHEMA_VALIDATIONS",
     "SIGNATURE_BACKENDS",
     "XMLSEC1",
     "CryptoBackendXmlSecInProcess",

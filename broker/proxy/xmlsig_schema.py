@@ -89,16 +89,21 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def validate(doc: str | bytes) -> None:
+def validate(doc: str | bytes | etree._Element) -> None:
     """Validate a SAML element (Response, Assertion, …) against the SAML schemas.
 
-    Drop-in for :func:`saml2.xml.schema.validate`: raises
+    *doc* is XML text or an already parsed element (validated as the root of
+    its subtree, with the namespaces in scope).  Drop-in for
+    :func:`saml2.xml.schema.validate`: raises
     :class:`saml2.xml.schema.XMLSchemaError` when *doc* is not valid.
     """
-    try:
-        root = etree.fromstring(doc.encode("utf-8") if isinstance(doc, str) else doc, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise XMLSchemaError({"error": f"not well-formed: {exc}"}) from None
+    if isinstance(doc, etree._Element):
+        root = doc
+    else:
+        try:
+            root = etree.fromstring(doc.encode("utf-8") if isinstance(doc, str) else doc, _parser())
+        except etree.XMLSyntaxError as exc:
+            raise XMLSchemaError({"error": f"not well-formed: {exc}"}) from None
     if root.getroottree().docinfo.internalDTD is not None:
         raise XMLSchemaError({"error": "document type declarations are not accepted"})
     if _schema is None:

@@ -139,22 +139,6 @@ def test_explain_refused():
     assert "REFUSED: no_user_id" in text and "receives nothing" in text
 
 
-def test_apply_is_fast_enough_for_the_login_path():
-    """A regression guard, not a benchmark: apply must stay in microseconds (budget:
-    3.5 ms for a whole login); the bound is loose for slow, shared CI machines."""
-    import time
-
-    ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
-    attrs, subject = load_upstream(RESPONSE)
-    ruleset.apply(attrs, upstream_subject=subject, salt=SALT)
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        ruleset.apply(attrs, upstream_subject=subject, salt=SALT)
-    per_call = (time.perf_counter() - start) / n
-    assert per_call < 0.0005, f"{per_call * 1e6:.0f} µs per apply"
-
-
 def test_the_package_is_pure():
     """No web framework, SATOSA, Redis or pysaml2 behind broker.mapping (lxml only
     when the simulator reads XML), and importing it does nothing else."""
