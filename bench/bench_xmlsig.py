@@ -15,6 +15,10 @@ with each backend:
 * ``acs`` — the whole ``parse_authn_request_response`` an ACS request runs
   (base64, parsing, decryption, both signatures, conditions, attributes).
 
+Backends: ``in-process`` (default: libxml2 schema validation of pysaml2's
+re-serialized item), ``in-proc/node`` (``schema_validation="signed-node"``),
+``in-proc/xsd`` (pysaml2's xmlschema validator) and ``xmlsec1``.
+
 CPU time is user + system of this process *and of its children* (the xmlsec1
 processes), from ``getrusage``; wall time is shown for reference.  The xmlsec1
 rows are skipped when the binary is not installed.
@@ -115,15 +119,19 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     sys.addaudithook(_Spawns.hook)
 
-    backends = ["in-process"] + (["xmlsec1"] if shutil.which("xmlsec1") else [])
+    backends = {"in-process": ("in-process", "libxml2"), "in-proc/node": ("in-process", "signed-node"),
+                "in-proc/xsd": ("in-process", "xmlschema")}
+    if shutil.which("xmlsec1"):
+        backends["xmlsec1"] = ("xmlsec1", None)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for encrypted in (False, True):
             peers, xml = scenarios(Path(tmp) / ("enc" if encrypted else "clear"), encrypted)
             label = "signed+encrypted" if encrypted else "signed"
-            for backend in backends:
-                configure_signatures(peers.sp, backend)
-                n = args.iterations if backend == "in-process" else max(10, args.iterations // 10)
+            for backend, (name, schema_validation) in backends.items():
+                options = {"schema_validation": schema_validation} if schema_validation else {}
+                configure_signatures(peers.sp, name, **options)
+                n = args.iterations if name == "in-process" else max(10, args.iterations // 10)
                 if not encrypted:
                     results.append({"response": label, "what": "crypto", "backend": backend, "n": n,
                                     **measure(crypto_only(peers, xml), n)})
@@ -135,9 +143,9 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{'response':<18}{'what':<8}{'backend':<12}{'cpu ms':>9}{'wall ms':>9}{'procs':>7}{'n':>6}")
+    print(f"{'response':<18}{'what':<8}{'backend':<14}{'cpu ms':>9}{'wall ms':>9}{'procs':>7}{'n':>6}")
     for row in results:
-        print(f"{row['response']:<18}{row['what']:<8}{row['backend']:<12}{row['cpu_ms']:>9.2f}"
+        print(f"{row['response']:<18}{row['what']:<8}{row['backend']:<14}{row['cpu_ms']:>9.2f}"
               f"{row['wall_ms']:>9.2f}{row['processes']:>7.1f}{row['n']:>6}")
     by_key = {(r["response"], r["what"], r["backend"]): r for r in results}
     for (response, what, backend), row in by_key.items():
