@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +25,8 @@ from broker.settings import Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # pysaml2 imports a cipher mode that cryptography deprecates; not ours to fix, not the user's to read.
+    warnings.filterwarnings("ignore", message=".*CFB has been moved", module="saml2")
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

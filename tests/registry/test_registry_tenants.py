@@ -130,3 +130,16 @@ def test_clients_add_prints_credentials_and_persists(demo):
     assert registry.parties.client("cli-rp").check_secret(out["client_secret"])
     bad = _cli(demo, "clients", "add", "--client-id", "bad", "--redirect-uri", "http://evil.example/cb")
     assert bad.returncode == 1 and "redirect_uris[0]" in bad.stderr
+
+
+def test_mapping_explain_cli_on_the_readme_example(demo):
+    example = str(ROOT / "docs" / "examples" / "entra-pupil-claims.json")
+    text = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example)
+    assert text.returncode == 0, text.stderr
+    assert "role=learner, code=1, school=90921" in text.stdout
+    assert "school_not_in_tenant" in text.stdout
+    as_json = json.loads(_cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example,
+                              "--json").stdout)
+    assert as_json["identity"]["learner_id"] == "1.2.246.562.98.09200000001"
+    unknown = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "nope", example)
+    assert unknown.returncode == 1 and "no IdP 'nope'" in unknown.stderr
