@@ -465,6 +465,8 @@ class JWKSCache:
         if key is None and (self._attempted_at is None or now - self._attempted_at >= self.min_refresh_interval):
             self._refresh(now)
             key = self._keys.get(kid)
+        if key is None and not self._keys:  # never fetched successfully: not the token's fault
+            raise KeySetUnavailable("no keys could be fetched yet")
         return key
 
     __call__ = get
@@ -474,6 +476,8 @@ class JWKSCache:
         now = self._clock()
         if self._fetched_at is None or now - self._fetched_at > self.max_age:
             self._refresh(now)
+        if not self._keys:
+            raise KeySetUnavailable("no keys could be fetched yet")
         return dict(self._keys)
 
     def kids(self) -> set[str]:
@@ -638,7 +642,7 @@ def _bearer(authorization: str | None) -> str | None:
 def _challenge(error: VerificationError | None, scopes: tuple[str, ...]) -> tuple[int, str, bytes]:
     """Status, ``WWW-Authenticate`` value and JSON body for a refused request (RFC 6750 §3)."""
     if error is None:  # no token at all: RFC 6750 §3.1 says no error code
-        return 401, 'Bearer realm="api"', b'{"error":"invalid_token","error_description":"bearer token required"}'
+        return 401, 'Bearer realm="api"', b'{"error_description":"bearer token required"}'
     if isinstance(error, KeySetUnavailable):
         return 503, 'Bearer realm="api"', b'{"error":"temporarily_unavailable"}'
     assert isinstance(error, InvalidToken)

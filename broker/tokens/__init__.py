@@ -21,8 +21,8 @@ module                    concern
 Nothing here has import-time side effects; ``frontend`` is not imported by this package.
 """
 
-from broker.tokens.keys import KeyRing, KeyRingError
+from broker.tokens.keys import KeyRing, KeyRingBusy, KeyRingError
 from broker.tokens.lifetimes import Lifetimes
 from broker.tokens.provider import Provider, build_provider
 
-__all__ = ["KeyRing", "KeyRingError", "Lifetimes", "Provider", "build_provider"]
+__all__ = ["KeyRing", "KeyRingBusy", "KeyRingError", "Lifetimes", "Provider", "build_provider"]

@@ -28,6 +28,7 @@ PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 IDP_ACR_PREFIX = "urn:digione:idp:"
 _IDP_HINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")
 _S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_MAX_AGE = re.compile(r"^[0-9]{1,10}$")  # ASCII digits only (str.isdigit also accepts "²")
 _SINGLE = ("response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt",
            "max_age", "login_hint", "ui_locales", "acr_values", "id_token_hint", "response_mode", "idp_hint",
            "display", "claims_locales")
@@ -185,7 +186,7 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
     else:
         if method != "S256":  # an absent method means plain (RFC 7636 §4.3): refused too
             raise fail("invalid_request", "code_challenge_method must be S256 (plain is not supported)")
-        if not _S256_CHALLENGE.match(challenge):
+        if not _S256_CHALLENGE.fullmatch(challenge):
             raise fail("invalid_request", "code_challenge is not a base64url SHA-256 (RFC 7636 §4.2)")
 
     prompt = tuple((one["prompt"] or "").split())
@@ -197,13 +198,13 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
 
     max_age = None
     if one["max_age"] is not None:
-        if not one["max_age"].isdigit() or len(one["max_age"]) > 10:
+        if not _MAX_AGE.fullmatch(one["max_age"]):
             raise fail("invalid_request", "max_age must be a non-negative integer (OIDC Core §3.1.2.1)")
         max_age = int(one["max_age"])
 
     acr_values = tuple((one["acr_values"] or "").split())
     idp_hint = idp_hint_from(one["idp_hint"], acr_values)
-    if idp_hint is not None and not _IDP_HINT.match(idp_hint):
+    if idp_hint is not None and not _IDP_HINT.fullmatch(idp_hint):
         raise fail("invalid_request", "idp_hint must be <tenant> or <tenant>/<idp>")
 
     hint_sub = None

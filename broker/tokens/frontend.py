@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 from satosa.context import Context
 from satosa.frontends.base import FrontendModule
@@ -68,12 +69,30 @@ def _lists(params: Any) -> dict[str, list[str]]:
 
 
 def to_request(context: Context, path: str) -> Request:
-    """The provider's view of a SATOSA request."""
+    """The provider's view of a SATOSA request.
+
+    SATOSA's parsed parameters keep one value per name, which would hide a repeated
+    parameter (RFC 6749 §3.1: at most once).  So the raw query (``REQUEST_URI``, or a
+    ``digione.query`` decoration) and the raw form body (the ``digione.body`` decoration the
+    broker's context builder sets) are parsed again when available.
+    """
     method = (context.request_method or "GET").upper()
-    headers = {k[5:].replace("_", "-").lower(): v for k, v in (context.http_headers or {}).items()
+    raw_headers = context.http_headers or {}
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in raw_headers.items()
                if k.startswith("HTTP_") and isinstance(v, str)}
-    query = _lists(context.qs_params)
-    form = _lists(context.request) if method == "POST" else {}
+    if isinstance(raw_headers.get("CONTENT_TYPE"), str):
+        headers["content-type"] = raw_headers["CONTENT_TYPE"]
+    raw_query = context.get_decoration("digione.query")
+    if raw_query is None and isinstance(context.request_uri, str):
+        raw_query = context.request_uri.partition("?")[2]
+    query = parse_qs(raw_query, keep_blank_values=True) if isinstance(raw_query, str) else _lists(context.qs_params)
+    form: dict[str, list[str]] = {}
+    if method == "POST":
+        body = context.get_decoration("digione.body")
+        if isinstance(body, bytes) and "application/x-www-form-urlencoded" in headers.get("content-type", ""):
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        else:
+            form = _lists(context.request)
     return Request(method, path, headers, query, form)
 
 
@@ -169,6 +188,7 @@ class OIDCFrontend(FrontendModule):
         error = message.split(":", 1)[0].strip()
         if error not in PASSED_ERRORS:
             logger.warning("backend error mapped to server_error: %s", exception.__class__.__name__)
-            return to_satosa(self.provider.authorization_error(authz, "server_error", "the sign-in could not be completed"))
+            return to_satosa(self.provider.authorization_error(authz, "server_error",
+                                                               "the sign-in could not be completed"))
         # The description is fixed: a backend message may carry upstream text not meant for the client.
         return to_satosa(self.provider.authorization_error(authz, error, error.replace("_", " ")))

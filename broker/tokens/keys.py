@@ -59,6 +59,10 @@ class KeyRingError(RuntimeError):
     """A key-ring operation cannot be done (the message says what to do instead)."""
 
 
+class KeyRingBusy(KeyRingError):
+    """Another process is changing the ring right now."""
+
+
 def _derive(master_secret: bytes | str) -> AESGCM:
     secret = master_secret.encode() if isinstance(master_secret, str) else bytes(master_secret)
     if len(secret) < 16:
@@ -116,7 +120,7 @@ class KeyRing:
     def _snapshot(self) -> _Snapshot:
         snap = self._snap
         if snap is None or self._clock() - snap.loaded_at >= self.refresh_interval:
-            snap = self.refresh()
+            snap = self.refresh(force=False)
         return snap
 
     def signing_key(self, alg: str | None = None) -> SigningKey:
@@ -143,11 +147,17 @@ class KeyRing:
 
     # ------------------------------------------------------------------ loading
 
-    def refresh(self) -> _Snapshot:
-        """Re-read the ring from the store now (creating it on first use)."""
+    def refresh(self, *, force: bool = True) -> _Snapshot:
+        """Re-read the ring from the store (creating it on first use).
+
+        With ``force=False`` a snapshot that another thread refreshed while this one waited
+        for the lock is used as is (one store read per interval, not one per thread).
+        """
         with self._lock:
             now = self._clock()
             current = self._snap
+            if not force and current is not None and now - current.loaded_at < self.refresh_interval:
+                return current
             try:
                 doc = self.store.get(RING_KEY)
                 if doc is None:
@@ -230,23 +240,32 @@ class KeyRing:
             logger.info("created key ring (%s)", ", ".join(self.algs))
 
     def ensure(self) -> None:
-        """Create the ring if the store has none, and renew its TTL.  Idempotent."""
+        """Create the ring if the store has none, and renew its TTL.  Idempotent.
+
+        Safe when many workers start at once: creation is first-writer-wins, and the TTL
+        renewal is skipped if another process holds the ring's lock.
+        """
         if self.store.get(RING_KEY) is None:
             self._create()
         else:
-            self._locked_update(lambda doc, now: doc)
+            try:
+                self._locked_update(lambda doc, now: doc, bump=False)
+            except KeyRingBusy:
+                pass  # another process is renewing or rotating it
         self._snap = None
         self.refresh()
 
-    def _locked_update(self, change: Callable[[dict[str, Any], float], dict[str, Any]]) -> dict[str, Any]:
+    def _locked_update(self, change: Callable[[dict[str, Any], float], dict[str, Any]], *,
+                       bump: bool = True) -> dict[str, Any]:
         if not self.store.add(LOCK_KEY, {"pid": os.getpid()}, 60):
-            raise KeyRingError("another key-ring change is in progress; try again in a minute")
+            raise KeyRingBusy("another key-ring change is in progress; try again in a minute")
         try:
             doc = self.store.get(RING_KEY)
             if doc is None:
                 raise KeyRingError("no key ring in the store")
             doc = change(doc, self._clock())
-            doc["version"] += 1
+            if bump:
+                doc["version"] += 1
             self.store.put(RING_KEY, doc, RING_TTL)
             return doc
         finally:

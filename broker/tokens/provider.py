@@ -218,7 +218,8 @@ class Provider:
             sub = self.subject(client, identity)
             if authz.id_token_hint_sub is not None and "none" in authz.prompt and sub != authz.id_token_hint_sub:
                 # OIDC Core §3.1.2.1: the signed-in user is not the one the hint names.
-                return self.authorization_error(authz, "login_required", "the signed-in user differs from id_token_hint")
+                return self.authorization_error(authz, "login_required",
+                                                "the signed-in user differs from id_token_hint")
             scopes = set(authz.scopes)
             claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
             roles = claims["roles"] if "roles" in claims else identity.get("roles") if "roles" in scopes else None

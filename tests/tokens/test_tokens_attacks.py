@@ -46,7 +46,8 @@ def assert_shown(response: requests.Response) -> None:
 
 @pytest.mark.parametrize("case", [
     "unknown client", "unregistered uri", "uri with extra path", "uri with added query", "uri trailing slash",
-    "uri case changed", "missing uri", "repeated uri", "repeated client_id", "missing client_id",
+    "uri case changed", "missing uri", "repeated uri", "repeated uri, good last", "repeated client_id",
+    "missing client_id",
 ])
 def test_invalid_client_or_redirect_uri_is_shown_never_redirected(any_env, case):
     env = any_env
@@ -70,6 +71,8 @@ def test_invalid_client_or_redirect_uri_is_shown_never_redirected(any_env, case)
         del params["redirect_uri"]
     elif case == "repeated uri":
         params["redirect_uri"] = [good, EVIL]
+    elif case == "repeated uri, good last":
+        params["redirect_uri"] = [EVIL, good]
     elif case == "repeated client_id":
         params["client_id"] = ["rp1", "rp2"]
     elif case == "missing client_id":
@@ -424,7 +427,8 @@ def test_bad_input_never_causes_500(env):
         assert response.status_code in (302, 400), (params, response.status_code)
 
 
-def test_duplicate_parameters_are_refused(env):
+def test_duplicate_parameters_are_refused(any_env):
+    env = any_env
     params = auth_params(env, "rp1")
     params["scope"] = ["openid", "openid roles"]
     query = redirected_error(get_authorize(env, params), env.clients["rp1"].redirect_uri)

@@ -150,8 +150,12 @@ class SatosaApp:
         environ["wsgi.input"] = BytesIO(body)
         context.request = unpack_request(environ, length)
         context.request_method = environ.get("REQUEST_METHOD")
+        context.request_uri = environ.get("REQUEST_URI")  # werkzeug sets it, as gunicorn's RAW_URI
+        context.decorate("digione.body", body)  # as broker.proxy.base's context builder does
         context.qs_params = parse_query_string(environ.get("QUERY_STRING"))
         context.http_headers = collect_http_headers(environ)
+        if environ.get("CONTENT_TYPE"):
+            context.http_headers["CONTENT_TYPE"] = environ["CONTENT_TYPE"]
         context.request_authorization = context.http_headers.get("HTTP_AUTHORIZATION", "")
         context.state = State()
         for regex, endpoint in self.endpoints:
