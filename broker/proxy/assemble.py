@@ -29,6 +29,7 @@ from broker.proxy.mapping_service import MappingService
 from broker.proxy.oidc_backend import BrokerOidcBackend
 from broker.proxy.saml_backend import BrokerSamlBackend
 from broker.proxy.saml_frontend import BrokerSamlFrontend, METADATA_PATH, SSO_PATHS
+from broker.proxy.saml_metadata import MetadataUnavailable, pinned_metadata
 from broker.proxy.selection import IdpSelector
 from broker.proxy.sessions import SsoSessions
 from broker.proxy.state import StateCodec
@@ -86,8 +87,8 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
 
 # -- SATOSA configuration ------------------------------------------------------------
 
-def satosa_config(settings: Settings, registry: Registry, *, providers: Mapping[str, dict] | None = None
-                  ) -> dict[str, Any]:
+def satosa_config(settings: Settings, registry: Registry, *, providers: Mapping[str, dict] | None = None,
+                  remote_metadata: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """SATOSA's whole configuration for ``registry`` (JSON-able; secrets are left out)."""
     base = settings.base_url
     keys = settings.keys_dir
@@ -105,7 +106,10 @@ def satosa_config(settings: Settings, registry: Registry, *, providers: Mapping[
                     "entityid": f"{base}/{SP_ENTITY_PATH}",
                     "key_file": str(sp_key), "cert_file": str(sp_cert),
                     "encryption_keypairs": [{"key_file": str(sp_key), "cert_file": str(sp_cert)}],
-                    "metadata": {"local": sorted({str(i.metadata.file) for i in saml_idps if i.metadata.file})},
+                    "metadata": {
+                        "local": sorted({str(i.metadata.file) for i in saml_idps if i.metadata.file}),
+                        "inline": [xml for xml in (remote_metadata or {}).values() if xml],
+                    },
                     "accepted_time_diff": 60,
                     "service": {"sp": {
                         "name": "DigiOne Login",
@@ -187,6 +191,20 @@ def upstream_providers(registry: Registry, store: Store, http: requests.Session)
     return providers
 
 
+def remote_saml_metadata(registry: Registry, store: Store, http: requests.Session) -> dict[str, str | None]:
+    """Metadata of SAML IdPs named by URL, verified against their pins; ``None`` if unavailable."""
+    documents: dict[str, str | None] = {}
+    for idp in (i for t in registry.tenants for i in t.identity_providers if i.type == "saml"):
+        if idp.metadata and idp.metadata.url:
+            try:
+                documents[idp.key] = pinned_metadata(idp.metadata.url, idp.metadata.signing_cert_sha256,
+                                                     store=store, http=http)
+            except MetadataUnavailable as exc:
+                logger.error("upstream IdP unavailable idp=%s reason=%s", idp.key, exc)
+                documents[idp.key] = None
+    return documents
+
+
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
              keyring=None) -> BrokerProxy:
     """Build the proxy for ``registry``; reads keys and upstream metadata, once."""
@@ -194,7 +212,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
 
     http = http or requests.Session()
     providers = upstream_providers(registry, store, http)
-    config = satosa_config(settings, registry, providers=providers)
+    config = satosa_config(settings, registry, providers=providers,
+                           remote_metadata=remote_saml_metadata(registry, store, http))
     pairwise_salt, user_id_salt = settings.pairwise_salt, settings.user_id_salt
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
     signature_setup = _signature_setup(settings.signature_backend)

@@ -60,7 +60,15 @@ class BrokerSamlBackend(SAMLBackend):
         entity_id = context.get_decoration(Context.KEY_TARGET_ENTITYID)
         if not entity_id:
             raise InvalidResponse("no SAML IdP chosen for this flow")
+        if not self._known(entity_id):
+            raise IdpError("the IdP's metadata could not be loaded", status=503)
         return self.authn_request(context, entity_id)
+
+    def _known(self, entity_id: str) -> bool:
+        try:
+            return bool(self.sp.metadata[entity_id].get("idpsso_descriptor"))
+        except KeyError:
+            return False
 
     def authn_request(self, context: Context, entity_id: str) -> Response:
         kwargs: dict[str, Any] = {}
