@@ -84,8 +84,14 @@ class AuthorizationRequest:
 
     @property
     def force_authn(self) -> bool:
-        """Whether the person must authenticate again (``prompt=login`` or ``max_age=0``)."""
-        return "login" in self.prompt or self.max_age == 0
+        """Whether an upstream IdP must re-authenticate rather than reuse its own session.
+
+        ``prompt=login``, and any ``max_age``: the broker reuses its own SSO session only if
+        it is young enough, but an IdP's session age is unknown, and an IdP that answers from
+        its session reports its old ``AuthnInstant``, which :meth:`Provider.authorization_response`
+        would then refuse as older than ``max_age`` (OIDC Core §3.1.2.1).
+        """
+        return "login" in self.prompt or self.max_age is not None
 
 
 def _single(params: Mapping[str, Sequence[str]], name: str) -> tuple[str | None, bool]:

@@ -16,10 +16,13 @@ The login path:
    in ``context.state[name]`` (JSON), the context is decorated with ``digione.authn``
    (``prompt``, ``max_age``, ``login_hint``, ``idp_hint``, ``acr_values``, ``ui_locales``,
    ``client_id``, ``id_token_hint_sub``) and with SATOSA's ``force_authn`` ("true" for
-   ``prompt=login`` or ``max_age=0``), and SATOSA's callback takes over.
+   ``prompt=login`` or any ``max_age``), and SATOSA's callback takes over.
 2. :meth:`OIDCFrontend.handle_authn_response`: ``internal_response.attributes`` is the
-   canonical identity; the code is issued (``sid`` from the ``digione.sso_session``
-   decoration) and the browser redirected with ``code``, ``state`` and ``iss``.
+   canonical identity; ``auth_info.timestamp`` is ``auth_time`` and ``auth_class_ref`` the
+   ``acr``; the code is issued (``sid`` from the ``digione.sso_session`` decoration, ``amr``
+   from an optional ``digione.amr`` list decoration) and the browser redirected with
+   ``code``, ``state`` and ``iss``.  An authentication older than ``max_age`` is answered
+   ``login_required``.
 3. :meth:`OIDCFrontend.handle_backend_error`: ``login_required``, ``access_denied``,
    ``consent_required``, ``interaction_required`` and ``account_selection_required``
    (the exception's message) are redirected as such, anything else as ``server_error``.

@@ -72,16 +72,19 @@ def test_authorization_state_is_json_and_force_authn_is_set():
     try:
         env = make_env(MemoryStore(), Clock(), server, Path(tempfile.mkdtemp()))
         frontend = OIDCFrontend(callback, {"attributes": {}}, {"provider": env.provider}, env.issuer, "OIDC")
-        context = Context()
-        context.path = "authorize"
-        context.request_method = "GET"
-        context.qs_params = context.request = auth_params(env, "rp1", prompt="login")
-        context.http_headers = {}
-        context.state = State()
-        assert frontend.authorization_endpoint(context) == "handed over"
+        forced = {}
+        for name, extra in {"plain": {}, "login": {"prompt": "login"}, "max_age": {"max_age": "600"}}.items():
+            context = Context()
+            context.path = "authorize"
+            context.request_method = "GET"
+            context.qs_params = context.request = auth_params(env, "rp1", **extra)
+            context.http_headers = {}
+            context.state = State()
+            assert frontend.authorization_endpoint(context) == "handed over"
+            forced[name] = captured["force"]
     finally:
         server.close()
-    assert captured["force"] == "true" and captured["requester"] == "rp1"
+    assert forced == {"plain": None, "login": "true", "max_age": "true"} and captured["requester"] == "rp1"
     saved = captured["state"]["OIDC"]
     assert json.loads(json.dumps(saved)) == saved and saved["redirect_uri"] == "https://rp1.example/cb"
 
