@@ -657,7 +657,7 @@ class InProcessSecurityContext(SecurityContext):
             logger.warning("only_use_keys_in_metadata is false: ignored, signatures verify with metadata keys only")
 
     @classmethod
-    def from_config(cls, conf, crypto: CryptoBackend | None = None) -> InProcessSecurityContext:
+    def from_config(cls, conf, crypto: CryptoBackendXmlSecInProcess | None = None) -> InProcessSecurityContext:
         """Build from a pysaml2 Config, as :func:`saml2.sigver.security_context` does."""
         return _build_security_context(conf, crypto or CryptoBackendXmlSecInProcess(), cls)
 
