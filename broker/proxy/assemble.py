@@ -31,6 +31,7 @@ from broker.proxy.saml_backend import BrokerSamlBackend
 from broker.proxy.saml_frontend import BrokerSamlFrontend, METADATA_PATH, SSO_PATHS
 from broker.proxy.saml_metadata import MetadataUnavailable, pinned_metadata
 from broker.proxy.selection import IdpSelector
+from broker.proxy.xmlsig import check_libxml2, configure_signatures, pysaml2_config_overrides
 from broker.proxy.sessions import SsoSessions
 from broker.proxy.state import StateCodec
 from broker.proxy.unavailable import UnavailableBackend
@@ -111,6 +112,7 @@ def satosa_config(settings: Settings, registry: Registry, *, providers: Mapping[
                         "inline": [xml for xml in (remote_metadata or {}).values() if xml],
                     },
                     "accepted_time_diff": 60,
+                    **pysaml2_config_overrides(settings.signature_backend),
                     "service": {"sp": {
                         "name": "DigiOne Login",
                         "endpoints": {"assertion_consumer_service": [(f"{base}/{ACS_PATH}", BINDING_HTTP_POST)]},
@@ -147,6 +149,7 @@ def satosa_config(settings: Settings, registry: Registry, *, providers: Mapping[
                  "key_file": str(idp_key), "cert_file": str(idp_cert),
                  "metadata": {"inline": [sp.metadata_xml for sp in registry.parties.sps.values()]},
                  "accepted_time_diff": 60,
+                 **pysaml2_config_overrides(settings.signature_backend),
                  "service": {"idp": {
                      "name": "DigiOne Login",
                      "endpoints": {"single_sign_on_service": [
@@ -210,6 +213,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     """Build the proxy for ``registry``; reads keys and upstream metadata, once."""
     from broker.tokens import build_provider, KeyRing
 
+    if settings.signature_backend == "in-process":
+        check_libxml2()
     http = http or requests.Session()
     providers = upstream_providers(registry, store, http)
     config = satosa_config(settings, registry, providers=providers,
@@ -293,8 +298,4 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
 
 
 def _signature_setup(backend_name: str):
-    try:
-        from broker.proxy.xmlsig import configure_signatures
-    except ImportError:  # pragma: no cover - until the in-process backend lands
-        return lambda entity: None
     return lambda entity: configure_signatures(entity, backend_name)
