@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     """Build the broker for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
     if store is None:
-        store = open_store(settings.redis_url)
+        store = open_store(settings.redis_url, prefix=settings.redis_prefix)
         if store.shared:
             logger.info("shared state in Redis")
         else:

@@ -224,7 +224,7 @@ def _keyring(settings: Settings):
     if not settings.redis_url:
         print("note: without BROKER_REDIS_URL the key ring lives in this process only; running brokers "
               "will not see this change", file=sys.stderr)
-    return KeyRing(open_store(settings.redis_url), settings.master_secret)
+    return KeyRing(open_store(settings.redis_url, prefix=settings.redis_prefix), settings.master_secret)
 
 
 def _keys_rotate(args) -> int:

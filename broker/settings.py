@@ -50,7 +50,12 @@ class Settings:
     keys_dir: Path
     config_dir: Path
     master_secret: bytes
+    redis_prefix: str = "digione:"
     signature_backend: str = "in-process"
+    #: Audiences added to every access token (the platform's resource servers), RFC 9068 §3.
+    resource_audiences: tuple[str, ...] = ()
+    #: Client ids of resource servers that may introspect any token (RFC 7662 §2.1).
+    introspection_clients: tuple[str, ...] = ()
     cookie_secure: bool = False
     log_level: str = "INFO"
     lifetimes: Lifetimes = Lifetimes()
@@ -91,6 +96,9 @@ class Settings:
             base_url=base_url,
             port=port,
             redis_url=env.get("BROKER_REDIS_URL") or None,
+            redis_prefix=env.get("BROKER_REDIS_PREFIX") or file_conf.get("redis_prefix", "digione:"),
+            resource_audiences=tuple(file_conf.get("resource_audiences") or ()),
+            introspection_clients=tuple(file_conf.get("introspection_clients") or ()),
             workers=int(env.get("BROKER_WORKERS") or file_conf.get("workers", 1)),
             tenants_dir=Path(env.get("BROKER_TENANTS_DIR") or ROOT / "tenants"),
             metadata_dir=Path(env.get("BROKER_METADATA_DIR") or ROOT / "metadata"),

@@ -253,6 +253,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                     issuer=settings.base_url, store=store, clients=registry.parties, keyring=keyring,
                     release=release_claims, subject=subject, lifetimes=token_lifetimes,
                     scopes_supported=tuple(mapping.SCOPES),
+                    resource_audiences=settings.resource_audiences,
+                    introspection_clients=settings.introspection_clients,
                     claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}))
                 frontends.append(OIDCFrontend(callback, config["INTERNAL_ATTRIBUTES"],
                                               {**spec["config"], "provider": provider,

@@ -399,6 +399,8 @@ def _context_from_environ(environ: dict) -> Context:
     else:
         context.request = dict(context.qs_params)
     context.decorate("digione.body", body)
+    # The raw query lets the OIDC frontend refuse repeated parameters (RFC 6749 §3.1).
+    context.decorate("digione.query", query)
     context.server = {k: v for k, v in environ.items() if k.startswith("SERVER_")}
     context.http_headers = {k: v for k, v in environ.items()
                             if k.startswith("HTTP_") or k.startswith("REMOTE_") or k == "CONTENT_TYPE"}

@@ -34,8 +34,9 @@ def instances(tmp_path_factory):
     _, secret = RelyingParties.load(stack.registry_dir).add_client(
         {"client_id": "two-rp", "redirect_uris": [REDIRECT], "policy": {"scopes": ["openid", "roles"]}})
     stack.start_idps()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {**os.environ, **stack.env(), "BROKER_REDIS_URL": REDIS_URL, "BROKER_SECRET": secrets.token_urlsafe(32),
+    prefix = f"test-two:{secrets.token_hex(6)}:"   # this run's keys only; other tests share db 15
+    env = {**os.environ, **stack.env(), "BROKER_REDIS_URL": REDIS_URL, "BROKER_REDIS_PREFIX": prefix,
+           "BROKER_SECRET": secrets.token_urlsafe(32),
            "BROKER_LOG_LEVEL": "WARNING"}
     processes, urls = [], []
     for port in (ports.broker, second):
@@ -53,6 +54,9 @@ def instances(tmp_path_factory):
         for process in processes:
             process.wait(timeout=10)
         stack.stop()
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
 
 
 def _wait(url, processes, root):
