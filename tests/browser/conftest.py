@@ -28,6 +28,20 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "i
          "has_touch": True}
 
 
+SKIP_REASON = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) "
+               "to run the browser tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without Chromium, skip before any stack starts."""
+    if CHROMIUM.exists():
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
 def _ports() -> Ports:
     return Ports(*(free_port() for _ in range(5)))
 
@@ -46,8 +60,7 @@ def stack(tmp_path_factory) -> Iterator[DemoStack]:
 def browser():
     """One headless Chromium per module; each test opens its own context (its own cookies)."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) "
-                    "to run the browser tests")
+        pytest.skip(SKIP_REASON)
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
