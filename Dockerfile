@@ -41,9 +41,9 @@ COPY broker/ ./broker/
 COPY config/ ./config/
 COPY tenants/ ./tenants/
 COPY attribute_maps/ ./attribute_maps/
-# The cities' SAML metadata (BROKER_METADATA_DIR, default /app/metadata) is mounted at run time:
-# the repository has no metadata/ folder yet (only the generated, ignored metadata/demo/).
-# When it has one, copy it here:  COPY metadata/ ./metadata/
+# The cities' SAML metadata committed with the repository; a deployment may mount its own
+# over it (BROKER_METADATA_DIR, default /app/metadata).  metadata/demo/ is kept out (.dockerignore).
+COPY metadata/ ./metadata/
 
 # Editable, so that the package finds config/, tenants/ and metadata/ next to it in /app (its
 # defaults are relative to the source tree).  Then check that lxml and xmlsec share one libxml2.

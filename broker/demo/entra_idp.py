@@ -42,7 +42,7 @@ from flask import Flask, abort, jsonify, redirect, request, session
 
 from broker.demo import jws, pages
 from broker.demo.directory import DEMO_DIRECTORY, ROLES, find_user
-from broker.demo.keys import ensure_keypair
+from broker.pki import ensure_keypair
 
 SESSION_COOKIE = "demo_entra_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""

@@ -43,7 +43,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from broker.demo import mpassid, pages
 from broker.demo.directory import DEMO_DIRECTORY, find_user
-from broker.demo.keys import KeyPair, ensure_keypair
+from broker.pki import KeyPair, ensure_keypair
 from broker.proxy.xmlsig import IN_PROCESS, configure_signatures, pysaml2_config_overrides
 
 SESSION_COOKIE = "demo_saml_idp_session"

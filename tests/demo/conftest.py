@@ -20,7 +20,7 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT
 
 from broker.demo import entra_idp, saml_idp
 from broker.demo.directory import DEMO_DIRECTORY
-from broker.demo.keys import ensure_keypair
+from broker.pki import ensure_keypair
 from broker.demo.servers import ServerHandle, free_port, serve_in_thread
 
 SP_ENTITY_ID = "http://sp.test/sp"
