@@ -105,7 +105,8 @@ class DemoStack:
                 "redirect_uris": [f"{url}/callback"], "post_logout_redirect_uris": [url + "/"],
                 "policy": {"scopes": ["openid", "roles", "schools", "profile", "learner_id", "class_level",
                                       "education_providers"] if index == 0 else ["openid", "roles", "schools"],
-                           "profile": "digione"},
+                           # Both run on localhost: distinct sectors show that subjects are pairwise.
+                           "profile": "digione", "sector": client_id},
             })
 
     def _secret(self, name: str) -> str:

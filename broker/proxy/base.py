@@ -108,6 +108,7 @@ class BrokerProxy(SATOSABase):
         self.module_router = FastRouter(frontends, backends,
                                         self.request_micro_services + self.response_micro_services)
         self.routes: dict[str, Route] = {
+            "favicon.ico": lambda context: Response("", status="204 No Content", content="image/x-icon"),
             "disco": self._discovery_page,
             "disco/choose": self._discovery_choose,
             "disco/forget": self._discovery_forget,
@@ -172,10 +173,11 @@ class BrokerProxy(SATOSABase):
             errors.log(error, cid, path="/" + (context.path or ""), idp=(context.state or {}).get(CHOSEN_IDP))
         headers = context.http_headers or {}
         authn = context.get_decoration(AUTHN) or {}
+        restart = f"{self.config['BASE']}/disco" if (context.state or {}).get(PENDING) else None
         status, content_type, body = errors.render(
             error, cid, lang=authn.get("ui_locales") or (context.qs_params or {}).get("lang"),
             accept_language=headers.get("HTTP_ACCEPT_LANGUAGE"),
-            as_json=errors.wants_json(headers.get("HTTP_ACCEPT")))
+            as_json=errors.wants_json(headers.get("HTTP_ACCEPT")), restart_url=restart)
         response = Response(body.decode(), status=_status_line(status), content=content_type)
         response.headers.append(("Cache-Control", "no-store"))
         return response
@@ -251,6 +253,9 @@ class BrokerProxy(SATOSABase):
         return self._start_upstream(context, internal_request, idp)
 
     def _start_upstream(self, context: Context, internal_request: InternalData, idp: IdentityProvider) -> Response:
+        # Kept until the flow ends, so that a person whose city's IdP fails can pick another way.
+        context.state[PENDING] = internal_request.to_dict()
+        context.state.setdefault(AUTHN, context.get_decoration(AUTHN) or {})
         context.state[CHOSEN_IDP] = idp.key
         context.target_backend = idp.backend_name
         context.target_frontend = context.state.get(FRONTEND) or context.target_frontend
@@ -326,8 +331,11 @@ class BrokerProxy(SATOSABase):
         if idp is None:
             raise errors.UnknownIdp("the chosen IdP is not registered")
         self.selector.remember(self._device_id(context, create=True), idp)
-        context.state.pop(PENDING, None)
-        context.decorate(AUTHN, context.state.pop(AUTHN, None) or {})
+        authn = dict(context.state.get(AUTHN) or {})
+        lang = (context.qs_params or {}).get("lang")
+        if lang and not authn.get("ui_locales"):
+            authn["ui_locales"] = lang  # the language chosen on the page travels upstream
+        context.decorate(AUTHN, authn)
         return self._start_upstream(context, internal_request, idp)
 
     def _discovery_forget(self, context: Context) -> Response:

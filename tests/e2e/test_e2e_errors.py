@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from agent import Person, register_client
+from agent import Person, forms, links, register_client
 from broker.i18n import MESSAGES
 
 REDIRECT = "https://errors.example.org/cb"
@@ -98,3 +98,18 @@ def test_garbage_saml_request_is_a_400(stack, caplog):
     response = Person(language="en").get(f"{stack.broker_url}/saml2/idp/sso/redirect?SAMLRequest=%%%garbage")
     assert response.status_code == 400
     _correlation_id(response.text)
+
+
+def test_cancel_at_the_city_idp_shows_a_page_from_which_the_person_can_start_again(stack, client_id, caplog):
+    caplog.set_level(logging.INFO)
+    person = Person(language="en")
+    response = person.get(_authorize(stack, client_id=client_id, redirect_uri=REDIRECT))
+    response = person.choose(response, "turku", "koulu")
+    login = next(f for f in forms(response) if "password" in f.fields)
+    response = person.follow_posts(person.post(login.action, {**login.fields, "cancel": "1"}))
+    _assert_page(response, caplog, lang="en", message_key="error.idp_error", status=502)
+    restart = links(response, "/disco")
+    assert restart, "the page offers to start again"
+    response = person.choose(person.get(restart[0]), "oulu", "koulu")
+    callback = Person.callback(person.sign_in(response, "teacher.oulu"))
+    assert callback.startswith(REDIRECT) and "code=" in callback
