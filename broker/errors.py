@@ -143,7 +143,9 @@ a.choice,button.choice{display:block;width:100%;box-sizing:border-box;text-align
  text-decoration:none;cursor:pointer}
 a.choice:hover,button.choice:hover{background:#eef5fc}
 input[type=search]{width:100%;box-sizing:border-box;font-size:1.05rem;padding:.7rem;border:1px solid #c9d1d9;border-radius:.5rem}
+nav.lang{margin-bottom:1rem}
 nav.lang a{margin-right:.75rem}
+nav.lang a[aria-current]{font-weight:700;text-decoration:none;color:#1b1f23}
 code{background:#eef0f2;padding:.1rem .3rem;border-radius:.25rem}
 """
 

@@ -8,7 +8,6 @@ their names and their schools' names in the browser, without a round trip.
 
 from __future__ import annotations
 
-import functools
 from html import escape
 from urllib.parse import urlencode
 
@@ -28,6 +27,7 @@ class DiscoveryPages:
     def __init__(self, tenants: Tenants, base_url: str):
         self.tenants = tenants
         self.base_url = base_url
+        self._cache: dict[tuple[str, str], str] = {}   # (tenant or "", lang) -> page
 
     def render(self, *, tenant_id: str | None, lang: str | None, accept_language: str | None,
                remembered: IdentityProvider | None) -> str | None:
@@ -49,8 +49,18 @@ class DiscoveryPages:
                 f'<p><a id="change" href="{self.base_url}/disco/forget?lang={lang}">'
                 f'{escape(text("disco.change", lang))}</a></p></section><hr>')
 
-    @functools.lru_cache(maxsize=8)
+    def _cached(self, tenant_id: str, lang: str, build) -> str:
+        # Bounded: (tenants + 1) x 3 languages, all fixed for the life of this registry.
+        key = (tenant_id, lang)
+        page_html = self._cache.get(key)
+        if page_html is None:
+            page_html = self._cache[key] = build()
+        return page_html
+
     def _cities(self, lang: str) -> str:
+        return self._cached("", lang, lambda: self._build_cities(lang))
+
+    def _build_cities(self, lang: str) -> str:
         items = []
         for tenant in sorted(self.tenants, key=lambda t: t.names[lang]):
             search = " ".join([tenant.names[l] for l in LANGUAGES]
@@ -68,8 +78,10 @@ class DiscoveryPages:
                 + f'<nav id="cities">{"".join(items)}</nav>' + _FILTER_SCRIPT)
         return page(lang, text("disco.title", lang), body)
 
-    @functools.lru_cache(maxsize=1024)
     def _methods(self, tenant_id: str, lang: str) -> str:
+        return self._cached(tenant_id, lang, lambda: self._build_methods(tenant_id, lang))
+
+    def _build_methods(self, tenant_id: str, lang: str) -> str:
         tenant = self.tenants.by_id[tenant_id]
         items = "".join(
             f'<a class="choice" data-idp="{escape(idp.key)}" href="{escape(self._choose(idp, lang))}">'
