@@ -43,6 +43,7 @@ from flask import Flask, abort, jsonify, redirect, request, session
 from broker.demo import jws, pages
 from broker.demo.directory import DEMO_DIRECTORY, ROLES, find_user
 from broker.pki import ensure_keypair
+from broker.tokens.grants import s256
 
 SESSION_COOKIE = "demo_entra_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""
@@ -357,7 +358,7 @@ def create_app(
                 raise _Error("invalid_grant", 500112, "The reply address does not match the one in the request.")
             if grant["code_challenge"]:
                 verifier = request.form.get("code_verifier", "")
-                if not verifier or not hmac.compare_digest(jws.s256(verifier), grant["code_challenge"]):
+                if not verifier or not hmac.compare_digest(s256(verifier), grant["code_challenge"]):
                     raise _Error("invalid_grant", 501481, "The Code_Verifier does not match the code_challenge.")
         except _Error as exc:
             return exc.json()

@@ -18,8 +18,6 @@ code exchange and ID-token validation itself:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import secrets
 from typing import Any, Callable
@@ -32,6 +30,7 @@ from satosa.internal import AuthenticationInformation, InternalData
 from satosa.response import Redirect
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
+from broker.tokens.grants import s256
 from broker.verify import InvalidToken, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class BrokerOidcBackend(BackendModule):
     def start_auth(self, context: Context, internal_request: InternalData) -> Redirect:
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
         context.state[self.name] = {"state": state, "nonce": nonce, "verifier": verifier}
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        challenge = s256(verifier)
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
                   "scope": self.scope, "state": state, "nonce": nonce,
                   "code_challenge": challenge, "code_challenge_method": "S256"}
