@@ -56,8 +56,26 @@ def _json(start_response, status: str, body: dict):
     return [data]
 
 
+#: Libraries whose INFO and DEBUG records carry NameIDs, attribute values, whole requests or
+#: tokens; and werkzeug's request lines, which carry codes and SAML messages in query strings.
+LIBRARY_LOGGERS = ("satosa", "saml2", "oic", "urllib3", "werkzeug")
+
+
+def quiet_library_loggers() -> None:
+    """Hold the libraries' loggers at WARNING: their lower levels would log personal data."""
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        if library.getEffectiveLevel() < logging.WARNING:
+            library.setLevel(logging.WARNING)
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None, **kwargs) -> BrokerApp:
-    """Build the broker for ``settings`` (default: from the environment)."""
+    """Build the broker for ``settings`` (default: from the environment).
+
+    Also holds the protocol libraries' loggers at WARNING (:func:`quiet_library_loggers`),
+    whoever configured logging: the broker never logs assertions, tokens or personal data.
+    """
+    quiet_library_loggers()
     settings = settings or Settings.from_env()
     if store is None:
         store = open_store(settings.redis_url, prefix=settings.redis_prefix)

@@ -133,10 +133,10 @@ def _check(args) -> int:
 
 
 def configure_logging(level: str) -> None:
+    from broker.app import quiet_library_loggers
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Library debug logs carry whole requests, assertions and tokens: never below INFO.
-    for noisy in ("satosa", "saml2", "oic", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    quiet_library_loggers()
 
 
 def _serve(args) -> int:

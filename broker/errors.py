@@ -22,8 +22,8 @@ logger = logging.getLogger("broker.errors")
 class BrokerError(Exception):
     """A request the broker refuses, with what the user and the log should see.
 
-    ``detail`` is for the log and for machine clients (JSON ``error_description``);
-    it must not contain secrets or personal data.
+    ``detail`` is for the log only (clients get the localized message and the
+    correlation id); it must not contain secrets or personal data.
     """
 
     status = 400
@@ -117,7 +117,8 @@ def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
            restart_url: str | None = None) -> tuple[int, str, bytes]:
     """Return ``(status, content_type, body)`` for ``error``."""
     if as_json:
-        body = {"error": error.code, "error_description": error.detail or error.code,
+        # The detail may carry library internals: it goes to the log, never to the client.
+        body = {"error": error.code, "error_description": text(error.message_key, "en"),
                 "correlation_id": correlation_id}
         return error.status, "application/json", json.dumps(body).encode()
     lang = negotiate(lang, accept_language)

@@ -110,9 +110,14 @@ class BrokerSamlBackend(SAMLBackend):
             raise InvalidResponse(f"SAML response rejected: {exc.__class__.__name__}: {_short(exc)}") from None
         if response is None:
             raise InvalidResponse("SAML response rejected: not parseable")
+        if response.assertion is None:
+            # pysaml2 returns a response without an assertion when its own verify() failed.
+            raise InvalidResponse("SAML response rejected: not verified (Destination, IssueInstant or status)")
         if response.in_response_to != flow["req_id"]:
             raise InvalidResponse("InResponseTo does not match this flow's request")
         self._check_issuers(response, flow["idp"])
+        self._check_bearer_confirmation(response.assertion, flow["req_id"])
+        self._check_audience(response.assertion)
         if self.store.take(REQUEST_KEY + flow["req_id"]) is None:
             raise ReplayedResponse("SAML response for a request already answered (replay)")
         context.state.pop(self.name, None)
@@ -127,6 +132,32 @@ class BrokerSamlBackend(SAMLBackend):
         response_issuer = _text(getattr(response.response, "issuer", None))
         if response_issuer is not None and response_issuer != assertion_issuer:
             raise InvalidResponse("Response Issuer differs from the signed Assertion Issuer")
+
+    def _check_bearer_confirmation(self, assertion, request_id: str) -> None:
+        """SAML Profiles §4.1.4.2-3: a bearer confirmation addressed to our ACS, for our request.
+
+        pysaml2 accepts any Recipient unless told what to expect, so an assertion a city
+        IdP issued for another service could otherwise be posted here.
+        """
+        acs_url = self._get_acs(None)[0]
+        confirmations = [c for c in getattr(assertion.subject, "subject_confirmation", None) or ()
+                         if c.method == "urn:oasis:names:tc:SAML:2.0:cm:bearer"]
+        for confirmation in confirmations:
+            data = confirmation.subject_confirmation_data
+            if data is None or data.recipient != acs_url or not data.not_on_or_after:
+                continue
+            if data.in_response_to not in (None, request_id):
+                continue
+            return
+        raise InvalidResponse("no bearer SubjectConfirmation for our ACS (Recipient) and request")
+
+    def _check_audience(self, assertion) -> None:
+        """SAML Profiles §4.1.4.2: the assertion MUST be restricted to us (every AudienceRestriction)."""
+        restrictions = getattr(assertion.conditions, "audience_restriction", None) or ()
+        entity_id = self.sp.config.entityid
+        if not restrictions or any(entity_id not in {a.text.strip() for a in r.audience if a.text}
+                                   for r in restrictions):
+            raise InvalidResponse("the assertion is not restricted to the broker's entity (Audience)")
 
     def _translate_response(self, response, state) -> InternalData:
         authn_context_ref, authorities, authn_instant = next(iter(response.authn_info()), (None, None, None))
