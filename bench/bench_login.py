@@ -1,0 +1,480 @@
+"""Login benchmark (issue 5): our broker and vanilla SATOSA 8.6, same flow, same run, side by side.
+
+    .venv/bin/python bench/bench_login.py --logins 300 --workers 2 --concurrency 4
+    .venv/bin/python bench/bench_login.py --logins 300 --prefill 1000000 --only ours
+    .venv/bin/python bench/bench_login.py --logins 200 --profile --only ours
+
+Each implementation runs under gunicorn with ``--workers`` sync workers, on Redis:
+
+* **ours**: ``broker serve`` with ``BROKER_REDIS_URL`` (db ``--ours-db``), a unique
+  ``BROKER_REDIS_PREFIX``, and tenants / registry / keys in a temporary directory (the shipped
+  ``tenants/vantaa.yaml``, whose SAML IdP is the benchmark's and whose OIDC IdP is the demo
+  Entra ID served by the benchmark);
+* **satosa**: ``gunicorn satosa.wsgi:app`` on a generated ``proxy_conf.yaml``
+  (``bench/login/satosa_vanilla``): pyop OIDC frontend on Redis (db ``--satosa-db``), SAML2
+  backend with the benchmark IdP's metadata and pysaml2's stock ``xmlsec1`` backend; for the
+  OIDC upstream, SATOSA's ``OpenIDConnectBackend`` on the same demo Entra ID.
+
+``--concurrency`` client processes each play the relying party (``bench/login/client.py``):
+authorize (with ``idp_hint`` for ours) → upstream IdP (a pysaml2 IdP in the client process
+signs a Response for a new pupil; or the demo Entra ID) → ACS / callback → code → token →
+ID token verified against the JWKS and its claims checked → userinfo.  Every login is
+validated; any failure is printed and makes the exit status non-zero.
+
+Reported per implementation and upstream: logins/s, latency p50/p95 of a whole login (wall,
+including the benchmark IdP) and of the server's part of it, **server CPU ms per login**
+(``/proc/<pid>/stat`` utime+stime of the gunicorn master and all its descendants, plus
+cutime+cstime of reaped children such as ``xmlsec1``), Redis CPU ms per login (``INFO cpu``),
+Redis commands and ``KEYS`` calls per login (``INFO stats`` / ``commandstats``; the Redis is
+shared, so other clients' commands show up too), the client's own CPU per login, peak RSS
+(VmHWM) per worker, and start-up time.
+
+``--prefill N`` writes N users' worth of live state to Redis first (``bench/login/prefill.py``).
+pyop scans every stored subject with ``KEYS`` and a ``GET`` per key three times per login,
+so vanilla SATOSA gets at most ``--satosa-prefill-max`` users (default 10,000; 1,000,000 would
+cost minutes of CPU per login) and, above 2,000, at most 60 logins unless ``--satosa-logins``.
+
+``--profile`` then runs ours once more with one worker under cProfile
+(``bench/login/profiled_app.py``) and prints where the CPU goes per login.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import pstats
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+warnings.filterwarnings("ignore", message=".*CFB has been moved")
+
+from login import client, idp, prefill, procstat  # noqa: E402
+from login.servers import free_port  # noqa: E402
+
+ENTRA = {"username": idp.ENTRA_USER, "password": idp.ENTRA_PASSWORD, "given_name": "Aino Maria",
+         "family_name": "Virtanen"}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- measuring one scenario ------------------------------------------------------------------
+
+class Counter:
+    """Login numbers: each login signs in a pupil no earlier login used."""
+
+    def __init__(self):
+        self.next = 0
+
+    def take(self, n: int) -> list[int]:
+        out = list(range(self.next, self.next + n))
+        self.next += n
+        return out
+
+
+def _chunks(indices: list[int], parts: int) -> list[list[int]]:
+    return [indices[i::parts] for i in range(parts) if indices[i::parts]]
+
+
+def _redis_stats(rc) -> dict:
+    stats = rc.info("stats")
+    commands = rc.info("commandstats")
+    return {"cpu": procstat.redis_cpu_seconds(rc), "commands": int(stats["total_commands_processed"]),
+            "keys": int(commands.get("cmdstat_keys", {}).get("calls", 0))}
+
+
+def run_logins(pool, name: str, upstream: str, indices: list[int], concurrency: int) -> dict:
+    futures = [pool.submit(client.run_logins, name, upstream, chunk) for chunk in _chunks(indices, concurrency)]
+    merged = {"results": [], "failures": [], "client_cpu": 0.0}
+    for future in futures:
+        part = future.result()
+        merged["results"] += part["results"]
+        merged["failures"] += part["failures"]
+        merged["client_cpu"] += part["client_cpu"]
+    return merged
+
+
+def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurrency: int, warmup: int,
+            redis_client) -> dict:
+    """Warm up, then run ``logins`` logins and read what they cost the server and Redis."""
+    warm = run_logins(pool, impl.name, upstream, counter.take(warmup), concurrency)
+    if warm["failures"]:
+        raise SystemExit(f"{impl.name}/{upstream}: warm-up logins failed:\n  " + "\n  ".join(warm["failures"][:5]))
+    master = impl.server.pid
+    cpu0, redis0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    wall0 = time.perf_counter()
+    outcome = run_logins(pool, impl.name, upstream, counter.take(logins), concurrency)
+    wall = time.perf_counter() - wall0
+    cpu1, redis1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    ok = len(outcome["results"])
+    latencies = sorted(r[0] for r in outcome["results"])
+    server_times = sorted(r[1] for r in outcome["results"])
+    per = max(ok, 1)
+    return {
+        "impl": impl.name, "upstream": upstream, "logins": ok, "failed": len(outcome["failures"]),
+        "failures": outcome["failures"][:10], "concurrency": concurrency, "wall_s": wall,
+        "logins_per_s": ok / wall if wall else 0.0,
+        "p50_ms": 1000 * _pct(latencies, 50), "p95_ms": 1000 * _pct(latencies, 95),
+        "server_p50_ms": 1000 * _pct(server_times, 50), "server_p95_ms": 1000 * _pct(server_times, 95),
+        "server_cpu_ms": 1000 * (cpu1 - cpu0) / per,
+        "redis_cpu_ms": 1000 * (redis1["cpu"] - redis0["cpu"]) / per,
+        "redis_commands": (redis1["commands"] - redis0["commands"] - 2) / per,
+        "redis_keys_calls": (redis1["keys"] - redis0["keys"]) / per,
+        "client_cpu_ms": 1000 * outcome["client_cpu"] / per,
+    }
+
+
+def _pct(values: list[float], pct: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+# -- implementations ----------------------------------------------------------------------------
+
+def client_pool(setup: dict, concurrency: int):
+    return concurrent.futures.ProcessPoolExecutor(max_workers=concurrency,
+                                                  mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=client.init_process, initargs=(setup,))
+
+
+def run_implementation(impl, upstreams: list[str], args, *, setup_base: dict, counter: Counter, redis_client,
+                       prefill_users: int, logins: int, prefill_fn=None) -> tuple[list[dict], dict]:
+    """Start ``impl``, prefill, measure each upstream, read peak RSS; stop it."""
+    info: dict = {"impl": impl.name, "workers": args.workers}
+    log(f"{impl.name}: starting {args.workers} worker(s)")
+    info["startup_s"] = impl.start(args.workers)
+    rows = []
+    try:
+        setup = {**setup_base, "impls": {impl.name: {"client": impl.client_config(),
+                                                     "sp_metadata": impl.sp_metadata() if "saml" in upstreams
+                                                     else None}}}
+        with client_pool(setup, args.concurrency) as pool:
+            if prefill_users and prefill_fn:
+                index = counter.take(1)[0]
+                sample = pool.submit(client.sample_login, impl.name, upstreams[0], index).result()
+                sample["index"] = index
+                info["prefill"] = prefill_fn(sample, prefill_users)
+            for upstream in upstreams:
+                log(f"{impl.name}/{upstream}: {args.warmup} warm-up + {logins} logins, "
+                    f"concurrency {args.concurrency}")
+                row = measure(pool, impl, upstream, counter, logins=logins, concurrency=args.concurrency,
+                              warmup=args.warmup, redis_client=redis_client)
+                row["prefill"] = prefill_users
+                rows.append(row)
+                if row["failed"]:
+                    log(f"{impl.name}/{upstream}: {row['failed']} login(s) FAILED, e.g. {row['failures'][0]}")
+        peaks = procstat.worker_peak_rss_mb(impl.server.pid)
+        info["peak_rss_mb"] = max(peaks) if peaks else float("nan")
+        for row in rows:
+            row["peak_rss_mb"] = info["peak_rss_mb"]
+            row["startup_s"] = info["startup_s"]
+    finally:
+        impl.stop()
+    return rows, info
+
+
+# -- profile ---------------------------------------------------------------------------------------
+
+def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
+    out = Path(ours.root) / "profile.pstats"
+    log("profile: ours with 1 worker under cProfile")
+    ours.start(1, profile_out=out)
+    try:
+        import requests
+
+        setup = {**setup_base, "impls": {"ours": {"client": ours.client_config(), "sp_metadata": ours.sp_metadata()}}}
+        n = args.profile_logins
+        with client_pool(setup, 1) as pool:
+            run_logins(pool, "ours", "saml", counter.take(args.warmup), 1)
+            requests.post(f"{ours.base_url}/__bench__/profile/reset", timeout=10)
+            outcome = run_logins(pool, "ours", "saml", counter.take(n), 1)
+            requests.post(f"{ours.base_url}/__bench__/profile/dump", timeout=30)
+        if outcome["failures"]:
+            raise SystemExit("profiled logins failed: " + outcome["failures"][0])
+    finally:
+        ours.stop()
+    return format_profile(out, len(outcome["results"]), args.profile_top)
+
+
+def format_profile(path: Path, logins: int, top: int) -> str:
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt
+    rows = []
+    for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        rows.append((filename, line, func, nc, tt, ct))
+    lines = [f"profile of ours, SAML upstream: {logins} logins, one worker, {1000 * total / logins:.2f} ms "
+             f"profiled CPU per login (cProfile inflates; compare shares, and the server CPU above)"]
+
+    def name(filename, line, func):
+        short = filename
+        for marker in ("site-packages/", "/work/main/"):
+            if marker in short:
+                short = short.split(marker, 1)[1]
+        return f"{short}:{line}({func})" if line else func
+
+    lines.append(f"\n  top {top} by cumulative time          ms/login   share   calls/login")
+    for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[5])[:top]:
+        lines.append(f"  {1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  {name(filename, line, func)}")
+    lines.append(f"\n  top {top} by own time (tottime)      ms/login   share   calls/login")
+    for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[4])[:top]:
+        lines.append(f"  {1000 * tt / logins:8.3f} {100 * tt / total:6.1f}% {nc / logins:8.1f}  {name(filename, line, func)}")
+    groups: dict[str, float] = {}
+    for filename, line, func, nc, tt, ct in rows:
+        groups[_area(filename, func)] = groups.get(_area(filename, func), 0.0) + tt
+    lines.append("\n  own time by area                    ms/login   share")
+    for area, tt in sorted(groups.items(), key=lambda kv: -kv[1])[:18]:
+        lines.append(f"  {1000 * tt / logins:8.3f} {100 * tt / total:6.1f}%  {area}")
+    return "\n".join(lines)
+
+
+def _area(filename: str, func: str) -> str:
+    if filename == "~":  # built-ins: name the C function's owner where cProfile says it
+        for key in ("lxml", "xmlsec", "cryptography", "_hashlib", "json", "socket", "re.Pattern", "zlib"):
+            if key in func:
+                return f"C: {key}"
+        return "C: other built-ins"
+    for marker in ("site-packages/", "/work/main/", "/lib/python3"):
+        if marker in filename:
+            rest = filename.split(marker, 1)[1]
+            parts = rest.split("/")
+            if marker == "/lib/python3":
+                return "stdlib: " + (parts[1] if len(parts) > 1 else rest).removesuffix(".py")
+            if parts[0] == "broker" and len(parts) > 1:
+                return "/".join(parts[:2]).removesuffix(".py")
+            return parts[0].removesuffix(".py")
+    return filename
+
+
+# -- output ------------------------------------------------------------------------------------------
+
+METRICS = [
+    ("logins", "logins validated", "{:.0f}"),
+    ("failed", "logins failed", "{:.0f}"),
+    ("logins_per_s", "logins/s", "{:.1f}"),
+    ("p50_ms", "latency p50 ms (whole login)", "{:.1f}"),
+    ("p95_ms", "latency p95 ms (whole login)", "{:.1f}"),
+    ("server_p50_ms", "server part p50 ms", "{:.1f}"),
+    ("server_p95_ms", "server part p95 ms", "{:.1f}"),
+    ("server_cpu_ms", "SERVER CPU ms/login", "{:.2f}"),
+    ("redis_cpu_ms", "Redis CPU ms/login", "{:.3f}"),
+    ("redis_commands", "Redis commands/login", "{:.1f}"),
+    ("redis_keys_calls", "Redis KEYS calls/login", "{:.1f}"),
+    ("client_cpu_ms", "client CPU ms/login (bench)", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS per worker MB", "{:.1f}"),
+    ("startup_s", "start-up s (to ready)", "{:.2f}"),
+    ("prefill", "prefilled users", "{:,}"),
+]
+
+
+def table(rows: list[dict]) -> str:
+    out = []
+    by = {(r["impl"], r["upstream"]): r for r in rows}
+    for upstream in ("saml", "oidc"):
+        ours, theirs = by.get(("ours", upstream)), by.get(("satosa", upstream))
+        if not ours and not theirs:
+            continue
+        out.append(f"\n== {upstream.upper()} upstream ==")
+        out.append(f"{'':32}{'ours':>14}{'satosa 8.6':>14}{'satosa/ours':>13}")
+        for key, label, fmt in METRICS:
+            a = ours.get(key) if ours else None
+            b = theirs.get(key) if theirs else None
+            ratio = ""
+            if key in ("server_cpu_ms", "redis_cpu_ms", "p50_ms", "p95_ms", "server_p50_ms", "server_p95_ms",
+                       "redis_commands") and a and b:
+                ratio = f"{b / a:.1f}x"
+            elif key == "logins_per_s" and a and b:
+                ratio = f"{b / a:.2f}x"
+            out.append(f"{label:32}{_fmt(fmt, a):>14}{_fmt(fmt, b):>14}{ratio:>13}")
+    return "\n".join(out)
+
+
+def _fmt(fmt: str, value) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--logins", type=int, default=300, help="measured logins per implementation and upstream")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per server (default 2)")
+    p.add_argument("--concurrency", type=int, default=4, help="concurrent client processes (default 4)")
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured logins first (default 20)")
+    p.add_argument("--prefill", type=int, default=0, help="users' worth of live state in Redis before measuring")
+    p.add_argument("--satosa-prefill-max", type=int, default=10_000,
+                   help="cap of --prefill for vanilla SATOSA (pyop scans all subjects per login)")
+    p.add_argument("--satosa-logins", type=int, default=None,
+                   help="measured logins for SATOSA (default --logins; at most 60 when its prefill > 2000)")
+    p.add_argument("--only", choices=("ours", "satosa"), default=None, help="run one implementation only")
+    p.add_argument("--upstream", choices=("saml", "oidc", "both"), default="both")
+    p.add_argument("--profile", action="store_true", help="also profile ours (1 worker, cProfile)")
+    p.add_argument("--profile-logins", type=int, default=200)
+    p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"),
+                   help="Redis server (no database number)")
+    p.add_argument("--ours-db", type=int, default=14, help="Redis database of ours (keys under a unique prefix)")
+    p.add_argument("--satosa-db", type=int, default=13,
+                   help="Redis database of vanilla SATOSA, for it alone (pyop's KEYS scans the whole database)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, server logs)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.disable(logging.WARNING)
+    import redis
+
+    upstreams = ["saml", "oidc"] if args.upstream == "both" else [args.upstream]
+    impls = ["ours", "satosa"] if args.only is None else [args.only]
+    seed = secrets.token_hex(4)
+    ours_url, satosa_url = f"{args.redis.rstrip('/')}/{args.ours_db}", f"{args.redis.rstrip('/')}/{args.satosa_db}"
+    ours_redis, satosa_redis = redis.Redis.from_url(ours_url), redis.Redis.from_url(satosa_url)
+    try:
+        ours_redis.ping()
+    except redis.RedisError as exc:
+        print(f"no Redis at {args.redis}: {exc}", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="bench-login-"))
+    prefix = f"bench-login-{seed}:"
+    idp_keys = root / "idp-keys"
+    idp_metadata = idp.write_metadata(idp_keys, root / "idp-metadata.xml")
+    entra_port, entra_secret = free_port(), secrets.token_urlsafe(24)
+    ports = {"ours": free_port(), "satosa": free_port(), "satosa-oidc": free_port()}
+    redirect_uris = [f"http://127.0.0.1:{ports['ours']}/oidc/{idp.CITY}/entra/callback",
+                     f"https://127.0.0.1:{ports['satosa-oidc']}/entra"]
+    entra = idp.start_entra(port=entra_port, key_dir=root / "entra-keys", secret=entra_secret,
+                            redirect_uris=redirect_uris)
+    setup_base = {"seed": seed, "idp_keys": str(idp_keys),
+                  "entra": {**ENTRA, "url": f"http://127.0.0.1:{entra_port}"}}
+    counter = Counter()
+    rows: list[dict] = []
+    infos: list[dict] = []
+    profile_text = None
+    cpu = procstat.machine()
+    log(f"machine: {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}; temp dir {root}")
+    stale = prefill.delete_matching(satosa_redis, [f"{c}:*" for c in prefill.PYOP_COLLECTIONS]) \
+        if "satosa" in impls else 0
+    if stale:
+        log(f"satosa: deleted {stale} pyop keys left in db {args.satosa_db} by an earlier run")
+    try:
+        if "ours" in impls:
+            from login.ours import CLIENT_ID, Ours
+
+            ours = Ours(root / "ours", port=ports["ours"], entra_port=entra_port, redis_url=ours_url, prefix=prefix,
+                        idp_keys=idp_keys, entra_secret=entra_secret)
+
+            def prefill_ours(sample, users):
+                templates = prefill.ours_templates(ours_redis, prefix, sample, CLIENT_ID)
+                before = ours_redis.info("memory")["used_memory"]
+                log(f"ours: prefilling {users:,} users (6 keys each) into db {args.ours_db}")
+                result = prefill.prefill_ours(ours_url, prefix, templates, users, seed=seed,
+                                              progress=(lambda n: log(f"  {n:,}")) if users >= 200_000 else None)
+                result["redis_bytes_per_user"] = (ours_redis.info("memory")["used_memory"] - before) / users
+                log(f"ours: prefill took {result['seconds']:.1f} s, "
+                    f"{result['redis_bytes_per_user']:.0f} bytes of Redis memory per user")
+                return result
+
+            ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
+                                                 redis_client=ours_redis, prefill_users=args.prefill,
+                                                 logins=args.logins, prefill_fn=prefill_ours)
+            rows += ours_rows
+            infos.append(info)
+            if args.profile:
+                profile_text = profile_ours(ours, args, setup_base=setup_base, counter=counter)
+        if "satosa" in impls:
+            from login.satosa_vanilla import Vanilla
+
+            satosa_prefill = min(args.prefill, args.satosa_prefill_max)
+            satosa_logins = args.satosa_logins or (args.logins if satosa_prefill <= 2000 else min(args.logins, 60))
+            if satosa_prefill < args.prefill:
+                log(f"satosa: prefill capped at {satosa_prefill:,} users (pyop scans every subject per login)")
+
+            def prefill_satosa(sample, users):
+                uid = idp.synthetic_pupil(sample["index"], seed)["mpass_uid"]
+                templates = prefill.satosa_templates(satosa_redis, uid)
+                log(f"satosa: prefilling {users:,} users into db {args.satosa_db}")
+                result = prefill.prefill_satosa(satosa_url, templates, users, seed=seed)
+                log(f"satosa: prefill took {result['seconds']:.1f} s")
+                return result
+
+            for upstream in upstreams:
+                if upstream == "saml":
+                    vanilla = Vanilla("satosa", root / "satosa", port=ports["satosa"], redis_url=satosa_url,
+                                      idp_metadata_xml=idp_metadata)
+                else:
+                    vanilla = Vanilla("satosa", root / "satosa-oidc", port=ports["satosa-oidc"],
+                                      redis_url=satosa_url,
+                                      entra={"issuer": idp.entra_issuer(entra_port), "client_id": f"digione-{idp.CITY}",
+                                             "client_secret": entra_secret})
+                try:
+                    v_rows, info = run_implementation(
+                        vanilla, [upstream], args, setup_base=setup_base, counter=counter, redis_client=satosa_redis,
+                        prefill_users=satosa_prefill if upstream == upstreams[0] else 0, logins=satosa_logins,
+                        prefill_fn=prefill_satosa)
+                except Exception as exc:  # noqa: BLE001 - report and go on with what can be measured
+                    log(f"satosa/{upstream}: could not be measured: {type(exc).__name__}: {str(exc)[:400]}")
+                    if vanilla.server:
+                        log(vanilla.server.tail(15))
+                    continue
+                if upstream != upstreams[0]:
+                    for row in v_rows:
+                        row["prefill"] = satosa_prefill
+                rows += v_rows
+                infos.append({**info, "upstream": upstream})
+    finally:
+        entra.shutdown()
+        if "ours" in impls:
+            n = prefill.delete_matching(ours_redis, [prefix + "*"])
+            log(f"cleanup: deleted {n:,} keys under {prefix}")
+        if "satosa" in impls:
+            n = prefill.delete_matching(satosa_redis, [f"{c}:*" for c in prefill.PYOP_COLLECTIONS])
+            log(f"cleanup: deleted {n:,} pyop keys in db {args.satosa_db}")
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print(f"# login benchmark — {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}, Python "
+          f"{platform.python_version()}; {args.workers} gunicorn sync worker(s) per server, "
+          f"{args.concurrency} client processes on the same machine")
+    print(table(rows))
+    for info in infos:
+        if info.get("prefill"):
+            p = info["prefill"]
+            extra = f", {p['redis_bytes_per_user']:.0f} B of Redis memory per user" if "redis_bytes_per_user" in p else ""
+            print(f"\nprefill {info['impl']}: {p['users']:,} users, {p['keys']:,} keys in {p['seconds']:.1f} s{extra}")
+    failures = [f for r in rows for f in r["failures"]]
+    for failure in failures[:10]:
+        print(f"FAILED: {failure}")
+    if profile_text:
+        print("\n" + profile_text)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu, "args": vars(args)},
+                                        indent=2, default=str))
+    return 1 if failures or not rows else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Our broker, as an operator runs it: ``broker serve`` on Redis, from files in a temporary directory.
+
+The directory holds what the broker reads at start: one tenant (the shipped
+``tenants/vantaa.yaml``, unchanged) whose SAML IdP's metadata file is the benchmark IdP's and
+whose OIDC IdP is the demo Entra ID the benchmark serves; the relying party's registration;
+the broker's keys.  State goes to Redis under a unique key prefix.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from broker.settings import ROOT
+
+from . import idp
+from .servers import Server
+
+CLIENT_ID = "bench-rp"
+REDIRECT_URI = "https://rp.bench.example/cb"
+SCOPE = "openid profile roles schools"
+SAML_HINT = f"{idp.CITY}/koulu"
+OIDC_HINT = f"{idp.CITY}/entra"
+BIN = Path(sys.executable).parent
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self, root: Path, *, port: int, entra_port: int, redis_url: str, prefix: str, idp_keys: Path,
+                 entra_secret: str):
+        self.root = root
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.server: Server | None = None
+        tenants = root / "tenants"
+        tenants.mkdir(parents=True)
+        shutil.copy(ROOT / "tenants" / f"{idp.CITY}.yaml", tenants)
+        idp.write_metadata(idp_keys, root / "metadata" / "demo" / f"{idp.CITY}-idp.xml")
+        secret_file = root / "demo" / "secrets" / f"entra-{idp.CITY}.secret"
+        secret_file.parent.mkdir(parents=True)
+        secret_file.write_text(entra_secret)
+        from broker.registry.relying_parties import RelyingParties
+
+        _, self.client_secret = RelyingParties.load(root / "registry").add_client({
+            "client_id": CLIENT_ID, "name": "Benchmark RP", "redirect_uris": [REDIRECT_URI],
+            "client_secret": secrets.token_urlsafe(32),
+            "policy": {"scopes": SCOPE.split(), "profile": "digione"}})
+        self.env = {
+            "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8",
+            "BROKER_TENANTS_DIR": str(tenants), "BROKER_METADATA_DIR": str(root / "metadata"),
+            "BROKER_REGISTRY_DIR": str(root / "registry"), "BROKER_KEYS_DIR": str(root / "broker-keys"),
+            "BROKER_DEMO_DIR": str(root / "demo"), "DEMO_ENTRA_URL": f"http://127.0.0.1:{entra_port}",
+            "BROKER_BASE_URL": self.base_url, "BROKER_PORT": str(port),
+            "BROKER_REDIS_URL": redis_url, "BROKER_REDIS_PREFIX": prefix,
+            "BROKER_SECRET": secrets.token_urlsafe(48), "BROKER_LOG_LEVEL": "INFO",
+        }
+
+    def start(self, workers: int, *, profile_out: Path | None = None) -> float:
+        """Start ``broker serve`` (or, to profile, the same app under cProfile); return seconds to ready."""
+        if profile_out is None:
+            argv = [str(BIN / "broker"), "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}"]
+            env = self.env
+        else:
+            argv = [str(BIN / "gunicorn"), "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}",
+                    "--worker-class", "sync", "--timeout", "120", "--access-logfile", "-",
+                    "--pythonpath", str(Path(__file__).resolve().parent.parent), "login.profiled_app:app"]
+            env = {**self.env, "BENCH_PROFILE_OUT": str(profile_out)}
+        self.server = Server(self.name, argv, env=env, cwd=self.root, log=self.root / "server.log",
+                             ready_url=f"{self.base_url}/healthz")
+        return self.server.wait_ready(workers)
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+            self.server = None
+
+    def sp_metadata(self) -> str:
+        import requests
+
+        return requests.get(f"{self.base_url}/saml2/sp/metadata", timeout=10).text
+
+    def client_config(self) -> dict:
+        return {"impl": "ours", "base_url": self.base_url, "issuer": self.base_url,
+                "authorize": f"{self.base_url}/authorize", "token": f"{self.base_url}/token",
+                "userinfo": f"{self.base_url}/userinfo", "jwks": f"{self.base_url}/jwks",
+                "client_id": CLIENT_ID, "client_secret": self.client_secret, "redirect_uri": REDIRECT_URI,
+                "scope": SCOPE, "hints": {"saml": SAML_HINT, "oidc": OIDC_HINT}}
+
+    def redis_client(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis_url)

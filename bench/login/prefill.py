@@ -1,0 +1,217 @@
+"""Live state for N users, written straight to Redis, so a login is measured against a full store.
+
+The values are copies of what a real login just stored (read back after a sample login), so
+their shapes and sizes are the real ones; only identifiers differ per user.  Writes are raw
+RESP commands on one socket, sent in large pipelined batches (the replies are counted, not
+parsed), so 1,000,000 users take seconds, not minutes.  Every key gets a TTL (an hour), so an
+interrupted run cannot leave gigabytes behind; the benchmark also deletes them at the end.
+
+**Ours** (``broker/proxy/sessions.py``, ``broker/tokens/grants.py``), per user:
+``sso:<sid>`` (the SSO session with the canonical identity), ``user:sessions:<user_id>``
+(a set with that sid), ``tok:grant:<gid>`` (the refresh-token family with released claims),
+``tok:rt:<sha256>`` (its current refresh token), ``tok:code:<sha256>`` and
+``tok:codegrant:<sha256>`` (an authorization code): 6 keys, 7 commands.
+
+**Vanilla SATOSA** (pyop's ``RedisWrapper``: key ``<collection>:<key>``, value
+``{"value": ...}``), per user: ``subject_identifiers:<user_id>`` (which pyop scans with
+``KEYS`` and one ``GET`` per key), ``authz_codes:<user_id>`` (SATOSA's user database shares
+that collection), ``authz_codes:<code>``, ``access_tokens:<token>``, ``refresh_tokens:<token>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+TTL = 3600
+
+
+def _cmd(*args: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+class RespPipe:
+    """Raw RESP commands on one connection; replies are counted, errors reported."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=120)
+        self.pending = 0
+        self.buffer: list[bytes] = []
+        self.errors = 0
+        db = (parts.path or "/0").lstrip("/") or "0"
+        self.add(_cmd(b"SELECT", db.encode()))
+        self.flush()
+
+    def add(self, command: bytes) -> None:
+        self.buffer.append(command)
+        self.pending += 1
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.sock.sendall(b"".join(self.buffer))
+            self.buffer.clear()
+        seen, last, replies = 0, b"", bytearray()
+        while seen < self.pending:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("Redis closed the connection")
+            # Every reply to SET/SADD/EXPIRE/SELECT is one line ("+OK", ":1", "-ERR ...").
+            seen += (last + chunk).count(b"\r\n")
+            last = chunk[-1:] if chunk.endswith(b"\r") else b""
+            replies += chunk
+        self.errors += replies.count(b"\n-") + replies.startswith(b"-")
+        self.pending = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Template:
+    """A JSON value with some strings replaced by ``%(name)s`` slots (rendered with ``%``)."""
+
+    def __init__(self, value, slots: dict[str, str]):
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("%", "%%")
+        for original, name in slots.items():
+            if original:
+                text = text.replace(json.dumps(original)[1:-1], f"%({name})s")
+        self.text = text
+
+    def render(self, values: dict[str, str]) -> bytes:
+        return (self.text % values).encode()
+
+
+def _ids(seed: str, index: int) -> dict[str, str]:
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=32).hexdigest()
+    rev = digest[::-1]
+    return {"h": digest, "h2": rev, "sid": digest[:32], "gid": rev[:22], "uid": "u" + digest[8:48],
+            "sub": rev[4:44], "jti": digest[10:32]}
+
+
+def _jwt_claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def ours_templates(redis_client, prefix: str, sample: dict, client_id: str) -> dict:
+    """Learn the shapes of our store's values from a sample login's keys."""
+    sid = sample["claims"]["sid"]
+    gid = _jwt_claims(sample["access_token"])["gid"]
+    sso = json.loads(redis_client.get(f"{prefix}sso:{sid}"))
+    grant = json.loads(redis_client.get(f"{prefix}tok:grant:{gid}"))
+    user_id = sso["identity"]["user_id"]
+    sub = grant["sub"]
+    code = {"c": client_id, "r": "https://rp.bench.example/cb", "s": grant["s"], "n": "n" * 22,
+            "cc": "c" * 43, "sub": sub, "cl": grant["cl"], "ro": grant["ro"], "at": grant["at"],
+            "acr": grant["acr"], "amr": grant["amr"], "sid": sid, "gid": gid, "jti": "j" * 22}
+    slots = {user_id: "uid", sid: "sid", sub: "sub", gid: "gid", "j" * 22: "jti"}
+    return {
+        "sso": _Template(sso, slots), "grant": _Template(grant, slots), "code": _Template(code, slots),
+        "rt": _Template({"gid": gid, "c": client_id}, slots), "codegrant": _Template({"gid": gid, "jti": "j" * 22},
+                                                                                     slots),
+        "value_bytes": len(json.dumps(sso)) + len(json.dumps(grant)) + len(json.dumps(code)),
+    }
+
+
+def prefill_ours(url: str, prefix: str, templates: dict, users: int, *, seed: str, batch: int = 5000,
+                 progress=None) -> dict:
+    """Write ``users`` users' worth of our live state; returns counts and seconds."""
+    pipe = RespPipe(url)
+    p = prefix.encode()
+    ttl = str(TTL).encode()
+    start = time.perf_counter()
+    t = templates
+    for index in range(users):
+        ids = _ids(seed, index)
+        pipe.add(_cmd(b"SET", p + b"sso:" + ids["sid"].encode(), t["sso"].render(ids), b"EX", ttl))
+        set_key = p + b"user:sessions:" + ids["uid"].encode()
+        pipe.add(_cmd(b"SADD", set_key, ids["sid"].encode()))
+        pipe.add(_cmd(b"EXPIRE", set_key, ttl))
+        pipe.add(_cmd(b"SET", p + b"tok:grant:" + ids["gid"].encode(), t["grant"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + b"tok:rt:" + ids["h"].encode(), t["rt"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + b"tok:code:" + ids["h2"].encode(), t["code"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + b"tok:codegrant:" + ids["h2"].encode(), t["codegrant"].render(ids), b"EX", ttl))
+        if (index + 1) % batch == 0:
+            pipe.flush()
+            if progress:
+                progress(index + 1)
+    pipe.flush()
+    pipe.close()
+    return {"users": users, "keys": users * 6, "seconds": time.perf_counter() - start, "errors": pipe.errors}
+
+
+PYOP_COLLECTIONS = ("subject_identifiers", "authz_codes", "access_tokens", "refresh_tokens")
+
+
+def satosa_templates(redis_client, sample_uid: str) -> dict:
+    """Learn pyop's value shapes from the keys of a sample login (a scan, outside any measurement)."""
+    found: dict[str, tuple[str, dict]] = {}
+    for collection in PYOP_COLLECTIONS:
+        for key in redis_client.scan_iter(match=f"{collection}:*", count=1000):
+            key = key.decode()
+            value = json.loads(redis_client.get(key) or "null")
+            if value is None:
+                continue
+            name = collection
+            if collection == "authz_codes":
+                name = "user" if key == f"authz_codes:{sample_uid}" else "code"
+            if name not in found:
+                found[name] = (key.split(":", 1)[1], value)
+    missing = {"subject_identifiers", "user", "code", "access_tokens"} - set(found)
+    if missing:
+        raise RuntimeError(f"pyop keys not found after a sample login: {sorted(missing)}")
+    subject = found["subject_identifiers"][1]["value"]
+    sub = (subject.get("pairwise") or [subject.get("public")])[0]
+    slots = {sample_uid: "uid", sub: "sub"}
+    templates = {"subject": _Template(found["subject_identifiers"][1], slots),
+                 "user": _Template(found["user"][1], slots),
+                 "code": _Template(found["code"][1], {**slots, found["code"][0]: "code"}),
+                 "access": _Template(found["access_tokens"][1], {**slots, found["access_tokens"][0]: "at"})}
+    if "refresh_tokens" in found:
+        templates["refresh"] = _Template(found["refresh_tokens"][1], slots)
+    return templates
+
+
+def prefill_satosa(url: str, templates: dict, users: int, *, seed: str, batch: int = 5000) -> dict:
+    pipe = RespPipe(url)
+    ttl = str(TTL).encode()
+    start = time.perf_counter()
+    for index in range(users):
+        ids = _ids(seed, index)
+        ids.update(uid="MPASSOID." + ids["h"][:40], sub=ids["h2"], code=ids["h"][:32], at=ids["h2"][:32])
+        pipe.add(_cmd(b"SET", b"subject_identifiers:" + ids["uid"].encode(), templates["subject"].render(ids),
+                      b"EX", ttl))
+        pipe.add(_cmd(b"SET", b"authz_codes:" + ids["uid"].encode(), templates["user"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", b"authz_codes:" + ids["code"].encode(), templates["code"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", b"access_tokens:" + ids["at"].encode(), templates["access"].render(ids), b"EX", ttl))
+        if "refresh" in templates:
+            pipe.add(_cmd(b"SET", b"refresh_tokens:" + ids["h"][32:].encode(), templates["refresh"].render(ids),
+                          b"EX", ttl))
+        if (index + 1) % batch == 0:
+            pipe.flush()
+    pipe.flush()
+    pipe.close()
+    return {"users": users, "keys": users * (5 if "refresh" in templates else 4),
+            "seconds": time.perf_counter() - start, "errors": pipe.errors}
+
+
+def delete_matching(redis_client, patterns: list[str]) -> int:
+    """UNLINK every key matching ``patterns`` (SCAN, pipelined); returns how many."""
+    deleted = 0
+    for pattern in patterns:
+        batch = []
+        for key in redis_client.scan_iter(match=pattern, count=10000):
+            batch.append(key)
+            if len(batch) >= 10000:
+                deleted += redis_client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += redis_client.unlink(*batch)
+    return deleted
