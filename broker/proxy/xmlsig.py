@@ -220,6 +220,17 @@ def _parse(xml: str | bytes | SamlBase) -> etree._Element:
     return root
 
 
+def parse(xml: str | bytes) -> etree._Element:
+    """Parse a SAML message with the hardened parser and check its IDs are unique.
+
+    The one parse of a message: :func:`verify_node` and :func:`decrypt_node` then
+    work on its elements.
+    """
+    root = _parse(xml)
+    _ids_are_unique(root)
+    return root
+
+
 def _serialize(root: etree._Element) -> str:
     return etree.tostring(root.getroottree(), encoding="unicode")
 
@@ -401,6 +412,16 @@ def verify_signature(xml: str | bytes, key: xmlsec.Key, node_name: str = NODE_NA
     root = _parse(xml)
     _ids_are_unique(root)
     node, node_ref_id = _find_node(root, node_name, node_id)
+    return verify_node(node, node_ref_id, key)
+
+
+def verify_node(node: etree._Element, node_ref_id: str | None, key: xmlsec.Key) -> etree._Element:
+    """Verify the enveloped signature of *node*, an element of an already parsed document.
+
+    For callers that parsed (and checked ID uniqueness of) the document once, with
+    :func:`parse`; *node_ref_id* is the node's ``ID`` (``None`` for the document element
+    signed with an empty reference).  Same checks and errors as :func:`verify_signature`.
+    """
     signature = _enveloped_signature(node, node_ref_id)
     ctx = _signature_context(key)
     if node_ref_id is not None:
@@ -469,6 +490,12 @@ def decrypt(xml: str | bytes, key: xmlsec.Key) -> str:
     encrypted_data = next(root.iter(_ENCRYPTED_DATA), None)
     if encrypted_data is None:
         raise DecryptError("no <xenc:EncryptedData> in the document")
+    decrypt_node(root, encrypted_data, key)
+    return _serialize(root)
+
+
+def decrypt_node(root: etree._Element, encrypted_data: etree._Element, key: xmlsec.Key) -> None:
+    """Decrypt *encrypted_data* of the parsed document *root* in place (see :func:`decrypt`)."""
     try:
         klass, size = _BLOCK_CIPHERS[encrypted_data.find(_ENCRYPTION_METHOD).get("Algorithm")]
     except (AttributeError, KeyError):
@@ -485,7 +512,6 @@ def decrypt(xml: str | bytes, key: xmlsec.Key) -> str:
         data_ctx.decrypt(encrypted_data)
     except xmlsec.Error as exc:
         raise DecryptError(f"decryption failed: {exc}") from None
-    return _serialize(root)
 
 
 def encrypt_node(root: etree._Element, node: etree._Element, template: etree._Element,
@@ -934,6 +960,9 @@ def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEN
 
 
 __all__ = [
+    "decrypt_node",
+    "parse",
+    "verify_node",
     "DEFAULT_SCHEMA_VALIDATION",
     "DEFAULT_SIGNATURE_BACKEND",
     "IN_PROCESS",
