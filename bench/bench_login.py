@@ -192,35 +192,61 @@ def run_implementation(impl, upstreams: list[str], args, *, setup_base: dict, co
 
 # -- profile ---------------------------------------------------------------------------------------
 
-def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
-    out = Path(ours.root) / "profile.pstats"
-    log("profile: ours with 1 worker under cProfile")
-    ours.start(1, profile_out=out)
-    try:
-        import requests
+def _instrumented_pass(ours, mode: str, args, *, setup_base: dict, counter: Counter, out: Path) -> dict:
+    import requests
 
+    ours.start(1, profile_out=out, profile_mode=mode)
+    try:
         setup = {**setup_base, "impls": {"ours": {"client": ours.client_config(), "sp_metadata": ours.sp_metadata()}}}
-        n = args.profile_logins
-        with client_pool(setup, 1) as pool:
-            run_logins(pool, "ours", "saml", counter.take(args.warmup), 1)
+        concurrency = min(2, args.concurrency)
+        with client_pool(setup, concurrency) as pool:
+            run_logins(pool, "ours", "saml", counter.take(args.warmup), concurrency)
             requests.post(f"{ours.base_url}/__bench__/profile/reset", timeout=10)
-            outcome = run_logins(pool, "ours", "saml", counter.take(n), 1)
+            cpu0 = procstat.tree_cpu_seconds(ours.server.pid)
+            outcome = run_logins(pool, "ours", "saml", counter.take(args.profile_logins), concurrency)
+            cpu1 = procstat.tree_cpu_seconds(ours.server.pid)
             requests.post(f"{ours.base_url}/__bench__/profile/dump", timeout=30)
         if outcome["failures"]:
-            raise SystemExit("profiled logins failed: " + outcome["failures"][0])
+            raise SystemExit(f"{mode} pass: logins failed: " + outcome["failures"][0])
     finally:
         ours.stop()
-    return format_profile(out, len(outcome["results"]), args.profile_top)
+    return {"logins": len(outcome["results"]), "server_cpu_ms": 1000 * (cpu1 - cpu0) / len(outcome["results"])}
 
 
-def format_profile(path: Path, logins: int, top: int) -> str:
+def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
+    """Two passes with one worker: exact CPU per endpoint, then cProfile for where it goes."""
+    root = Path(ours.root)
+    log("profile: ours, 1 worker, per-endpoint CPU (no profiler)")
+    timing = _instrumented_pass(ours, "timing", args, setup_base=setup_base, counter=counter,
+                                out=root / "timing.json")
+    endpoints = json.loads((root / "timing.json").read_text())
+    app_ms = 1000 * sum(cpu for _, cpu in endpoints.values()) / timing["logins"]
+    lines = [f"where ours spends its CPU, SAML upstream, one worker, {timing['logins']} logins:",
+             f"  worker total (from /proc)        {timing['server_cpu_ms']:7.2f} ms/login",
+             f"  in the broker's WSGI app         {app_ms:7.2f} ms/login",
+             f"  gunicorn (HTTP parse/write, accept, access log)  "
+             f"{timing['server_cpu_ms'] - app_ms:7.2f} ms/login (by difference)"]
+    for path, (count, cpu) in sorted(endpoints.items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"    {path:<30} {1000 * cpu / timing['logins']:7.3f} ms/login  "
+                     f"({count / timing['logins']:.1f} requests/login, {1000 * cpu / count:.3f} ms each)")
+    log("profile: ours, 1 worker, cProfile")
+    stats_path = root / "profile.pstats"
+    cprof = _instrumented_pass(ours, "cprofile", args, setup_base=setup_base, counter=counter, out=stats_path)
+    lines.append("")
+    lines.append(format_profile(stats_path, cprof["logins"], args.profile_top, app_ms=app_ms))
+    return "\n".join(lines)
+
+
+def format_profile(path: Path, logins: int, top: int, *, app_ms: float) -> str:
+    """Top functions; ``est ms`` = share of the profile x the app's unprofiled CPU per login."""
     stats = pstats.Stats(str(path))
     total = stats.total_tt
     rows = []
     for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
         rows.append((filename, line, func, nc, tt, ct))
-    lines = [f"profile of ours, SAML upstream: {logins} logins, one worker, {1000 * total / logins:.2f} ms "
-             f"profiled CPU per login (cProfile inflates; compare shares, and the server CPU above)"]
+    scale = app_ms / (1000 * total / logins)
+    lines = [f"cProfile of ours, SAML upstream: {logins} logins, {1000 * total / logins:.2f} ms profiled per login; "
+             f"est ms = share x {app_ms:.2f} ms (the app's CPU without profiler)"]
 
     def name(filename, line, func):
         short = filename
@@ -229,19 +255,53 @@ def format_profile(path: Path, logins: int, top: int) -> str:
                 short = short.split(marker, 1)[1]
         return f"{short}:{line}({func})" if line else func
 
-    lines.append(f"\n  top {top} by cumulative time          ms/login   share   calls/login")
+    lines.append(f"\n  top {top} by cumulative time\n    est ms   share  calls/login")
     for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[5])[:top]:
-        lines.append(f"  {1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  {name(filename, line, func)}")
-    lines.append(f"\n  top {top} by own time (tottime)      ms/login   share   calls/login")
+        lines.append(f"  {scale * 1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  "
+                     f"{name(filename, line, func)}")
+    lines.append(f"\n  top {top} by own time (tottime)\n    est ms   share  calls/login")
     for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[4])[:top]:
-        lines.append(f"  {1000 * tt / logins:8.3f} {100 * tt / total:6.1f}% {nc / logins:8.1f}  {name(filename, line, func)}")
+        lines.append(f"  {scale * 1000 * tt / logins:8.3f} {100 * tt / total:6.1f}% {nc / logins:8.1f}  "
+                     f"{name(filename, line, func)}")
+    lines.append("\n  the login, step by step (cumulative; steps overlap their sub-steps)\n    est ms   share  calls/login")
+    for label, file_part, func_name in LOGIN_STEPS:
+        hits = [r for r in rows if file_part in r[0] and r[2] == func_name]
+        if hits:
+            ct, nc = sum(r[5] for r in hits), sum(r[3] for r in hits)
+            lines.append(f"  {scale * 1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  {label}")
     groups: dict[str, float] = {}
     for filename, line, func, nc, tt, ct in rows:
         groups[_area(filename, func)] = groups.get(_area(filename, func), 0.0) + tt
-    lines.append("\n  own time by area                    ms/login   share")
+    lines.append("\n  own time by area\n    est ms   share")
     for area, tt in sorted(groups.items(), key=lambda kv: -kv[1])[:18]:
-        lines.append(f"  {1000 * tt / logins:8.3f} {100 * tt / total:6.1f}%  {area}")
+        lines.append(f"  {scale * 1000 * tt / logins:8.3f} {100 * tt / total:6.1f}%  {area}")
     return "\n".join(lines)
+
+
+#: (label, file name part, function) of the steps of a brokered SAML login, for the profile summary.
+LOGIN_STEPS = [
+    ("GET /authorize: request checks, IdP choice, AuthnRequest", "broker/tokens/frontend.py", "authorization_endpoint"),
+    ("  pysaml2 builds the AuthnRequest (redirect binding)", "saml2/client.py", "prepare_for_negotiated_authenticate"),
+    ("POST /saml2/acs/post: the SAML response", "broker/proxy/saml_backend.py", "authn_response"),
+    ("  pysaml2 parse_authn_request_response", "saml2/client_base.py", "parse_authn_request_response"),
+    ("    XML parsed into pysaml2 objects (all parses)", "saml2/__init__.py", "create_class_from_xml_string"),
+    ("    pysaml2 re-serializes items (str(item), all calls)", "saml2/__init__.py", "to_string"),
+    ("    signature checks (our backend, both signatures)", "broker/proxy/xmlsig.py", "_check_signature"),
+    ("      libxmlsec1 verification (parse + verify)", "broker/proxy/xmlsig.py", "verify"),
+    ("      schema validation (libxml2)", "broker/proxy/xmlsig.py", "_validate_schema"),
+    ("    SAML timestamps parsed (strptime)", "saml2/time_util.py", "str_to_time"),
+    ("  attributes to internal data", "broker/proxy/saml_backend.py", "_translate_response"),
+    ("  mapping rules (canonical identity)", "broker/mapping/ruleset.py", "apply"),
+    ("  SSO session stored (session + user set)", "broker/proxy/sessions.py", "create"),
+    ("  authorization code issued (claims released, 2 writes)", "broker/tokens/provider.py", "authorization_response"),
+    ("POST /token: client auth, code redeemed, ID + access + refresh token", "broker/tokens/provider.py", "_token"),
+    ("  ES256 signatures (ID token, access token)", "broker/tokens/jws.py", "sign"),
+    ("GET /userinfo", "broker/tokens/provider.py", "_userinfo"),
+    ("state cookie sealed (AES-GCM)", "broker/proxy/state.py", "seal"),
+    ("state cookie opened", "broker/proxy/state.py", "open"),
+    ("every Redis command through redis-py", "broker/store/redis.py", "_call"),
+    ("log records (logging)", "logging/__init__.py", "_log"),
+]
 
 
 def _area(filename: str, func: str) -> str:
@@ -312,6 +372,20 @@ def _fmt(fmt: str, value) -> str:
         return fmt.format(value)
     except (ValueError, TypeError):
         return str(value)
+
+
+def revision() -> str:
+    """The commit measured, and whether ``broker/`` had uncommitted changes."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "broker"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown revision"
+    return f"{head or 'unknown'}{' + uncommitted changes in broker/' if dirty else ''}"
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -458,7 +532,7 @@ def main(argv=None) -> int:
 
     print(f"# login benchmark — {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}, Python "
           f"{platform.python_version()}; {args.workers} gunicorn sync worker(s) per server, "
-          f"{args.concurrency} client processes on the same machine")
+          f"{args.concurrency} client processes on the same machine; broker at {revision()}")
     print(table(rows))
     for info in infos:
         if info.get("prefill"):
@@ -471,7 +545,8 @@ def main(argv=None) -> int:
     if profile_text:
         print("\n" + profile_text)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu, "args": vars(args)},
+        args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu, "revision": revision(),
+                                         "args": vars(args)},
                                         indent=2, default=str))
     return 1 if failures or not rows else 0
 

@@ -60,8 +60,8 @@ class Ours:
             "BROKER_SECRET": secrets.token_urlsafe(48), "BROKER_LOG_LEVEL": "INFO",
         }
 
-    def start(self, workers: int, *, profile_out: Path | None = None) -> float:
-        """Start ``broker serve`` (or, to profile, the same app under cProfile); return seconds to ready."""
+    def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile") -> float:
+        """Start ``broker serve`` (or, to profile, the same app instrumented); return seconds to ready."""
         if profile_out is None:
             argv = [str(BIN / "broker"), "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}"]
             env = self.env
@@ -69,7 +69,7 @@ class Ours:
             argv = [str(BIN / "gunicorn"), "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}",
                     "--worker-class", "sync", "--timeout", "120", "--access-logfile", "-",
                     "--pythonpath", str(Path(__file__).resolve().parent.parent), "login.profiled_app:app"]
-            env = {**self.env, "BENCH_PROFILE_OUT": str(profile_out)}
+            env = {**self.env, "BENCH_PROFILE_OUT": str(profile_out), "BENCH_PROFILE_MODE": profile_mode}
         self.server = Server(self.name, argv, env=env, cwd=self.root, log=self.root / "server.log",
                              ready_url=f"{self.base_url}/healthz")
         return self.server.wait_ready(workers)
