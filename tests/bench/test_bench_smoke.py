@@ -1,0 +1,55 @@
+"""The login benchmark still runs: a handful of validated logins against our broker.
+
+Keeps ``bench/bench_login.py`` from rotting as the broker changes.  No timing is asserted
+(issue 5: targets are measured by the benchmark, never by timed tests); the run must only
+complete, with every login validated by the benchmark's relying party (ID token signature
+and claims, userinfo), through both upstreams, with a small prefill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+pytestmark = pytest.mark.redis
+
+
+def _redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def test_login_benchmark_runs_against_ours(tmp_path):
+    if not _redis_available():
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    parts = urlsplit(REDIS_URL)
+    db = (parts.path or "/0").lstrip("/") or "0"
+    out = tmp_path / "result.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_login.py"), "--only", "ours", "--logins", "4",
+         "--warmup", "2", "--workers", "1", "--concurrency", "2", "--prefill", "50",
+         "--redis", f"{parts.scheme}://{parts.netloc}", "--ours-db", db, "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    rows = {row["upstream"]: row for row in result["rows"]}
+    assert set(rows) == {"saml", "oidc"}
+    for row in rows.values():
+        assert row["impl"] == "ours"
+        assert row["logins"] == 4 and row["failed"] == 0
+        assert row["server_cpu_ms"] >= 0 and row["peak_rss_mb"] > 0
+    assert result["infos"][0]["prefill"]["users"] == 50
+    assert "SERVER CPU ms/login" in run.stdout
