@@ -272,7 +272,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
             if spec["name"] == "saml":
                 backend = BrokerSamlBackend(callback, config["INTERNAL_ATTRIBUTES"], spec["config"],
                                             settings.base_url, spec["name"], store=store,
-                                            flow_ttl=settings.lifetimes.flow)
+                                            flow_ttl=settings.lifetimes.flow,
+                                            in_process=settings.signature_backend == "in-process")
                 signature_setup(backend.sp)
             elif spec["config"]["provider_metadata"] is None:
                 backend = UnavailableBackend(callback, config["INTERNAL_ATTRIBUTES"], spec["config"],

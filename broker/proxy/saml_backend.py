@@ -38,6 +38,8 @@ from satosa.saml_util import make_saml_response
 from satosa import util
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
+from broker.proxy import xmlsig
+from broker.proxy.saml_response import Assertion, Expected, IdpKeys, process_response
 from broker.store import Store
 
 logger = logging.getLogger(__name__)
@@ -48,11 +50,20 @@ REQUEST_KEY = "saml:req:"
 class BrokerSamlBackend(SAMLBackend):
     """One SP for all SAML IdPs, with request ids in the shared store."""
 
-    def __init__(self, outgoing, internal_attributes, config, base_url, name, *, store: Store, flow_ttl: int):
+    def __init__(self, outgoing, internal_attributes, config, base_url, name, *, store: Store, flow_ttl: int,
+                 in_process: bool = True):
         super().__init__(outgoing, internal_attributes, config, base_url, name)
         self.store = store
         self.flow_ttl = flow_ttl
         self.outstanding_queries = _NoProcessLocalState()
+        self.acs_url = self._get_acs(None)[0]
+        self.skew = int(self.sp.config.accepted_time_diff or 60)
+        # In-process signatures: responses go through our one-parse processor (saml_response);
+        # the xmlsec1 path keeps pysaml2's parser, with our extra checks on top.
+        self.idp_keys = IdpKeys.from_metadata(self.sp.metadata, self.sp.metadata.identity_providers()) \
+            if in_process else None
+        key_file = self.sp.config.key_file
+        self.decryption_key = xmlsig.private_key(key_file) if in_process and key_file else None
 
     # -- request ---------------------------------------------------------------
 
@@ -101,6 +112,21 @@ class BrokerSamlBackend(SAMLBackend):
             raise InvalidResponse("no SAMLResponse in the request")
         if request.get("RelayState") != flow["relay_state"]:
             raise InvalidResponse("RelayState does not match the flow")
+        if self.idp_keys is not None:
+            assertion = process_response(saml_response, Expected(
+                sp_entity_id=self.sp.config.entityid, acs_url=self.acs_url, request_id=flow["req_id"],
+                idp_entity_id=flow["idp"], skew=self.skew, max_age=self.flow_ttl),
+                self.idp_keys, decryption_key=self.decryption_key)
+            internal = _internal_data(assertion)
+        else:
+            internal = self._parse_with_pysaml2(saml_response, binding, flow)
+        if self.store.take(REQUEST_KEY + flow["req_id"]) is None:
+            raise ReplayedResponse("SAML response for a request already answered (replay)")
+        context.state.pop(self.name, None)
+        logger.info("saml response accepted idp=%s attributes=%d", flow["idp"], len(internal.attributes))
+        return self.auth_callback_func(context, internal)
+
+    def _parse_with_pysaml2(self, saml_response: str, binding: str, flow: dict) -> InternalData:
         try:
             response = self.sp.parse_authn_request_response(
                 saml_response, binding, outstanding={flow["req_id"]: flow["idp"]})
@@ -118,10 +144,7 @@ class BrokerSamlBackend(SAMLBackend):
         self._check_issuers(response, flow["idp"])
         self._check_bearer_confirmation(response.assertion, flow["req_id"])
         self._check_audience(response.assertion)
-        if self.store.take(REQUEST_KEY + flow["req_id"]) is None:
-            raise ReplayedResponse("SAML response for a request already answered (replay)")
-        context.state.pop(self.name, None)
-        return self.auth_callback_func(context, self._translate_response(response, context.state))
+        return self._translate_response(response, None)
 
     @staticmethod
     def _check_issuers(response, requested_idp: str) -> None:
@@ -139,7 +162,7 @@ class BrokerSamlBackend(SAMLBackend):
         pysaml2 accepts any Recipient unless told what to expect, so an assertion a city
         IdP issued for another service could otherwise be posted here.
         """
-        acs_url = self._get_acs(None)[0]
+        acs_url = self.acs_url
         confirmations = [c for c in getattr(assertion.subject, "subject_confirmation", None) or ()
                          if c.method == "urn:oasis:names:tc:SAML:2.0:cm:bearer"]
         for confirmation in confirmations:
@@ -168,7 +191,6 @@ class BrokerSamlBackend(SAMLBackend):
             for attribute in statement.attribute:
                 values = attributes.setdefault(attribute.name, [])
                 values.extend(v.text.strip() for v in attribute.attribute_value if v.text and v.text.strip())
-        logger.info("saml response accepted idp=%s attributes=%d", issuer, len(attributes))
         return InternalData(
             auth_info=AuthenticationInformation(
                 auth_class_ref=authn_context_ref, timestamp=authn_instant,
@@ -182,6 +204,17 @@ class BrokerSamlBackend(SAMLBackend):
         endpoints = super().register_endpoints()
         # The reload endpoint would let anyone trigger metadata reloads: the registry rebuilds instead.
         return [(regex, fn) for regex, fn in endpoints if "reload-metadata" not in regex]
+
+
+def _internal_data(assertion: Assertion) -> InternalData:
+    return InternalData(
+        auth_info=AuthenticationInformation(
+            auth_class_ref=assertion.authn_context_class_ref, timestamp=assertion.authn_instant,
+            authority=assertion.authenticating_authority, issuer=assertion.issuer),
+        attributes=assertion.attributes,
+        subject_type=assertion.name_id_format,
+        subject_id=assertion.name_id,
+    )
 
 
 class _NoProcessLocalState(dict):

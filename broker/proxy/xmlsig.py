@@ -231,6 +231,11 @@ def parse(xml: str | bytes) -> etree._Element:
     return root
 
 
+def check_unique_ids(root: etree._Element) -> None:
+    """Refuse a document in which two elements share an ID (after a decryption, say)."""
+    _ids_are_unique(root)
+
+
 def _serialize(root: etree._Element) -> str:
     return etree.tostring(root.getroottree(), encoding="unicode")
 
@@ -960,6 +965,7 @@ def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEN
 
 
 __all__ = [
+    "check_unique_ids",
     "decrypt_node",
     "parse",
     "verify_node",

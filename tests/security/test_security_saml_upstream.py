@@ -73,6 +73,12 @@ def private_values(city: str) -> tuple[str, ...]:
     return (user["given_name"], user["family_name"], user["mpass_uid"])
 
 
+# Refusal reasons in the log, as pysaml2's path (xmlsec1 backend) | our processor (in-process) word them.
+BAD_SIGNATURE = "SignatureError|signature does not verify"
+REJECTED = ("SAML response rejected|signature does not verify|duplicate ID|exactly one assertion"
+            "|more than one Assertion|SAML schema|neither the assertion nor the response is signed")
+
+
 def refused(flow: Flow, response, caplog, rp, *, status=400, code="invalid_response",
             message_key="error.invalid_response", detail=None):
     cid = assert_refused(response, flow.person, caplog, status=status, code=code, message_key=message_key,
@@ -132,7 +138,7 @@ def test_tampered_attribute_value_in_a_signed_assertion_is_refused(stack, rp, ci
                 "given_name": (user["given_name"], forge.EVIL_NAME)}[field]
     assert old != new
     xml = forge.tamper_attribute(city_idps(city).response(flow.request, USER[city]), old, new)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="SignatureError")
+    refused(flow, deliver(flow, xml), caplog, rp, detail=BAD_SIGNATURE)
 
 
 # -- (2) replay --------------------------------------------------------------------------------
@@ -270,7 +276,9 @@ def _issued_days_ago(r):
     r.issue_instant = forge.when(-3 * 24 * 3600)
 
 
-EXPIRED, EARLY = "ResponseLifetimeExceed", "ToEarly"
+# Each reason as logged by pysaml2's path (xmlsec1 backend) | by our one-parse processor (in-process).
+EXPIRED, EARLY = ("ResponseLifetimeExceed|expired|has already ended|outside the accepted window",
+                  "ToEarly|not yet valid")
 # (IssueInstant: see test_refusal_log_names_the_check_that_failed.)
 TIME_REASON = {"conditions-expired": EXPIRED, "bearer-expired": EXPIRED, "all-expired": EXPIRED,
                "not-yet-valid": EARLY, "bearer-not-yet-valid": EARLY, "session-over": EXPIRED,
@@ -334,7 +342,8 @@ def _no_audience(r):
 ADDRESSING = {"audience": _wrong_audience, "recipient": _wrong_recipient, "destination": _wrong_destination,
               "no-audience": _no_audience}
 # What the refusal's log line must name (Destination: see test_refusal_log_names_the_check_that_failed).
-ADDRESSING_REASON = {"audience": "AudienceRestriction", "recipient": "[Rr]ecipient", "no-audience": "[Aa]udience",
+ADDRESSING_REASON = {"audience": "AudienceRestriction|Audience", "recipient": "[Rr]ecipient",
+                     "no-audience": "[Aa]udience",
                      "destination": None}
 
 
@@ -389,7 +398,7 @@ def test_response_signed_by_an_attacker_key_with_its_certificate_in_key_info_is_
     impostor = forge.CityIdp.impostor(stack, city, city_idps.sp_metadata, attacker_keys)
     xml = impostor.response(flow.request, USER[city])
     assert impostor.server.sec.my_cert in xml.replace("\n", ""), "the attacker's certificate is in KeyInfo"
-    refused(flow, deliver(flow, xml), caplog, rp, detail="SignatureError")
+    refused(flow, deliver(flow, xml), caplog, rp, detail=BAD_SIGNATURE)
 
 
 @pytest.mark.parametrize("city", ["turku", "espoo"])
@@ -401,7 +410,7 @@ def test_stripped_signatures_are_refused(stack, rp, city_idps, caplog, visitor, 
     forge.strip_signatures(forge.assertion_of(root))
     xml = forge.serialize(root)
     assert "Signature" not in xml
-    refused(flow, deliver(flow, xml), caplog, rp, detail="Signature missing")
+    refused(flow, deliver(flow, xml), caplog, rp, detail="Signature missing|neither the assertion nor the response is signed")
 
 
 def test_unsigned_response_from_the_idp_is_refused(stack, rp, city_idps, caplog):
@@ -409,7 +418,7 @@ def test_unsigned_response_from_the_idp_is_refused(stack, rp, city_idps, caplog)
     log_capture(caplog)
     flow = begin(stack, rp, city_idps, "espoo", VISITORS["sv"])
     xml = city_idps("espoo").response(flow.request, USER["espoo"], sign_assertion=False, sign_response=False)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="Signature missing")
+    refused(flow, deliver(flow, xml), caplog, rp, detail="Signature missing|neither the assertion nor the response is signed")
 
 
 def test_signed_then_encrypted_assertion_signs_in(stack, rp, city_idps):
@@ -424,7 +433,7 @@ def test_unsigned_assertion_encrypted_to_the_brokers_public_key_is_refused(stack
     log_capture(caplog)
     flow = begin(stack, rp, city_idps, "turku", visitor)
     xml = city_idps("turku").encrypted_response(flow.request, USER["turku"], sign_assertion=False)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="SAML response rejected")
+    refused(flow, deliver(flow, xml), caplog, rp, detail=REJECTED)
 
 
 def test_attacker_signed_assertion_encrypted_to_the_brokers_key_is_refused(stack, rp, city_idps, attacker_keys,
@@ -433,7 +442,7 @@ def test_attacker_signed_assertion_encrypted_to_the_brokers_key_is_refused(stack
     flow = begin(stack, rp, city_idps, "espoo", VISITORS["sv"])
     impostor = forge.CityIdp.impostor(stack, "espoo", city_idps.sp_metadata, attacker_keys)
     xml = impostor.encrypted_response(flow.request, USER["espoo"], sign_assertion=True)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="SAML response rejected")
+    refused(flow, deliver(flow, xml), caplog, rp, detail=REJECTED)
 
 
 XML_BOMBS = {
@@ -482,7 +491,7 @@ def test_signature_wrapping_never_signs_in_the_attacker(stack, rp, city_idps, ge
         assert claims["sub"] == genuine_claims[city]["sub"]
         pytest.fail(f"XSW ({where}, same_id={same_id}) was accepted; the signed values were used, but a response "
                     "with two assertions should be refused")
-    refused(flow, response, caplog, rp, detail="SAML response rejected")
+    refused(flow, response, caplog, rp, detail=REJECTED)
 
 
 # -- (8) (9) issuers ----------------------------------------------------------------------------------------
@@ -495,7 +504,7 @@ def test_unsigned_response_issuer_differing_from_the_signed_assertion_issuer_is_
     flow = begin(stack, rp, city_idps, "espoo", visitor)
     xml = forge.set_response_issuer(city_idps("espoo").response(flow.request, USER["espoo"]),
                                     city_idps("turku").entity_id)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="Response Issuer differs")
+    refused(flow, deliver(flow, xml), caplog, rp, detail="Response Issuer differs|Response Issuer is not the IdP")
 
 
 def test_unsigned_response_issuer_naming_an_unknown_entity_is_refused(stack, rp, city_idps, caplog):
@@ -523,7 +532,7 @@ def test_response_from_another_citys_idp_is_refused(stack, rp, city_idps, caplog
     xml = city_idps(answering).response(request, user)
     cid = assert_refused(deliver(flow, xml), flow.person, caplog, status=400, code="invalid_response",
                          message_key="error.invalid_response", rp=rp,
-                         detail="Assertion Issuer is not the IdP|SAML response rejected")
+                         detail="Issuer is not the IdP|SAML response rejected")
     assert cid
     assert_not_signed_in(flow.person, rp, f"{asked}/koulu")
 
@@ -540,7 +549,7 @@ def test_another_citys_key_cannot_speak_for_the_city_asked(stack, rp, city_idps,
         r.assertion.issuer.text = espoo_id
 
     xml = turku.response(flow.request, "teacher.turku", mutate=claim_espoo)
-    refused(flow, deliver(flow, xml), caplog, rp, detail="SAML response rejected")
+    refused(flow, deliver(flow, xml), caplog, rp, detail=REJECTED)
 
 
 # -- (10) binding to this flow ---------------------------------------------------------------------------
