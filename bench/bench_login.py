@@ -464,9 +464,11 @@ def main(argv=None) -> int:
             def prefill_ours(sample, users):
                 templates = prefill.ours_templates(ours_redis, prefix, sample, CLIENT_ID)
                 before = ours_redis.info("memory")["used_memory"]
-                log(f"ours: prefilling {users:,} users (6 keys each) into db {args.ours_db}")
+                log(f"ours: prefilling {users:,} users into db {args.ours_db}")
                 result = prefill.prefill_ours(ours_url, prefix, templates, users, seed=seed,
                                               progress=(lambda n: log(f"  {n:,}")) if users >= 200_000 else None)
+                if result["errors"]:
+                    raise SystemExit(f"prefill: Redis answered {result['errors']} errors")
                 result["redis_bytes_per_user"] = (ours_redis.info("memory")["used_memory"] - before) / users
                 log(f"ours: prefill took {result['seconds']:.1f} s, "
                     f"{result['redis_bytes_per_user']:.0f} bytes of Redis memory per user")
@@ -488,14 +490,16 @@ def main(argv=None) -> int:
                 log(f"satosa: prefill capped at {satosa_prefill:,} users (pyop scans every subject per login)")
 
             def prefill_satosa(sample, users):
-                uid = idp.synthetic_pupil(sample["index"], seed)["mpass_uid"]
-                templates = prefill.satosa_templates(satosa_redis, uid)
+                templates = prefill.satosa_templates(satosa_redis)
                 log(f"satosa: prefilling {users:,} users into db {args.satosa_db}")
                 result = prefill.prefill_satosa(satosa_url, templates, users, seed=seed)
                 log(f"satosa: prefill took {result['seconds']:.1f} s")
                 return result
 
             for upstream in upstreams:
+                # Each scenario starts from the same store: pyop never expires subject identifiers,
+                # so the previous scenario's logins would otherwise make this one's scans longer.
+                prefill.delete_matching(satosa_redis, [f"{c}:*" for c in prefill.PYOP_COLLECTIONS])
                 if upstream == "saml":
                     vanilla = Vanilla("satosa", root / "satosa", port=ports["satosa"], redis_url=satosa_url,
                                       idp_metadata_xml=idp_metadata)
@@ -507,16 +511,12 @@ def main(argv=None) -> int:
                 try:
                     v_rows, info = run_implementation(
                         vanilla, [upstream], args, setup_base=setup_base, counter=counter, redis_client=satosa_redis,
-                        prefill_users=satosa_prefill if upstream == upstreams[0] else 0, logins=satosa_logins,
-                        prefill_fn=prefill_satosa)
+                        prefill_users=satosa_prefill, logins=satosa_logins, prefill_fn=prefill_satosa)
                 except Exception as exc:  # noqa: BLE001 - report and go on with what can be measured
                     log(f"satosa/{upstream}: could not be measured: {type(exc).__name__}: {str(exc)[:400]}")
                     if vanilla.server:
                         log(vanilla.server.tail(15))
                     continue
-                if upstream != upstreams[0]:
-                    for row in v_rows:
-                        row["prefill"] = satosa_prefill
                 rows += v_rows
                 infos.append({**info, "upstream": upstream})
     finally:
@@ -538,7 +538,10 @@ def main(argv=None) -> int:
         if info.get("prefill"):
             p = info["prefill"]
             extra = f", {p['redis_bytes_per_user']:.0f} B of Redis memory per user" if "redis_bytes_per_user" in p else ""
-            print(f"\nprefill {info['impl']}: {p['users']:,} users, {p['keys']:,} keys in {p['seconds']:.1f} s{extra}")
+            sizes = (", values " + ", ".join(f"{k} {v} B" for k, v in p["value_bytes"].items())
+                     if "value_bytes" in p else "")
+            print(f"\nprefill {info['impl']}: {p['users']:,} users, {p['keys']:,} keys in {p['seconds']:.1f} s"
+                  f"{extra}{sizes}")
     failures = [f for r in rows for f in r["failures"]]
     for failure in failures[:10]:
         print(f"FAILED: {failure}")

@@ -9,8 +9,8 @@ interrupted run cannot leave gigabytes behind; the benchmark also deletes them a
 **Ours** (``broker/proxy/sessions.py``, ``broker/tokens/grants.py``), per user:
 ``sso:<sid>`` (the SSO session with the canonical identity), ``user:sessions:<user_id>``
 (a set with that sid), ``tok:grant:<gid>`` (the refresh-token family with released claims),
-``tok:rt:<sha256>`` (its current refresh token), ``tok:code:<sha256>`` and
-``tok:codegrant:<sha256>`` (an authorization code): 6 keys, 7 commands.
+``tok:rt:<sha256>`` (its current refresh token): 4 keys, 5 commands; and for one user in 50
+``tok:code:<sha256>`` and ``tok:codegrant:<sha256>`` (an unredeemed authorization code).
 
 **Vanilla SATOSA** (pyop's ``RedisWrapper``: key ``<collection>:<key>``, value
 ``{"value": ...}``), per user: ``subject_identifiers:<user_id>`` (which pyop scans with
@@ -116,13 +116,18 @@ def ours_templates(redis_client, prefix: str, sample: dict, client_id: str) -> d
         "sso": _Template(sso, slots), "grant": _Template(grant, slots), "code": _Template(code, slots),
         "rt": _Template({"gid": gid, "c": client_id}, slots), "codegrant": _Template({"gid": gid, "jti": "j" * 22},
                                                                                      slots),
-        "value_bytes": len(json.dumps(sso)) + len(json.dumps(grant)) + len(json.dumps(code)),
+        "value_bytes": {"sso": len(json.dumps(sso)), "grant": len(json.dumps(grant)), "code": len(json.dumps(code))},
     }
 
 
-def prefill_ours(url: str, prefix: str, templates: dict, users: int, *, seed: str, batch: int = 5000,
-                 progress=None) -> dict:
-    """Write ``users`` users' worth of our live state; returns counts and seconds."""
+def prefill_ours(url: str, prefix: str, templates: dict, users: int, *, seed: str, codes_every: int = 50,
+                 batch: int = 5000, progress=None) -> dict:
+    """Write ``users`` users' worth of our live state; returns counts and seconds.
+
+    Every user gets an SSO session, its user set, a grant and a refresh token; one user in
+    ``codes_every`` also has an unredeemed code (a code lives 60 s: at 300 logins/s that is
+    ~18,000 live codes, against hundreds of thousands of sessions over a school day).
+    """
     pipe = RespPipe(url)
     p = prefix.encode()
     ttl = str(TTL).encode()
@@ -136,23 +141,34 @@ def prefill_ours(url: str, prefix: str, templates: dict, users: int, *, seed: st
         pipe.add(_cmd(b"EXPIRE", set_key, ttl))
         pipe.add(_cmd(b"SET", p + b"tok:grant:" + ids["gid"].encode(), t["grant"].render(ids), b"EX", ttl))
         pipe.add(_cmd(b"SET", p + b"tok:rt:" + ids["h"].encode(), t["rt"].render(ids), b"EX", ttl))
-        pipe.add(_cmd(b"SET", p + b"tok:code:" + ids["h2"].encode(), t["code"].render(ids), b"EX", ttl))
-        pipe.add(_cmd(b"SET", p + b"tok:codegrant:" + ids["h2"].encode(), t["codegrant"].render(ids), b"EX", ttl))
+        if index % codes_every == 0:
+            pipe.add(_cmd(b"SET", p + b"tok:code:" + ids["h2"].encode(), t["code"].render(ids), b"EX", ttl))
+            pipe.add(_cmd(b"SET", p + b"tok:codegrant:" + ids["h2"].encode(), t["codegrant"].render(ids), b"EX",
+                          ttl))
         if (index + 1) % batch == 0:
             pipe.flush()
             if progress:
                 progress(index + 1)
     pipe.flush()
     pipe.close()
-    return {"users": users, "keys": users * 6, "seconds": time.perf_counter() - start, "errors": pipe.errors}
+    codes = (users + codes_every - 1) // codes_every
+    return {"users": users, "keys": users * 4 + codes * 2, "codes": codes, "seconds": time.perf_counter() - start,
+            "errors": pipe.errors, "value_bytes": templates["value_bytes"]}
 
 
 PYOP_COLLECTIONS = ("subject_identifiers", "authz_codes", "access_tokens", "refresh_tokens")
 
 
-def satosa_templates(redis_client, sample_uid: str) -> dict:
-    """Learn pyop's value shapes from the keys of a sample login (a scan, outside any measurement)."""
+def satosa_templates(redis_client) -> dict:
+    """Learn pyop's value shapes from the keys of one sample login (a scan, outside any measurement).
+
+    The store holds exactly one login's keys at that point: the benchmark empties it first.
+    """
     found: dict[str, tuple[str, dict]] = {}
+    subjects = [k.decode() for k in redis_client.scan_iter(match="subject_identifiers:*", count=1000)]
+    if len(subjects) != 1:
+        raise RuntimeError(f"expected the keys of one sample login, found {len(subjects)} subjects")
+    sample_uid = subjects[0].split(":", 1)[1]
     for collection in PYOP_COLLECTIONS:
         for key in redis_client.scan_iter(match=f"{collection}:*", count=1000):
             key = key.decode()
