@@ -25,17 +25,22 @@ attribute value is skipped (it would log personal data).
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
+import time
+import zlib
 from typing import Any
+from urllib.parse import urlencode
+from xml.sax.saxutils import quoteattr, escape
 
-from saml2 import BINDING_HTTP_POST
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.response import StatusError
 from satosa.backends.saml2 import SAMLBackend
 from satosa.context import Context
 from satosa.internal import AuthenticationInformation, InternalData
-from satosa.response import Response
+from satosa.response import Redirect, Response
 from satosa.saml_util import make_saml_response
-from satosa import util
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.proxy import xmlsig
@@ -57,6 +62,7 @@ class BrokerSamlBackend(SAMLBackend):
         self.flow_ttl = flow_ttl
         self.outstanding_queries = _NoProcessLocalState()
         self.acs_url = self._get_acs(None)[0]
+        self._sso_urls: dict[str, str | None] = {}
         self.skew = int(self.sp.config.accepted_time_diff or 60)
         # In-process signatures: responses go through our one-parse processor (saml_response);
         # the xmlsec1 path keeps pysaml2's parser, with our extra checks on top.
@@ -82,23 +88,35 @@ class BrokerSamlBackend(SAMLBackend):
             return False
 
     def authn_request(self, context: Context, entity_id: str) -> Response:
-        kwargs: dict[str, Any] = {}
         authn = context.get_decoration("digione.authn") or {}
-        if "login" in (authn.get("prompt") or ()) or authn.get("max_age") == 0:
-            kwargs["force_authn"] = "true"
-        acs_url, response_binding = self._get_acs(context)
-        relay_state = util.rndstr()
-        req_id, binding, http_info = self.sp.prepare_for_negotiated_authenticate(
-            entityid=entity_id,
-            assertion_consumer_service_url=acs_url,
-            response_binding=response_binding,
-            relay_state=relay_state,
-            **kwargs,
-        )
+        force_authn = "login" in (authn.get("prompt") or ()) or authn.get("max_age") == 0
+        relay_state = secrets.token_urlsafe(12)
+        destination = self._redirect_sso_url(entity_id)
+        if destination and not self.sp.config.getattr("authn_requests_signed", "sp"):
+            req_id = "id-" + secrets.token_hex(16)
+            response = Redirect(authn_request_redirect(
+                destination=destination, request_id=req_id, sp_entity_id=self.sp.config.entityid,
+                acs_url=self.acs_url, relay_state=relay_state, force_authn=force_authn))
+        else:  # a signed request, or an IdP without the Redirect binding: pysaml2 builds it
+            acs_url, response_binding = self._get_acs(context)
+            req_id, binding, http_info = self.sp.prepare_for_negotiated_authenticate(
+                entityid=entity_id, assertion_consumer_service_url=acs_url, response_binding=response_binding,
+                relay_state=relay_state, **({"force_authn": "true"} if force_authn else {}))
+            response = make_saml_response(binding, http_info)
         self.store.put(REQUEST_KEY + req_id, {"idp": entity_id}, self.flow_ttl)
         context.state[self.name] = {"relay_state": relay_state, "req_id": req_id, "idp": entity_id}
         logger.info("saml authn request sent idp=%s", entity_id)
-        return make_saml_response(binding, http_info)
+        return response
+
+    def _redirect_sso_url(self, entity_id: str) -> str | None:
+        """The IdP's HTTP-Redirect SSO location from its metadata (looked up once per IdP)."""
+        if entity_id not in self._sso_urls:
+            try:
+                services = self.sp.metadata.single_sign_on_service(entity_id, BINDING_HTTP_REDIRECT)
+            except Exception:  # pysaml2 raises several types for an entity without the binding
+                services = []
+            self._sso_urls[entity_id] = services[0]["location"] if services else None
+        return self._sso_urls[entity_id]
 
     # -- response --------------------------------------------------------------
 
@@ -204,6 +222,29 @@ class BrokerSamlBackend(SAMLBackend):
         endpoints = super().register_endpoints()
         # The reload endpoint would let anyone trigger metadata reloads: the registry rebuilds instead.
         return [(regex, fn) for regex, fn in endpoints if "reload-metadata" not in regex]
+
+
+def authn_request_redirect(*, destination: str, request_id: str, sp_entity_id: str, acs_url: str,
+                           relay_state: str, force_authn: bool = False, now: float | None = None) -> str:
+    """The URL that carries an unsigned ``<AuthnRequest>`` by the HTTP-Redirect binding.
+
+    Built directly (SAML Core §3.4.1; Bindings §3.4.4: DEFLATE, base64, URL-encode)
+    rather than through pysaml2's object model: one string, one deflate.
+    """
+    instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    xml = ('<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+           'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
+           f'ID="{request_id}" Version="2.0" IssueInstant="{instant}" Destination={quoteattr(destination)} '
+           f'AssertionConsumerServiceURL={quoteattr(acs_url)} '
+           'ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"'
+           + (' ForceAuthn="true"' if force_authn else "") + '>'
+           f'<saml:Issuer>{escape(sp_entity_id)}</saml:Issuer>'
+           '<samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent" AllowCreate="true"/>'
+           '</samlp:AuthnRequest>')
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    encoded = base64.b64encode(deflate.compress(xml.encode()) + deflate.flush()).decode()
+    query = urlencode({"SAMLRequest": encoded, "RelayState": relay_state})
+    return destination + ("&" if "?" in destination else "?") + query
 
 
 def _internal_data(assertion: Assertion) -> InternalData:
