@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public-subject", action="store_true", help="release a public sub instead of pairwise")
     p.add_argument("--sector", default="", help="pairwise sector identifier (default: redirect host)")
     p.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
+    p.add_argument("--id-token-alg", choices=["ES256", "RS256"], default="ES256",
+                   help="ID-token signature algorithm (ES256 is cheapest to sign)")
     p.set_defaults(handler=_clients_add)
     p = clients.add_parser("list", help="list registered OIDC clients")
     p.set_defaults(handler=_clients_list)
@@ -170,6 +172,7 @@ def _clients_add(args) -> int:
         "policy": {"scopes": args.scopes or ["openid", "roles"], "profile": args.profile,
                    "subject_type": "public" if args.public_subject else "pairwise", "sector": args.sector},
         "post_logout_redirect_uris": args.post_logout_redirect_uris,
+        "id_token_signed_response_alg": args.id_token_alg,
     }
     if args.jwks_uri:
         data["jwks_uri"] = args.jwks_uri

@@ -67,6 +67,8 @@ class Client:
     policy: ReleasePolicy = ReleasePolicy()
     post_logout_redirect_uris: tuple[str, ...] = ()
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    #: ES256 (default: cheapest to sign) or RS256 for clients whose libraries lack ES256.
+    id_token_signed_response_alg: str = "ES256"
 
     @property
     def public(self) -> bool:
@@ -117,6 +119,8 @@ class Client:
         )
         need(policy.profile in PROFILES, "policy.profile", f"one of {', '.join(PROFILES)}")
         need(policy.subject_type in SUBJECT_TYPES, "policy.subject_type", "pairwise or public")
+        id_token_alg = data.get("id_token_signed_response_alg", "ES256")
+        need(id_token_alg in ("ES256", "RS256"), "id_token_signed_response_alg", "ES256 or RS256")
         return cls(
             client_id=client_id,
             redirect_uris=tuple(uris),
@@ -128,6 +132,7 @@ class Client:
             policy=policy,
             post_logout_redirect_uris=tuple(data.get("post_logout_redirect_uris", ())),
             grant_types=tuple(data.get("grant_types", ("authorization_code", "refresh_token"))),
+            id_token_signed_response_alg=id_token_alg,
         )
 
 

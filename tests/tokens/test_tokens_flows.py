@@ -215,9 +215,10 @@ def test_rs256_id_tokens_for_clients_that_ask(env, monkeypatch):
     """A client whose registration says ``id_token_signed_response_alg: RS256`` gets RS256 ID tokens."""
     from joserfc.jws import extract_compact
 
-    from broker.registry.relying_parties import Client
+    import dataclasses
 
-    monkeypatch.setattr(Client, "id_token_signed_response_alg", "RS256", raising=False)
+    clients = env.registry.clients
+    monkeypatch.setitem(clients, "rp2", dataclasses.replace(clients["rp2"], id_token_signed_response_alg="RS256"))
     _, token, nonce, _ = code_flow(env, "rp2")
     assert extract_compact(token["id_token"].encode()).protected["alg"] == "RS256"
     verify_id_token(env, token["id_token"], "rp2", nonce=nonce)
