@@ -99,6 +99,10 @@ def _redis_stats(rc) -> dict:
 
 def run_logins(pool, name: str, upstream: str, indices: list[int], concurrency: int) -> dict:
     futures = [pool.submit(client.run_logins, name, upstream, chunk) for chunk in _chunks(indices, concurrency)]
+    return _merge(futures)
+
+
+def _merge(futures) -> dict:
     merged = {"results": [], "failures": [], "client_cpu": 0.0}
     for future in futures:
         part = future.result()
@@ -138,6 +142,26 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
     }
 
 
+def measure_grants(pool, impl, kind: str, *, count: int, concurrency: int, redis_client) -> dict:
+    """Token traffic after the logins: ``count`` requests of ``kind``, with their server CPU."""
+    per_process = max(1, count // concurrency)
+    _merge([pool.submit(client.run_grants, impl.name, kind, min(10, per_process)) for _ in range(concurrency)])
+    master = impl.server.pid
+    cpu0, redis0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    wall0 = time.perf_counter()
+    outcome = _merge([pool.submit(client.run_grants, impl.name, kind, per_process) for _ in range(concurrency)])
+    wall = time.perf_counter() - wall0
+    cpu1, redis1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    ok = max(len(outcome["results"]), 1)
+    times = sorted(r[0] for r in outcome["results"])
+    return {"impl": impl.name, "kind": kind, "requests": len(outcome["results"]),
+            "failed": len(outcome["failures"]), "failures": outcome["failures"][:5],
+            "per_s": len(outcome["results"]) / wall if wall else 0.0,
+            "p50_ms": 1000 * _pct(times, 50), "p95_ms": 1000 * _pct(times, 95),
+            "server_cpu_ms": 1000 * (cpu1 - cpu0) / ok, "redis_cpu_ms": 1000 * (redis1["cpu"] - redis0["cpu"]) / ok,
+            "redis_commands": (redis1["commands"] - redis0["commands"] - 2) / ok}
+
+
 def _pct(values: list[float], pct: int) -> float:
     if not values:
         return float("nan")
@@ -155,7 +179,8 @@ def client_pool(setup: dict, concurrency: int):
 
 
 def run_implementation(impl, upstreams: list[str], args, *, setup_base: dict, counter: Counter, redis_client,
-                       prefill_users: int, logins: int, prefill_fn=None) -> tuple[list[dict], dict]:
+                       prefill_users: int, logins: int, prefill_fn=None,
+                       grants: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
     """Start ``impl``, prefill, measure each upstream, read peak RSS; stop it."""
     info: dict = {"impl": impl.name, "workers": args.workers}
     log(f"{impl.name}: starting {args.workers} worker(s)")
@@ -180,6 +205,15 @@ def run_implementation(impl, upstreams: list[str], args, *, setup_base: dict, co
                 rows.append(row)
                 if row["failed"]:
                     log(f"{impl.name}/{upstream}: {row['failed']} login(s) FAILED, e.g. {row['failures'][0]}")
+            if args.grants:
+                info["grants"] = []
+                for kind in grants:
+                    log(f"{impl.name}: {args.grants} {kind} requests, concurrency {args.concurrency}")
+                    g = measure_grants(pool, impl, kind, count=args.grants, concurrency=args.concurrency,
+                                       redis_client=redis_client)
+                    info["grants"].append(g)
+                    if g["failed"]:
+                        log(f"{impl.name}/{kind}: {g['failed']} request(s) FAILED, e.g. {g['failures'][0]}")
         peaks = procstat.worker_peak_rss_mb(impl.server.pid)
         info["peak_rss_mb"] = max(peaks) if peaks else float("nan")
         for row in rows:
@@ -402,6 +436,9 @@ def parse_args(argv):
                    help="cap of --prefill for vanilla SATOSA (pyop scans all subjects per login)")
     p.add_argument("--satosa-logins", type=int, default=None,
                    help="measured logins for SATOSA (default --logins; at most 60 when its prefill > 2000)")
+    p.add_argument("--grants", type=int, default=300,
+                   help="after the logins, this many refresh grants, introspections (ours) and userinfo calls, "
+                        "each measured like a login (0: none)")
     p.add_argument("--only", choices=("ours", "satosa"), default=None, help="run one implementation only")
     p.add_argument("--upstream", choices=("saml", "oidc", "both"), default="both")
     p.add_argument("--profile", action="store_true", help="also profile ours (1 worker, cProfile)")
@@ -476,7 +513,8 @@ def main(argv=None) -> int:
 
             ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
                                                  redis_client=ours_redis, prefill_users=args.prefill,
-                                                 logins=args.logins, prefill_fn=prefill_ours)
+                                                 logins=args.logins, prefill_fn=prefill_ours,
+                                                 grants=("refresh", "introspect", "userinfo"))
             rows += ours_rows
             infos.append(info)
             if args.profile:
@@ -511,7 +549,8 @@ def main(argv=None) -> int:
                 try:
                     v_rows, info = run_implementation(
                         vanilla, [upstream], args, setup_base=setup_base, counter=counter, redis_client=satosa_redis,
-                        prefill_users=satosa_prefill, logins=satosa_logins, prefill_fn=prefill_satosa)
+                        prefill_users=satosa_prefill, logins=satosa_logins, prefill_fn=prefill_satosa,
+                        grants=("refresh", "userinfo") if upstream == upstreams[0] else ())
                 except Exception as exc:  # noqa: BLE001 - report and go on with what can be measured
                     log(f"satosa/{upstream}: could not be measured: {type(exc).__name__}: {str(exc)[:400]}")
                     if vanilla.server:
@@ -542,7 +581,15 @@ def main(argv=None) -> int:
                      if "value_bytes" in p else "")
             print(f"\nprefill {info['impl']}: {p['users']:,} users, {p['keys']:,} keys in {p['seconds']:.1f} s"
                   f"{extra}{sizes}")
-    failures = [f for r in rows for f in r["failures"]]
+    grant_rows = [g for info in infos for g in info.get("grants", [])]
+    if grant_rows:
+        print("\n== token traffic after the logins (each request over HTTP, validated) ==")
+        print(f"{'':34}{'requests':>9}{'per s':>8}{'p50 ms':>8}{'p95 ms':>8}{'SERVER CPU ms':>15}"
+              f"{'Redis CPU ms':>14}{'Redis cmds':>11}")
+        for g in grant_rows:
+            print(f"{g['impl'] + ' ' + g['kind']:34}{g['requests']:>9}{g['per_s']:>8.0f}{g['p50_ms']:>8.2f}"
+                  f"{g['p95_ms']:>8.2f}{g['server_cpu_ms']:>15.3f}{g['redis_cpu_ms']:>14.3f}{g['redis_commands']:>11.1f}")
+    failures = [f for r in rows for f in r["failures"]] + [f for g in grant_rows for f in g["failures"]]
     for failure in failures[:10]:
         print(f"FAILED: {failure}")
     if profile_text:

@@ -269,14 +269,59 @@ def run_logins(name: str, upstream: str, indices: list[int]) -> dict:
 
     rp: RelyingParty = _PROCESS[name]
     results, failures = [], []
+    kept = _PROCESS.setdefault("tokens", {}).setdefault(name, [])
     cpu0 = time.process_time()
     for index in indices:
         user = idp.synthetic_pupil(index, _PROCESS["seed"]) if upstream == "saml" else None
         try:
             outcome = rp.login(upstream, user)
             results.append((outcome["latency"], outcome["server"]))
+            if outcome["refresh_token"]:
+                kept.append([outcome["refresh_token"], outcome["access_token"]])
         except Exception as exc:  # every failure is reported, with what it was
             failures.append(f"{type(exc).__name__}: {exc}"[:400])
+    return {"results": results, "failures": failures, "client_cpu": time.process_time() - cpu0}
+
+
+def run_grants(name: str, kind: str, count: int) -> dict:
+    """``count`` token-endpoint-side requests of ``kind`` with tokens this process's logins got:
+
+    * ``refresh`` — ``grant_type=refresh_token`` with rotation (the new refresh token replaces
+      the old one; the new access token is kept);
+    * ``introspect`` — RFC 7662 introspection of an access token by a resource server (ours);
+    * ``userinfo`` — the access token at the userinfo endpoint.
+    """
+    rp: RelyingParty = _PROCESS[name]
+    cfg = rp.cfg
+    tokens = _PROCESS.get("tokens", {}).get(name) or []
+    if not tokens:
+        return {"results": [], "failures": [f"{kind}: no tokens kept from logins"], "client_cpu": 0.0}
+    results, failures = [], []
+    cpu0 = time.process_time()
+    for i in range(count):
+        pair = tokens[i % len(tokens)]
+        rp.server_seconds = 0.0
+        try:
+            if kind == "refresh":
+                reply = rp._call("POST", cfg["token"], auth=(cfg["client_id"], cfg["client_secret"]),
+                                 data={"grant_type": "refresh_token", "refresh_token": pair[0]})
+                body = reply.json() if reply.status_code == 200 else {}
+                if not body.get("access_token"):
+                    raise LoginFailed(f"refresh: {reply.status_code} {reply.text[:200]}")
+                pair[0] = body.get("refresh_token") or pair[0]
+                pair[1] = body["access_token"]
+            elif kind == "introspect":
+                reply = rp._call("POST", cfg["introspect"], auth=tuple(cfg["resource_server"]),
+                                 data={"token": pair[1]})
+                if reply.status_code != 200 or reply.json().get("active") is not True:
+                    raise LoginFailed(f"introspection: {reply.status_code} {reply.text[:200]}")
+            else:
+                reply = rp._call("GET", cfg["userinfo"], headers={"Authorization": f"Bearer {pair[1]}"})
+                if reply.status_code != 200 or not reply.json().get("sub"):
+                    raise LoginFailed(f"userinfo: {reply.status_code} {reply.text[:200]}")
+            results.append((rp.server_seconds, rp.server_seconds))
+        except Exception as exc:  # reported, never retried
+            failures.append(f"{kind}: {type(exc).__name__}: {exc}"[:400])
     return {"results": results, "failures": failures, "client_cpu": time.process_time() - cpu0}
 
 

@@ -19,6 +19,7 @@ from . import idp
 from .servers import Server
 
 CLIENT_ID = "bench-rp"
+RESOURCE_SERVER = "bench-rs"
 REDIRECT_URI = "https://rp.bench.example/cb"
 SCOPE = "openid profile roles schools"
 SAML_HINT = f"{idp.CITY}/koulu"
@@ -46,13 +47,23 @@ class Ours:
         secret_file.write_text(entra_secret)
         from broker.registry.relying_parties import RelyingParties
 
-        _, self.client_secret = RelyingParties.load(root / "registry").add_client({
+        parties = RelyingParties.load(root / "registry")
+        _, self.client_secret = parties.add_client({
             "client_id": CLIENT_ID, "name": "Benchmark RP", "redirect_uris": [REDIRECT_URI],
             "client_secret": secrets.token_urlsafe(32),
             "policy": {"scopes": SCOPE.split(), "profile": "digione"}})
+        # A platform service that introspects tokens (RFC 7662), as services will at ~10x the login rate.
+        _, self.rs_secret = parties.add_client({
+            "client_id": RESOURCE_SERVER, "name": "Benchmark resource server",
+            "redirect_uris": ["https://rs.bench.example/cb"], "client_secret": secrets.token_urlsafe(32)})
+        config_dir = root / "config"
+        config_dir.mkdir()
+        shared = (ROOT / "config" / "broker.yaml").read_text()
+        (config_dir / "broker.yaml").write_text(
+            shared.replace("introspection_clients: []", f"introspection_clients: [{RESOURCE_SERVER}]"))
         self.env = {
             "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8",
-            "BROKER_TENANTS_DIR": str(tenants), "BROKER_METADATA_DIR": str(root / "metadata"),
+            "BROKER_TENANTS_DIR": str(tenants), "BROKER_CONFIG_DIR": str(root / "config"), "BROKER_METADATA_DIR": str(root / "metadata"),
             "BROKER_REGISTRY_DIR": str(root / "registry"), "BROKER_KEYS_DIR": str(root / "broker-keys"),
             "BROKER_DEMO_DIR": str(root / "demo"), "DEMO_ENTRA_URL": f"http://127.0.0.1:{entra_port}",
             "BROKER_BASE_URL": self.base_url, "BROKER_PORT": str(port),
@@ -89,7 +100,8 @@ class Ours:
                 "authorize": f"{self.base_url}/authorize", "token": f"{self.base_url}/token",
                 "userinfo": f"{self.base_url}/userinfo", "jwks": f"{self.base_url}/jwks",
                 "client_id": CLIENT_ID, "client_secret": self.client_secret, "redirect_uri": REDIRECT_URI,
-                "scope": SCOPE, "hints": {"saml": SAML_HINT, "oidc": OIDC_HINT}}
+                "scope": SCOPE, "hints": {"saml": SAML_HINT, "oidc": OIDC_HINT},
+                "introspect": f"{self.base_url}/introspect", "resource_server": [RESOURCE_SERVER, self.rs_secret]}
 
     def redis_client(self):
         import redis

@@ -3,7 +3,8 @@
 Keeps ``bench/bench_login.py`` from rotting as the broker changes.  No timing is asserted
 (issue 5: targets are measured by the benchmark, never by timed tests); the run must only
 complete, with every login validated by the benchmark's relying party (ID token signature
-and claims, userinfo), through both upstreams, with a small prefill.
+and claims, userinfo), through both upstreams, with a small prefill, and the token traffic
+after the logins (refresh, introspection, userinfo) answered.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_login_benchmark_runs_against_ours(tmp_path):
     out = tmp_path / "result.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_login.py"), "--only", "ours", "--logins", "4",
-         "--warmup", "2", "--workers", "1", "--concurrency", "2", "--prefill", "50",
+         "--warmup", "2", "--workers", "1", "--concurrency", "2", "--prefill", "50", "--grants", "6",
          "--redis", f"{parts.scheme}://{parts.netloc}", "--ours-db", db, "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
@@ -51,5 +52,8 @@ def test_login_benchmark_runs_against_ours(tmp_path):
         assert row["impl"] == "ours"
         assert row["logins"] == 4 and row["failed"] == 0
         assert row["server_cpu_ms"] >= 0 and row["peak_rss_mb"] > 0
-    assert result["infos"][0]["prefill"]["users"] == 50
+    info = result["infos"][0]
+    assert info["prefill"]["users"] == 50
+    assert {g["kind"]: (g["requests"], g["failed"]) for g in info["grants"]} == {
+        "refresh": (6, 0), "introspect": (6, 0), "userinfo": (6, 0)}
     assert "SERVER CPU ms/login" in run.stdout
