@@ -26,8 +26,9 @@ including the benchmark IdP) and of the server's part of it, **server CPU ms per
 (``/proc/<pid>/stat`` utime+stime of the gunicorn master and all its descendants, plus
 cutime+cstime of reaped children such as ``xmlsec1``), Redis CPU ms per login (``INFO cpu``),
 Redis commands and ``KEYS`` calls per login (``INFO stats`` / ``commandstats``; the Redis is
-shared, so other clients' commands show up too), the client's own CPU per login, peak RSS
-(VmHWM) per worker, and start-up time.
+shared, so other clients' commands show up too), processes started per login on the whole
+machine (``/proc/stat``: pysaml2's ``xmlsec1`` runs; anything else running shows up too), the
+client's own CPU per login, peak RSS (VmHWM) per worker, and start-up time.
 
 ``--prefill N`` writes N users' worth of live state to Redis first (``bench/login/prefill.py``).
 pyop scans every stored subject with ``KEYS`` and a ``GET`` per key three times per login,
@@ -119,11 +120,11 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
     if warm["failures"]:
         raise SystemExit(f"{impl.name}/{upstream}: warm-up logins failed:\n  " + "\n  ".join(warm["failures"][:5]))
     master = impl.server.pid
-    cpu0, redis0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    cpu0, redis0, forks0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), procstat.forks_since_boot()
     wall0 = time.perf_counter()
     outcome = run_logins(pool, impl.name, upstream, counter.take(logins), concurrency)
     wall = time.perf_counter() - wall0
-    cpu1, redis1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client)
+    cpu1, redis1, forks1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), procstat.forks_since_boot()
     ok = len(outcome["results"])
     latencies = sorted(r[0] for r in outcome["results"])
     server_times = sorted(r[1] for r in outcome["results"])
@@ -139,6 +140,7 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
         "redis_commands": (redis1["commands"] - redis0["commands"] - 2) / per,
         "redis_keys_calls": (redis1["keys"] - redis0["keys"]) / per,
         "client_cpu_ms": 1000 * outcome["client_cpu"] / per,
+        "forks": (forks1 - forks0) / per,
     }
 
 
@@ -356,6 +358,32 @@ def _area(filename: str, func: str) -> str:
     return filename
 
 
+# -- the ID-token signing choice --------------------------------------------------------------------
+
+def jose_costs(n: int = 2000) -> list[tuple[str, float, float]]:
+    """CPU µs to sign and to verify one ID token with ES256 and RS256-2048 (the broker's own code)."""
+    from broker.tokens.jws import SigningKey
+    from broker.verify import verify_jws
+
+    claims = {"iss": "https://login.example", "sub": "a" * 40, "aud": "rp", "iat": 1, "exp": 2, "nonce": "n" * 22,
+              "given_name": "Aino", "family_name": "Virtanen", "roles": [{"role": "learner", "school": "90921"}]}
+    out = []
+    for alg in ("ES256", "RS256"):
+        key = SigningKey.generate(alg)
+        public = key.public
+        token = key.sign(claims)
+        start = time.process_time()
+        for _ in range(n):
+            key.sign(claims)
+        sign_us = 1e6 * (time.process_time() - start) / n
+        start = time.process_time()
+        for _ in range(n):
+            verify_jws(token, lambda kid: public, (alg,))
+        verify_us = 1e6 * (time.process_time() - start) / n
+        out.append((alg, sign_us, verify_us))
+    return out
+
+
 # -- output ------------------------------------------------------------------------------------------
 
 METRICS = [
@@ -370,6 +398,7 @@ METRICS = [
     ("redis_cpu_ms", "Redis CPU ms/login", "{:.3f}"),
     ("redis_commands", "Redis commands/login", "{:.1f}"),
     ("redis_keys_calls", "Redis KEYS calls/login", "{:.1f}"),
+    ("forks", "processes started/login (machine)", "{:.1f}"),
     ("client_cpu_ms", "client CPU ms/login (bench)", "{:.2f}"),
     ("peak_rss_mb", "peak RSS per worker MB", "{:.1f}"),
     ("startup_s", "start-up s (to ready)", "{:.2f}"),
@@ -592,6 +621,9 @@ def main(argv=None) -> int:
     failures = [f for r in rows for f in r["failures"]] + [f for g in grant_rows for f in g["failures"]]
     for failure in failures[:10]:
         print(f"FAILED: {failure}")
+    print("\n== ID-token signing on this machine (broker.tokens.jws / broker.verify, CPU per token) ==")
+    for alg, sign_us, verify_us in jose_costs():
+        print(f"{alg:8} sign {sign_us:7.1f} µs   verify {verify_us:7.1f} µs")
     if profile_text:
         print("\n" + profile_text)
     if args.json:

@@ -1,9 +1,10 @@
 """What the servers cost: CPU of a process tree from ``/proc``, peak RSS, Redis CPU.
 
-CPU is ``utime + stime`` of every live process in the tree (the gunicorn master and
-its workers) plus ``cutime + cstime`` (the CPU of children they have waited for, such as
-the ``xmlsec1`` processes pysaml2 spawns, or a worker that was replaced).  Wall time is
-never used for cost.
+CPU is the time on CPU of every live process in the tree (the gunicorn master and its
+workers: ``/proc/<pid>/schedstat``, in nanoseconds; ``utime + stime`` of ``/proc/<pid>/stat``,
+in clock ticks, where schedstat is missing) plus ``cutime + cstime`` (the CPU of children they
+have waited for, such as the ``xmlsec1`` processes pysaml2 spawns, or a worker that was
+replaced).  Wall time is never used for cost.
 """
 
 from __future__ import annotations
@@ -41,16 +42,25 @@ def descendants(root: int) -> list[int]:
     return tree
 
 
+def _on_cpu_ns(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU of ``root``'s tree, waited-for children included."""
-    total = 0
+    total = 0.0
     for pid in descendants(root):
         fields = _stat(pid)
         if fields is None:
             continue
         # After the ')': state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
-        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return total / CLK_TCK
+        on_cpu = _on_cpu_ns(pid)
+        own = on_cpu / 1e9 if on_cpu is not None else (int(fields[11]) + int(fields[12])) / CLK_TCK
+        total += own + (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return total
 
 
 def status_kb(pid: int, field: str) -> int | None:
@@ -73,6 +83,14 @@ def worker_peak_rss_mb(master: int) -> list[float]:
         if hwm is not None:
             peaks.append(hwm / 1024)
     return peaks
+
+
+def forks_since_boot() -> int:
+    """Processes created on the whole machine since boot (``processes`` in ``/proc/stat``)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    return 0
 
 
 def redis_cpu_seconds(client) -> float:
