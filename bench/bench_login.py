@@ -403,6 +403,8 @@ METRICS = [
     ("peak_rss_mb", "peak RSS per worker MB", "{:.1f}"),
     ("startup_s", "start-up s (to ready)", "{:.2f}"),
     ("prefill", "prefilled users", "{:,}"),
+    ("tenants", "tenants loaded", "{:,}"),
+    ("idps", "identity providers loaded", "{:,}"),
 ]
 
 
@@ -468,6 +470,10 @@ def parse_args(argv):
     p.add_argument("--grants", type=int, default=300,
                    help="after the logins, this many refresh grants, introspections (ours) and userinfo calls, "
                         "each measured like a login (0: none)")
+    p.add_argument("--tenants", type=int, default=0,
+                   help="ours with the seven cities plus this many generated tenants (default: Vantaa alone)")
+    p.add_argument("--idps", type=int, default=None,
+                   help="with --tenants: identity providers in all (default 3 per generated tenant + 10)")
     p.add_argument("--only", choices=("ours", "satosa"), default=None, help="run one implementation only")
     p.add_argument("--upstream", choices=("saml", "oidc", "both"), default="both")
     p.add_argument("--profile", action="store_true", help="also profile ours (1 worker, cProfile)")
@@ -525,7 +531,9 @@ def main(argv=None) -> int:
             from login.ours import CLIENT_ID, Ours
 
             ours = Ours(root / "ours", port=ports["ours"], entra_port=entra_port, redis_url=ours_url, prefix=prefix,
-                        idp_keys=idp_keys, entra_secret=entra_secret)
+                        idp_keys=idp_keys, entra_secret=entra_secret, generated_tenants=args.tenants,
+                        idps=args.idps)
+            log(f"ours: {ours.registry_counts['tenants']} tenant(s), {ours.registry_counts['idps']} IdPs")
 
             def prefill_ours(sample, users):
                 templates = prefill.ours_templates(ours_redis, prefix, sample, CLIENT_ID)
@@ -540,12 +548,15 @@ def main(argv=None) -> int:
                     f"{result['redis_bytes_per_user']:.0f} bytes of Redis memory per user")
                 return result
 
+            info_registry = dict(ours.registry_counts)
             ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
                                                  redis_client=ours_redis, prefill_users=args.prefill,
                                                  logins=args.logins, prefill_fn=prefill_ours,
                                                  grants=("refresh", "introspect", "userinfo"))
+            for row in ours_rows:
+                row.update(tenants=info_registry["tenants"], idps=info_registry["idps"])
             rows += ours_rows
-            infos.append(info)
+            infos.append({**info, **info_registry})
             if args.profile:
                 profile_text = profile_ours(ours, args, setup_base=setup_base, counter=counter)
         if "satosa" in impls:
@@ -585,6 +596,8 @@ def main(argv=None) -> int:
                     if vanilla.server:
                         log(vanilla.server.tail(15))
                     continue
+                for row in v_rows:
+                    row.update(tenants=1, idps=1)
                 rows += v_rows
                 infos.append({**info, "upstream": upstream})
     finally:

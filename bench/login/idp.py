@@ -95,15 +95,16 @@ class SamlIdp:
         return acs, fields
 
 
-def start_entra(*, port: int, key_dir: Path, secret: str, redirect_uris: list[str]):
-    """The demo Entra ID for the city, on a thread of this process; returns the server handle."""
+def start_entra(*, port: int, key_dir: Path, secret: str, redirect_uris: list[str],
+                cities: tuple[str, ...] = ("vantaa", "espoo", "oulu")):
+    """The demo Entra ID of ``cities``, on a thread of this process; returns the server handle."""
     from broker.demo import entra_idp
     from broker.demo.servers import serve_in_thread
 
     app = entra_idp.create_app(
         base_url=f"http://127.0.0.1:{port}",
-        tenants={CITY: DEMO_DIRECTORY[CITY]["entra_tenant_id"]},
-        clients={f"digione-{CITY}": {"secret": secret, "redirect_uris": redirect_uris}},
+        tenants={city: DEMO_DIRECTORY[city]["entra_tenant_id"] for city in cities},
+        clients={f"digione-{city}": {"secret": secret, "redirect_uris": redirect_uris} for city in cities},
         key_dir=key_dir)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     return serve_in_thread(app, "127.0.0.1", port)

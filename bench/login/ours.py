@@ -1,15 +1,16 @@
 """Our broker, as an operator runs it: ``broker serve`` on Redis, from files in a temporary directory.
 
-The directory holds what the broker reads at start: one tenant (the shipped
-``tenants/vantaa.yaml``, unchanged) whose SAML IdP's metadata file is the benchmark IdP's and
-whose OIDC IdP is the demo Entra ID the benchmark serves; the relying party's registration;
-the broker's keys.  State goes to Redis under a unique key prefix.
+The directory holds what the broker reads at start: the tenants (``bench/login/tenants.py``:
+the shipped ``tenants/vantaa.yaml``, unchanged, whose SAML IdP's metadata file is the
+benchmark IdP's and whose OIDC IdP is the demo Entra ID the benchmark serves; or the seven
+cities plus generated ones), the relying party's and a resource server's registrations, the
+shared settings (``config/broker.yaml`` with the resource server allowed to introspect), the
+broker's keys.  State goes to Redis under a unique key prefix.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,20 +32,18 @@ class Ours:
     name = "ours"
 
     def __init__(self, root: Path, *, port: int, entra_port: int, redis_url: str, prefix: str, idp_keys: Path,
-                 entra_secret: str):
+                 entra_secret: str, generated_tenants: int = 0, idps: int | None = None):
         self.root = root
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.redis_url = redis_url
         self.prefix = prefix
         self.server: Server | None = None
+        from . import tenants as tenant_files
+
         tenants = root / "tenants"
-        tenants.mkdir(parents=True)
-        shutil.copy(ROOT / "tenants" / f"{idp.CITY}.yaml", tenants)
-        idp.write_metadata(idp_keys, root / "metadata" / "demo" / f"{idp.CITY}-idp.xml")
-        secret_file = root / "demo" / "secrets" / f"entra-{idp.CITY}.secret"
-        secret_file.parent.mkdir(parents=True)
-        secret_file.write_text(entra_secret)
+        self.registry_counts = tenant_files.write(root, idp_keys=idp_keys, entra_secret=entra_secret,
+                                                  generated=generated_tenants, idps=idps)
         from broker.registry.relying_parties import RelyingParties
 
         parties = RelyingParties.load(root / "registry")
