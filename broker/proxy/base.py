@@ -54,6 +54,10 @@ _SESSION_ID = "SESSION_ID"
 
 Route = Callable[[Context], Response]
 
+#: Back-channel and metadata endpoints: no browser flow, so no state cookie is read or written.
+STATELESS_PATHS = frozenset({".well-known/openid-configuration", "jwks", "token", "userinfo", "introspect",
+                             "revoke", "favicon.ico", "saml2/idp/metadata", "saml2/sp/metadata"})
+
 
 class FastRouter(ModuleRouter):
     """SATOSA's router with an exact-path index in front of its regex scan."""
@@ -136,8 +140,12 @@ class BrokerProxy(SATOSABase):
         cid = errors.new_correlation_id()
         context.decorate("digione.correlation_id", cid)
         context.decorate("digione.set_cookies", [])
+        stateless = context.path in STATELESS_PATHS
         try:
-            self._load_state(context)
+            if stateless:
+                context.state = State()
+            else:
+                self._load_state(context)
             route = self.routes.get(context.path)
             if route is None:
                 try:
@@ -148,7 +156,8 @@ class BrokerProxy(SATOSABase):
                 response = route(context)
             except SATOSAAuthenticationError as exc:
                 response = self._authentication_error(context, exc)
-            self._save_state(response, context)
+            if not stateless:
+                self._save_state(response, context)
         except BrokerError as exc:
             response = self.error_response(context, exc)
         except (SATOSAMissingStateError, SATOSAStateError) as exc:
