@@ -143,3 +143,26 @@ def test_mapping_explain_cli_on_the_readme_example(demo):
     assert as_json["identity"]["learner_id"] == "1.2.246.562.98.09200000001"
     unknown = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "nope", example)
     assert unknown.returncode == 1 and "no IdP 'nope'" in unknown.stderr
+
+
+def test_sps_add_registers_a_saml_sp_and_refuses_what_is_not_one(demo, tmp_path):
+    from saml2 import BINDING_HTTP_POST
+    from saml2.config import SPConfig
+    from saml2.metadata import create_metadata_string
+
+    from broker.pki import ensure_keypair
+
+    key, cert = ensure_keypair(tmp_path, "sp", common_name="https://cli-sp.example/sp")
+    config = SPConfig().load({"entityid": "https://cli-sp.example/sp", "key_file": str(key), "cert_file": str(cert),
+                              "service": {"sp": {"endpoints": {"assertion_consumer_service": [
+                                  ("https://cli-sp.example/acs", BINDING_HTTP_POST)]}}}})
+    metadata = tmp_path / "sp.xml"
+    metadata.write_bytes(create_metadata_string(None, config=config))
+    result = _cli(demo, "sps", "add", str(metadata), "--name", "cli-sp")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["entity_id"] == "https://cli-sp.example/sp"
+    assert load_registry(demo.settings()).parties.sp_for_entity("https://cli-sp.example/sp").policy.profile == "mpassid"
+    (tmp_path / "idp.xml").write_text('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+                                      'entityID="https://x"><md:IDPSSODescriptor/></md:EntityDescriptor>')
+    bad = _cli(demo, "sps", "add", str(tmp_path / "idp.xml"))
+    assert bad.returncode == 1 and "SPSSODescriptor" in bad.stderr
