@@ -27,7 +27,9 @@ including the benchmark IdP) and of the server's part of it, **server CPU ms per
 cutime+cstime of reaped children such as ``xmlsec1``), Redis CPU ms per login (``INFO cpu``),
 Redis commands and ``KEYS`` calls per login (``INFO stats`` / ``commandstats``; the Redis is
 shared, so other clients' commands show up too), processes started per login on the whole
-machine (``/proc/stat``: pysaml2's ``xmlsec1`` runs; anything else running shows up too), the
+machine (``/proc/stat`` counts every process and thread created: pysaml2's ``xmlsec1`` runs;
+the threads of the benchmark's own Entra server are subtracted; anything else running on the
+machine shows up too), the
 client's own CPU per login, peak RSS (VmHWM) per worker, and start-up time.
 
 ``--prefill N`` writes N users' worth of live state to Redis first (``bench/login/prefill.py``).
@@ -120,11 +122,11 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
     if warm["failures"]:
         raise SystemExit(f"{impl.name}/{upstream}: warm-up logins failed:\n  " + "\n  ".join(warm["failures"][:5]))
     master = impl.server.pid
-    cpu0, redis0, forks0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), procstat.forks_since_boot()
+    cpu0, redis0, forks0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), _forks()
     wall0 = time.perf_counter()
     outcome = run_logins(pool, impl.name, upstream, counter.take(logins), concurrency)
     wall = time.perf_counter() - wall0
-    cpu1, redis1, forks1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), procstat.forks_since_boot()
+    cpu1, redis1, forks1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), _forks()
     ok = len(outcome["results"])
     latencies = sorted(r[0] for r in outcome["results"])
     server_times = sorted(r[1] for r in outcome["results"])
@@ -162,6 +164,11 @@ def measure_grants(pool, impl, kind: str, *, count: int, concurrency: int, redis
             "p50_ms": 1000 * _pct(times, 50), "p95_ms": 1000 * _pct(times, 95),
             "server_cpu_ms": 1000 * (cpu1 - cpu0) / ok, "redis_cpu_ms": 1000 * (redis1["cpu"] - redis0["cpu"]) / ok,
             "redis_commands": (redis1["commands"] - redis0["commands"] - 2) / ok}
+
+
+def _forks() -> int:
+    """Processes and threads created on the machine, less the demo Entra ID's request threads."""
+    return procstat.forks_since_boot() - idp.ENTRA_REQUESTS[0]
 
 
 def _pct(values: list[float], pct: int) -> float:
@@ -398,7 +405,7 @@ METRICS = [
     ("redis_cpu_ms", "Redis CPU ms/login", "{:.3f}"),
     ("redis_commands", "Redis commands/login", "{:.1f}"),
     ("redis_keys_calls", "Redis KEYS calls/login", "{:.1f}"),
-    ("forks", "processes started/login (machine)", "{:.1f}"),
+    ("forks", "processes+threads started/login", "{:.1f}"),
     ("client_cpu_ms", "client CPU ms/login (bench)", "{:.2f}"),
     ("peak_rss_mb", "peak RSS per worker MB", "{:.1f}"),
     ("startup_s", "start-up s (to ready)", "{:.2f}"),
@@ -451,6 +458,11 @@ def revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown revision"
     return f"{head or 'unknown'}{' + uncommitted changes in broker/' if dirty else ''}"
+
+
+def _revisions(at_start: str) -> str:
+    at_end = revision()
+    return at_start if at_end == at_start else f"{at_start} at the start, {at_end} at the end (changed during the run)"
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -521,6 +533,7 @@ def main(argv=None) -> int:
     infos: list[dict] = []
     profile_text = None
     cpu = procstat.machine()
+    revision_at_start = revision()
     log(f"machine: {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}; temp dir {root}")
     stale = prefill.delete_matching(satosa_redis, [f"{c}:*" for c in prefill.PYOP_COLLECTIONS]) \
         if "satosa" in impls else 0
@@ -613,7 +626,7 @@ def main(argv=None) -> int:
 
     print(f"# login benchmark — {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}, Python "
           f"{platform.python_version()}; {args.workers} gunicorn sync worker(s) per server, "
-          f"{args.concurrency} client processes on the same machine; broker at {revision()}")
+          f"{args.concurrency} client processes on the same machine; broker at {_revisions(revision_at_start)}")
     print(table(rows))
     for info in infos:
         if info.get("prefill"):
@@ -640,7 +653,8 @@ def main(argv=None) -> int:
     if profile_text:
         print("\n" + profile_text)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu, "revision": revision(),
+        args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu,
+                                         "revision": _revisions(revision_at_start),
                                          "args": vars(args)},
                                         indent=2, default=str))
     return 1 if failures or not rows else 0

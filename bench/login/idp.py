@@ -107,7 +107,16 @@ def start_entra(*, port: int, key_dir: Path, secret: str, redirect_uris: list[st
         clients={f"digione-{city}": {"secret": secret, "redirect_uris": redirect_uris} for city in cities},
         key_dir=key_dir)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    return serve_in_thread(app, "127.0.0.1", port)
+
+    def counted(environ, start_response):  # its server starts a thread per request: see forks()
+        ENTRA_REQUESTS[0] += 1
+        return app(environ, start_response)
+
+    return serve_in_thread(counted, "127.0.0.1", port)
+
+
+#: Requests the demo Entra ID served in this process (each one a new thread of its server).
+ENTRA_REQUESTS = [0]
 
 
 def entra_issuer(port: int) -> str:
