@@ -20,6 +20,7 @@ def rps(stack):
     out = []
     for index, redirect in enumerate(REDIRECTS):
         _, secret = register_client(stack, client_id=f"sso-rp-{index}", redirect_uris=[redirect],
+                                    post_logout_redirect_uris=[redirect],
                                     policy={"scopes": ["openid", "roles"]})
         out.append((f"sso-rp-{index}", secret, redirect))
     return out
@@ -83,3 +84,18 @@ def test_hint_naming_another_city_does_not_reuse_the_session(stack, rps):
     _, _, url, _ = _start(stack, rps[1], idp_hint="oulu/koulu")
     response = person.get(url)
     assert any("password" in f.fields for f in forms(response))
+
+
+def test_logout_ends_the_broker_session_for_every_service(stack, rps):
+    person = Person()
+    session, meta, url, verifier = _start(stack, rps[0], idp_hint="tampere/koulu")
+    callback = Person.callback(person.sign_in(person.get(url), "pupil.tampere"))
+    _, token = _id_token_claims(session, meta, callback, verifier)
+    logout = person.get(f"{meta['end_session_endpoint']}?id_token_hint={token['id_token']}"
+                        f"&post_logout_redirect_uri={REDIRECTS[0]}&state=bye", allow_redirects=False)
+    assert logout.status_code in (302, 303) and logout.headers["Location"].startswith(REDIRECTS[0])
+    assert "digione_sso=;" in logout.headers.get("Set-Cookie", "").replace(" ", "") or \
+        "Max-Age=0" in logout.headers.get("Set-Cookie", "")
+    _, _, url, _ = _start(stack, rps[1], prompt="none")
+    location = Person.callback(person.get(url))
+    assert parse_qs(urlsplit(location).query)["error"] == ["login_required"], "no session left to reuse"
