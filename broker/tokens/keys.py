@@ -39,10 +39,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from broker.derive import derive_key
 from broker.store import Store, StoreError
 from broker.tokens.jws import SIGNING_ALGORITHMS, PublicKey, SigningKey, load_jwk
 
@@ -67,8 +67,7 @@ def _derive(master_secret: bytes | str) -> AESGCM:
     secret = master_secret.encode() if isinstance(master_secret, str) else bytes(master_secret)
     if len(secret) < 16:
         raise KeyRingError("the key-ring master secret must be at least 16 bytes (32 random bytes recommended)")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"digione keyring v1").derive(secret)
-    return AESGCM(key)
+    return AESGCM(derive_key(secret, b"keyring"))
 
 
 class _Snapshot:
