@@ -252,7 +252,6 @@ def _keys_list(args) -> int:
 
 def _mapping_explain(args) -> int:
     from broker import mapping
-    from broker.proxy.assemble import tenant_scope
 
     settings = _settings()
     registry = _load_registry_or_report(settings)

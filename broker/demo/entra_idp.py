@@ -159,13 +159,7 @@ def create_app(
     kid = jws.thumbprint(certificate)
     codes, access_tokens = _Expiring(CODE_LIFETIME), _Expiring(TOKEN_LIFETIME)
 
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),
-        SESSION_COOKIE_NAME=SESSION_COOKIE,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app = pages.demo_app(SESSION_COOKIE)
 
     def tenant_city(tenant: str) -> str:
         city = city_of.get(tenant.lower())

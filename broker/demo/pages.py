@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from flask import Response, make_response, render_template, request
+import secrets
+
+from flask import Flask, Response, make_response, render_template, request
 
 from broker.i18n import LANGUAGES, negotiate
 
@@ -126,3 +128,11 @@ def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def demo_app(session_cookie: str) -> Flask:
+    """A demo peer's Flask app: its own session cookie (localhost ports share cookies), HttpOnly, Lax."""
+    app = Flask("broker.demo")
+    app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_NAME=session_cookie,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    return app

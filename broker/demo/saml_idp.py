@@ -24,7 +24,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -219,13 +218,7 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
     ensure_idp_keys(key_dir, cities)
     servers = _Servers(base_url, key_dir, sp_metadata)
 
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),
-        SESSION_COOKIE_NAME=SESSION_COOKIE,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app = pages.demo_app(SESSION_COOKIE)
 
     def idp_name(city: str) -> str:
         return f"{DEMO_DIRECTORY[city]['provider']['names'][pages.language()]} · demo SAML IdP"

@@ -25,6 +25,8 @@ from flask import Flask, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 from requests import RequestException
 
+from broker.demo import pages
+
 FORWARDED_PARAMS = ("idp_hint", "login_hint", "acr_values", "prompt", "ui_locales")
 """Query parameters of ``/login`` passed on to the authorize request."""
 
@@ -48,13 +50,7 @@ def create_app(
     Discovery is fetched on the first sign-in, so the issuer may start later.
     """
     base_url = base_url.rstrip("/")
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),
-        SESSION_COOKIE_NAME=cookie_name,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app = pages.demo_app(cookie_name)
     oauth = OAuth(app)
     broker = oauth.register(
         "broker",

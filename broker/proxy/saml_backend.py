@@ -30,7 +30,6 @@ import logging
 import secrets
 import time
 import zlib
-from typing import Any
 from urllib.parse import urlencode
 from xml.sax.saxutils import quoteattr, escape
 
