@@ -64,8 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 warnings.filterwarnings("ignore", message=".*CFB has been moved")
 
-from login import client, idp, prefill, procstat  # noqa: E402
-from login.servers import free_port  # noqa: E402
+from login import client, idp, prefill, procstat
+from login.servers import free_port
 
 ENTRA = {"username": idp.ENTRA_USER, "password": idp.ENTRA_PASSWORD, "given_name": "Aino Maria",
          "family_name": "Virtanen"}
@@ -267,8 +267,8 @@ def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
     lines = [f"where ours spends its CPU, SAML upstream, one worker, {timing['logins']} logins:",
              f"  worker total (from /proc)        {timing['server_cpu_ms']:7.2f} ms/login",
              f"  in the broker's WSGI app         {app_ms:7.2f} ms/login",
-             f"  gunicorn (HTTP parse/write, accept, access log)  "
-             f"{timing['server_cpu_ms'] - app_ms:7.2f} ms/login (by difference)"]
+             (f"  gunicorn (HTTP parse/write, accept, access log)  "
+              f"{timing['server_cpu_ms'] - app_ms:7.2f} ms/login (by difference)")]
     for path, (count, cpu) in sorted(endpoints.items(), key=lambda kv: -kv[1][1]):
         lines.append(f"    {path:<30} {1000 * cpu / timing['logins']:7.3f} ms/login  "
                      f"({count / timing['logins']:.1f} requests/login, {1000 * cpu / count:.3f} ms each)")
@@ -288,8 +288,8 @@ def format_profile(path: Path, logins: int, top: int, *, app_ms: float) -> str:
     for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
         rows.append((filename, line, func, nc, tt, ct))
     scale = app_ms / (1000 * total / logins)
-    lines = [f"cProfile of ours, SAML upstream: {logins} logins, {1000 * total / logins:.2f} ms profiled per login; "
-             f"est ms = share x {app_ms:.2f} ms (the app's CPU without profiler)"]
+    lines = [(f"cProfile of ours, SAML upstream: {logins} logins, {1000 * total / logins:.2f} ms profiled per login; "
+              f"est ms = share x {app_ms:.2f} ms (the app's CPU without profiler)")]
 
     def name(filename, line, func):
         short = filename
@@ -394,18 +394,20 @@ def jose_costs(n: int = 2000) -> list[tuple[str, float, float]]:
     for alg in ("ES256", "RS256"):
         key = SigningKey.generate(alg)
         token = key.sign(claims)
-        out.append((f"{alg} (broker)", cpu_us(lambda: key.sign(claims)),
-                    cpu_us(lambda: verify_jws(token, lambda kid: key.public, (alg,)))))
+        out.append((f"{alg} (broker)", cpu_us(lambda key=key: key.sign(claims)),
+                    cpu_us(lambda key=key, token=token, alg=alg: verify_jws(token, lambda kid: key.public, (alg,)))))
         private, public = key.private_key, key.private_key.public_key()
         data = token.rsplit(".", 1)[0].encode()
         if alg == "ES256":
-            sig = private.sign(data, ec.ECDSA(hashes.SHA256()))
-            out.append((f"{alg} (bare)", cpu_us(lambda: private.sign(data, ec.ECDSA(hashes.SHA256()))),
-                        cpu_us(lambda: public.verify(sig, data, ec.ECDSA(hashes.SHA256())))))
+            ecdsa = ec.ECDSA(hashes.SHA256())
+            sig = private.sign(data, ecdsa)
+            out.append((f"{alg} (bare)", cpu_us(lambda p=private, d=data: p.sign(d, ec.ECDSA(hashes.SHA256()))),
+                        cpu_us(lambda k=public, g=sig, d=data: k.verify(g, d, ec.ECDSA(hashes.SHA256())))))
         else:
             sig = private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-            out.append((f"{alg} (bare)", cpu_us(lambda: private.sign(data, padding.PKCS1v15(), hashes.SHA256())),
-                        cpu_us(lambda: public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256()))))
+            out.append((f"{alg} (bare)",
+                        cpu_us(lambda p=private, d=data: p.sign(d, padding.PKCS1v15(), hashes.SHA256())),
+                        cpu_us(lambda k=public, g=sig, d=data: k.verify(g, d, padding.PKCS1v15(), hashes.SHA256()))))
     return out
 
 
@@ -470,9 +472,9 @@ def revision() -> str:
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "broker"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+                               text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown revision"
     return f"{head or 'unknown'}{' + uncommitted changes in broker/' if dirty else ''}"

@@ -184,7 +184,7 @@ class RelyingParty:
     def check_id_token(self, token: str, nonce: str, access_token: str, names: tuple[str, str]) -> dict:
         try:
             header, claims = verify_jws(token, self.keys().get, ("ES256", "RS256"))
-        except Exception as exc:  # broker.verify's InvalidToken family, or a key-set problem
+        except Exception as exc:  # noqa: BLE001 - broker.verify's InvalidToken family, or a key-set problem
             raise LoginFailed(f"ID token signature: {exc}") from None
         cfg, now = self.cfg, time.time()
         aud = claims.get("aud")
@@ -278,7 +278,7 @@ def run_logins(name: str, upstream: str, indices: list[int]) -> dict:
             results.append((outcome["latency"], outcome["server"]))
             if outcome["refresh_token"]:
                 kept.append([outcome["refresh_token"], outcome["access_token"]])
-        except Exception as exc:  # every failure is reported, with what it was
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, with what it was
             failures.append(f"{type(exc).__name__}: {exc}"[:400])
     return {"results": results, "failures": failures, "client_cpu": time.process_time() - cpu0}
 
@@ -320,7 +320,7 @@ def run_grants(name: str, kind: str, count: int) -> dict:
                 if reply.status_code != 200 or not reply.json().get("sub"):
                     raise LoginFailed(f"userinfo: {reply.status_code} {reply.text[:200]}")
             results.append((rp.server_seconds, rp.server_seconds))
-        except Exception as exc:  # reported, never retried
+        except Exception as exc:  # noqa: BLE001 - reported, never retried
             failures.append(f"{kind}: {type(exc).__name__}: {exc}"[:400])
     return {"results": results, "failures": failures, "client_cpu": time.process_time() - cpu0}
 

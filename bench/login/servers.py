@@ -32,7 +32,7 @@ class Server:
         self.log = log
         self.ready_url = ready_url
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(log, "ab")
+        self._log_file = open(log, "ab")  # noqa: SIM115 - open for the server's lifetime, closed by stop()
         self.process = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=self._log_file,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 

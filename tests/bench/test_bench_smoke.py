@@ -43,7 +43,7 @@ def test_login_benchmark_runs_against_ours(tmp_path):
         [sys.executable, str(ROOT / "bench" / "bench_login.py"), "--only", "ours", "--logins", "4",
          "--warmup", "2", "--workers", "1", "--concurrency", "2", "--prefill", "50", "--grants", "6",
          "--redis", f"{parts.scheme}://{parts.netloc}", "--ours-db", db, "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
     result = json.loads(out.read_text())
     rows = {row["upstream"]: row for row in result["rows"]}
