@@ -57,6 +57,7 @@ class Settings:
     #: Client ids of resource servers that may introspect any token (RFC 7662 §2.1).
     introspection_clients: tuple[str, ...] = ()
     cookie_secure: bool = False
+    access_log: bool = False
     log_level: str = "INFO"
     lifetimes: Lifetimes = Lifetimes()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -107,6 +108,7 @@ class Settings:
             config_dir=config_dir,
             signature_backend=env.get("BROKER_SIGNATURE_BACKEND") or file_conf.get("signature_backend", "in-process"),
             cookie_secure=_flag(env.get("BROKER_COOKIE_SECURE"), file_conf.get("cookie_secure", False)),
+            access_log=_flag(env.get("BROKER_ACCESS_LOG"), file_conf.get("access_log", False)),
             log_level=(env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
             lifetimes=lifetimes,
             extra=file_conf,

@@ -293,6 +293,11 @@ class BrokerProxy(SATOSABase):
     # -- response path: SSO session ---------------------------------------------------
 
     def _auth_resp_finish(self, context: Context, internal_response: InternalData) -> Response:
+        # The SSO session and the frontend's code are written in one round trip.
+        with self.sessions.store.batch():
+            return self._finish_with_session(context, internal_response)
+
+    def _finish_with_session(self, context: Context, internal_response: InternalData) -> Response:
         identity = internal_response.attributes
         auth_info = internal_response.auth_info
         token, sid = self.sessions.create(

@@ -8,7 +8,8 @@ Every write takes a TTL in seconds: nothing in the store lives forever.
 from __future__ import annotations
 
 import abc
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 
 class StoreError(RuntimeError):
@@ -59,6 +60,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def incr(self, key: str, ttl: int) -> int:
         """Increment the counter under ``key`` (created at 0 with ``ttl``); return it."""
+
+    def get_many(self, *keys: str) -> list[Any | None]:
+        """The values under ``keys`` (``None`` where absent), in one round trip."""
+        return [self.get(key) for key in keys]
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the writes made inside (``put``, ``delete``, ``set_add``, ``set_remove``) together.
+
+        One round trip at the end instead of one per write; nothing is written if the block
+        raises.  Reads inside the block do not see its writes, and ``add``, ``take`` and
+        ``incr`` (whose answers are needed at once) are not deferred.
+        """
+        yield
 
     def ping(self) -> bool:
         """Return True when the store answers."""

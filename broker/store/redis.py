@@ -6,8 +6,10 @@ no ``SCAN``, no per-user index scans on the request path.  Values are JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import redis
 
@@ -22,6 +24,26 @@ class RedisStore(Store):
     def __init__(self, client: redis.Redis, *, prefix: str = "digione:"):
         self._redis = client
         self._prefix = prefix
+        self._batches = threading.local()   # the pipeline of the batch open in this thread
+
+    def _writer(self):
+        return getattr(self._batches, "pipe", None) or self._redis
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        if getattr(self._batches, "pipe", None) is not None:  # nested: the outer batch sends
+            yield
+            return
+        pipe = self._batches.pipe = self._redis.pipeline(transaction=False)
+        try:
+            yield
+        except BaseException:
+            self._batches.pipe = None
+            pipe.reset()
+            raise
+        self._batches.pipe = None
+        if len(pipe):
+            self._call(pipe.execute)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> "RedisStore":
@@ -43,7 +65,7 @@ class RedisStore(Store):
             raise StoreError(f"redis: {exc.__class__.__name__}") from exc
 
     def put(self, key: str, value: Any, ttl: int) -> None:
-        self._call(self._redis.set, self._k(key), _dumps(value), ex=ttl)
+        self._call(self._writer().set, self._k(key), _dumps(value), ex=ttl)
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
         return bool(self._call(self._redis.set, self._k(key), _dumps(value), ex=ttl, nx=True))
@@ -52,6 +74,10 @@ class RedisStore(Store):
         raw = self._call(self._redis.get, self._k(key))
         return None if raw is None else json.loads(raw)
 
+    def get_many(self, *keys: str) -> list[Any | None]:
+        raws = self._call(self._redis.mget, [self._k(k) for k in keys]) if keys else []
+        return [None if raw is None else json.loads(raw) for raw in raws]
+
     def take(self, key: str) -> Any | None:
         raw = self._call(self._redis.getdel, self._k(key))
         return None if raw is None else json.loads(raw)
@@ -59,16 +85,19 @@ class RedisStore(Store):
     def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        return int(self._call(self._redis.delete, *(self._k(k) for k in keys)))
+        result = self._call(self._writer().delete, *(self._k(k) for k in keys))
+        return int(result) if isinstance(result, int) else 0  # inside a batch the count is unknown
 
     def set_add(self, key: str, member: str, ttl: int) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        batch = getattr(self._batches, "pipe", None)
+        pipe = batch if batch is not None else self._redis.pipeline(transaction=True)
         pipe.sadd(self._k(key), member)
         pipe.expire(self._k(key), ttl)
-        self._call(pipe.execute)
+        if batch is None:
+            self._call(pipe.execute)
 
     def set_remove(self, key: str, member: str) -> None:
-        self._call(self._redis.srem, self._k(key), member)
+        self._call(self._writer().srem, self._k(key), member)
 
     def set_members(self, key: str) -> set[str]:
         return {m.decode() for m in self._call(self._redis.smembers, self._k(key))}

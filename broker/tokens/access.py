@@ -41,9 +41,10 @@ def active_access_token(token: str, *, keyring: KeyRing, issuer: str, grants: Gr
         raise InvalidToken("token has expired")
     if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] > now + leeway:
         raise InvalidToken("token is not valid yet")
-    if grants.denied(claims["jti"]):
+    gid = claims.get("gid") if isinstance(claims.get("gid"), str) else ""
+    denied, grant = grants.token_state(claims["jti"], gid)
+    if denied:
         raise InvalidToken("token was revoked")
-    grant = grants.grant(claims.get("gid", "")) if isinstance(claims.get("gid"), str) else None
     if grant is None:
         raise InvalidToken("the grant of this token was revoked or has ended")
     return claims, grant

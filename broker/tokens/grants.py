@@ -141,9 +141,10 @@ class Grants:
         grant = {"c": client.client_id, "sub": record["sub"], "s": record["s"], "cl": record["cl"],
                  "ro": record["ro"], "at": record["at"], "acr": record["acr"], "amr": record["amr"],
                  "sid": record["sid"], "exp": grant_exp}
-        self.store.put(f"tok:grant:{record['gid']}", grant, grant_exp - int(now))
-        return self._tokens(client, record["gid"], grant, tuple(record["s"]), now, jti=record["jti"],
-                            nonce=record["n"], refresh=refresh)
+        with self.store.batch():  # the grant and its refresh token: one round trip
+            self.store.put(f"tok:grant:{record['gid']}", grant, grant_exp - int(now))
+            return self._tokens(client, record["gid"], grant, tuple(record["s"]), now, jti=record["jti"],
+                                nonce=record["n"], refresh=refresh)
 
     # ------------------------------------------------------------------ grant_type=refresh_token
 
@@ -174,16 +175,18 @@ class Grants:
         if grant is None or grant["c"] != client.client_id:
             raise invalid_grant("refresh token is invalid, expired or revoked")
         now = self.clock()
-        self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
         scopes = tuple(grant["s"])
         requested = _param(form, "scope")
         if requested is not None:  # RFC 6749 §6: may narrow, never widen
             wanted = tuple(dict.fromkeys(requested.split()))
             if not set(wanted) <= set(scopes):
+                self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
                 raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
             scopes = wanted
-        return self._tokens(client, gid, grant, scopes, now, jti=secrets.token_urlsafe(16), nonce=None,
-                            refresh=True, refreshed=True)
+        with self.store.batch():  # the rotated token's tombstone and its successor: one round trip
+            self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
+            return self._tokens(client, gid, grant, scopes, now, jti=secrets.token_urlsafe(16), nonce=None,
+                                refresh=True, refreshed=True)
 
     # ------------------------------------------------------------------ minting
 
@@ -257,6 +260,11 @@ class Grants:
 
     def grant(self, gid: str) -> dict[str, Any] | None:
         return self.store.get(f"tok:grant:{gid}")
+
+    def token_state(self, jti: str, gid: str) -> tuple[bool, dict[str, Any] | None]:
+        """``(deny-listed, grant)`` of an access token, in one round trip."""
+        denied, grant = self.store.get_many(f"tok:deny:{jti}", f"tok:grant:{gid}")
+        return denied is not None, grant
 
     def refresh_record(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The live refresh token's record and its grant, or ``None``."""

@@ -74,3 +74,19 @@ def test_memory_store_expires():
     assert store.get("a") == 1
     now[0] = 10.0
     assert store.get("a") is None and store.add("a", 2, 10)
+
+
+def test_batched_writes_land_together_or_not_at_all(store):
+    with store.batch():
+        store.put("b1", {"x": 1}, 60)
+        store.set_add("bs", "m", 60)
+        with store.batch():               # nested: sent with the outer batch
+            store.put("b2", 2, 60)
+    assert store.get_many("b1", "b2", "missing") == [{"x": 1}, 2, None]
+    assert store.set_members("bs") == {"m"}
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            store.put("b3", 3, 60)
+            raise RuntimeError("abandon")
+    if store.shared:
+        assert store.get("b3") is None, "a batch that raised writes nothing"
