@@ -58,6 +58,8 @@ class Settings:
     introspection_clients: tuple[str, ...] = ()
     cookie_secure: bool = False
     access_log: bool = False
+    #: The pre-fork server of ``broker serve``: uwsgi (default) or gunicorn.
+    server: str = "uwsgi"
     log_level: str = "INFO"
     lifetimes: Lifetimes = Lifetimes()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -109,6 +111,7 @@ class Settings:
             signature_backend=env.get("BROKER_SIGNATURE_BACKEND") or file_conf.get("signature_backend", "in-process"),
             cookie_secure=_flag(env.get("BROKER_COOKIE_SECURE"), file_conf.get("cookie_secure", False)),
             access_log=_flag(env.get("BROKER_ACCESS_LOG"), file_conf.get("access_log", False)),
+            server=env.get("BROKER_SERVER") or file_conf.get("server", "uwsgi"),
             log_level=(env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
             lifetimes=lifetimes,
             extra=file_conf,
@@ -119,6 +122,8 @@ class Settings:
             values["master_secret"] = _master_secret(env, Path(values["keys_dir"]))
         if values["signature_backend"] not in ("in-process", "xmlsec1"):
             raise SettingsError("signature_backend: expected 'in-process' or 'xmlsec1'")
+        if values["server"] not in ("uwsgi", "gunicorn"):
+            raise SettingsError("server (BROKER_SERVER): expected 'uwsgi' or 'gunicorn'")
         return cls(**values)
 
 

@@ -7,11 +7,12 @@ break on a real deployment:
 
 * **Outstanding request ids.**  SATOSA keeps them in a per-process dict: a
   response landing on another worker fails, and replay protection holds only in
-  one process.  Ours live in the store (``saml:req:<id>``, TTL = flow lifetime)
-  and are consumed with one atomic ``take`` after the response verified, so a
-  response is accepted once, by whichever instance receives it first.  The id
-  is also kept in the flow state, binding the response to the browser that sent
-  the request (SAML Profiles §4.1.4.3: InResponseTo must match a request *we* sent).
+  one process.  Ours travel in the sealed flow state, binding the response to the
+  browser that sent the request (SAML Profiles §4.1.4.3: InResponseTo must match a
+  request *we* sent; the AEAD seal makes the id unforgeable), and a response is
+  accepted once: after it verified, its request id is claimed in the store with one
+  atomic ``SET NX`` (``saml:req:<id>``, TTL = flow lifetime), so whichever instance
+  receives it first wins and every replay, anywhere, is refused.
 * **Issuer binding.**  Many IdPs (ADFS, Entra) sign only the assertion, and
   pysaml2 then never compares the unsigned Response ``<Issuer>`` with the signed
   Assertion ``<Issuer>``.  We require the Response Issuer (when present), the
@@ -102,9 +103,8 @@ class BrokerSamlBackend(SAMLBackend):
                 entityid=entity_id, assertion_consumer_service_url=acs_url, response_binding=response_binding,
                 relay_state=relay_state, **({"force_authn": "true"} if force_authn else {}))
             response = make_saml_response(binding, http_info)
-        self.store.put(REQUEST_KEY + req_id, {"idp": entity_id}, self.flow_ttl)
         context.state[self.name] = {"relay_state": relay_state, "req_id": req_id, "idp": entity_id}
-        logger.info("saml authn request sent idp=%s", entity_id)
+        logger.debug("saml authn request sent idp=%s", entity_id)
         return response
 
     def _redirect_sso_url(self, entity_id: str) -> str | None:
@@ -137,7 +137,7 @@ class BrokerSamlBackend(SAMLBackend):
             internal = _internal_data(assertion)
         else:
             internal = self._parse_with_pysaml2(saml_response, binding, flow)
-        if self.store.take(REQUEST_KEY + flow["req_id"]) is None:
+        if not self.store.add(REQUEST_KEY + flow["req_id"], 1, self.flow_ttl):
             raise ReplayedResponse("SAML response for a request already answered (replay)")
         context.state.pop(self.name, None)
         logger.info("saml response accepted idp=%s attributes=%d", flow["idp"], len(internal.attributes))

@@ -114,12 +114,16 @@ def process_response(encoded: str, expected: Expected, keys: IdpKeys, *,
     if not idp_keys:
         raise InvalidResponse("no signing certificate for the IdP in its metadata")
     response_signed = _verify_if_signed(root, idp_keys, "Response")
-    assertion = _the_assertion(root, decryption_key)
-    if assertion.find(_SIGNATURE) is not None:
-        _verify(assertion, idp_keys, "Assertion")
-    elif not response_signed:
-        # Profiles §4.1.3.5: each assertion signed, or the Response that carries it.
-        raise InvalidResponse("neither the assertion nor the response is signed (Profiles §4.1.3.5)")
+    assertion, was_encrypted = _the_assertion(root, decryption_key)
+    # A verified Response signature covers a plain child assertion byte for byte: checking the
+    # assertion's own signature with the same key would prove nothing more.  A decrypted
+    # assertion was covered only in its encrypted form, so its own signature is checked.
+    if was_encrypted or not response_signed:
+        if assertion.find(_SIGNATURE) is not None:
+            _verify(assertion, idp_keys, "Assertion")
+        elif not response_signed:
+            # Profiles §4.1.3.5: each assertion signed, or the Response that carries it.
+            raise InvalidResponse("neither the assertion nor the response is signed (Profiles §4.1.3.5)")
     return _read_assertion(assertion, expected, now)
 
 
@@ -195,8 +199,8 @@ def _verify(node: etree._Element, keys: Sequence[xmlsec.Key], what: str) -> None
     raise InvalidResponse(f"{what} signature does not verify with the IdP's metadata keys: {failure}")
 
 
-def _the_assertion(root: etree._Element, decryption_key: xmlsec.Key | None) -> etree._Element:
-    """The one assertion of the response, decrypted if need be (Profiles §4.1.4.2)."""
+def _the_assertion(root: etree._Element, decryption_key: xmlsec.Key | None) -> tuple[etree._Element, bool]:
+    """The one assertion of the response, decrypted if need be (Profiles §4.1.4.2), and whether it was."""
     plain = root.findall(_ASSERTION)
     encrypted = root.findall(_ENCRYPTED_ASSERTION)
     if len(plain) + len(encrypted) != 1:
@@ -224,7 +228,7 @@ def _the_assertion(root: etree._Element, decryption_key: xmlsec.Key | None) -> e
             xmlsig_schema.validate(plain[0])
         except Exception as exc:
             raise InvalidResponse(f"the decrypted assertion is not acceptable: {str(exc)[:120]}") from None
-    return plain[0]
+    return plain[0], bool(encrypted)
 
 
 # -- the assertion ---------------------------------------------------------------------------

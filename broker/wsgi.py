@@ -1,0 +1,14 @@
+"""The WSGI entry point for servers that import an application object (``broker.wsgi:application``).
+
+Importing this module builds the broker from the environment: it is the one module
+whose import does so, and only WSGI servers import it.  ``broker serve`` has every
+worker import it after the fork, so no connection or lock crosses a fork.
+"""
+
+from broker.app import create_app
+from broker.cli import configure_logging
+from broker.settings import Settings
+
+_settings = Settings.from_env()
+configure_logging(_settings.log_level)
+application = create_app(_settings)
