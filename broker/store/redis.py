@@ -1,7 +1,14 @@
 """The Redis store: shared state for many workers and instances.
 
-Each method is one Redis command (or one MULTI/EXEC of O(1) commands): no ``KEYS``,
-no ``SCAN``, no per-user index scans on the request path.  Values are JSON.
+Every operation is O(1) Redis commands: no ``KEYS``, no ``SCAN``, no per-user index
+scans on the request path.  Values are JSON.
+
+Commands are packed here and sent over redis-py's pooled connections, whose replies
+redis-py parses (in C with hiredis).  redis-py's command layer (argument packing in
+Python, response callbacks, retry wrappers, pipeline objects) costs about as much CPU
+as the round trip itself: for the dozen commands a login needs, sending them directly
+halves the client CPU (docs/performance.md).  Connections, authentication, TLS,
+timeouts and, later, Sentinel pools stay redis-py's.
 """
 
 from __future__ import annotations
@@ -18,32 +25,25 @@ from broker.store.base import Store, StoreError
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _pack(args: tuple) -> bytes:
+    """One command in RESP (the Redis protocol): an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
 class RedisStore(Store):
     shared = True
 
     def __init__(self, client: redis.Redis, *, prefix: str = "digione:"):
         self._redis = client
         self._prefix = prefix
-        self._batches = threading.local()   # the pipeline of the batch open in this thread
-
-    def _writer(self):
-        return getattr(self._batches, "pipe", None) or self._redis
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        if getattr(self._batches, "pipe", None) is not None:  # nested: the outer batch sends
-            yield
-            return
-        pipe = self._batches.pipe = self._redis.pipeline(transaction=False)
-        try:
-            yield
-        except BaseException:
-            self._batches.pipe = None
-            pipe.reset()
-            raise
-        self._batches.pipe = None
-        if len(pipe):
-            self._call(pipe.execute)
+        self._batches = threading.local()   # the commands of the batch open in this thread
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> "RedisStore":
@@ -58,61 +58,101 @@ class RedisStore(Store):
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    def _call(self, fn, *args, **kwargs):
+    # -- the wire ---------------------------------------------------------------------------
+
+    def _run(self, *commands: tuple) -> list[Any]:
+        """Send ``commands`` in one round trip and return their replies, in order."""
+        pool = self._redis.connection_pool
         try:
-            return fn(*args, **kwargs)
+            connection = pool.get_connection()
         except redis.RedisError as exc:
             raise StoreError(f"redis: {exc.__class__.__name__}") from exc
+        try:
+            payload = [b"".join(_pack(command) for command in commands)]
+            for attempt in (1, 2):
+                try:
+                    connection.send_packed_command(payload, check_health=attempt == 2)
+                    return [connection.read_response() for _ in commands]
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # A connection the server closed (idle timeout, restart): one fresh try.
+                    connection.disconnect()
+                    if attempt == 2:
+                        raise
+        except redis.RedisError as exc:
+            connection.disconnect()  # replies may be left unread: never reuse it
+            raise StoreError(f"redis: {exc.__class__.__name__}") from exc
+        finally:
+            pool.release(connection)
+        raise AssertionError("unreachable")
+
+    def _write(self, *commands: tuple) -> list[Any] | None:
+        """Run write ``commands`` now, or queue them in the open batch."""
+        batch = getattr(self._batches, "commands", None)
+        if batch is not None:
+            batch.extend(commands)
+            return None
+        return self._run(*commands)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        if getattr(self._batches, "commands", None) is not None:  # nested: the outer batch sends
+            yield
+            return
+        commands: list[tuple] = []
+        self._batches.commands = commands
+        try:
+            yield
+        finally:
+            self._batches.commands = None
+        if commands:
+            self._run(*commands)
+
+    # -- the store ---------------------------------------------------------------------------
 
     def put(self, key: str, value: Any, ttl: int) -> None:
-        self._call(self._writer().set, self._k(key), _dumps(value), ex=ttl)
+        self._write(("SET", self._k(key), _dumps(value), "EX", ttl))
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
-        return bool(self._call(self._redis.set, self._k(key), _dumps(value), ex=ttl, nx=True))
+        return self._run(("SET", self._k(key), _dumps(value), "EX", ttl, "NX"))[0] is not None
 
     def get(self, key: str) -> Any | None:
-        raw = self._call(self._redis.get, self._k(key))
+        raw = self._run(("GET", self._k(key)))[0]
         return None if raw is None else json.loads(raw)
 
     def get_many(self, *keys: str) -> list[Any | None]:
-        raws = self._call(self._redis.mget, [self._k(k) for k in keys]) if keys else []
+        if not keys:
+            return []
+        raws = self._run(("MGET", *(self._k(k) for k in keys)))[0]
         return [None if raw is None else json.loads(raw) for raw in raws]
 
     def take(self, key: str) -> Any | None:
-        raw = self._call(self._redis.getdel, self._k(key))
+        raw = self._run(("GETDEL", self._k(key)))[0]
         return None if raw is None else json.loads(raw)
 
     def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        result = self._call(self._writer().delete, *(self._k(k) for k in keys))
-        return int(result) if isinstance(result, int) else 0  # inside a batch the count is unknown
+        replies = self._write(("DEL", *(self._k(k) for k in keys)))
+        return int(replies[0]) if replies else 0  # inside a batch the count is unknown
 
     def set_add(self, key: str, member: str, ttl: int) -> None:
-        batch = getattr(self._batches, "pipe", None)
-        pipe = batch if batch is not None else self._redis.pipeline(transaction=True)
-        pipe.sadd(self._k(key), member)
-        pipe.expire(self._k(key), ttl)
-        if batch is None:
-            self._call(pipe.execute)
+        self._write(("SADD", self._k(key), member), ("EXPIRE", self._k(key), ttl))
 
     def set_remove(self, key: str, member: str) -> None:
-        self._call(self._writer().srem, self._k(key), member)
+        self._write(("SREM", self._k(key), member))
 
     def set_members(self, key: str) -> set[str]:
-        return {m.decode() for m in self._call(self._redis.smembers, self._k(key))}
+        members = self._run(("SMEMBERS", self._k(key)))[0] or ()
+        return {m.decode() if isinstance(m, bytes) else m for m in members}
 
     def incr(self, key: str, ttl: int) -> int:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(self._k(key))
-        pipe.expire(self._k(key), ttl, nx=True)
-        value, _ = self._call(pipe.execute)
+        value, _ = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
 
     def ping(self) -> bool:
         try:
-            return bool(self._redis.ping())
-        except redis.RedisError:
+            return self._run(("PING",))[0] in (b"PONG", "PONG", True)
+        except StoreError:
             return False
 
     def close(self) -> None:
