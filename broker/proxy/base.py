@@ -23,7 +23,7 @@ import secrets
 import time
 from io import BytesIO
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote, urlencode
 
 from satosa.base import SATOSABase
 from satosa.context import Context
@@ -395,6 +395,37 @@ def _status_line(status: int) -> str:
     return f"{status} {_REASONS.get(status, 'Error')}"
 
 
+def parse_form(encoded: str) -> dict[str, str]:
+    """``application/x-www-form-urlencoded`` (or a query) as a dict; the last value of a name wins.
+
+    The same result as ``dict(parse_qsl(encoded, keep_blank_values=True))``, faster for the
+    values that dominate here: a SAMLResponse is ~10 KB of base64 whose only escapes are
+    %2B, %2F and %3D, which ``str.replace`` decodes at C speed.  Replacing them first is
+    safe: the characters they decode to are not hex digits, so no new escape can appear.
+    """
+    form: dict[str, str] = {}
+    for pair in encoded.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        form[_unquote_plus(name)] = _unquote_plus(value)
+    return form
+
+
+def _unquote_plus(value: str) -> str:
+    if "+" in value:
+        value = value.replace("+", " ")
+    if "%" in value:
+        for escape, char in _BASE64_ESCAPES:
+            value = value.replace(escape, char)
+        if "%" in value:
+            value = unquote(value)
+    return value
+
+
+_BASE64_ESCAPES = (("%2B", "+"), ("%2b", "+"), ("%2F", "/"), ("%2f", "/"), ("%3D", "="), ("%3d", "="))
+
+
 def _context_from_environ(environ: dict) -> Context:
     """Build a SATOSA Context from WSGI ``environ`` without logging any of it."""
     context = Context()
@@ -404,7 +435,7 @@ def _context_from_environ(environ: dict) -> Context:
     context.request_method = method
     context.request_uri = environ.get("REQUEST_URI")
     query = environ.get("QUERY_STRING", "")
-    context.qs_params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    context.qs_params = parse_form(query) if query else {}
     body = b""
     if method == "POST":
         try:
@@ -415,7 +446,7 @@ def _context_from_environ(environ: dict) -> Context:
         environ["wsgi.input"] = BytesIO(body)
     content_type = environ.get("CONTENT_TYPE", "")
     if method == "POST" and "application/x-www-form-urlencoded" in content_type:
-        context.request = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        context.request = parse_form(body.decode("utf-8", "replace"))
     elif method == "POST":
         context.request = {}
     else:

@@ -90,3 +90,32 @@ def test_batched_writes_land_together_or_not_at_all(store):
             raise RuntimeError("abandon")
     if store.shared:
         assert store.get("b3") is None, "a batch that raised writes nothing"
+
+
+@pytest.mark.parametrize("encoded", [
+    "", "a=1", "a=1&b=", "a=1&a=2", "SAMLResponse=PHNhbWxw%2Bb%2F%3D%3D&RelayState=x+y",
+    "x=%252B", "x=%%2B41", "x=%2b%2f%3d", "n%C3%A4me=v%C3%A4l+ue&&=e", "x=%zz", "x=%E2%82%AC%2B",
+])
+def test_parse_form_matches_the_standard_library(encoded):
+    from urllib.parse import parse_qsl
+
+    from broker.proxy.base import parse_form
+
+    assert parse_form(encoded) == dict(parse_qsl(encoded, keep_blank_values=True))
+
+
+def test_parse_form_matches_the_standard_library_on_any_input():
+    from urllib.parse import parse_qsl
+
+    from hypothesis import given, settings, strategies as st
+
+    from broker.proxy.base import parse_form
+
+    alphabet = st.sampled_from(list("ab=&+%2BFfD3dzZ09é/"))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(alphabet=alphabet, max_size=40))
+    def check(encoded):
+        assert parse_form(encoded) == dict(parse_qsl(encoded, keep_blank_values=True))
+
+    check()
