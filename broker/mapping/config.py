@@ -59,9 +59,18 @@ def _preset_text(name: str) -> str:
 
 
 def _preset(name: str) -> dict:
+    """The preset's rules, parsed once per process; callers get their own copy to merge into."""
+    import copy
+
+    return copy.deepcopy(_parsed_preset(name))
+
+
+@functools.cache
+def _parsed_preset(name: str) -> dict:
     import yaml
 
-    return yaml.safe_load(_preset_text(name)) or {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+    return yaml.load(_preset_text(name), Loader=loader) or {}
 
 
 def _merge(preset: dict[str, Any], own: dict[str, Any], source: str, path: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ object and swaps it in, with no restart.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 from typing import Any, Mapping
@@ -183,15 +184,26 @@ def internal_attributes() -> dict[str, Any]:
 # -- building ------------------------------------------------------------------------
 
 def upstream_providers(registry: Registry, store: Store, http: requests.Session) -> dict[str, dict | None]:
-    """Discovery documents of every OIDC IdP; ``None`` for those unavailable now."""
-    providers: dict[str, dict | None] = {}
-    for idp in (i for t in registry.tenants for i in t.identity_providers if i.type == "oidc"):
+    """Discovery documents of every OIDC IdP; ``None`` for those unavailable now.
+
+    Fetched once per issuer and concurrently: 300 cities' Entra tenants must not
+    make start-up wait for 300 round trips in a row.
+    """
+    oidc = [i for t in registry.tenants for i in t.identity_providers if i.type == "oidc"]
+
+    def fetch(issuer: str) -> dict | None:
         try:
-            providers[idp.key] = provider_configuration(idp.issuer, store=store, http=http)
+            return provider_configuration(issuer, store=store, http=http)
         except ProviderUnavailable as exc:
-            logger.error("upstream IdP unavailable idp=%s reason=%s", idp.key, exc)
-            providers[idp.key] = None
-    return providers
+            logger.error("upstream IdP unavailable issuer=%s reason=%s", issuer, exc)
+            return None
+
+    issuers = sorted({idp.issuer for idp in oidc})
+    if not issuers:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(issuers))) as pool:
+        documents = dict(zip(issuers, pool.map(fetch, issuers)))
+    return {idp.key: documents[idp.issuer] for idp in oidc}
 
 
 def remote_saml_metadata(registry: Registry, store: Store, http: requests.Session) -> dict[str, str | None]:

