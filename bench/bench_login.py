@@ -491,7 +491,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--logins", type=int, default=300, help="measured logins per implementation and upstream")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per server (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="workers per server: ours under broker serve (uWSGI), SATOSA under gunicorn (default 2)")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent client processes (default 4)")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured logins first (default 20)")
     p.add_argument("--prefill", type=int, default=0, help="users' worth of live state in Redis before measuring")
@@ -645,7 +645,7 @@ def main(argv=None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     print(f"# login benchmark — {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}, Python "
-          f"{platform.python_version()}; {args.workers} gunicorn sync worker(s) per server, "
+          f"{platform.python_version()}; {args.workers} worker(s) per server (ours: broker serve, uWSGI; SATOSA: gunicorn sync), "
           f"{args.concurrency} client processes on the same machine; broker at {_revisions(revision_at_start)}")
     print(table(rows))
     for info in infos:
