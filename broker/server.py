@@ -36,7 +36,8 @@ def _uwsgi(settings: Settings, *, workers: int, bind: str) -> int:
     if not settings.access_log:
         args.append("--disable-logging")    # request lines only; the app's own logs stay
     else:
-        args += ["--log-format", '%(addr) "%(method) %(uri)" %(status) %(size) %(msecs)ms']
+        # The path only (PATH_INFO): query strings carry codes and SAML messages.
+        args += ["--log-format", '%(addr) "%(method) %(var.PATH_INFO)" %(status) %(size) %(msecs)ms']
     pyuwsgi.run(args)
     return 0
 

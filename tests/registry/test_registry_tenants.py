@@ -166,3 +166,37 @@ def test_sps_add_registers_a_saml_sp_and_refuses_what_is_not_one(demo, tmp_path)
                                       'entityID="https://x"><md:IDPSSODescriptor/></md:EntityDescriptor>')
     bad = _cli(demo, "sps", "add", str(tmp_path / "idp.xml"))
     assert bad.returncode == 1 and "SPSSODescriptor" in bad.stderr
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_serve_answers_and_its_access_log_never_holds_query_strings(demo, tmp_path, server):
+    import time
+
+    import requests
+
+    from broker.demo.servers import free_port
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**demo.env(), "PATH": "/usr/bin:/bin", "BROKER_SERVER": server, "BROKER_ACCESS_LOG": "1",
+           "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}"}
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--bind", f"127.0.0.1:{port}"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        reply = requests.get(f"http://127.0.0.1:{port}/authorize?code=SECRET-CODE-42&client_id=x", timeout=5)
+        assert reply.status_code == 400
+        time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    text = log.read_text()
+    assert "/authorize" in text, text[-2000:]
+    assert "SECRET-CODE-42" not in text
