@@ -95,7 +95,7 @@ class BrokerProxy(SATOSABase):
 
     def __init__(self, *, config: dict[str, Any], build_frontends, build_backends, request_services,
                  response_services, tenants: Tenants, state_codec: StateCodec, sessions: SsoSessions,
-                 selector: IdpSelector, secure_cookies: bool, discovery, extra_routes: dict[str, Route] | None = None):
+                 selector: IdpSelector, secure_cookies: bool, discovery):
         self.config = config
         self.tenants = tenants
         self.state_codec = state_codec
@@ -117,15 +117,11 @@ class BrokerProxy(SATOSABase):
             "disco/choose": self._discovery_choose,
             "disco/forget": self._discovery_forget,
         }
-        self.routes.update(extra_routes or {})
 
     # -- module access -----------------------------------------------------------
 
     def frontend(self, name: str):
         return self.module_router.frontends[name]["instance"]
-
-    def backend(self, name: str):
-        return self.module_router.backends[name]["instance"]
 
     # -- WSGI ----------------------------------------------------------------------
 
