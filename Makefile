@@ -15,7 +15,7 @@ check: $(VENV)/.installed
 	$(BIN)/broker check
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/bench_tokens.py
+	$(BIN)/python bench/bench_login.py --logins 300 --workers 2 --concurrency 4 --prefill 100
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
