@@ -271,7 +271,7 @@ def _mapping_explain(args) -> int:
         return 1
     services = [(c.client_id, dataclasses.replace(c.policy, sector=c.sector))
                 for c in registry.parties.clients.values()]
-    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.policy.sector or sp.entity_id))
+    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.sector))
                  for sp in registry.parties.sps.values()]
     explained = mapping.explain(registry.rulesets[f"{tenant.id}/{args.idp}"], upstream, subject=subject,
                                 salt=settings.user_id_salt, services=services,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 from typing import Any, Mapping
 
@@ -37,7 +38,7 @@ from broker.proxy.sessions import SsoSessions
 from broker.proxy.state import StateCodec
 from broker.proxy.unavailable import UnavailableBackend
 from broker.proxy.upstream import ProviderUnavailable, provider_configuration
-from broker.registry.relying_parties import RelyingParties, ReleasePolicy
+from broker.registry.relying_parties import RelyingParties
 from broker.registry.tenants import IdentityProvider, Tenant, Tenants, load_tenants
 from broker.settings import ROOT, Settings
 from broker.store import Store
@@ -233,7 +234,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                            remote_metadata=remote_saml_metadata(registry, store, http))
     pairwise_salt, user_id_salt = settings.pairwise_salt, settings.user_id_salt
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
-    signature_setup = _signature_setup(settings.signature_backend)
+    signature_setup = functools.partial(configure_signatures, backend_name=settings.signature_backend)
     keyring = keyring or KeyRing(store, settings.master_secret)
     keyring.ensure()
 
@@ -245,11 +246,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                                       subject=subject(client, identity))
 
     def release_saml(sp_entity_id, identity):
-        sp = registry.parties.sp_for_entity(sp_entity_id)
-        policy = sp.policy if sp else ReleasePolicy(profile="mpassid")
-        name_id = mapping.subject_for(identity, policy=policy, salt=pairwise_salt,
-                                      sector=policy.sector or sp_entity_id)
-        return mapping.release_saml_attributes(identity, policy=policy, subject=name_id), name_id
+        sp = registry.parties.sp_for_entity(sp_entity_id)  # the frontend only answers registered SPs
+        name_id = mapping.subject_for(identity, policy=sp.policy, salt=pairwise_salt, sector=sp.sector)
+        return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
 
     token_lifetimes = {name: getattr(settings.lifetimes, name)
                        for name in ("code", "access_token", "id_token", "refresh_token")}
@@ -311,6 +310,3 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     proxy_ref.append(proxy)
     return proxy
 
-
-def _signature_setup(backend_name: str):
-    return lambda entity: configure_signatures(entity, backend_name)

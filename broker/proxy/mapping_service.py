@@ -13,6 +13,7 @@ from typing import Mapping
 from satosa.micro_services.base import ResponseMicroService
 
 from broker.errors import InvalidResponse, NoUserId
+from broker.proxy.base import CHOSEN_IDP
 
 
 class MappingService(ResponseMicroService):
@@ -22,8 +23,6 @@ class MappingService(ResponseMicroService):
         self.salt = salt
 
     def process(self, context, data):
-        from broker.proxy.base import CHOSEN_IDP
-
         idp_key = (context.state or {}).get(CHOSEN_IDP)
         ruleset = self.rulesets.get(idp_key)
         if ruleset is None:

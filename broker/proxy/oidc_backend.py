@@ -18,6 +18,7 @@ code exchange and ID-token validation itself:
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from typing import Any, Callable
@@ -166,8 +167,6 @@ def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        import json
-
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
 

@@ -54,6 +54,9 @@ class BrokerSamlFrontend(SAMLFrontend):
         self.idp_config = copy.deepcopy(self.config[self.KEY_IDP_CONFIG])
         self.idp = Server(config=IdPConfig().load(copy.deepcopy(self.idp_config)))
         self.idp.config.attribute_converters = [ReleaseConverter()]
+        # pysaml2's metadata lookups scan every source (one per SP): index the SPs once.
+        self.sp_entities = frozenset(entity for entity in self.idp.metadata.keys()
+                                     if self.idp.metadata[entity].get("spsso_descriptor"))
         if self.configure_entity:
             self.configure_entity(self.idp)
         endpoints = [(f"^{path}$", self._sso(binding)) for binding, path in SSO_PATHS.items()]
@@ -74,7 +77,7 @@ class BrokerSamlFrontend(SAMLFrontend):
         except Exception as exc:  # pysaml2 raises many types for malformed input
             raise BrokerError(f"AuthnRequest not parseable: {exc.__class__.__name__}") from None
         requester = info.message.issuer.text.strip() if info.message.issuer is not None else None
-        if not requester or not self._registered(requester):
+        if not requester or requester not in self.sp_entities:
             raise UnknownClient("AuthnRequest from a service provider that is not registered")
         refs = [ref.text.strip() for ref in
                 getattr(info.message.requested_authn_context, "authn_context_class_ref", None) or () if ref.text]
@@ -94,12 +97,6 @@ class BrokerSamlFrontend(SAMLFrontend):
         except Exception as exc:
             logger.warning("AuthnRequest refused", exc_info=True)
             raise BrokerError(f"AuthnRequest refused: {exc.__class__.__name__}") from None
-
-    def _registered(self, entity_id: str) -> bool:
-        try:
-            return bool(self.idp.metadata[entity_id].get("spsso_descriptor"))
-        except KeyError:
-            return False
 
     def handle_authn_response(self, context: Context, internal_response):
         request_state = context.state.get(self.name)

@@ -127,6 +127,24 @@ def process_response(encoded: str, expected: Expected, keys: IdpKeys, *,
     return _read_assertion(assertion, expected, now)
 
 
+def check_verified(encoded: str, assertion_xml: str, expected: Expected, *, now: float | None = None) -> Assertion:
+    """The same checks on a response whose signatures another verifier already checked.
+
+    For the ``xmlsec1`` signature backend, where pysaml2 verifies and decrypts: the
+    envelope is checked on the message as received, the assertion on pysaml2's
+    (verified, decrypted) copy, so both paths refuse and accept the same messages.
+    """
+    now = time.time() if now is None else now
+    _check_response(_parse(encoded), expected, now)
+    try:
+        assertion = xmlsig.parse(assertion_xml.encode("utf-8"))
+    except Exception as exc:
+        raise InvalidResponse(f"the verified assertion is not acceptable XML: {exc}") from None
+    if assertion.tag != _ASSERTION:
+        raise InvalidResponse("the verified element is not a saml:Assertion")
+    return _read_assertion(assertion, expected, now)
+
+
 # -- the message ---------------------------------------------------------------------------
 
 def _parse(encoded: str) -> etree._Element:

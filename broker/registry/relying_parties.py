@@ -154,6 +154,11 @@ class ServiceProvider:
     metadata_xml: str
     policy: ReleasePolicy = ReleasePolicy(profile="mpassid")
 
+    @property
+    def sector(self) -> str:
+        """The pairwise sector: the registered sector identifier, else the entity id."""
+        return self.policy.sector or self.entity_id
+
 
 class RelyingParties:
     """The registered relying parties, loaded from the registry directory.
@@ -166,6 +171,7 @@ class RelyingParties:
         self.directory = Path(directory)
         self.clients: dict[str, Client] = {}
         self.sps: dict[str, ServiceProvider] = {}
+        self._sps_by_entity: dict[str, ServiceProvider] = {}
 
     @classmethod
     def load(cls, directory: Path) -> "RelyingParties":
@@ -174,17 +180,18 @@ class RelyingParties:
             client = Client.from_dict(_read_json(path), source=str(path))
             parties.clients[client.client_id] = client
         for path in sorted((parties.directory / "sps").glob("*.xml")):
-            parties.sps[path.stem] = _load_sp(path)
+            parties._keep_sp(_load_sp(path))
         return parties
+
+    def _keep_sp(self, sp: ServiceProvider) -> None:
+        self.sps[sp.name] = sp
+        self._sps_by_entity[sp.entity_id] = sp
 
     def client(self, client_id: str | None) -> Client | None:
         return self.clients.get(client_id) if client_id else None
 
     def sp_for_entity(self, entity_id: str) -> ServiceProvider | None:
-        for sp in self.sps.values():
-            if sp.entity_id == entity_id:
-                return sp
-        return None
+        return self._sps_by_entity.get(entity_id)
 
     def add_client(self, data: dict[str, Any]) -> tuple[Client, str | None]:
         """Register (or replace) a client; return it and its new secret, if it has one."""
@@ -208,7 +215,7 @@ class RelyingParties:
         sp = ServiceProvider(name=name, entity_id=entity_id, metadata_xml=metadata_xml, policy=policy)
         _write_atomic(self.directory / "sps" / f"{name}.json", json.dumps(policy.to_dict(), indent=2))
         _write_atomic(self.directory / "sps" / f"{name}.xml", metadata_xml)
-        self.sps[name] = sp
+        self._keep_sp(sp)
         return sp
 
 
