@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 
-from broker.proxy.assemble import Registry, assemble, load_registry
+from broker.assemble import Registry, assemble, load_registry
 from broker.settings import Settings
 from broker.store import Store, open_store
 

@@ -108,7 +108,7 @@ def _settings() -> Settings:
 
 
 def _load_registry_or_report(settings: Settings):
-    from broker.proxy.assemble import load_registry
+    from broker.assemble import load_registry
     from broker.registry.relying_parties import RegistrationError
     from broker.registry.tenants import TenantError
 
@@ -282,13 +282,13 @@ def _mapping_explain(args) -> int:
 
 
 def _config_dump(args) -> int:
-    from broker.proxy.assemble import satosa_config
+    from broker.assemble import plugin_config
 
     settings = _settings()
     registry = _load_registry_or_report(settings)
     if registry is None:
         return 1
-    print(json.dumps(satosa_config(settings, registry), indent=2, default=str))
+    print(json.dumps(plugin_config(settings, registry), indent=2, default=str))
     return 0
 
 

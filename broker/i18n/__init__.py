@@ -79,6 +79,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "disco.change": {"fi": "Vaihda kuntaa", "sv": "Byt kommun", "en": "Change city"},
     "disco.continue": {"fi": "Jatka", "sv": "Fortsätt", "en": "Continue"},
     "disco.language": {"fi": "Kieli", "sv": "Språk", "en": "Language"},
+    "disco.service": {"fi": "Kirjaudut palveluun", "sv": "Du loggar in i tjänsten", "en": "You are signing in to"},
+    # The broker's front page (nothing to sign in to here)
+    "home.title": {"fi": "DigiOne-kirjautuminen", "sv": "DigiOne-inloggning", "en": "DigiOne Login"},
+    "home.body": {
+        "fi": "Tämä on oppimispalvelujen yhteinen kirjautumispalvelu. Avaa palvelu, jota haluat käyttää: "
+              "se ohjaa sinut tänne kirjautumaan.",
+        "sv": "Det här är lärtjänsternas gemensamma inloggningstjänst. Öppna tjänsten du vill använda: "
+              "den skickar dig hit för att logga in.",
+        "en": "This is the shared sign-in service of the learning services. Open the service you want to use: "
+              "it sends you here to sign in.",
+    },
 }
 
 

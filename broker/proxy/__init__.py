@@ -1,1 +1,1 @@
-"""SATOSA assembled from the registry: routing, shared tamper-evident state, our backends."""
+"""The SAML toolkit: hardened XML parsing, signatures, encryption, the one response processor, metadata."""

@@ -15,10 +15,10 @@ module                    concern
 ``logout``                OpenID Connect RP-Initiated Logout 1.0
 ``discovery``             OpenID Connect Discovery 1.0 §3
 ``provider``              the :class:`Provider` facade and :func:`build_provider`
-``frontend``              the SATOSA FrontendModule adapter (imports SATOSA)
+(the SATOSA FrontendModule adapter is :mod:`broker.frontends.oidc`)
 ========================  =====================================================
 
-Nothing here has import-time side effects; ``frontend`` is not imported by this package.
+Nothing here imports SATOSA or has import-time side effects.
 """
 
 from broker.tokens.keys import KeyRing, KeyRingBusy, KeyRingError

@@ -1,7 +1,7 @@
 """The OpenID Connect provider: pure protocol over :class:`Request` and :class:`Response`.
 
 :class:`Provider` knows no web framework.  An adapter (the SATOSA frontend in
-:mod:`broker.tokens.frontend`, or a test harness) turns HTTP into a
+:mod:`broker.frontends.oidc`, or a test harness) turns HTTP into a
 :class:`~broker.tokens.http.Request` and calls:
 
 * :meth:`Provider.authorize` at the authorization endpoint.  It returns either a validated

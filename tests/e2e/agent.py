@@ -32,6 +32,21 @@ def forms(response: requests.Response) -> list[Form]:
     return out
 
 
+def choice_form(response: requests.Response, value: str, name: str = "idp") -> Form | None:
+    """The form whose button ``name=value`` a person would click, with that button's value in its fields."""
+    if "html" not in response.headers.get("Content-Type", ""):
+        return None
+    doc = lxml.html.fromstring(response.text)
+    for form in doc.forms:
+        for button in form.iter("button"):
+            if button.get("name") == name and button.get("value") == value:
+                fields = {i.name: i.value or "" for i in form.inputs if i.name and getattr(i, "type", "") != "submit"}
+                fields[name] = value
+                return Form(urljoin(response.url, form.action or response.url), (form.method or "GET").upper(),
+                            fields)
+    return None
+
+
 def links(response: requests.Response, contains: str) -> list[str]:
     doc = lxml.html.fromstring(response.text)
     return [urljoin(response.url, a.get("href")) for a in doc.iter("a") if contains in (a.get("href") or "")]
@@ -79,16 +94,16 @@ class Person:
         return response.headers["Location"]
 
     def choose(self, response: requests.Response, tenant: str, idp: str) -> requests.Response:
-        """On the discovery page: pick the city, then the sign-in method if asked."""
-        target = f"idp={tenant}%2F{idp}"
-        found = links(response, target)
-        if not found:
+        """On the discovery page: pick the city, then the sign-in method if asked (a button of a POST form)."""
+        key = f"{tenant}/{idp}"
+        form = choice_form(response, key)
+        if form is None:
             city = links(response, f"tenant={tenant}")
             assert city, f"no {tenant} on the discovery page"
             response = self.get(city[0])
-            found = links(response, target)
-        assert found, f"no {tenant}/{idp} on the discovery page"
-        return self.get(found[0])
+            form = choice_form(response, key)
+        assert form is not None, f"no {key} on the discovery page"
+        return self.post(form.action, form.fields)
 
     def sign_in(self, response: requests.Response, username: str, password: str = "demo") -> requests.Response:
         """Fill the IdP's login form, then follow auto-post forms back to the service."""

@@ -86,7 +86,7 @@ def test_unknown_path_and_expired_flow_pages(stack, caplog):
     _assert_page(person.get(f"{stack.broker_url}/no/such/page"), caplog, lang="sv", message_key="error.not_found",
                  status=404)
     # Choosing an IdP without a login in progress (no flow cookie): the flow has expired.
-    _assert_page(person.get(f"{stack.broker_url}/disco/choose?idp=vantaa/koulu"), caplog, lang="sv",
+    _assert_page(person.post(f"{stack.broker_url}/disco/choose", data={"idp": "vantaa/koulu"}), caplog, lang="sv",
                  message_key="error.expired_flow")
     # The ACS with no flow: the same.
     response = person.post(f"{stack.broker_url}/saml2/acs/post", data={"SAMLResponse": "x", "RelayState": "y"})

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -51,9 +52,9 @@ def outage(stack):
     state["redis"].wait(timeout=10)
 
 
-def _authorize(url: str) -> str:
+def _authorize(url: str, service_url: str) -> str:
     return (f"{url}/authorize?response_type=code&client_id=demo-service-a&redirect_uri="
-            f"http%3A%2F%2Flocalhost%3A{url.rsplit(':', 1)[1]}%2Fcallback&scope=openid&state=s&nonce=n"
+            f"{quote(service_url + '/callback', safe='')}&scope=openid&state=s&nonce=n"
             "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
 
 
@@ -63,10 +64,10 @@ def test_redis_outage_gives_clear_answers_and_recovers(stack, outage, caplog):
     outage["redis"].terminate()
     outage["redis"].wait(timeout=10)
 
-    # A person whose browser remembers a city: the broker must ask Redis which one.
+    # A person whose browser has a broker session: the broker must ask Redis whether it is alive.
     person = Person(language="sv")
-    person.http.headers["Cookie"] = "digione_device=remembered-device"
-    page = person.get(f"{url}/disco/forget")
+    person.http.headers["Cookie"] = "digione_sso=a-session-token"
+    page = person.get(_authorize(url, stack.service_urls[0]))
     assert page.status_code == 503
     assert "Traceback" not in page.text
     cid = re.search(r'id="correlation-id">([0-9a-f]+)<', page.text).group(1)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from broker.demo.stack import DemoStack, Ports
-from broker.proxy.assemble import load_registry
+from broker.assemble import load_registry
 from broker.registry.tenants import TenantError
 from broker.settings import ROOT
 

@@ -25,8 +25,8 @@ from saml2 import samlp
 from broker.demo import mpassid
 from broker.demo.directory import find_user
 from broker.i18n import MESSAGES
-from broker.proxy import cookies
-from broker.proxy.state import StateCodec
+from broker.login import cookies
+from broker.login.seal import FlowSeal
 
 from . import saml_forge as forge
 from .agent import HTML, JSON, Person
@@ -601,11 +601,11 @@ def test_response_with_an_expired_flow_cookie_shows_the_expired_flow_page(stack,
     flow = begin(stack, rp, city_idps, "turku", visitor)
     settings = stack.app.settings
     lifetime = settings.lifetimes.flow
-    now = StateCodec(settings.master_secret, name=cookies.FLOW, max_age=lifetime)
-    past = StateCodec(settings.master_secret, name=cookies.FLOW, max_age=lifetime,
+    now = FlowSeal(settings.master_secret, name=cookies.FLOW, max_age=lifetime)
+    past = FlowSeal(settings.master_secret, name=cookies.FLOW, max_age=lifetime,
                       clock=lambda: time.time() - lifetime - 60)
-    state = now.open(flow_cookie(flow.person).value)          # the real state of this flow...
-    set_flow_cookie(flow.person, past.seal(state))            # ...sealed as if it began too long ago
+    state = now.open_data(flow_cookie(flow.person).value)          # the real state of this flow...
+    set_flow_cookie(flow.person, past.seal_data(state))            # ...sealed as if it began too long ago
     xml = city_idps("turku").response(flow.request, USER["turku"])
     refused(flow, deliver(flow, xml), caplog, rp, code="expired_flow", message_key="error.expired_flow")
 
@@ -620,15 +620,15 @@ def test_tampered_flow_cookie_is_refused(stack, rp, city_idps, caplog, position)
     set_flow_cookie(flow.person, flipped)
     xml = city_idps("turku").response(flow.request, USER["turku"])
     cid = refused(flow, deliver(flow, xml), caplog, rp, code="expired_flow", message_key="error.expired_flow")
-    assert any("state cookie rejected" in r.getMessage() and cid in r.getMessage() for r in caplog.records)
+    assert any("flow cookie rejected" in r.getMessage() and cid in r.getMessage() for r in caplog.records)
 
 
 def test_flow_cookie_sealed_with_another_secret_is_refused(stack, rp, city_idps, caplog):
     log_capture(caplog)
     flow = begin(stack, rp, city_idps, "turku")
     settings = stack.app.settings
-    state = StateCodec(settings.master_secret, name=cookies.FLOW, max_age=900).open(flow_cookie(flow.person).value)
-    forged = StateCodec(b"x" * 48, name=cookies.FLOW, max_age=900).seal(state)
+    state = FlowSeal(settings.master_secret, name=cookies.FLOW, max_age=900).open_data(flow_cookie(flow.person).value)
+    forged = FlowSeal(b"x" * 48, name=cookies.FLOW, max_age=900).seal_data(state)
     set_flow_cookie(flow.person, forged)
     xml = city_idps("turku").response(flow.request, USER["turku"])
     refused(flow, deliver(flow, xml), caplog, rp, code="expired_flow", message_key="error.expired_flow")

@@ -1,4 +1,4 @@
-"""The SATOSA frontend adapter: endpoints, decorations, state, backend errors, logout."""
+"""The OIDC frontend: endpoints, the typed service request it hands the login, errors, logout."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from satosa.context import Context
-from satosa.exception import SATOSAAuthenticationError
-from satosa.state import State
+from satosa.internal import InternalData
 from tokens_env import make_env
 from tokens_forge import auth_params, get_authorize, redirected_error
 from tokens_rp import code_flow
 
+from broker.errors import ExpiredFlow
+from broker.frontends.oidc import OIDCFrontend
+from broker.login.context import LoginContext
+from broker.login.flow import LoginFlow, ServiceRequest
+from broker.login.seal import FlowSeal
 from broker.store import MemoryStore
-from broker.tokens.frontend import OIDCFrontend
 
 
 @pytest.fixture
@@ -42,85 +44,58 @@ def test_frontend_requires_a_provider_whose_issuer_is_base(sat):
         OIDCFrontend(None, {"attributes": {}}, {"provider": "not a provider"}, sat.issuer, "OIDC")
 
 
-def test_authorize_decorates_the_context_for_the_login_path(sat):
+def test_authorize_hands_the_login_a_typed_service_request(sat):
     params = auth_params(sat, "rp1", prompt="login", max_age="0", login_hint="maija@koulu.example",
                          ui_locales="sv fi", acr_values="urn:digione:idp:vantaa/saml urn:test:loa2")
-    redirected_error(get_authorize(sat, params), sat.clients["rp1"].redirect_uri)
-    authn = sat.login.seen[-1]
-    assert authn == {"prompt": ["login"], "max_age": 0, "login_hint": "maija@koulu.example",
-                     "idp_hint": "vantaa/saml", "acr_values": ["urn:digione:idp:vantaa/saml", "urn:test:loa2"],
-                     "ui_locales": "sv fi", "client_id": "rp1", "id_token_hint_sub": None}
+    get_authorize(sat, params)
+    request = sat.satosa.requests[-1]
+    assert isinstance(request, ServiceRequest) and request.protocol == "oidc" and request.frontend == "OIDC"
+    assert (request.requester, request.prompt, request.max_age, request.login_hint, request.idp_hint,
+            request.ui_locales) == ("rp1", ("login",), 0, "maija@koulu.example", "vantaa/saml", "sv fi")
+    assert request.oidc.redirect_uri == sat.clients["rp1"].redirect_uri and request.oidc.state == "s-1"
+    assert request.reauthenticate_upstream
     get_authorize(sat, auth_params(sat, "rp1", idp_hint="espoo", acr_values="urn:digione:idp:vantaa"))
-    assert sat.login.seen[-1]["idp_hint"] == "espoo"  # the parameter wins over acr_values
+    assert sat.satosa.requests[-1].idp_hint == "espoo"  # the parameter wins over acr_values
 
 
-def test_authorization_state_is_json_and_force_authn_is_set():
-    """Drive the endpoint with a bare SATOSA context and inspect what it leaves behind."""
-    captured = {}
-
-    def callback(context, internal):
-        captured.update(state=dict(context.state), force=context.get_decoration(Context.KEY_FORCE_AUTHN),
-                        requester=internal.requester, name=internal.requester_name)
-        return "handed over"
-
-    import tempfile
-    from pathlib import Path
-
-    from tokens_env import Clock, Server
-
-    server = Server()
-    try:
-        env = make_env(MemoryStore(), Clock(), server, Path(tempfile.mkdtemp()))
-        frontend = OIDCFrontend(callback, {"attributes": {}}, {"provider": env.provider}, env.issuer, "OIDC")
-        forced = {}
-        for name, extra in {"plain": {}, "login": {"prompt": "login"}, "max_age": {"max_age": "600"}}.items():
-            context = Context()
-            context.path = "authorize"
-            context.request_method = "GET"
-            context.qs_params = context.request = auth_params(env, "rp1", **extra)
-            context.http_headers = {}
-            context.state = State()
-            assert frontend.authorization_endpoint(context) == "handed over"
-            forced[name] = captured["force"]
-    finally:
-        server.close()
-    assert forced == {"plain": None, "login": "true", "max_age": "true"} and captured["requester"] == "rp1"
-    saved = captured["state"]["OIDC"]
-    assert json.loads(json.dumps(saved)) == saved and saved["redirect_uri"] == "https://rp1.example/cb"
+def test_the_service_request_survives_the_flow_cookie(sat):
+    """What the login seals into the flow cookie comes back equal: nothing is lost between requests."""
+    get_authorize(sat, auth_params(sat, "rp1", max_age="600", ui_locales="sv"))
+    request = sat.satosa.requests[-1]
+    flow = LoginFlow.begin(request)
+    seal = FlowSeal(b"k" * 40, name="digione_flow", max_age=900)
+    assert seal.open(seal.seal(flow)) == flow and flow.lang == "sv"
+    assert request.reauthenticate_upstream and not request.force_login  # max_age: the IdP re-authenticates
 
 
-@pytest.mark.parametrize("message,error", [
-    ("access_denied", "access_denied"), ("login_required: no SSO session", "login_required"),
+@pytest.mark.parametrize("error,expected", [
+    ("access_denied", "access_denied"), ("login_required", "login_required"),
     ("interaction_required", "interaction_required"), ("xmlsec1 exploded at line 3", "server_error"),
 ])
-def test_backend_errors_are_redirected_to_the_validated_uri(sat, message, error):
-    sat.login.identity = dict(sat.login.identity, fail=message)
+def test_login_errors_are_redirected_to_the_validated_uri(sat, error, expected):
+    sat.login.identity = dict(sat.login.identity, fail=error)
     query = redirected_error(get_authorize(sat, auth_params(sat, "rp1")), sat.clients["rp1"].redirect_uri)
-    assert query["error"] == error and query["state"] == "s-1" and query["iss"] == sat.issuer
+    assert query["error"] == expected and query["state"] == "s-1" and query["iss"] == sat.issuer
     assert "xmlsec1" not in query["error_description"]
 
 
-def test_backend_error_or_response_without_state_is_shown(sat):
+def test_an_answer_without_a_flow_is_refused(sat):
     frontend = sat.satosa.frontend
-    response = frontend.handle_backend_error(SATOSAAuthenticationError(State(), "access_denied"))
-    assert response.status.startswith("400") and "correlation-id" in response.message
-    context = Context()
-    context.state = State()
-    from satosa.internal import InternalData
-
-    response = frontend.handle_authn_response(context, InternalData(attributes={"user_id": "x"}))
-    assert response.status.startswith("400") and not any(k == "Location" for k, _ in response.headers)
+    context = LoginContext()
+    with pytest.raises(ExpiredFlow):
+        frontend.handle_authn_response(context, InternalData(attributes={"user_id": "x"}))
+    with pytest.raises(ExpiredFlow):
+        frontend.deny(context, "access_denied", "no")
 
 
 def test_end_session_clears_the_sso_session_and_redirects_only_to_registered_uris(sat):
     ended = []
-    sat.satosa.frontend.end_session_callback = lambda context: ended.append(context.get_decoration("digione.logout"))
+    sat.satosa.frontend.end_session_callback = lambda context: ended.append(context.path)
     _, token, _, _ = code_flow(sat, "rp1")
     bye = "https://rp1.example/bye"
     response = requests.get(sat.url("end_session"), allow_redirects=False, timeout=5, params={
         "id_token_hint": token["id_token"], "post_logout_redirect_uri": bye, "state": "st"})
     assert response.status_code == 302 and response.headers["Location"] == bye + "?state=st"
-    assert ended[-1]["sid"] == "sso-session-1" and ended[-1]["client_id"] == "rp1" and ended[-1]["sub"]
 
     for params in ({"client_id": "rp1", "post_logout_redirect_uri": "https://evil.example/"},
                    {"client_id": "rp2", "id_token_hint": token["id_token"], "post_logout_redirect_uri": bye},
@@ -136,18 +111,18 @@ def test_end_session_clears_the_sso_session_and_redirects_only_to_registered_uri
         "Olet kirjautunut ulos") >= 1
 
 
-def test_protocol_endpoints_leave_satosa_state_alone(sat):
+def test_protocol_endpoints_never_open_the_flow(sat):
     _, token, _, _ = code_flow(sat, "rp1")
-    context = Context()
+    context = LoginContext()
     context.path = "userinfo"
     context.request_method = "GET"
-    context.qs_params = context.request = {}
     context.http_headers = {"HTTP_AUTHORIZATION": "Bearer " + token["access_token"]}
-    context.state = State()
+    opened = []
+    context.open_flow_with(lambda: opened.append(1))
     userinfo = next(spec for regex, spec in sat.satosa.endpoints if re.search(regex, "userinfo"))
     response = userinfo(context)
     assert response.status == "200 OK" and json.loads(response.message)["sub"]
-    assert set(context.state) == {"SESSION_ID"}  # what State() starts with; nothing added
+    assert not opened and not context.flow_touched
 
 
 def test_code_redirect_keeps_registered_query(clock, server, tmp_path):

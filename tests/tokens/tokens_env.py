@@ -16,7 +16,7 @@ from tokens_harness import Login, ProviderApp, SatosaApp, Server, release, subje
 
 from broker.registry.relying_parties import RelyingParties
 from broker.tokens import KeyRing, build_provider
-from broker.tokens.frontend import OIDCFrontend
+from broker.frontends.oidc import OIDCFrontend
 
 REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 MASTER_SECRET = "test-master-secret-0123456789abcdef"

@@ -9,9 +9,9 @@ protocol over real sockets, so the clients in the tests are independent librarie
 Two adapters are served:
 
 * :class:`ProviderApp` drives :class:`broker.tokens.provider.Provider` directly;
-* :class:`SatosaApp` drives :class:`broker.tokens.frontend.OIDCFrontend` the way SATOSA's
-  ``WsgiApplication`` does (a ``satosa.context.Context`` per request, SATOSA's own request
-  parsing, the registered endpoint regexes, the auth-request callback).
+* :class:`SatosaApp` drives :class:`broker.frontends.oidc.OIDCFrontend` the way the broker's
+  proxy does (a :class:`~broker.login.context.LoginContext` per request, the registered
+  endpoint regexes, the login callback with a typed service request).
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from datetime import datetime, timezone
 from io import BytesIO
 from typing import Any, Callable
 
-from satosa.context import Context
-from satosa.exception import SATOSAAuthenticationError
 from satosa.internal import AuthenticationInformation, InternalData
-from satosa.proxy_server import collect_http_headers, parse_query_string, unpack_request
-from satosa.state import State
 from werkzeug.serving import make_server
 
+from broker.login.context import LoginContext
+from broker.login.flow import LoginFlow, ServiceRequest
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.http import Request, Response
 
@@ -71,7 +69,6 @@ class Login:
         self.auth_time: float | None = None  # None: now
         self.sso = True
         self.sid = "sso-session-1"
-        self.seen: list[dict] = []  # decorations seen by the SATOSA callback
 
     def when(self) -> float:
         return self.auth_time if self.auth_time is not None else time.time()
@@ -118,24 +115,31 @@ class ProviderApp:
 
 
 class SatosaApp:
-    """WSGI app: the SATOSA frontend, driven as ``satosa.proxy_server.WsgiApplication`` drives it."""
+    """WSGI app: the OIDC frontend (:mod:`broker.frontends.oidc`), driven as the broker's proxy drives it.
+
+    A :class:`~broker.login.context.LoginContext` per request, the registered endpoint regexes,
+    and a stand-in for the login: the frontend's callback receives the validated
+    :class:`~broker.login.flow.ServiceRequest`, a flow begins, and the flow ends at once through
+    the frontend's ``handle_authn_response`` (signed in) or ``deny`` (an error for the client).
+    """
 
     def __init__(self, frontend, login: Login):
         self.frontend = frontend
         self.login = login
         self.endpoints = frontend.register_endpoints(["TestBackend"])
         self.logouts: list[dict] = []
+        self.requests: list = []  # the ServiceRequests the login received
         frontend.auth_req_callback_func = self._login
 
-    def _login(self, context: Context, internal: InternalData):
-        """The stand-in for SATOSA's routing + backend + response micro-services."""
-        self.login.seen.append(context.get_decoration("digione.authn"))
-        authn = context.get_decoration("digione.authn")
-        if "none" in authn["prompt"] and not self.login.sso:
-            raise SATOSAAuthenticationError(context.state, "login_required: no SSO session")
+    def _login(self, context: LoginContext, request: ServiceRequest):
+        """The stand-in for the broker's login steps."""
+        self.requests.append(request)
+        context.flow = LoginFlow.begin(request)
+        if request.passive and not self.login.sso:
+            return self.frontend.deny(context, "login_required", "no broker session")
         if self.login.identity.get("fail"):
-            raise SATOSAAuthenticationError(context.state, self.login.identity["fail"])
-        context.decorate("digione.sso_session", self.login.sid)
+            return self.frontend.deny(context, self.login.identity["fail"], "refused")
+        context.sso_sid = self.login.sid
         stamp = datetime.fromtimestamp(self.login.when(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         response = InternalData(auth_info=AuthenticationInformation(auth_class_ref="urn:test:pwd", timestamp=stamp),
                                 attributes=dict(self.login.identity))
@@ -143,36 +147,20 @@ class SatosaApp:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "").lstrip("/")
-        context = Context()
-        context.path = path or "-"
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = BytesIO(body)
-        context.request = unpack_request(environ, length)
-        context.request_method = environ.get("REQUEST_METHOD")
-        context.request_uri = environ.get("REQUEST_URI")  # werkzeug sets it, as gunicorn's RAW_URI
-        context.decorate("digione.body", body)  # as broker.proxy.base's context builder does
-        context.qs_params = parse_query_string(environ.get("QUERY_STRING"))
-        context.http_headers = collect_http_headers(environ)
-        if environ.get("CONTENT_TYPE"):
-            context.http_headers["CONTENT_TYPE"] = environ["CONTENT_TYPE"]
-        context.request_authorization = context.http_headers.get("HTTP_AUTHORIZATION", "")
-        context.state = State()
+        context = LoginContext.from_environ(environ)
         for regex, endpoint in self.endpoints:
             if re.search(regex, path):
-                try:
-                    response = endpoint(context)
-                except SATOSAAuthenticationError as error:  # what SATOSABase._run_bound_endpoint does
-                    response = self.frontend.handle_backend_error(error)
+                response = endpoint(context)
                 break
         else:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
         if path == "end_session":
-            self.logouts.append(context.get_decoration("digione.logout"))
+            self.logouts.append(dict(context.cookies))
         message = response.message
         data = message.encode() if isinstance(message, str) else (message or b"")
-        start_response(response.status, [*response.headers, ("Content-Length", str(len(data)))])
+        start_response(response.status, [*response.headers, *context.response_cookies,
+                                         ("Content-Length", str(len(data)))])
         return [data]
 
 

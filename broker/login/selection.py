@@ -3,9 +3,10 @@
 In order: an explicit hint in the request (``idp_hint=<tenant>[/<idp>]``, or
 ``acr_values=urn:digione:idp:<tenant>[/<idp>]`` which the OIDC frontend turns
 into the same hint, or MPASSid's ``urn:mpass.id:authnsource:<tenant>[-<idp>]``),
-then the e-mail domain of ``login_hint`` (a tenant's ``domains``), then the
-choice this browser made before (remembered in the store under its device
-cookie).  Without any of these the user picks on the discovery page.
+then the e-mail domain of ``login_hint`` (a tenant's ``domains``).  Without
+either the person picks on the city page, where the IdP this browser last signed
+in with (its ``idp`` cookie) is offered first, never applied unasked: on a shared
+classroom computer the next pupil must not land in the previous pupil's city.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 
 from broker.errors import UnknownIdp
+from broker.login.flow import ServiceRequest
 from broker.registry.tenants import IdentityProvider, Tenant, Tenants
-from broker.store import Store
 
-CHOICE_KEY = "disco:"
+_MPASSID_PREFIX = "urn:mpass.id:authnsource:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,20 +27,19 @@ class Choice:
 
 
 class IdpSelector:
-    def __init__(self, tenants: Tenants, store: Store, *, remember_ttl: int):
+    def __init__(self, tenants: Tenants):
         self.tenants = tenants
-        self.store = store
-        self.remember_ttl = remember_ttl
 
-    def from_request(self, authn: dict) -> Choice:
+    def from_request(self, request: ServiceRequest) -> Choice:
         """The IdP (or tenant) the request names; raises :class:`UnknownIdp` for an unknown hint."""
-        hint = authn.get("idp_hint")
+        hint = request.idp_hint
         if hint:
-            tenant, idp = self.tenants.resolve_hint(_normalise(hint))
-            if tenant is None or ("/" in _normalise(hint) and idp is None):
+            normalised = _normalise(hint)
+            tenant, idp = self.tenants.resolve_hint(normalised)
+            if tenant is None or ("/" in normalised and idp is None):
                 raise UnknownIdp("the request names an IdP that is not registered")
             return Choice(tenant, idp)
-        login_hint = authn.get("login_hint") or ""
+        login_hint = request.login_hint or ""
         if "@" in login_hint:
             tenant = self.tenants.tenant_for_domain(login_hint.rsplit("@", 1)[1])
             if tenant is not None:
@@ -47,24 +47,16 @@ class IdpSelector:
                 return Choice(tenant, only)
         return Choice()
 
-    def remembered(self, device_id: str | None) -> IdentityProvider | None:
-        if not device_id or len(device_id) > 64:
+    def remembered(self, cookie_value: str | None) -> IdentityProvider | None:
+        """The registered IdP a ``idp`` cookie names, if any (the value is not trusted beyond that)."""
+        if not cookie_value or len(cookie_value) > 200:
             return None
-        key = self.store.get(CHOICE_KEY + device_id)
-        return self.tenants.idps.get(key) if key else None
-
-    def remember(self, device_id: str, idp: IdentityProvider) -> None:
-        self.store.put(CHOICE_KEY + device_id, idp.key, self.remember_ttl)
-
-    def forget(self, device_id: str | None) -> None:
-        if device_id:
-            self.store.delete(CHOICE_KEY + device_id)
+        return self.tenants.idps.get(cookie_value)
 
 
 def _normalise(hint: str) -> str:
     """Accept MPASSid's ``urn:mpass.id:authnsource:<tenant>-<idp>`` spelling too."""
-    prefix = "urn:mpass.id:authnsource:"
-    if hint.startswith(prefix):
-        tenant, _, idp = hint[len(prefix):].partition("-")
+    if hint.startswith(_MPASSID_PREFIX):
+        tenant, _, idp = hint[len(_MPASSID_PREFIX):].partition("-")
         return f"{tenant}/{idp}" if idp else tenant
     return hint

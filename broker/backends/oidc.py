@@ -1,4 +1,4 @@
-"""Our OIDC backend: one per upstream OpenID Provider (Entra ID, Google Workspace...).
+"""The OIDC backend: one per upstream OpenID Provider (Entra ID, Google Workspace...).
 
 SATOSA's ``OpenIDConnectBackend`` drives pyoidc's ``Client``, which (a) accepts
 ``alg=none`` ID tokens, (b) keeps every login's grant in a per-process dict that
@@ -7,7 +7,9 @@ shape and pyoidc's message model for the provider configuration, and does the
 code exchange and ID-token validation itself:
 
 * authorization request with ``state``, ``nonce`` and PKCE S256 (RFC 7636 §4.2),
-  all kept in the sealed flow state, so any instance can take the callback;
+  all kept in the login flow (:meth:`~broker.login.flow.LoginFlow.upstream_sent`),
+  so any instance can take the callback, and only for this IdP: the callback is
+  refused unless the flow waits for this backend;
 * the code is exchanged once, with ``client_secret_post`` or ``_basic`` as the
   provider supports (RFC 6749 §2.3.1);
 * the ID token is verified by :mod:`broker.verify` (asymmetric algorithms only,
@@ -26,11 +28,11 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from satosa.backends.base import BackendModule
-from satosa.context import Context
 from satosa.internal import AuthenticationInformation, InternalData
 from satosa.response import Redirect
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
+from broker.login.context import LoginContext
 from broker.tokens.grants import s256
 from broker.verify import InvalidToken, TokenVerifier
 
@@ -60,35 +62,42 @@ class BrokerOidcBackend(BackendModule):
             typ=None, allowed_algs=("RS256", "ES256", "PS256", "ES384", "RS384", "ES512", "RS512"),
             http_get=_http_get(self.http))
 
-    def start_auth(self, context: Context, internal_request: InternalData) -> Redirect:
+    def start_auth(self, context: LoginContext, internal_request: InternalData) -> Redirect:
+        flow = context.flow
+        if flow is None:
+            raise ExpiredFlow("no login in progress")
+        flow.waiting_for(self.name)
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        context.state[self.name] = {"state": state, "nonce": nonce, "verifier": verifier}
+        context.flow = flow.upstream_sent(state=state, nonce=nonce, verifier=verifier)
         challenge = s256(verifier)
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
                   "scope": self.scope, "state": state, "nonce": nonce,
                   "code_challenge": challenge, "code_challenge_method": "S256"}
-        authn = context.get_decoration("digione.authn") or {}
-        if authn.get("login_hint"):
-            params["login_hint"] = authn["login_hint"]
-        if authn.get("ui_locales"):
-            params["ui_locales"] = authn["ui_locales"]
-        if "login" in (authn.get("prompt") or ()):
+        service = flow.service
+        if service.login_hint:
+            params["login_hint"] = service.login_hint
+        if flow.lang or service.ui_locales:
+            params["ui_locales"] = flow.lang or service.ui_locales or ""
+        if service.force_login:
             params["prompt"] = "login"
-        if authn.get("max_age") is not None:
-            params["max_age"] = str(authn["max_age"])
+        if service.max_age is not None:
+            params["max_age"] = str(service.max_age)
         endpoint = self.provider["authorization_endpoint"]
         return Redirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
 
     def register_endpoints(self):
         return [(f"^{urlsplit(self.redirect_uri).path.lstrip('/')}$", self.response_endpoint)]
 
-    def response_endpoint(self, context: Context, *args) -> Any:
-        flow = context.state.get(self.name) if context.state else None
-        if not flow:
-            raise ExpiredFlow("OIDC callback without a flow in progress")
+    def response_endpoint(self, context: LoginContext, *args: Any) -> Any:
+        flow = context.flow
+        if flow is None:
+            raise ExpiredFlow(f"OIDC callback without a login in progress ({context.flow_problem or 'no flow cookie'})")
+        upstream = flow.waiting_for(self.name)
+        if not upstream.state or not upstream.nonce or not upstream.verifier:
+            raise InvalidResponse("the flow sent no request to this IdP")
         params = context.request or {}
         # RFC 6749 §10.12: the state binds the callback to the browser that started the flow.
-        if not params.get("state") or not secrets.compare_digest(str(params["state"]), flow["state"]):
+        if not isinstance(params.get("state"), str) or not secrets.compare_digest(params["state"], upstream.state):
             raise InvalidResponse("state does not match the flow")
         # RFC 9207 §2.4: when the provider names itself, it must be the one we asked.
         if params.get("iss") and params["iss"] != self.provider["issuer"]:
@@ -98,13 +107,15 @@ class BrokerOidcBackend(BackendModule):
         code = params.get("code")
         if not code:
             raise InvalidResponse("no code in the authorization response")
-        tokens = self._exchange(code, flow["verifier"])
-        claims = self._verify_id_token(tokens.get("id_token"), flow["nonce"])
-        context.state.pop(self.name, None)
+        if not isinstance(code, str):
+            raise InvalidResponse("the code is not a string")
+        tokens = self._exchange(code, upstream.verifier)
+        claims = self._verify_id_token(tokens.get("id_token"), upstream.nonce)
         attributes = {name: _as_strings(value) for name, value in claims.items()
                       if name not in ("nonce", "at_hash", "c_hash", "aud", "exp", "iat", "nbf", "azp", "uti",
                                       "rh", "aio")}
-        logger.info("oidc response accepted idp=%s claims=%d", self.name, len(attributes))
+        logger.info("oidc response accepted idp=%s claims=%d correlation_id=%s", self.name, len(attributes),
+                    context.correlation_id)
         return self.auth_callback_func(context, InternalData(
             auth_info=AuthenticationInformation(
                 auth_class_ref=claims.get("acr"), timestamp=str(claims.get("auth_time") or claims.get("iat")),

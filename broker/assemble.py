@@ -1,0 +1,306 @@
+"""Assembling the login path from the registry: nobody hand-writes per-city SATOSA YAML.
+
+:func:`load_registry` reads and validates tenants, mapping rules and relying
+parties (all or nothing).  :func:`assemble` turns a registry into a running
+:class:`~broker.login.proxy.Proxy`: the plugins' configuration
+(:func:`plugin_config`, which ``broker config dump`` prints), then the plugins
+themselves — one SAML backend (one SP entity for all SAML IdPs), one OIDC
+backend per OIDC IdP, the OIDC provider and SAML IdP frontends, the operator's
+SATOSA micro-services — and the :class:`~broker.login.steps.Login` that runs
+them.  Building is the only place that reads files or the network; the login
+path never does.  A later registry change builds a new proxy and swaps it in,
+with no restart.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+from typing import Any, Mapping
+
+import requests
+from saml2 import BINDING_HTTP_POST
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
+
+from broker import mapping
+from broker.backends.oidc import BrokerOidcBackend
+from broker.backends.oidc_discovery import ProviderUnavailable, provider_configuration
+from broker.backends.saml import ACS_PATH, METADATA_PATH as SP_METADATA_PATH, SamlBackend
+from broker.backends.unavailable import UnavailableBackend
+from broker.derive import derive_key
+from broker.discovery import DiscoveryPages
+from broker.frontends.oidc import OIDCFrontend
+from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH, SSO_PATHS, SamlIdpFrontend
+from broker.login import plugins
+from broker.login.cookies import Cookies
+from broker.login.discovery import DiscoveryEndpoints
+from broker.login.proxy import Proxy
+from broker.login.router import Router
+from broker.login.seal import FlowSeal
+from broker.login.steps import Login
+from broker.home import HomePage
+from broker.pki import ensure_keypair
+from broker.proxy.saml_metadata import MetadataUnavailable, pinned_metadata
+from broker.proxy.xmlsig import check_libxml2, configure_signatures, pysaml2_config_overrides
+from broker.registry.relying_parties import RelyingParties
+from broker.registry.tenants import IdentityProvider, Tenant, Tenants, load_tenants
+from broker.sessions import SsoSessions
+from broker.settings import ROOT, Settings
+from broker.store import Store
+
+logger = logging.getLogger(__name__)
+
+SAML_BACKEND = "saml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    """Everything the login path is built from, validated."""
+
+    tenants: Tenants
+    parties: RelyingParties
+    rulesets: Mapping[str, Any]          # compiled mapping rules by "<tenant>/<idp>"
+
+
+def tenant_scope(tenant: Tenant) -> mapping.TenantScope:
+    return mapping.TenantScope(
+        tenant_id=tenant.id, provider_oid=tenant.provider_oid, provider_names=dict(tenant.provider_names),
+        schools={s.code: mapping.School(code=s.code, oid=s.oid, names=dict(s.names), active=s.active)
+                 for s in tenant.schools})
+
+
+def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Registry:
+    """Load and validate tenants, their mapping rules and the relying parties.
+
+    Raises :class:`~broker.registry.tenants.TenantError` (every problem, with file
+    and field) or :class:`~broker.registry.relying_parties.RegistrationError`.
+    """
+    rulesets: dict[str, Any] = {}
+
+    def check_mapping(tenant: Tenant, idp: IdentityProvider) -> str | None:
+        try:
+            rulesets[idp.key] = mapping.Ruleset.from_config(
+                dict(idp.mapping), tenant=tenant_scope(tenant), idp_id=idp.id, source=tenant.source)
+        except mapping.RuleError as exc:
+            return f"{exc.path[len('mapping.'):] if exc.path.startswith('mapping.') else exc.path}: " \
+                   f"expected {exc.expected}"
+        return None
+
+    tenants = load_tenants(settings.tenants_dir, metadata_dir=settings.metadata_dir, root=ROOT,
+                           environ=settings.environ if environ is None else environ, check_mapping=check_mapping)
+    parties = RelyingParties.load(settings.registry_dir)
+    return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
+
+
+def _saml_idps(registry: Registry) -> list[IdentityProvider]:
+    return [idp for t in registry.tenants for idp in t.identity_providers if idp.type == "saml"]
+
+
+def _oidc_idps(registry: Registry) -> list[IdentityProvider]:
+    return [idp for t in registry.tenants for idp in t.identity_providers if idp.type == "oidc"]
+
+
+# -- the plugins' configuration ------------------------------------------------------------------
+
+def plugin_config(settings: Settings, registry: Registry, *, providers: Mapping[str, dict] | None = None,
+                  remote_metadata: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """The configuration of every plugin for ``registry`` (JSON-able; secrets are left out)."""
+    base = settings.base_url
+    keys = settings.keys_dir
+    sp_key, sp_cert = ensure_keypair(keys, "saml-sp", common_name=f"{base}/{SP_METADATA_PATH}")
+    idp_key, idp_cert = ensure_keypair(keys, "saml-idp", common_name=f"{base}/{IDP_METADATA_PATH}")
+    saml_idps = _saml_idps(registry)
+    backends: list[dict[str, Any]] = []
+    if saml_idps:
+        backends.append({
+            "module": f"{SamlBackend.__module__}.{SamlBackend.__qualname__}",
+            "name": SAML_BACKEND,
+            "config": {"sp_config": {
+                "entityid": f"{base}/{SP_METADATA_PATH}",
+                "key_file": str(sp_key), "cert_file": str(sp_cert),
+                "encryption_keypairs": [{"key_file": str(sp_key), "cert_file": str(sp_cert)}],
+                "metadata": {
+                    "local": sorted({str(i.metadata.file) for i in saml_idps if i.metadata and i.metadata.file}),
+                    "inline": [xml for xml in (remote_metadata or {}).values() if xml],
+                },
+                "accepted_time_diff": 60,
+                **pysaml2_config_overrides(),
+                "service": {"sp": {
+                    "name": "DigiOne Login",
+                    "endpoints": {"assertion_consumer_service": [(f"{base}/{ACS_PATH}", BINDING_HTTP_POST)]},
+                    "allow_unsolicited": False,
+                    "authn_requests_signed": False,
+                    "want_response_signed": False,
+                    "want_assertions_signed": True,
+                    "want_assertions_or_response_signed": True,
+                    "name_id_format": [NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT],
+                    "name_id_format_allow_create": True,
+                }},
+            }},
+        })
+    for idp in _oidc_idps(registry):
+        backends.append({
+            "module": f"{BrokerOidcBackend.__module__}.{BrokerOidcBackend.__qualname__}",
+            "name": idp.backend_name,
+            "config": {
+                "client_id": idp.client_id,
+                "redirect_uri": f"{base}/oidc/{idp.tenant_id}/{idp.id}/callback",
+                "scopes": list(idp.scopes),
+                "issuer": idp.issuer,
+                "provider_metadata": (providers or {}).get(idp.key),
+            },
+        })
+    frontends = [
+        {"module": f"{OIDCFrontend.__module__}.{OIDCFrontend.__qualname__}", "name": "oidc",
+         "config": {"issuer": base}},
+        {"module": f"{SamlIdpFrontend.__module__}.{SamlIdpFrontend.__qualname__}", "name": "saml_idp",
+         "config": {"idp_config": {
+             "entityid": f"{base}/{IDP_METADATA_PATH}",
+             "key_file": str(idp_key), "cert_file": str(idp_cert),
+             "metadata": {"inline": [sp.metadata_xml for sp in registry.parties.sps.values()]},
+             "accepted_time_diff": 60,
+             **pysaml2_config_overrides(),
+             "service": {"idp": {
+                 "name": "DigiOne Login",
+                 "endpoints": {"single_sign_on_service": [
+                     (f"{base}/{path}", binding) for binding, path in SSO_PATHS.items()]},
+                 "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                 "policy": {"default": {"sign_response": True, "sign_assertion": True,
+                                        "lifetime": {"minutes": 5}}},
+                 "want_authn_requests_signed": False,
+             }},
+         }}},
+    ]
+    return {"frontends": frontends, "backends": backends,
+            "micro_services": list(settings.extra.get("micro_services") or ())}
+
+
+# -- what the build reads from the network ----------------------------------------------------------
+
+def upstream_providers(registry: Registry, store: Store, http: requests.Session) -> dict[str, dict | None]:
+    """Discovery documents of every OIDC IdP; ``None`` for those unavailable now.
+
+    Fetched once per issuer and concurrently: 300 cities' Entra tenants must not
+    make start-up wait for 300 round trips in a row.
+    """
+    oidc = _oidc_idps(registry)
+
+    def fetch(issuer: str) -> dict | None:
+        try:
+            return provider_configuration(issuer, store=store, http=http)
+        except ProviderUnavailable as exc:
+            logger.error("upstream IdP unavailable issuer=%s reason=%s", issuer, exc)
+            return None
+
+    issuers = sorted({idp.issuer for idp in oidc if idp.issuer})
+    if not issuers:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(issuers))) as pool:
+        documents = dict(zip(issuers, pool.map(fetch, issuers)))
+    return {idp.key: documents[idp.issuer] for idp in oidc if idp.issuer}
+
+
+def remote_saml_metadata(registry: Registry, store: Store, http: requests.Session) -> dict[str, str | None]:
+    """Metadata of SAML IdPs named by URL, verified against their pins; ``None`` if unavailable."""
+    documents: dict[str, str | None] = {}
+    for idp in _saml_idps(registry):
+        if idp.metadata and idp.metadata.url:
+            try:
+                documents[idp.key] = pinned_metadata(idp.metadata.url, idp.metadata.signing_cert_sha256,
+                                                     store=store, http=http)
+            except MetadataUnavailable as exc:
+                logger.error("upstream IdP unavailable idp=%s reason=%s", idp.key, exc)
+                documents[idp.key] = None
+    return documents
+
+
+# -- building ---------------------------------------------------------------------------------------
+
+def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
+             keyring: Any = None) -> Proxy:
+    """Build the login path for ``registry``; reads keys and upstream metadata, once."""
+    from broker.tokens import KeyRing, build_provider
+
+    check_libxml2()
+    http = http or requests.Session()
+    config = plugin_config(settings, registry, providers=upstream_providers(registry, store, http),
+                           remote_metadata=remote_saml_metadata(registry, store, http))
+    pairwise_salt = settings.pairwise_salt
+    keyring = keyring or KeyRing(store, settings.master_secret)
+    keyring.ensure()
+
+    def subject(client: Any, identity: Mapping[str, Any]) -> str:
+        return mapping.subject_for(identity, policy=client.policy, salt=pairwise_salt, sector=client.sector)
+
+    def release_claims(client: Any, identity: Mapping[str, Any], granted_scopes: Any) -> dict[str, Any]:
+        return mapping.release_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes),
+                                      subject=subject(client, identity))
+
+    def release_saml(sp_entity_id: str, identity: Mapping[str, Any]) -> tuple[dict[str, list[str]], str]:
+        sp = registry.parties.sp_for_entity(sp_entity_id)  # the frontend only answers registered SPs
+        name_id = mapping.subject_for(identity, policy=sp.policy, salt=pairwise_salt, sector=sp.sector)
+        return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
+
+    cookies = Cookies(secure=settings.secure_cookies)
+    sessions = SsoSessions(store, ttl=settings.lifetimes.sso_session)
+    request_services, response_services = plugins.load(config["micro_services"], settings.base_url)
+    login = Login(base_url=settings.base_url, request_services=request_services,
+                  response_services=response_services, tenants=registry.tenants, rulesets=registry.rulesets,
+                  user_id_salt=settings.user_id_salt, log_salt=derive_key(settings.master_secret, b"log-user-ref"),
+                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice)
+
+    def end_session(context: Any) -> None:
+        token = context.cookies.get(cookies.sso)
+        context.set_cookie(cookies.expire(cookies.sso))
+        sessions.end(token)
+
+    internal_attributes: dict[str, Any] = {"attributes": {}}
+    frontends: dict[str, Any] = {}
+    for spec in config["frontends"]:
+        if spec["module"].endswith(OIDCFrontend.__qualname__):
+            provider = build_provider(
+                issuer=settings.base_url, store=store, clients=registry.parties, keyring=keyring,
+                release=release_claims, subject=subject,
+                lifetimes={name: getattr(settings.lifetimes, name)
+                           for name in ("code", "access_token", "id_token", "refresh_token")},
+                scopes_supported=tuple(mapping.SCOPES), resource_audiences=settings.resource_audiences,
+                introspection_clients=settings.introspection_clients,
+                claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}))
+            frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes,
+                                                   {"provider": provider, "end_session": end_session},
+                                                   settings.base_url, spec["name"])
+        else:
+            frontends[spec["name"]] = SamlIdpFrontend(login.begin, internal_attributes, spec["config"],
+                                                      settings.base_url, spec["name"], release=release_saml,
+                                                      configure_entity=configure_signatures)
+
+    secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
+    backends: dict[str, Any] = {}
+    for spec in config["backends"]:
+        name = spec["name"]
+        if name == SAML_BACKEND:
+            backends[name] = SamlBackend(login.upstream_answered, internal_attributes, spec["config"],
+                                         settings.base_url, name, idps={i.key: i for i in _saml_idps(registry)},
+                                         store=store, flow_ttl=settings.lifetimes.flow,
+                                         configure_entity=configure_signatures)
+        elif spec["config"]["provider_metadata"] is None:
+            backends[name] = UnavailableBackend(login.upstream_answered, internal_attributes, spec["config"],
+                                                settings.base_url, name)
+        else:
+            backends[name] = BrokerOidcBackend(login.upstream_answered, internal_attributes,
+                                               {**spec["config"], "client_secret": secrets_by_backend[name]},
+                                               settings.base_url, name, http=http)
+    login.plug(frontends=frontends, backends=backends)
+
+    router = Router()
+    HomePage(settings.base_url).register(router)
+    DiscoveryEndpoints(login, DiscoveryPages(registry.tenants, settings.base_url)).register(router)
+    for name, frontend in frontends.items():
+        router.add_endpoints(frontend.register_endpoints(list(backends)), owner=("frontend", name))
+    for name, backend in backends.items():
+        router.add_endpoints(backend.register_endpoints(), owner=("backend", name))
+    for service in (*request_services, *response_services):
+        router.add_endpoints(service.register_endpoints(), owner=("micro_service", service.name))
+    seal = FlowSeal(settings.master_secret, name=cookies.flow, max_age=settings.lifetimes.flow)
+    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url)

@@ -1,0 +1,1 @@
+"""SATOSA backends: the protocols the broker speaks to the cities' IdPs (SAML SP, OpenID Connect RP)."""

@@ -1,0 +1,289 @@
+"""The SAML IdP frontend: the broker as one SAML identity provider for every service provider.
+
+A SATOSA ``FrontendModule`` on pysaml2's ``Server`` (one IdP entity for all city
+IdPs: the broker chooses the city, :mod:`broker.login.selection`).  URLs:
+metadata ``/saml2/idp/metadata``, SSO ``/saml2/idp/sso/redirect`` and
+``/saml2/idp/sso/post``.
+
+The ``<AuthnRequest>`` (SAML Core §3.4.1), checked before a login begins:
+
+* the Issuer is a registered SP (else a page, never a Response to an unknown party);
+* signed as the SP's metadata demands (``AuthnRequestsSigned="true"``, Metadata
+  §2.4.4): the HTTP-Redirect signature (Bindings §3.4.4.1) or the enveloped one
+  (POST), verified with the SP's metadata keys; a signature that is present is
+  verified even when not required;
+* the ACS is one of the SP's metadata endpoints with the HTTP-POST binding;
+* ``IsPassive`` (no page may be shown) and ``ForceAuthn`` become the login's
+  ``prompt``; a requested ``<Subject>`` names the only user who may be answered.
+
+The answer: a signed Response and signed assertion with a pairwise persistent
+NameID and only what the SP's release policy allows (MPASSid or DigiOne
+profile), or a Response with an error ``<Status>``: ``NoPassive`` when
+``IsPassive`` could not be honoured, ``RequestDenied`` when the service's rules
+refused the user, ``AuthnFailed`` otherwise (Core §3.2.2.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import logging
+import zlib
+from html import escape
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from lxml import etree
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
+from saml2.attribute_converter import AttributeConverter
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.response import IncorrectlySigned
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.server import Server
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from satosa.frontends.base import FrontendModule
+from satosa.internal import InternalData
+from satosa.response import Response
+
+from broker.errors import BrokerError, ExpiredFlow, UnknownClient
+from broker.login.context import LoginContext
+from broker.login.flow import SamlRequest, ServiceRequest
+from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
+from broker.proxy import xmlsig
+
+logger = logging.getLogger("broker.frontends.saml")
+
+SSO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/idp/sso/redirect", BINDING_HTTP_POST: "saml2/idp/sso/post"}
+METADATA_PATH = "saml2/idp/metadata"
+_HINT_PREFIXES = ("urn:digione:idp:", "urn:mpass.id:authnsource:")
+_SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+_MAX_REQUEST = 64 * 1024
+UNSPECIFIED_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
+
+#: The login's errors as SAML second-level status codes (Core §3.2.2.2).
+STATUS = {"login_required": samlp.STATUS_NO_PASSIVE, "access_denied": samlp.STATUS_REQUEST_DENIED}
+
+#: ``release(sp_entity_id, identity) -> (attributes by SAML Name URI, pairwise NameID)``
+Release = Callable[[str, Mapping[str, Any]], tuple[dict[str, list[str]], str]]
+
+# The auto-submit of the HTTP-POST binding (Bindings §3.5.4); allowed by its hash, nothing else runs.
+_SUBMIT = "document.forms[0].submit();"
+_SUBMIT_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_SUBMIT.encode()).digest()).decode() + "'"
+
+
+class RequestRefused(BrokerError):
+    """An AuthnRequest the broker will not answer with a Response (shown to the person)."""
+
+
+class SamlIdpFrontend(FrontendModule):
+    """One SAML IdP for all registered SPs.
+
+    ``config``: ``idp_config`` (pysaml2's IdP configuration: entity id, keys, SP
+    metadata inline, endpoints).  ``release`` decides what each SP receives;
+    ``configure_entity`` installs the in-process signature backend.
+    """
+
+    def __init__(self, auth_req_callback_func: Callable[..., Any], internal_attributes: dict[str, Any],
+                 config: Mapping[str, Any], base_url: str, name: str, *, release: Release,
+                 configure_entity: Callable[[Any], Any]):
+        super().__init__(auth_req_callback_func, internal_attributes, base_url, name)
+        self.release = release
+        idp_config = copy.deepcopy(config["idp_config"])
+        self.idp = Server(config=IdPConfig().load(copy.deepcopy(idp_config)))
+        # pysaml2 checks request signatures only when the IdP wants them all signed; the SP's metadata
+        # decides here, so a second server, identical but strict, verifies the SPs that sign.
+        strict = copy.deepcopy(idp_config)
+        strict["service"]["idp"]["want_authn_requests_signed"] = True
+        self.strict_idp = Server(config=IdPConfig().load(strict))
+        for server in (self.idp, self.strict_idp):
+            server.config.attribute_converters = [ReleaseConverter()]
+            configure_entity(server)
+        self.entity_id: str = self.idp.config.entityid
+        # pysaml2's metadata lookups scan every source (one per SP): the SPs are indexed once.
+        self.sps: dict[str, bool] = {}
+        for entity in self.idp.metadata.keys():
+            descriptors = self.idp.metadata[entity].get("spsso_descriptor") or ()
+            if descriptors:
+                self.sps[entity] = any(str(d.get("authn_requests_signed", "")).lower() in ("true", "1")
+                                       for d in descriptors)
+        self._metadata_xml: str | None = None
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def register_endpoints(self, backend_names: Any) -> list[tuple[str, Callable[[LoginContext], Response]]]:
+        endpoints: list[tuple[str, Callable[[LoginContext], Response]]] = [
+            (f"^{path}$", self._sso(binding)) for binding, path in SSO_PATHS.items()]
+        endpoints.append((f"^{METADATA_PATH}$", self.metadata_endpoint))
+        return endpoints
+
+    def _sso(self, binding: str) -> Callable[[LoginContext], Response]:
+        def endpoint(context: LoginContext) -> Response:
+            return self.handle_authn_request(context, binding)
+        return endpoint
+
+    def metadata_endpoint(self, context: LoginContext) -> Response:
+        if self._metadata_xml is None:
+            self._metadata_xml = create_metadata_string(None, self.idp.config, 4, None, None, None, None,
+                                                        None).decode("utf-8")
+        return Response(self._metadata_xml, content="text/xml")
+
+    # -- the request ---------------------------------------------------------------------------
+
+    def handle_authn_request(self, context: LoginContext, binding: str) -> Response:
+        params = context.request or {}
+        encoded = params.get("SAMLRequest")
+        if not isinstance(encoded, str) or not encoded or len(encoded) > _MAX_REQUEST:
+            raise RequestRefused("no SAMLRequest in the request")
+        requester, signed = _peek(encoded, binding)
+        if requester not in self.sps:
+            raise UnknownClient("AuthnRequest from a service provider that is not registered")
+        if binding == BINDING_HTTP_REDIRECT:
+            signed = bool(params.get("Signature") or params.get("SigAlg"))
+        must_sign = self.sps[requester]
+        if must_sign and not signed:
+            raise RequestRefused("unsigned AuthnRequest from an SP whose metadata says AuthnRequestsSigned "
+                                 "(Metadata §2.4.4)")
+        server = self.strict_idp if signed else self.idp
+        try:
+            info = server.parse_authn_request(
+                encoded, binding, relay_state=params.get("RelayState"), sigalg=params.get("SigAlg"),
+                signature=params.get("Signature"))
+        except IncorrectlySigned:
+            raise RequestRefused("AuthnRequest signature does not verify with the SP's metadata keys "
+                                 "(Bindings §3.4.4.1, Core §5)") from None
+        except Exception as exc:  # pysaml2 raises many types for malformed input
+            raise RequestRefused(f"AuthnRequest not acceptable: {exc.__class__.__name__}") from None
+        if info is None:
+            raise RequestRefused("AuthnRequest not acceptable")
+        message = info.message
+        if message.issuer is None or _text(message.issuer) != requester:
+            raise RequestRefused("the AuthnRequest's Issuer changed between reading and verifying")
+        try:
+            args = self.idp.response_args(message, [BINDING_HTTP_POST])
+        except Exception as exc:
+            raise RequestRefused(f"no HTTP-POST assertion consumer service for the request "
+                                 f"({exc.__class__.__name__})") from None
+        if not args.get("destination"):
+            raise RequestRefused("no HTTP-POST assertion consumer service for the request")
+        refs = [_text(ref) for ref in getattr(message.requested_authn_context, "authn_context_class_ref", None) or ()]
+        hint = next((ref for ref in refs if ref.startswith(_HINT_PREFIXES)), None)
+        if hint and hint.startswith("urn:digione:idp:"):
+            hint = hint[len("urn:digione:idp:"):]
+        passive = str(message.is_passive).lower() in ("true", "1")
+        force = str(message.force_authn).lower() in ("true", "1")
+        subject = _text(message.subject.name_id) if message.subject is not None and message.subject.name_id else None
+        saml_request = SamlRequest(
+            sp=requester, request_id=message.id, acs_url=args["destination"], binding=BINDING_HTTP_POST,
+            relay_state=params.get("RelayState"), force_authn=force, is_passive=passive, subject=subject or None,
+            authn_context=tuple(r for r in refs if r))
+        lang = params.get("lang") or (context.qs_params or {}).get("lang")
+        request = ServiceRequest(
+            protocol="saml", frontend=self.name, requester=requester, requester_name=requester,
+            prompt=(("none",) if passive else ()) + (("login",) if force else ()), idp_hint=hint,
+            ui_locales=lang if isinstance(lang, str) else None, saml=saml_request)
+        response: Response = self.auth_req_callback_func(context, request)
+        return response
+
+    # -- the answer ----------------------------------------------------------------------------
+
+    def _request(self, context: LoginContext) -> SamlRequest:
+        flow = context.flow
+        if flow is None or flow.service.saml is None or flow.service.frontend != self.name:
+            raise ExpiredFlow("no SAML AuthnRequest in the flow")
+        return flow.service.saml
+
+    def handle_authn_response(self, context: LoginContext, internal_response: InternalData) -> Response:
+        request = self._request(context)
+        attributes, name_id = self.release(request.sp, internal_response.attributes or {})
+        auth = internal_response.auth_info
+        response = self.idp.create_authn_response(
+            identity=attributes, in_response_to=request.request_id, destination=request.acs_url,
+            sp_entity_id=request.sp,
+            name_id=NameID(text=name_id, format=NAMEID_FORMAT_PERSISTENT, sp_name_qualifier=request.sp,
+                           name_qualifier=self.entity_id),
+            authn={"class_ref": auth.auth_class_ref or UNSPECIFIED_CONTEXT, "authn_auth": auth.issuer},
+            sign_response=True, sign_assertion=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+        return self._post(request, str(response))
+
+    def deny(self, context: LoginContext, error: str, description: str) -> Response:
+        request = self._request(context)
+        status = STATUS.get(error, samlp.STATUS_AUTHN_FAILED)
+        response = self.idp.create_error_response(request.request_id, request.acs_url, (status, description),
+                                                  sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+        return self._post(request, str(response))
+
+    def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool:
+        """Core §3.4.1: with a requested ``<Subject>``, only that user may be answered."""
+        if service.saml is None or service.saml.subject is None:
+            return True
+        _, name_id = self.release(service.saml.sp, identity)
+        return name_id == service.saml.subject
+
+    def _post(self, request: SamlRequest, xml: str) -> Response:
+        """The HTTP-POST binding's page (Bindings §3.5.4): an auto-submitted form, never cached."""
+        fields = {"SAMLResponse": base64.b64encode(xml.encode("utf-8")).decode()}
+        if request.relay_state is not None:
+            fields["RelayState"] = request.relay_state
+        inputs = "".join(f'<input type="hidden" name="{name}" value="{escape(value)}">'
+                         for name, value in fields.items())
+        html = ('<!doctype html><html><head><meta charset="utf-8"><title>DigiOne</title></head><body>'
+                f'<form method="post" action="{escape(request.acs_url)}">{inputs}'
+                '<noscript><button type="submit">Continue</button></noscript></form>'
+                f"<script>{_SUBMIT}</script></body></html>")
+        target = urlsplit(request.acs_url)
+        response = Response(html, content="text/html; charset=utf-8")
+        response.headers.extend([
+            ("Cache-Control", "no-store"), ("Pragma", "no-cache"),
+            ("Content-Security-Policy", f"default-src 'none'; script-src {_SUBMIT_HASH}; "
+                                        f"form-action {target.scheme}://{target.netloc}; frame-ancestors 'none'; "
+                                        "base-uri 'none'")])
+        return response
+
+    def handle_backend_error(self, exception: Any) -> Response:
+        raise NotImplementedError("the login ends a flow through deny(), with the flow at hand")
+
+
+def _peek(encoded: str, binding: str) -> tuple[str | None, bool]:
+    """The Issuer of an encoded AuthnRequest and whether it carries an enveloped signature (not yet verified).
+
+    Only to pick the SP's rules; everything used afterwards comes from pysaml2's verified parse.
+    """
+    try:
+        raw = base64.b64decode(encoded)
+        if binding == BINDING_HTTP_REDIRECT:
+            raw = zlib.decompressobj(-15).decompress(raw, _MAX_REQUEST * 8)
+        root = xmlsig.parse(raw)
+    except Exception:
+        raise RequestRefused("SAMLRequest is not an encoded XML message (Bindings §3.4.4, §3.5.4)") from None
+    if root.tag != f"{{{_SAMLP}}}AuthnRequest":
+        raise RequestRefused("the SAMLRequest is not an AuthnRequest")
+    issuer = root.find(f"{{{_SAML}}}Issuer")
+    if issuer is None or len(issuer) or any(isinstance(n, (etree._Comment, etree._ProcessingInstruction))
+                                            for n in issuer.iter()):
+        return None, False
+    return (issuer.text or "").strip() or None, root.find(f"{{{_DS}}}Signature") is not None
+
+
+def _text(node: Any) -> str:
+    return (getattr(node, "text", None) or "").strip()
+
+
+class ReleaseConverter(AttributeConverter):
+    """Emits released attributes by their URI names, NameFormat uri, with FriendlyNames.
+
+    The release policy already produced attributes keyed by SAML Name; pysaml2's
+    map-based converters would need a unique local name per attribute, which the
+    two profiles do not have (both release a ``nickname``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(NAME_FORMAT_URI)
+
+    def to_(self, attrvals: Mapping[str, list[Any]]) -> list[saml.Attribute]:
+        return [saml.Attribute(name=name, name_format=NAME_FORMAT_URI, friendly_name=SAML_FRIENDLY_NAMES.get(name),
+                               attribute_value=[saml.AttributeValue(text=str(v)) for v in values])
+                for name, values in attrvals.items()]

@@ -1,0 +1,278 @@
+"""The steps of a login, in the order they run.
+
+::
+
+    1. request      a frontend validated the service's request       -> begin()
+                    request micro-services (SATOSA plugins)
+    2. selection    SSO session, hint, or the city page              -> select(), choose()
+    3. upstream     the backend sends the person to the city's IdP   -> to_upstream()
+    4. response     the backend verified the answer against the flow -> upstream_answered()
+    5. mapping      the tenant's rules make the canonical identity
+                    response micro-services (SATOSA plugins)
+    6. release      the broker session is written; the frontend      -> release()
+    7. answer       issues the code or the signed assertion
+
+Error exits are explicit: :meth:`Login.deny` answers the *service* (OIDC
+``error=login_required``/``access_denied``, a SAML ``<Status>``); any
+:class:`~broker.errors.BrokerError` raised on the way is shown to the *person*
+by the proxy (:mod:`broker.login.proxy`) with a correlation id.
+
+Every step reads and writes :attr:`LoginContext.flow` and nothing else carries
+the login: the flow names the IdP it waits for, so an answer from any other IdP
+is refused (:meth:`LoginFlow.waiting_for`), and the mapping rules applied are
+always those of the IdP whose message was verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from typing import Any, Callable, Mapping, Protocol
+from urllib.parse import urlencode
+
+from satosa.exception import SATOSAAuthenticationError
+from satosa.internal import AuthenticationInformation, InternalData
+from satosa.micro_services.base import MicroService
+from satosa.response import Redirect, Response
+
+from broker.errors import BrokerError, ExpiredFlow, IdpError, InvalidResponse, NoUserId
+from broker.login import plugins
+from broker.login.context import Answer, LoginContext
+from broker.login.cookies import Cookies
+from broker.login.flow import LoginFlow, ServiceRequest
+from broker.login.selection import Choice, IdpSelector
+from broker.registry.tenants import IdentityProvider, Tenants
+from broker.sessions import SsoSessions
+
+logger = logging.getLogger("broker.login")
+
+
+class Frontend(Protocol):
+    """What the login needs of a frontend (besides SATOSA's ``FrontendModule`` interface)."""
+
+    name: str
+
+    def handle_authn_response(self, context: LoginContext, internal_response: InternalData) -> Response: ...
+
+    def deny(self, context: LoginContext, error: str, description: str) -> Response: ...
+
+    def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool: ...
+
+
+class Login:
+    """The login transaction of one registry version: its plugins, rules and stores."""
+
+    def __init__(self, *, base_url: str, request_services: list[MicroService],
+                 response_services: list[MicroService], tenants: Tenants, rulesets: Mapping[str, Any],
+                 user_id_salt: bytes, log_salt: bytes, sessions: SsoSessions, cookies: Cookies, remember_ttl: int):
+        self.base_url = base_url
+        self.frontends: Mapping[str, Frontend] = {}
+        self.backends: Mapping[str, Any] = {}
+        self.tenants = tenants
+        self.rulesets = rulesets
+        self.sessions = sessions
+        self.cookies = cookies
+        self.selector = IdpSelector(tenants)
+        self.remember_ttl = remember_ttl
+        self._user_id_salt = user_id_salt
+        self._log_salt = log_salt
+        self._request_chain: Callable[[LoginContext, InternalData], Response] = \
+            plugins.chain(request_services, self.select)
+        self._response_chain: Callable[[LoginContext, InternalData], Response] = \
+            plugins.chain(response_services, self.release)
+
+    def plug(self, *, frontends: Mapping[str, Frontend], backends: Mapping[str, Any]) -> None:
+        """Attach the frontends and backends (built with this login's :meth:`begin` and
+        :meth:`upstream_answered` as their SATOSA callbacks)."""
+        self.frontends = dict(frontends)
+        self.backends = dict(backends)
+
+    # -- 1. the service's request ------------------------------------------------------------
+
+    def begin(self, context: LoginContext, request: ServiceRequest) -> Response:
+        """A frontend validated ``request``: a new flow begins (any earlier one in this browser ends)."""
+        context.flow = LoginFlow.begin(request)
+        context.target_frontend = request.frontend
+        internal = InternalData(requester=request.requester,
+                                requester_name=[{"text": request.requester_name, "lang": "en"}])
+        return self._guarded(context, self._request_chain, internal)
+
+    # -- 2. choosing the IdP -------------------------------------------------------------------
+
+    def select(self, context: LoginContext, internal: InternalData) -> Response:
+        """Sign in from the broker session if it fits; else go to the IdP the request names, or the city page."""
+        flow = _flow(context)
+        service = flow.service
+        choice = self.selector.from_request(service)
+        if not service.force_login:
+            sid, session = self.sessions.get(context.cookies.get(self.cookies.sso))
+            if session is not None and sid is not None and self._session_fits(session, service, choice):
+                return self.from_session(context, sid, session)
+        if service.passive:
+            # OIDC Core §3.1.2.1 prompt=none; SAML Core §3.4.1 IsPassive: never show a page.
+            return self.deny(context, "login_required", "no broker session to sign in from")
+        if choice.idp is not None:
+            return self.to_upstream(context, choice.idp)
+        return self.to_discovery(context, choice)
+
+    def to_discovery(self, context: LoginContext, choice: Choice) -> Response:
+        query = {"tenant": choice.tenant.id} if choice.tenant else {}
+        lang = _flow(context).lang
+        if lang:
+            query["lang"] = lang
+        return Redirect(f"{self.base_url}/disco" + (f"?{urlencode(query)}" if query else ""))
+
+    def choose(self, context: LoginContext, idp: IdentityProvider, *, lang: str | None = None) -> Response:
+        """The person chose ``idp`` on the city page (a POST carrying the flow's CSRF token)."""
+        context.flow = _flow(context).in_language(lang)
+        return self.to_upstream(context, idp)
+
+    # -- 3. the upstream request ----------------------------------------------------------------
+
+    def to_upstream(self, context: LoginContext, idp: IdentityProvider) -> Response:
+        """Send the person to ``idp``; the flow now waits for it and for nothing else."""
+        backend = self.backends.get(idp.backend_name)
+        if backend is None:
+            raise IdpError(f"no backend for {idp.key}", status=503)
+        context.flow = _flow(context).to_idp(idp.key, idp.backend_name)
+        context.target_backend = backend.name
+        service = _flow(context).service
+        response: Response = backend.start_auth(context, InternalData(requester=service.requester))
+        return response
+
+    # -- 4./5. the IdP's answer, mapped -------------------------------------------------------
+
+    def upstream_answered(self, context: LoginContext, internal: InternalData) -> Response:
+        """A backend verified an answer against the flow's upstream request: map it with *that* IdP's rules."""
+        flow = _flow(context)
+        upstream = flow.waiting_for(context.target_backend or "")
+        idp = self.tenants.idps.get(upstream.idp)
+        if idp is None:
+            raise ExpiredFlow(f"IdP {upstream.idp} is no longer registered")
+        expected = idp.entity_id if idp.type == "saml" else idp.issuer
+        if internal.auth_info is None or internal.auth_info.issuer != expected:
+            raise InvalidResponse("the answer's issuer is not the IdP the flow waits for")
+        ruleset = self.rulesets.get(idp.key)
+        if ruleset is None:
+            raise ExpiredFlow(f"no mapping rules for {idp.key}")
+        result = ruleset.apply(internal.attributes, upstream_subject=internal.subject_id, salt=self._user_id_salt)
+        if result.refused:
+            raise NoUserId(f"mapping refused the login: {result.refused}")
+        context.flow = flow.upstream_done()
+        return self._respond(context, Answer(identity=result.identity, idp=idp.key, auth=internal.auth_info))
+
+    def from_session(self, context: LoginContext, sid: str, session: dict[str, Any]) -> Response:
+        """Answer from the broker session: the identity the session's login produced, no trip upstream."""
+        info = session["auth_info"]
+        auth = AuthenticationInformation(auth_class_ref=info.get("auth_class_ref"), timestamp=info.get("timestamp"),
+                                         issuer=info.get("issuer"), authority=info.get("authority"))
+        return self._respond(context, Answer(identity=session["identity"], idp=session["idp"], auth=auth, sid=sid,
+                                             session=session))
+
+    def _respond(self, context: LoginContext, answer: Answer) -> Response:
+        """Run the response micro-services on the answer; the chain ends in :meth:`release`."""
+        context.answer = answer
+        service = _flow(context).service
+        internal = InternalData(auth_info=answer.auth, requester=service.requester,
+                                requester_name=[{"text": service.requester_name, "lang": "en"}],
+                                attributes=plugins.identity_view(answer.identity),
+                                subject_id=answer.identity["user_id"])
+        return self._guarded(context, self._response_chain, internal)
+
+    # -- 6./7. release and answer ----------------------------------------------------------------
+
+    def release(self, context: LoginContext, internal: InternalData) -> Response:
+        """Write the broker session, then let the frontend issue the code or the assertion."""
+        flow = _flow(context)
+        answer = context.answer
+        if answer is None:
+            raise ExpiredFlow("release without an answer")
+        identity = plugins.narrow(answer.identity, internal.attributes or {})
+        frontend = self.frontends[flow.service.frontend]
+        if not frontend.session_fits(flow.service, identity):
+            return self.deny(context, "login_required", "the signed-in user is not the one the service named")
+        auth = answer.auth
+        with self.sessions.store.batch():
+            if answer.sid is None or answer.session is None:
+                # The session keeps the identity as the city's IdP asserted it; plugins narrow per service.
+                token, sid = self.sessions.create(
+                    identity=answer.identity, idp=answer.idp,
+                    auth_info={"auth_class_ref": auth.auth_class_ref, "timestamp": auth.timestamp,
+                               "issuer": auth.issuer, "authority": auth.authority},
+                    requester=flow.service.requester)
+                context.set_cookie(self.cookies.header(self.cookies.sso, token))
+                # Offered first on this browser's next city page; never applied without a click.
+                context.set_cookie(self.cookies.header(self.cookies.idp, answer.idp, max_age=self.remember_ttl))
+            else:
+                sid = answer.sid
+                self.sessions.touch(sid, answer.session, flow.service.requester)
+            context.sso_sid = sid
+            response = frontend.handle_authn_response(context, InternalData(
+                auth_info=auth, requester=flow.service.requester, attributes=identity,
+                subject_id=identity["user_id"]))
+        self._log(context, "success", idp=answer.idp, user_id=identity.get("user_id"),
+                  sso=answer.session is not None)
+        context.flow = None
+        return response
+
+    # -- error exits ---------------------------------------------------------------------------------
+
+    def deny(self, context: LoginContext, error: str, description: str) -> Response:
+        """End the flow with ``error`` sent back to the service (its frontend decides the form)."""
+        flow = _flow(context)
+        frontend = self.frontends[flow.service.frontend]
+        self._log(context, "denied", idp=flow.upstream.idp if flow.upstream else None, reason=error)
+        response = frontend.deny(context, error, description)
+        context.flow = None
+        return response
+
+    def refused(self, context: LoginContext, error: BrokerError) -> None:
+        """Log the end of a login refused with a page to the person (the proxy renders the page)."""
+        if context.flow_if_loaded is not None:
+            flow = context.flow_if_loaded
+            self._log(context, "refused", idp=flow.upstream.idp if flow.upstream else None, reason=error.code)
+
+    def _guarded(self, context: LoginContext, step: Callable[[LoginContext, InternalData], Response],
+                 internal: InternalData) -> Response:
+        """Run a micro-service chain; a plugin's refusal goes back to the service as ``access_denied``."""
+        try:
+            return step(context, internal)
+        except SATOSAAuthenticationError as exc:
+            logger.info("a micro-service refused the login correlation_id=%s reason=%s",
+                        context.correlation_id, str(getattr(exc, "message", exc))[:120])
+            return self.deny(context, "access_denied", "the service does not allow this sign-in")
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _session_fits(self, session: Mapping[str, Any], service: ServiceRequest, choice: Choice) -> bool:
+        """OIDC Core §3.1.2.1 max_age, a hint naming another IdP, and a named user each demand a fresh login."""
+        if service.max_age is not None and time.time() - session["auth_time"] > service.max_age:
+            return False
+        if choice.idp is not None and choice.idp.key != session["idp"]:
+            return False
+        if choice.tenant is not None and not session["idp"].startswith(choice.tenant.id + "/"):
+            return False
+        return bool(self.frontends[service.frontend].session_fits(service, session["identity"]))
+
+    def user_ref(self, user_id: str) -> str:
+        """A pseudonymous reference to a user for logs: stable, and useless outside this deployment."""
+        return hmac.new(self._log_salt, user_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _log(self, context: LoginContext, outcome: str, *, idp: str | None, user_id: str | None = None,
+             **fields: Any) -> None:
+        flow = context.flow_if_loaded
+        service = flow.service.requester if flow is not None else None
+        tenant = idp.split("/", 1)[0] if idp else None
+        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        logger.info("login finished outcome=%s tenant=%s idp=%s service=%s user_ref=%s correlation_id=%s %s",
+                    outcome, tenant, idp, service, self.user_ref(user_id) if user_id else None,
+                    context.correlation_id, extra)
+
+
+def _flow(context: LoginContext) -> LoginFlow:
+    flow = context.flow
+    if flow is None:
+        raise ExpiredFlow(f"no login in progress ({context.flow_problem or 'no flow cookie'})")
+    return flow

@@ -1,0 +1,64 @@
+"""The two stores behave the same and refuse what they must."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from broker.store import MemoryStore
+from broker.store.redis import RedisStore
+
+REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    store = RedisStore.from_url(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
+    yield store
+    store.close()
+
+
+def test_store_semantics(store):
+    store.put("a", {"x": 1}, 60)
+    assert store.get("a") == {"x": 1}
+    assert store.add("a", {"x": 2}, 60) is False and store.get("a") == {"x": 1}
+    assert store.add("b", [1, 2], 60) is True
+    assert store.take("a") == {"x": 1} and store.take("a") is None and store.get("a") is None
+    assert store.delete("b", "nothing") == 1
+    store.set_add("s", "m1", 60)
+    store.set_add("s", "m2", 60)
+    store.set_remove("s", "m1")
+    assert store.set_members("s") == {"m2"}
+    assert [store.incr("n", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.ping()
+
+
+def test_memory_store_expires():
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+    store.put("a", 1, 10)
+    now[0] = 9.9
+    assert store.get("a") == 1
+    now[0] = 10.0
+    assert store.get("a") is None and store.add("a", 2, 10)
+
+
+def test_batched_writes_land_together_or_not_at_all(store):
+    with store.batch():
+        store.put("b1", {"x": 1}, 60)
+        store.set_add("bs", "m", 60)
+        with store.batch():               # nested: sent with the outer batch
+            store.put("b2", 2, 60)
+    assert store.get_many("b1", "b2", "missing") == [{"x": 1}, 2, None]
+    assert store.set_members("bs") == {"m"}
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            store.put("b3", 3, 60)
+            raise RuntimeError("abandon")
+    if store.shared:
+        assert store.get("b3") is None, "a batch that raised writes nothing"
