@@ -13,14 +13,11 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from store_proxy import DelayingProxy
+from store_proxy import TIMEOUT, DelayingProxy
 
 from broker.store.redis import RedisStore
 
 REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-#: The client's socket timeout in these tests: a reply held longer than this is late.
-TIMEOUT = 0.3
 
 
 @pytest.fixture
@@ -60,11 +57,11 @@ def make_store(direct, proxy, prefix):
 
     def make(**overrides) -> RedisStore:
         kwargs = direct.connection_pool.connection_kwargs
-        options = dict(host="127.0.0.1", port=proxy.port, db=kwargs.get("db", 0),
-                       username=kwargs.get("username"), password=kwargs.get("password"),
-                       socket_timeout=TIMEOUT, socket_connect_timeout=1.0,
-                       # redis-py's own retries play no part in what is tested here
-                       retry=Retry(NoBackoff(), 0))
+        options = {"host": "127.0.0.1", "port": proxy.port, "db": kwargs.get("db", 0),
+                   "username": kwargs.get("username"), "password": kwargs.get("password"),
+                   "socket_timeout": TIMEOUT, "socket_connect_timeout": 1.0,
+                   # redis-py's own retries play no part in what is tested here
+                   "retry": Retry(NoBackoff(), 0)}
         options.update(overrides)
         store = RedisStore(redis.Redis(**options), prefix=prefix)
         stores.append(store)

@@ -22,6 +22,9 @@ import struct
 import threading
 import time
 
+#: The client's socket timeout in the store tests: a reply held longer than this is late.
+TIMEOUT = 0.3
+
 
 class Hold:
     """One held reply: set :attr:`done` once the late reply was (or could not be) delivered."""
@@ -34,7 +37,7 @@ class Hold:
 
 
 class _Link:
-    def __init__(self, proxy: "DelayingProxy", client: socket.socket, server: socket.socket):
+    def __init__(self, proxy: DelayingProxy, client: socket.socket, server: socket.socket):
         self.proxy = proxy
         self.client = client
         self.server = server

@@ -14,7 +14,7 @@ import json
 import time
 
 import pytest
-from conftest import TIMEOUT
+from store_proxy import TIMEOUT
 
 from broker.store import StoreError
 from broker.store.redis import _pack
