@@ -8,7 +8,9 @@ redis-py parses (in C with hiredis).  redis-py's command layer (argument packing
 Python, response callbacks, retry wrappers, pipeline objects) costs about as much CPU
 as the round trip itself: for the dozen commands a login needs, sending them directly
 halves the client CPU (docs/performance.md).  Connections, authentication, TLS,
-timeouts and, later, Sentinel pools stay redis-py's.
+timeouts and, later, Sentinel pools stay redis-py's.  It needs redis-py 5.3 or later: before
+5.3, ``ConnectionPool.get_connection()`` required a command name (checked by running
+tests/store on 5.2.1, which fails, and on 5.3.0, 6.4.0, 7.4.1 and 8.1.0, which pass).
 
 When a command is sent again
 ----------------------------
