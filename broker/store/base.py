@@ -90,7 +90,9 @@ class Store(abc.ABC):
 
         One round trip at the end instead of one per write; nothing is written if the block
         raises.  Reads inside the block do not see its writes, and ``add``, ``take`` and
-        ``incr`` (whose answers are needed at once) are not deferred.
+        ``incr`` (whose answers are needed at once) are not deferred.  If the reply to the
+        batch is lost, it is sent again only when every write in it may run twice (``put``,
+        ``set_add``, ``set_remove``); one holding a ``delete`` raises :class:`StoreOutcomeUnknown`.
         """
         yield
 
