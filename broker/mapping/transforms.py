@@ -5,15 +5,17 @@ loaded, and is then a total function on strings: whatever an upstream IdP sends,
 it returns a result, never raises.  Regular expressions are compiled here, once.
 
 Upstream values are bounded before any transform sees them (:data:`MAX_VALUES`,
-:data:`MAX_VALUE_LENGTH`): a tenant's regular expression runs on the login path,
-and a bounded input bounds the worst case of a backtracking pattern.
+:data:`MAX_VALUE_LENGTH`).  A tenant's regular expression runs on the login path, on
+RE2 (:mod:`broker.mapping.regex`): linear in the value's length whatever the pattern,
+so no pattern can hold a worker.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from broker.mapping.regex import RegexError, compile_tenant_regex
 
 #: At most this many values of one upstream attribute are read (Entra sends at most
 #: 200 groups in a token before switching to an overage claim).
@@ -51,7 +53,7 @@ class Split:
 
 
 class Match:
-    """``match: <regex>`` — keep values the pattern finds (``re.search``), and extract.
+    """``match: <regex>`` — keep values the pattern finds (``re.search`` semantics, on RE2), and extract.
 
     :meth:`extract` returns the named group ``value``, else the first group, else
     the whole match.  :meth:`parts` returns the named groups (``role``, ``school``,
@@ -59,15 +61,13 @@ class Match:
     Entra ``groups`` sees many groups that are not about roles at all.
     """
 
-    __slots__ = ("pattern", "_value_group")
+    __slots__ = ("_value_group", "pattern")
 
     def __init__(self, pattern: Any, *, allowed_groups: Iterable[str] | None = None):
-        if not isinstance(pattern, str) or not pattern:
-            raise TransformError("match", "a regular expression")
         try:
-            self.pattern = re.compile(pattern)
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise TransformError("match", f"a regular expression ({exc})") from None
+            self.pattern = compile_tenant_regex(pattern)
+        except RegexError as exc:
+            raise TransformError("match", str(exc)) from None
         names = set(self.pattern.groupindex)
         if allowed_groups is not None and not names <= set(allowed_groups):
             raise TransformError("match", "named groups among " + ", ".join(sorted(allowed_groups))

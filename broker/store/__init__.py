@@ -7,7 +7,7 @@ stored users and every key carries a TTL, so any worker or instance can finish a
 flow another began and nothing accumulates.
 """
 
-from broker.store.base import Store, StoreError
+from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 from broker.store.memory import MemoryStore
 
 
@@ -24,4 +24,4 @@ def open_store(url: str | None, *, prefix: str = "digione:") -> Store:
     return RedisStore.from_url(url, prefix=prefix)
 
 
-__all__ = ["Store", "StoreError", "MemoryStore", "open_store"]
+__all__ = ["MemoryStore", "Store", "StoreError", "StoreOutcomeUnknown", "open_store"]

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class StoreError(RuntimeError):
-    """The store could not be reached or answered unexpectedly."""
+    """The store could not be reached or answered unexpectedly.
+
+    Callers treat it as "try again later" (the token endpoint answers 503
+    ``temporarily_unavailable``), never as an answer about the data.
+    """
+
+
+class StoreOutcomeUnknown(StoreError):
+    """A write was sent but its reply never came: it may or may not have happened.
+
+    Raised instead of sending again a command that must not run twice (``add``, ``take``,
+    ``incr``, ``delete``, a batch holding a ``delete``): a resend would turn a late reply
+    into a false answer (a false replay, a value reported absent).  Whoever tries again
+    later meets the true state.
+    """
 
 
 class Store(abc.ABC):
@@ -30,7 +45,8 @@ class Store(abc.ABC):
     def add(self, key: str, value: Any, ttl: int) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it was stored.
 
-        The primitive behind replay detection: the first writer wins, atomically.
+        The primitive behind replay detection: the first writer wins, atomically.  False
+        means someone stored it first; when that cannot be known, :class:`StoreOutcomeUnknown`.
         """
 
     @abc.abstractmethod
@@ -39,7 +55,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def take(self, key: str) -> Any | None:
-        """Atomically return and delete the value under ``key`` (single use)."""
+        """Atomically return and delete the value under ``key`` (single use).
+
+        ``None`` means it was absent; when that cannot be known, :class:`StoreOutcomeUnknown`.
+        """
 
     @abc.abstractmethod
     def delete(self, *keys: str) -> int:
@@ -71,7 +90,9 @@ class Store(abc.ABC):
 
         One round trip at the end instead of one per write; nothing is written if the block
         raises.  Reads inside the block do not see its writes, and ``add``, ``take`` and
-        ``incr`` (whose answers are needed at once) are not deferred.
+        ``incr`` (whose answers are needed at once) are not deferred.  If the reply to the
+        batch is lost, it is sent again only when every write in it may run twice (``put``,
+        ``set_add``, ``set_remove``); one holding a ``delete`` raises :class:`StoreOutcomeUnknown`.
         """
         yield
 

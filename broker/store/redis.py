@@ -8,7 +8,42 @@ redis-py parses (in C with hiredis).  redis-py's command layer (argument packing
 Python, response callbacks, retry wrappers, pipeline objects) costs about as much CPU
 as the round trip itself: for the dozen commands a login needs, sending them directly
 halves the client CPU (docs/performance.md).  Connections, authentication, TLS,
-timeouts and, later, Sentinel pools stay redis-py's.
+timeouts and, later, Sentinel pools stay redis-py's.  It needs redis-py 5.3 or later: before
+5.3, ``ConnectionPool.get_connection()`` required a command name (checked by running
+tests/store on 5.2.1, which fails, and on 5.3.0, 6.4.0, 7.4.1 and 8.1.0, which pass).
+
+When a command is sent again
+----------------------------
+A timeout or a dropped connection after a command was sent does not mean it did not
+run: Redis may have run it and only its reply was late or lost.  Sending it again would
+run it twice, and for the commands replay detection rests on that is a lie told to the
+caller: ``SET NX`` (``add``) would answer "already there", a false replay; ``GETDEL``
+(``take``) would answer "absent" for a code that was there, and the token endpoint would
+revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletions.  So:
+
+1. Before anything is sent, the connection is made ready: the pool hands it over
+   connected, it is polled (a connection the server closed while it idled shows its
+   FIN or RST, or stray bytes, at once, without a round trip) and, when it has been
+   idle longer than ``health_check_interval``, PINGed (a half-open connection whose
+   peer vanished silently).  A connection that fails these is replaced.  Nothing of
+   ours has been on it, so this is certain, not guessed, and holds for every command.
+2. Once the commands are on the wire, a missing reply (timeout, reset, EOF, garbage)
+   means the outcome is unknown.  The connection is discarded at once: a reply that
+   comes late must never be read as the answer to a later command.
+3. The batch is then sent once more, on a fresh connection, only if every command in
+   it is idempotent (:func:`_idempotent`): running it again is indistinguishable from
+   the first send never having run, and any write by others in between is simply
+   ordered before our still unfinished call.  That holds for ``GET``, ``MGET``,
+   ``SMEMBERS``, ``EXISTS``, ``PING``, a plain ``SET key value EX ttl``, ``SADD``,
+   ``SREM`` and a plain ``EXPIRE`` (the store uses none of their counts).
+4. Anything else (``SET NX``, ``GETDEL``, ``INCR``, ``DEL``, ``EXPIRE NX``, any other
+   command, and any batch holding one) raises :class:`StoreOutcomeUnknown`, a
+   :class:`StoreError` saying so.  Callers treat it like Redis being down (the token
+   endpoint answers 503 ``temporarily_unavailable``): a retry by the user then meets
+   the true state, never a fabricated one.
+
+An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
+connection stays in step and in the pool, and the caller gets a StoreError.
 """
 
 from __future__ import annotations
@@ -16,11 +51,12 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 
-from broker.store.base import Store, StoreError
+from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -37,6 +73,35 @@ def _pack(args: tuple) -> bytes:
     return b"".join(parts)
 
 
+#: Commands whose second run changes nothing and answers as if it were the only one.
+_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING"})
+_SET_WRITES = frozenset({"SADD", "SREM"})   # their counts are not used by the store
+
+
+def _name(arg: str | bytes | int) -> str:
+    return (arg.decode() if isinstance(arg, bytes) else str(arg)).upper()
+
+
+def _idempotent(command: tuple) -> bool:
+    """Whether ``command`` may be sent again when its first send may have run (module docstring)."""
+    name = _name(command[0])
+    if name in _READS or name in _SET_WRITES:
+        return True
+    if name == "SET":   # SET key value EX ttl; not NX, XX, GET, KEEPTTL, ...
+        return len(command) == 5 and _name(command[3]) == "EX"
+    if name == "EXPIRE":   # EXPIRE key ttl; EXPIRE ... NX answers 0 the second time
+        return len(command) == 3
+    return False
+
+
+def _names(commands: tuple[tuple, ...]) -> str:
+    return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
+
+
+# A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
+_NO_REPLY = (redis.RedisError, OSError)
+
+
 class RedisStore(Store):
     shared = True
 
@@ -46,7 +111,7 @@ class RedisStore(Store):
         self._batches = threading.local()   # the commands of the batch open in this thread
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "digione:") -> "RedisStore":
+    def from_url(cls, url: str, *, prefix: str = "digione:") -> RedisStore:
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                       health_check_interval=30)
         return cls(client, prefix=prefix)
@@ -61,28 +126,69 @@ class RedisStore(Store):
     # -- the wire ---------------------------------------------------------------------------
 
     def _run(self, *commands: tuple) -> list[Any]:
-        """Send ``commands`` in one round trip and return their replies, in order."""
+        """Send ``commands`` in one round trip and return their replies, in order.
+
+        Resent at most once, and only when that is safe (the module docstring).
+        """
+        payload = [b"".join(_pack(command) for command in commands)]
+        resendable = all(_idempotent(command) for command in commands)
         pool = self._redis.connection_pool
         try:
             connection = pool.get_connection()
         except redis.RedisError as exc:
-            raise StoreError(f"redis: {exc.__class__.__name__}") from exc
+            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
         try:
-            payload = [b"".join(_pack(command) for command in commands)]
-            for attempt in (1, 2):
-                try:
-                    connection.send_packed_command(payload, check_health=attempt == 2)
-                    return [connection.read_response() for _ in commands]
-                except (redis.ConnectionError, redis.TimeoutError):
-                    # A connection the server closed (idle timeout, restart): one fresh try.
-                    connection.disconnect()
-                    if attempt == 2:
-                        raise
-        except redis.RedisError as exc:
-            connection.disconnect()  # replies may be left unread: never reuse it
-            raise StoreError(f"redis: {exc.__class__.__name__}") from exc
+            return self._exchange(connection, payload, commands, resendable)
+        except StoreError:
+            raise   # the connection is in step, or _exchange has discarded it
+        except BaseException:
+            connection.disconnect()   # replies may be on their way or unread: never reuse it
+            raise
         finally:
             pool.release(connection)
+
+    @staticmethod
+    def _ready(connection) -> None:
+        """Make sure nothing stale is on ``connection`` before a command of ours goes on it."""
+        try:
+            if not connection.can_read():   # the server closed it (FIN/RST raises) or bytes are left over
+                connection.check_health()   # PING, if idle longer than health_check_interval
+                return
+        except (redis.RedisError, OSError):
+            pass
+        connection.disconnect()   # nothing of ours is on it: replacing it is safe for any command
+        try:
+            connection.connect()
+        except (redis.RedisError, OSError) as exc:
+            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+
+    def _exchange(self, connection, payload: list[bytes], commands: tuple[tuple, ...],
+                  resendable: bool) -> list[Any]:
+        for attempt in (1, 2):
+            self._ready(connection)
+            try:
+                connection.send_packed_command(payload, check_health=False)
+                replies: list[Any] = []
+                error: redis.ResponseError | None = None
+                for _ in commands:
+                    try:
+                        replies.append(connection.read_response())
+                    except redis.ResponseError as exc:   # an error reply: the stream stays in step
+                        error = error or exc
+                        replies.append(None)
+            except _NO_REPLY as exc:
+                connection.disconnect()   # a late reply must never answer a later command
+                if resendable and attempt == 1:
+                    continue
+                if resendable:
+                    raise StoreError(f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}), "
+                                     "also when sent again") from exc
+                raise StoreOutcomeUnknown(
+                    f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}); the outcome is unknown "
+                    "and it was not sent again (not idempotent)") from exc
+            if error is not None:
+                raise StoreError(f"redis: {_names(commands)}: {error}") from error
+            return replies
         raise AssertionError("unreachable")
 
     def _write(self, *commands: tuple) -> list[Any] | None:

@@ -53,17 +53,14 @@ def hostile():
     handle.shutdown()
 
 
-@pytest.fixture(scope="package", params=["in-process", "xmlsec1"])
-def stack(request, tmp_path_factory, hostile):
-    """Broker (in-memory store), demo IdPs and services, and the hostile tenant; once with each
-    signature backend, since both must refuse the same attacks (issue 5)."""
-    if request.param == "xmlsec1" and shutil.which("xmlsec1") is None:
-        pytest.skip("the xmlsec1 binary is not installed (.ci/run installs it)")
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory, hostile):
+    """Broker (in-memory store), demo IdPs and services, and the hostile tenant.  One SAML response
+    path (saml_response.process_response, ADR 0009), so one stack."""
     root = tmp_path_factory.mktemp("security")
     tenants = _tenants_dir(root, {hostile_op.TENANT: hostile_op.tenant_yaml(hostile.issuer)})
     demo = DemoStack(demo_dir=root / "demo", metadata_dir=root / "metadata", ports=_ports(),
-                     environ={"BROKER_TENANTS_DIR": str(tenants), "HOSTILE_OP_SECRET": hostile.client_secret,
-                              "BROKER_SIGNATURE_BACKEND": request.param})
+                     environ={"BROKER_TENANTS_DIR": str(tenants), "HOSTILE_OP_SECRET": hostile.client_secret})
     demo.start()
     assert f"{hostile_op.TENANT}/{hostile_op.IDP}" in demo.app.registry.tenants.idps
     yield demo

@@ -9,7 +9,11 @@ real city IdP would sign.  Tests then alter the response:
   signed by the city's key and differs from a good response only in what the test
   changed (a time, an audience, a recipient...), so a refusal can only come from
   the check under test;
-* after signing (lxml on the XML): tampering, stripping, wrapping.
+* after signing (lxml on the XML): tampering, stripping, wrapping, comments.
+
+The algorithms are the city's to choose too: ``sign_alg`` / ``digest_alg`` for the
+signatures, an :class:`~broker.proxy.xml_encryption.AssertionEncryption` for an
+encrypted assertion (pysaml2 builds, signs and encrypts; the template is ours).
 
 An attacker is the same class on another key folder (``broker.pki.ensure_keypair``):
 same entity id and endpoints, its own key, its own certificate in ``<ds:KeyInfo>``.
@@ -35,7 +39,8 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from broker.demo import mpassid, saml_idp
 from broker.demo.directory import DEMO_DIRECTORY, find_user
 from broker.pki import ensure_keypair
-from broker.proxy.xmlsig import IN_PROCESS, configure_signatures
+from broker.proxy.pysaml2_crypto import IN_PROCESS, configure_signatures
+from broker.proxy.xml_encryption import AssertionEncryption
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -90,7 +95,8 @@ class CityIdp:
 
     def response(self, request: AuthnRequest, username: str, *, mutate: Callable[[samlp.Response], None] | None = None,
                  sign_assertion: bool = True, sign_response: bool | None = None,
-                 attributes: Callable[[dict], dict] | None = None) -> str:
+                 attributes: Callable[[dict], dict] | None = None, sign_alg: str = SIG_RSA_SHA256,
+                 digest_alg: str = DIGEST_SHA256) -> str:
         """A response for ``username`` to ``request``: built by pysaml2, ``mutate``d, then signed."""
         user = find_user(self.city, username)
         assert user, f"no demo user {username} in {self.city}"
@@ -110,11 +116,16 @@ class CityIdp:
         if mutate:
             mutate(response)
         return sign(self.server, response, assertion=sign_assertion,
-                    response_too=self.sign_response if sign_response is None else sign_response)
+                    response_too=self.sign_response if sign_response is None else sign_response,
+                    sign_alg=sign_alg, digest_alg=digest_alg)
 
-    def encrypted_response(self, request: AuthnRequest, username: str, *, sign_assertion: bool) -> str:
+    def encrypted_response(self, request: AuthnRequest, username: str, *, sign_assertion: bool,
+                           encryption: AssertionEncryption | None = None, sign_alg: str = SIG_RSA_SHA256,
+                           digest_alg: str = DIGEST_SHA256) -> str:
         """pysaml2's own sign-then-encrypt: the assertion encrypted to the broker's encryption key
-        (from its SP metadata, i.e. public), signed by this IdP's key first if ``sign_assertion``."""
+        (from its SP metadata, i.e. public), signed by this IdP's key first if ``sign_assertion``;
+        ``encryption`` chooses the algorithms (default: RSA-OAEP and AES-256-GCM)."""
+        configure_signatures(self.server, IN_PROCESS, encryption=encryption)
         user = find_user(self.city, username)
         released = mpassid.attributes(self.city, user)
         identity = {mpassid.FRIENDLY_NAMES[name]: values for name, values in released.items()}
@@ -125,7 +136,7 @@ class CityIdp:
             identity, in_response_to=request.id, destination=request.acs, sp_entity_id=request.sp,
             name_id=name_id, authn={"class_ref": PASSWORDPROTECTEDTRANSPORT, "authn_instant": 0},
             sign_assertion=sign_assertion, sign_response=False, encrypt_assertion=True,
-            encrypt_assertion_self_contained=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+            encrypt_assertion_self_contained=True, sign_alg=sign_alg, digest_alg=digest_alg)
         xml = response if isinstance(response, str) else str(response)
         assert "EncryptedAssertion" in xml and "AttributeValue" not in xml
         return xml
@@ -137,17 +148,18 @@ class CityIdp:
         return sign(self.server, response, assertion=False, response_too=self.sign_response)
 
 
-def sign(server: Server, response: samlp.Response, *, assertion: bool, response_too: bool) -> str:
-    """Sign the assertion and/or the response with ``server``'s key (exclusive c14n, RSA-SHA256),
-    embedding ``server``'s certificate in ``<ds:KeyInfo>`` as pysaml2 does."""
+def sign(server: Server, response: samlp.Response, *, assertion: bool, response_too: bool,
+         sign_alg: str = SIG_RSA_SHA256, digest_alg: str = DIGEST_SHA256) -> str:
+    """Sign the assertion and/or the response with ``server``'s key (exclusive c14n, RSA-SHA256 unless
+    told otherwise), embedding ``server``'s certificate in ``<ds:KeyInfo>`` as pysaml2 does."""
     to_sign = []
     if assertion:
         response.assertion.signature = pre_signature_part(response.assertion.id, server.sec.my_cert, 1,
-                                                          sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+                                                          sign_alg=sign_alg, digest_alg=digest_alg)
         to_sign.append((_class_name(response.assertion), response.assertion.id))
     if response_too:
         response.signature = pre_signature_part(response.id, server.sec.my_cert, 2,
-                                                sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+                                                sign_alg=sign_alg, digest_alg=digest_alg)
         to_sign.append((_class_name(response), response.id))
     if not to_sign:
         return str(response)
@@ -253,3 +265,20 @@ def set_response_issuer(xml: str, issuer: str | None) -> str:
 def encode(xml: str) -> str:
     return base64.b64encode(xml.encode()).decode()
 
+
+def insert_comment(xml: str, tag: str, at: str) -> str:
+    """A comment inside the first ``saml:<tag>`` of the signed XML, just after the text ``at``.
+
+    Exclusive c14n drops comments, so every signature still verifies; lxml's ``.text``
+    of ``bob<!---->.attacker`` is ``bob``.
+    """
+    root = parse(xml)
+    element = next(root.iter(f"{{{SAML}}}{tag}"))
+    text = element.text or ""
+    assert at in text and len(element) == 0, (tag, at)
+    head, tail = text[:text.index(at) + len(at)], text[text.index(at) + len(at):]
+    element.text = head
+    comment = etree.Comment("")
+    comment.tail = tail
+    element.append(comment)
+    return serialize(root)

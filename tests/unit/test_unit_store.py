@@ -18,8 +18,12 @@ def store(request):
     if request.param == "memory":
         yield MemoryStore()
         return
-    store = RedisStore.from_url(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
+    prefix = f"test:{uuid.uuid4().hex}:"
+    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
     yield store
+    keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        store.client.delete(*keys)
     store.close()
 
 
@@ -56,9 +60,8 @@ def test_batched_writes_land_together_or_not_at_all(store):
             store.put("b2", 2, 60)
     assert store.get_many("b1", "b2", "missing") == [{"x": 1}, 2, None]
     assert store.set_members("bs") == {"m"}
-    with pytest.raises(RuntimeError):
-        with store.batch():
-            store.put("b3", 3, 60)
-            raise RuntimeError("abandon")
+    with pytest.raises(RuntimeError), store.batch():
+        store.put("b3", 3, 60)
+        raise RuntimeError("abandon")
     if store.shared:
         assert store.get("b3") is None, "a batch that raised writes nothing"

@@ -1,8 +1,8 @@
-"""The in-process backend on its own: each SAML/XML-DSig rule it enforces, one test each.
+"""XML signatures on their own (:mod:`broker.proxy.xml_signatures`): each SAML/XML-DSig rule, one test each.
 
 The documents here are signed with libxmlsec1 directly (``attacks.sign_raw``),
 so they are cryptographically valid and fail only the rule under test: the
-backend must refuse them without relying on pysaml2's own pre-checks.
+verifier must refuse them without relying on pysaml2's own pre-checks.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import copy
 import pytest
 import xmlsec
 from lxml import etree
-from saml2.sigver import DecryptError, SignatureError, XmlsecError, pre_encryption_part
+from saml2.sigver import SignatureError, XmlsecError
 
-from broker.proxy import xmlsig
-from broker.proxy.xmlsig import CryptoBackendXmlSecInProcess
+from broker.proxy import xml_keys, xml_signatures
+from broker.proxy.pysaml2_crypto import CryptoBackendXmlSecInProcess, configure_signatures
 
 if __package__:
     from .xmlsig_helpers import attacks
@@ -27,7 +27,6 @@ else:  # tests/saml is not a package: pytest put it on sys.path
 SAMLP, SAML, DS = attacks.SAMLP, attacks.SAML, attacks.DS
 ASSERTION = f"{SAML}:Assertion"
 RESPONSE = f"{SAMLP}:Response"
-XENC = "http://www.w3.org/2001/04/xmlenc#"
 
 
 def document(assertion_id: str = "a-1", response_id: str = "r-1", subject: str = "alice", extra: str = "") -> str:
@@ -48,7 +47,7 @@ def keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def idp_key(keys):
-    return xmlsig.certificate_key(keys["idp"].cert_pem)
+    return xml_keys.certificate_key(keys["idp"].cert_pem)
 
 
 def signed(keys, xml: str | None = None, **options) -> str:
@@ -74,14 +73,14 @@ def crypto_valid(xml: str, cert_pem: bytes, holder_id: str = "a-1") -> bool:
 
 def refused(xml: str, key, node_name: str = ASSERTION, node_id: str | None = "a-1", match: str = "") -> None:
     with pytest.raises(XmlsecError, match=match):
-        xmlsig.verify_signature(xml, key, node_name, node_id)
+        xml_signatures.verify_signature(xml, key, node_name, node_id)
 
 
 # -- what verifies -------------------------------------------------------------------------
 
 
 def test_enveloped_signature_verifies_and_names_the_node(keys, idp_key):
-    node = xmlsig.verify_signature(signed(keys), idp_key, ASSERTION, "a-1")
+    node = xml_signatures.verify_signature(signed(keys), idp_key, ASSERTION, "a-1")
     assert node.tag == f"{{{SAML}}}Assertion" and node.get("ID") == "a-1"
 
 
@@ -105,15 +104,15 @@ def x509_der(pem: bytes) -> bytes:
 def test_empty_reference_uri_signs_the_document_element(keys, idp_key):
     """XML-DSig §4.4.3.2: URI="" is the whole document — fine when the signed node is the root."""
     xml = signed(keys, signed_id="r-1", reference_uri="")
-    assert xmlsig.verify_signature(xml, idp_key, RESPONSE, "r-1").get("ID") == "r-1"
-    assert xmlsig.verify_signature(xml, idp_key, RESPONSE, None).get("ID") == "r-1"
+    assert xml_signatures.verify_signature(xml, idp_key, RESPONSE, "r-1").get("ID") == "r-1"
+    assert xml_signatures.verify_signature(xml, idp_key, RESPONSE, None).get("ID") == "r-1"
 
 
 def test_key_info_is_never_read(keys, idp_key):
     """The key comes from metadata; an embedded certificate neither helps nor hurts."""
     xml = attacks.replace_key_info_certificates(signed(keys), keys["attacker"].cert_base64)
-    assert xmlsig.verify_signature(xml, idp_key, ASSERTION, "a-1") is not None
-    refused(xml, xmlsig.certificate_key(keys["attacker"].cert_pem), match="verification failed")
+    assert xml_signatures.verify_signature(xml, idp_key, ASSERTION, "a-1") is not None
+    refused(xml, xml_keys.certificate_key(keys["attacker"].cert_pem), match="verification failed")
 
 
 def test_signature_by_another_key_is_refused_even_with_its_certificate_embedded(keys, idp_key):
@@ -129,7 +128,7 @@ def test_tampered_content_is_refused(keys, idp_key):
 def test_comments_do_not_split_what_is_signed(keys, idp_key):
     """Exclusive c14n drops comments: "ali<!---->ce" is the signed "alice" (CVE-2017-11427 class)."""
     xml = signed(keys).replace(">alice<", ">ali<!-- x -->ce<")
-    assert xmlsig.verify_signature(xml, idp_key, ASSERTION, "a-1") is not None
+    assert xml_signatures.verify_signature(xml, idp_key, ASSERTION, "a-1") is not None
 
 
 # -- SAML Core §5.4 and XML-DSig rules -----------------------------------------------------
@@ -252,7 +251,7 @@ def test_malformed_xml_is_an_xmlsec_error(idp_key):
 @pytest.fixture(scope="module")
 def genuine(tmp_path_factory):
     peers = make_peers(tmp_path_factory.mktemp("peers"))
-    xmlsig.configure_signatures(peers.idp)
+    configure_signatures(peers.idp)
     return peers, peers.response_xml(sign_response=True, sign_assertion=True)
 
 
@@ -263,17 +262,17 @@ def test_wrapped_documents_never_verify_for_the_node_pysaml2_uses(genuine, varia
     peers, xml = genuine
     wrap = {**attacks.RESPONSE_WRAPPING, **attacks.ASSERTION_WRAPPING}[variant]
     wrapped = wrap(xml, same_id=same_id)
-    key = xmlsig.certificate_key(peers.idp_keys.cert_pem)
+    key = xml_keys.certificate_key(peers.idp_keys.cert_pem)
     node_name = RESPONSE if variant in attacks.RESPONSE_WRAPPING else ASSERTION
     with pytest.raises(SignatureError):
-        xmlsig.verify_signature(wrapped, key, node_name, attacks.node_used_by_pysaml2(wrapped, node_name))
+        xml_signatures.verify_signature(wrapped, key, node_name, attacks.node_used_by_pysaml2(wrapped, node_name))
 
 
 def test_the_genuine_response_verifies_at_both_levels(genuine):
     peers, xml = genuine
-    key = xmlsig.certificate_key(peers.idp_keys.cert_pem)
+    key = xml_keys.certificate_key(peers.idp_keys.cert_pem)
     for node_name in (RESPONSE, ASSERTION):
-        assert xmlsig.verify_signature(xml, key, node_name, attacks.node_used_by_pysaml2(xml, node_name)) is not None
+        assert xml_signatures.verify_signature(xml, key, node_name, attacks.node_used_by_pysaml2(xml, node_name)) is not None
 
 
 # -- signing -------------------------------------------------------------------------------
@@ -286,78 +285,28 @@ def test_sign_statement_fills_the_template_of_the_named_node(keys, idp_key):
         template.find(f".//{{{DS}}}{tag}").text = None
     out = CryptoBackendXmlSecInProcess().sign_statement(attacks.serialize(template), ASSERTION,
                                                          keys["idp"].key_file, "a-1")
-    assert xmlsig.verify_signature(out, idp_key, ASSERTION, "a-1") is not None
+    assert xml_signatures.verify_signature(out, idp_key, ASSERTION, "a-1") is not None
     assert keys["idp"].cert_base64 in out  # the template's KeyInfo is kept, as with xmlsec1
 
 
 def test_signing_without_a_template_fails(keys):
     with pytest.raises(SignatureError, match="no <ds:Signature> template"):
-        xmlsig.sign(document(), xmlsig.private_key(keys["idp"].key_pem), ASSERTION, "a-1")
-
-
-# -- encryption ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("cipher", [
-    "http://www.w3.org/2001/04/xmlenc#tripledes-cbc",
-    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
-    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
-])
-def test_encrypted_assertion_round_trip(keys, cipher):
-    backend = CryptoBackendXmlSecInProcess()
-    template = str(pre_encryption_part(msg_enc=cipher, encrypt_cert=keys["sp"].cert_base64))
-    xml = document().replace("<saml:Assertion ", "<saml:EncryptedAssertion><saml:Assertion ").replace(
-        "</saml:Assertion>", "</saml:Assertion></saml:EncryptedAssertion>")
-    encrypted = backend.encrypt_assertion(xml, keys["sp"].cert_pem, template, node_id="a-1")
-    assert ">alice<" not in encrypted and "EncryptedData" in encrypted
-    decrypted = backend.decrypt(encrypted, keys["sp"].key_pem)
-    assert ">alice<" in decrypted
-    assert attacks.parse(decrypted).find(f"{{{SAML}}}EncryptedAssertion/{{{SAML}}}Assertion").get("ID") == "a-1"
-
-
-def test_decryption_with_another_key_fails(keys):
-    backend = CryptoBackendXmlSecInProcess()
-    template = str(pre_encryption_part(encrypt_cert=keys["sp"].cert_base64))
-    encrypted = backend.encrypt(document(), keys["sp"].cert_pem, template, "des-192")
-    with pytest.raises(DecryptError):
-        backend.decrypt(encrypted, keys["attacker"].key_pem)
-    assert ">alice<" in backend.decrypt(encrypted, keys["sp"].key_file)
-
-
-def test_encrypted_key_found_through_a_retrieval_method(keys):
-    """XML-Enc §3.5.1: the EncryptedKey beside the EncryptedData, named by a RetrievalMethod (Shibboleth style)."""
-    backend = CryptoBackendXmlSecInProcess()
-    template = str(pre_encryption_part(encrypt_cert=keys["sp"].cert_base64, encrypted_key_id="EK-1"))
-    wrapper = f'<saml:EncryptedAssertion xmlns:saml="{SAML}">{document()}</saml:EncryptedAssertion>'
-    root = attacks.parse(backend.encrypt(wrapper, keys["sp"].cert_pem, template, "des-192",
-                                         xpath="/*/*[local-name()='Response']"))
-    data = root.find(f"{{{XENC}}}EncryptedData")
-    key_info = data.find(f"{{{DS}}}KeyInfo")
-    encrypted_key = key_info.find(f"{{{XENC}}}EncryptedKey")
-    root.append(encrypted_key)
-    etree.SubElement(key_info, f"{{{DS}}}RetrievalMethod", URI="#EK-1", Type=f"{XENC}EncryptedKey")
-    decrypted = backend.decrypt(attacks.serialize(root), keys["sp"].key_pem)
-    assert ">alice<" in decrypted
-
-
-def test_no_encrypted_data_is_a_decrypt_error(keys):
-    with pytest.raises(DecryptError, match="no <xenc:EncryptedData>"):
-        CryptoBackendXmlSecInProcess().decrypt(document(), keys["sp"].key_pem)
+        xml_signatures.sign(document(), xml_keys.private_key(keys["idp"].key_pem), ASSERTION, "a-1")
 
 
 # -- keys ----------------------------------------------------------------------------------
 
 
 def test_keys_are_parsed_once_per_content(keys):
-    xmlsig.clear_key_cache()
-    first = xmlsig.certificate_key(keys["idp"].cert_pem)
-    assert xmlsig.certificate_key(bytes(keys["idp"].cert_pem)) is first
-    assert xmlsig.certificate_key(keys["idp"].cert_file) is first  # same content through a path
-    assert xmlsig.private_key(keys["idp"].key_pem) is xmlsig.private_key(keys["idp"].key_file)
+    xml_keys.clear_key_cache()
+    first = xml_keys.certificate_key(keys["idp"].cert_pem)
+    assert xml_keys.certificate_key(bytes(keys["idp"].cert_pem)) is first
+    assert xml_keys.certificate_key(keys["idp"].cert_file) is first  # same content through a path
+    assert xml_keys.private_key(keys["idp"].key_pem) is xml_keys.private_key(keys["idp"].key_file)
 
 
 def test_unreadable_material_is_an_xmlsec_error():
     with pytest.raises(XmlsecError):
-        xmlsig.certificate_key(b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+        xml_keys.certificate_key(b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
     with pytest.raises(XmlsecError):
-        xmlsig.private_key(b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+        xml_keys.private_key(b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
