@@ -119,7 +119,8 @@ class LoginContext(Context):
 
         context = cls()
         context.correlation_id = environ.get("digione.correlation_id") or ""
-        context.path = environ.get("PATH_INFO", "").lstrip("/")
+        # SATOSA's setter refuses the root path (""); the broker answers it (its front page).
+        context._path = environ.get("PATH_INFO", "").lstrip("/")
         method = environ.get("REQUEST_METHOD", "GET")
         context.request_method = method
         context.request_uri = environ.get("REQUEST_URI")
