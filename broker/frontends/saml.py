@@ -212,6 +212,8 @@ class SamlIdpFrontend(FrontendModule):
     def deny(self, context: LoginContext, error: str, description: str) -> Response:
         request = self._request(context)
         status = STATUS.get(error, samlp.STATUS_AUTHN_FAILED)
+        if status == samlp.STATUS_NO_PASSIVE and not request.is_passive:
+            status = samlp.STATUS_AUTHN_FAILED  # e.g. the requested Subject is not who signed in
         response = self.idp.create_error_response(request.request_id, request.acs_url, (status, description),
                                                   sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
         return self._post(request, str(response))

@@ -78,6 +78,8 @@ class Login:
         self.remember_ttl = remember_ttl
         self._user_id_salt = user_id_salt
         self._log_salt = log_salt
+        self.request_services = list(request_services)
+        self.response_services = list(response_services)
         self._request_chain: Callable[[LoginContext, InternalData], Response] = \
             plugins.chain(request_services, self.select)
         self._response_chain: Callable[[LoginContext, InternalData], Response] = \
