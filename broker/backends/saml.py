@@ -44,6 +44,7 @@ from satosa.saml_util import make_saml_response
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.login.context import LoginContext
 from broker.proxy import xmlsig
+from broker.proxy.crypto_policy import CryptoPolicy
 from broker.proxy.saml_response import Assertion, Expected, IdpKeys, process_response
 from broker.registry.tenants import IdentityProvider
 from broker.store import Store
@@ -72,6 +73,9 @@ class SamlBackend(BackendModule):
         self.store = store
         self.flow_ttl = flow_ttl
         self.idps = dict(idps)
+        # Each IdP's algorithms: the defaults, plus only what its tenant entry lists under legacy_crypto.
+        self.crypto = {key: CryptoPolicy(frozenset(getattr(idp, "legacy_crypto", ()) or ()))
+                       for key, idp in self.idps.items()}
         self.entity_id: str = self.sp.config.entityid
         self.acs_url: str = self.sp.config.getattr("endpoints", "sp")["assertion_consumer_service"][0][0]
         self.sign_requests = bool(self.sp.config.getattr("authn_requests_signed", "sp"))
@@ -144,7 +148,8 @@ class SamlBackend(BackendModule):
         if not isinstance(relay_state, str) or not secrets.compare_digest(relay_state, upstream.relay_state or ""):
             raise InvalidResponse("RelayState does not match the flow")
         expected = Expected(sp_entity_id=self.entity_id, acs_url=self.acs_url, request_id=upstream.request_id,
-                            idp_entity_id=idp.entity_id, skew=self.skew, max_age=self.flow_ttl)
+                            idp_entity_id=idp.entity_id, skew=self.skew, max_age=self.flow_ttl,
+                            crypto=self.crypto[idp.key])
         assertion = process_response(saml_response, expected, self.idp_keys, decryption_key=self.decryption_key)
         if not self.store.add(REQUEST_KEY + upstream.request_id, 1, self.flow_ttl):
             raise ReplayedResponse("SAML response for a request already answered (replay)")
