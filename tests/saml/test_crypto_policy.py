@@ -296,3 +296,11 @@ def test_an_encrypted_key_with_unknown_parameters_is_refused(peers):
     etree.SubElement(method, f"{{{DS}}}DigestMethod", Algorithm="http://www.w3.org/2001/04/xmldsig-more#md5")
     with pytest.raises(InvalidResponse, match="RSA-OAEP DigestMethod"):
         process(peers, attacks.serialize(root))
+
+
+def test_the_tenant_files_legacy_crypto_items_are_the_policys():
+    """``legacy_crypto:`` in a tenant file (broker.registry.tenants) names exactly these items."""
+    from broker.registry.tenants import LEGACY_CRYPTO
+
+    assert set(LEGACY_CRYPTO) == set(LEGACY_ITEMS)
+    assert policy_for(frozenset(LEGACY_CRYPTO)) == ALL_LEGACY
