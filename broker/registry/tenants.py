@@ -283,6 +283,16 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
                                 f"not used by another IdP (also {other.key})")
             elif idp.entity_id:
                 entities[idp.entity_id] = idp
+    # A login_hint user@<domain> picks the city claiming the domain: no city may claim another's.
+    claims: dict[str, list[Tenant]] = {}
+    for tenant in tenants.values():
+        for domain in dict.fromkeys(tenant.domains):
+            claims.setdefault(domain, []).append(tenant)
+    for domain, claimants in claims.items():
+        for tenant in claimants if len(claimants) > 1 else ():
+            others = ", ".join(t.source for t in claimants if t is not tenant)
+            problems.append(f"{tenant.source}: domains: expected e-mail domains no other city claims "
+                            f"('{domain}' is also in {others})")
     if problems:
         raise TenantError(problems)
     return Tenants(
