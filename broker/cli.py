@@ -124,10 +124,17 @@ def _load_registry_or_report(settings: Settings):
 
 
 def _check(args) -> int:
+    """Validate everything start-up validates, through the same loaders (tenant files, SAML
+    metadata, mapping rules, registrations); warnings (weak cryptography an IdP opted into)
+    are printed but do not fail the check."""
+    from broker.registry.tenants import crypto_warnings
+
     settings = _settings()
     registry = _load_registry_or_report(settings)
     if registry is None:
         return 1
+    for warning in crypto_warnings(registry.tenants):
+        print(f"warning: {warning}", file=sys.stderr)
     idps = sum(len(t.identity_providers) for t in registry.tenants)
     print(f"ok: {len(registry.tenants)} tenants, {idps} identity providers, "
           f"{len(registry.parties.clients)} OIDC clients, {len(registry.parties.sps)} SAML SPs")

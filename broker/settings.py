@@ -4,6 +4,14 @@ Secrets never live in the repository: the master secret comes from
 ``BROKER_SECRET`` or the file named by ``BROKER_SECRET_FILE``; without either,
 the broker generates one into its keys directory (an ignored folder) — fine for
 the demo and one machine, while several instances must be given the same secret.
+That file is created readable by its owner only (``0600``) from its first byte.
+
+What tenant files may read is set here too (decision 8): ``tenant_env`` /
+``BROKER_TENANT_ENV``, the variables ``${NAME}`` may expand besides the demo's, and
+``secrets_dir`` / ``BROKER_SECRETS_DIR``, the only folder client secret files are
+read from.  :attr:`Settings.environ` is a
+:class:`~broker.registry.environment.TenantEnvironment` built from them: it holds
+no other variable of the environment.
 """
 
 from __future__ import annotations
@@ -11,12 +19,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from broker.derive import derive_key
+from broker.registry.environment import (
+    DEMO_VARIABLES,
+    TenantEnvironment,
+    TenantEnvironmentError,
+    allow_list,
+    default_secrets_dir,
+    parse_names,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +80,12 @@ class Settings:
     log_level: str = "INFO"
     lifetimes: Lifetimes = Lifetimes()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    #: The environment the settings were read from; tenant files expand ``${VARS}`` from it too.
+    #: Names tenant files may expand as ``${NAME}``: the demo's and the operator's ``tenant_env``.
+    tenant_env: frozenset[str] = DEMO_VARIABLES
+    #: The only folder tenant files may name client secret files in (``secrets_dir``).
+    secrets_dir: Path = ROOT / "var" / "demo" / "secrets"
+    #: What tenant files may read (a TenantEnvironment from :meth:`from_env`): the allow-listed
+    #: variables and ``TENANT_SECRET_*``, never the rest of the environment.
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -81,7 +103,7 @@ class Settings:
         return self.cookie_secure or self.base_url.startswith("https://")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``) and ``config/broker.yaml``.
 
         Keyword ``overrides`` win over both; tests use them instead of the environment.
@@ -95,29 +117,34 @@ class Settings:
         var = Path(env.get("BROKER_VAR_DIR") or ROOT / "var")
         keys_dir = Path(overrides.pop("keys_dir", None) or env.get("BROKER_KEYS_DIR") or var / "keys")
         lifetimes = Lifetimes(**{k: int(v) for k, v in (file_conf.get("lifetimes") or {}).items()})
-        values: dict[str, Any] = dict(
-            base_url=base_url,
-            port=port,
-            redis_url=env.get("BROKER_REDIS_URL") or None,
-            redis_prefix=env.get("BROKER_REDIS_PREFIX") or file_conf.get("redis_prefix", "digione:"),
-            resource_audiences=tuple(file_conf.get("resource_audiences") or ()),
-            introspection_clients=tuple(file_conf.get("introspection_clients") or ()),
-            workers=int(env.get("BROKER_WORKERS") or file_conf.get("workers", 1)),
-            tenants_dir=Path(env.get("BROKER_TENANTS_DIR") or ROOT / "tenants"),
-            metadata_dir=Path(env.get("BROKER_METADATA_DIR") or ROOT / "metadata"),
-            registry_dir=Path(env.get("BROKER_REGISTRY_DIR") or var / "registry"),
-            keys_dir=keys_dir,
-            config_dir=config_dir,
-            signature_backend=env.get("BROKER_SIGNATURE_BACKEND") or file_conf.get("signature_backend", "in-process"),
-            cookie_secure=_flag(env.get("BROKER_COOKIE_SECURE"), file_conf.get("cookie_secure", False)),
-            access_log=_flag(env.get("BROKER_ACCESS_LOG"), file_conf.get("access_log", False)),
-            server=env.get("BROKER_SERVER") or file_conf.get("server", "uwsgi"),
-            log_level=(env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
-            lifetimes=lifetimes,
-            extra=file_conf,
-            environ=env,
-        )
+        values: dict[str, Any] = {
+            "base_url": base_url,
+            "port": port,
+            "redis_url": env.get("BROKER_REDIS_URL") or None,
+            "redis_prefix": env.get("BROKER_REDIS_PREFIX") or file_conf.get("redis_prefix", "digione:"),
+            "resource_audiences": tuple(file_conf.get("resource_audiences") or ()),
+            "introspection_clients": tuple(file_conf.get("introspection_clients") or ()),
+            "workers": int(env.get("BROKER_WORKERS") or file_conf.get("workers", 1)),
+            "tenants_dir": Path(env.get("BROKER_TENANTS_DIR") or ROOT / "tenants"),
+            "metadata_dir": Path(env.get("BROKER_METADATA_DIR") or ROOT / "metadata"),
+            "registry_dir": Path(env.get("BROKER_REGISTRY_DIR") or var / "registry"),
+            "keys_dir": keys_dir,
+            "config_dir": config_dir,
+            "signature_backend": env.get("BROKER_SIGNATURE_BACKEND")
+            or file_conf.get("signature_backend", "in-process"),
+            "cookie_secure": _flag(env.get("BROKER_COOKIE_SECURE"), file_conf.get("cookie_secure", False)),
+            "access_log": _flag(env.get("BROKER_ACCESS_LOG"), file_conf.get("access_log", False)),
+            "server": env.get("BROKER_SERVER") or file_conf.get("server", "uwsgi"),
+            "log_level": (env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
+            "lifetimes": lifetimes,
+            "extra": file_conf,
+        }
         values.update(overrides)
+        values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)
+        values["secrets_dir"] = _secrets_dir(values.get("secrets_dir"), env, file_conf)
+        _check_secrets_dir(values["secrets_dir"], env, values)
+        values["environ"] = TenantEnvironment.of(values.get("environ", env), allowed=values["tenant_env"],
+                                                 secrets_dir=values["secrets_dir"], root=ROOT)
         if "master_secret" not in values:
             values["master_secret"] = _master_secret(env, Path(values["keys_dir"]))
         if values["signature_backend"] not in ("in-process", "xmlsec1"):
@@ -142,6 +169,45 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _tenant_env(override: Any, env: Mapping[str, str], file_conf: Mapping[str, Any]) -> frozenset[str]:
+    """The demo's variables plus ``BROKER_TENANT_ENV`` (comma-separated), else ``tenant_env`` in broker.yaml."""
+    try:
+        if override is not None:
+            extra = parse_names(override)
+        elif env.get("BROKER_TENANT_ENV") is not None:
+            extra = parse_names(env["BROKER_TENANT_ENV"])
+        else:
+            extra = parse_names(file_conf.get("tenant_env"))
+        return allow_list(extra)
+    except TenantEnvironmentError as exc:
+        raise SettingsError(f"tenant_env (BROKER_TENANT_ENV): {exc}") from None
+
+
+def _secrets_dir(override: Any, env: Mapping[str, str], file_conf: Mapping[str, Any]) -> Path:
+    """``BROKER_SECRETS_DIR``, else ``secrets_dir`` in broker.yaml, else the demo's secrets folder."""
+    raw = override or env.get("BROKER_SECRETS_DIR") or file_conf.get("secrets_dir")
+    if raw is None:
+        return default_secrets_dir(env, ROOT)
+    path = Path(str(raw))
+    return path if path.is_absolute() else ROOT / path
+
+
+def _check_secrets_dir(secrets_dir: Path, env: Mapping[str, str], values: Mapping[str, Any]) -> None:
+    """Tenant files may read any file of their own city in the secrets directory, so it must
+    hold nothing of the broker's: not the master secret, the keys or the registrations."""
+    base = secrets_dir.resolve()
+    private = {"BROKER_KEYS_DIR (the broker's keys)": Path(values["keys_dir"]),
+               "BROKER_REGISTRY_DIR (the registrations)": Path(values["registry_dir"])}
+    if env.get("BROKER_SECRET_FILE"):
+        private["BROKER_SECRET_FILE (the master secret)"] = Path(env["BROKER_SECRET_FILE"])
+    for what, path in private.items():
+        resolved = path.resolve()
+        if resolved == base or base in resolved.parents:
+            raise SettingsError(f"secrets_dir (BROKER_SECRETS_DIR): expected a folder for the cities' client "
+                                f"secrets only, but {secrets_dir} holds {what} {path}; give the cities' secrets "
+                                f"their own folder (e.g. {secrets_dir / 'tenants'})")
+
+
 def _master_secret(env: Mapping[str, str], keys_dir: Path) -> bytes:
     if env.get("BROKER_SECRET"):
         secret = env["BROKER_SECRET"].encode()
@@ -150,12 +216,37 @@ def _master_secret(env: Mapping[str, str], keys_dir: Path) -> bytes:
     else:
         path = keys_dir / "master.secret"
         if not path.exists():
-            keys_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            _create_private_file(path, secrets.token_urlsafe(48).encode())
+        elif path.stat().st_mode & 0o077:
+            path.chmod(0o600)   # one written by an older version: owner only from now on
         secret = path.read_bytes().strip()
     if len(secret) < 32:
         raise SettingsError("BROKER_SECRET: expected at least 32 bytes of secret")
     return secret
+
+
+def _create_private_file(path: Path, content: bytes) -> None:
+    """Write ``path`` readable by its owner only (0600) at every moment, and atomically.
+
+    The content goes to a new temporary file created with mode 0600 (``O_EXCL``: never an
+    existing file or a symlink), is flushed to disk, and is then linked into place without
+    replacing a file another process may have written first: of two instances starting at
+    once, both read the winner's secret.  The temporary name is removed in every case.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass                # another process created it first: theirs is the secret
+        except OSError:         # a filesystem without hard links: rename, unless one appeared meanwhile
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

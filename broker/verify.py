@@ -25,7 +25,8 @@ What :meth:`TokenVerifier.verify` enforces, and where each rule comes from:
 
 * the token is a compact JWS (RFC 7515 §7.1) with a JSON-object header and payload, no
   duplicate member names (RFC 7515 §5.2, RFC 8725 §3.1 spirit) and no ``crit`` extensions
-  we do not understand (RFC 7515 §4.1.11);
+  we do not understand (RFC 7515 §4.1.11); tokens over 16 KiB, headers over 4 KiB and
+  JSON nested deeper than 32 levels are refused before they are decoded;
 * ``alg`` is one of the configured asymmetric algorithms (RFC 8725 §3.1): ``none`` and
   every HMAC algorithm are refused outright, so a token "signed" with the public key as an
   HMAC secret can never verify; the key's type and curve must match ``alg``;
@@ -70,10 +71,18 @@ __all__ = [
     "MissingClaim", "Forbidden", "InsufficientScope", "MissingRole", "KeySetUnavailable",
     "SUPPORTED_ALGORITHMS", "TokenVerifier", "JWKSCache", "PublicKey", "require_token",
     "parse_jws", "verify_signature", "verify_jws", "load_jwk", "load_jwks", "b64url_encode", "b64url_decode",
+    "decode_json_object", "MAX_JSON_DEPTH",
 ]
 
 #: The longest token accepted at all; anything longer is refused before parsing.
 MAX_TOKEN_LENGTH = 16 * 1024
+#: The longest base64url JOSE header accepted (a header names an algorithm and a key).
+MAX_HEADER_LENGTH = 4 * 1024
+#: The deepest nesting of arrays and objects accepted in a JOSE header or payload.  Ours
+#: nest three deep; without a bound, JSON nested thousands deep exhausts the recursion limit.
+MAX_JSON_DEPTH = 32
+#: The most arrays and objects one JOSE header or payload may hold (bounds the depth check).
+MAX_JSON_STRUCTURES = 512
 
 
 # --------------------------------------------------------------------------- errors
@@ -191,16 +200,56 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _strict_json = json.JSONDecoder(object_pairs_hook=_no_duplicates).decode
+# Every byte but the four brackets and the quote, deleted at C speed (UTF-8 continuation bytes
+# are never ASCII, so no character of a multi-byte sequence is mistaken for one of them).
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON ``raw`` nests arrays and objects deeper than ``limit`` (outside strings),
+    or holds more than :data:`MAX_JSON_STRUCTURES` of them (then it is refused unread).
+
+    Ordinary tokens take two counts (fewer brackets than ``limit`` cannot nest deeper);
+    otherwise escapes and strings are removed with byte operations and at most
+    :data:`MAX_JSON_STRUCTURES` brackets are walked.
+    """
+    count = raw.count(b"[") + raw.count(b"{")
+    if count <= limit:
+        return False
+    if count > MAX_JSON_STRUCTURES:
+        return True
+    # Escaped backslashes first, then escaped quotes: every remaining quote opens or closes a string.
+    structure = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    depth = 0
+    for byte in b"".join(structure.split(b'"')[0::2]):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def decode_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JOSE header or JWT payload as a dict: a strict JSON object, without duplicate member
+    names and nested at most :data:`MAX_JSON_DEPTH` deep; else :class:`MalformedToken`.
+
+    The one place this module decodes token JSON, so no input reaches the decoder's
+    recursion limit or escapes as anything but :class:`MalformedToken`.
+    """
     try:
+        if json_depth_exceeds(raw):
+            raise MalformedToken(f"{what} nests deeper than {MAX_JSON_DEPTH} or holds too many arrays and objects")
         obj = _strict_json(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except MalformedToken:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError, TypeError):
         raise MalformedToken(f"{what} is not a JSON object without duplicate members") from None
     if not isinstance(obj, dict):
         raise MalformedToken(f"{what} is not a JSON object")
     return obj
+
 
 
 # --------------------------------------------------------------------------- algorithms and keys
@@ -348,13 +397,15 @@ def parse_jws(token: str | bytes) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     parts = token.split(".")
     if len(parts) != 3:
         raise MalformedToken("not a compact JWS (three dot-separated parts)")
+    if len(parts[0]) > MAX_HEADER_LENGTH:
+        raise MalformedToken("JOSE header too long")
     try:
         header_raw = b64url_decode(parts[0])
         payload = b64url_decode(parts[1])
         signature = b64url_decode(parts[2])
     except ValueError:
         raise MalformedToken("a part is not base64url") from None
-    header = _json_object(header_raw, "JOSE header")
+    header = decode_json_object(header_raw, "JOSE header")
     if not isinstance(header.get("alg"), str):
         raise MalformedToken("JOSE header has no alg")
     if "crit" in header:
@@ -382,7 +433,7 @@ def verify_jws(token: str | bytes, resolve_key: Callable[[str], PublicKey | None
     if key is None:
         raise UnknownKey("no published key has this kid")
     verify_signature(alg, key, signing_input, signature)
-    return header, _json_object(payload, "payload")
+    return header, decode_json_object(payload, "payload")
 
 
 # --------------------------------------------------------------------------- fetching JWKS

@@ -23,6 +23,7 @@ from broker.discovery import DiscoveryPages
 from broker.errors import BrokerError, ExpiredFlow, NotFound, UnknownIdp
 from broker.i18n import LANGUAGES
 from broker.login.context import LoginContext
+from broker.login.flow import LoginFlow
 from broker.login.router import Router
 from broker.login.steps import Login
 
@@ -45,7 +46,7 @@ class DiscoveryEndpoints:
         router.add(PATHS["choose"], self.choose, owner=("broker", "discovery"))
         router.add(PATHS["forget"], self.forget, owner=("broker", "discovery"))
 
-    def _flow(self, context: LoginContext):
+    def _flow(self, context: LoginContext) -> LoginFlow:
         flow = context.flow
         if flow is None:
             raise ExpiredFlow(f"city page without a login in progress ({context.flow_problem or 'no flow cookie'})")

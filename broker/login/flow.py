@@ -58,7 +58,7 @@ class SamlRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SamlRequest":
-        return _build(cls, data)
+        return cls(**_fields(cls, data))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ class ServiceRequest:
             values["oidc"] = AuthorizationRequest.from_state(values["oidc"])
         if "saml" in values:
             values["saml"] = SamlRequest.from_dict(values["saml"])
-        return _build(cls, values)
+        return cls(**_fields(cls, values))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ class Upstream:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Upstream":
-        return _build(cls, data)
+        return cls(**_fields(cls, data))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +175,14 @@ class LoginFlow:
         started = int(time.time() if now is None else now)
         return dataclasses.replace(self, upstream=Upstream(idp=idp, backend=backend, started=started))
 
-    def upstream_sent(self, **values: str) -> "LoginFlow":
+    def upstream_sent(self, *, request_id: str | None = None, relay_state: str | None = None,
+                      state: str | None = None, nonce: str | None = None, verifier: str | None = None) -> "LoginFlow":
         """Record the one-time values of the request just sent to the pending IdP."""
         if self.upstream is None:
             raise FlowMismatch("no IdP chosen for this flow")
-        return dataclasses.replace(self, upstream=dataclasses.replace(self.upstream, **values))
+        upstream = dataclasses.replace(self.upstream, request_id=request_id, relay_state=relay_state, state=state,
+                                       nonce=nonce, verifier=verifier)
+        return dataclasses.replace(self, upstream=upstream)
 
     def upstream_done(self) -> "LoginFlow":
         """The pending IdP answered: nothing more is expected from upstream."""
@@ -232,7 +235,7 @@ def _compact(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def _build(cls: Any, data: Mapping[str, Any]) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-    return cls(**values)
+def _fields(cls: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of dataclass ``cls`` in ``data`` (lists back to tuples)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}

@@ -90,8 +90,10 @@ class Proxy:
         """A localized page (or JSON) for ``error``, with the correlation id that is also logged."""
         flow = context.flow_if_loaded
         if not logged:
-            errors.log(error, context.correlation_id, path="/" + (context.path or ""),
-                       idp=flow.upstream.idp if flow is not None and flow.upstream is not None else None)
+            fields = {"path": "/" + (context.path or "")}
+            if flow is not None and flow.upstream is not None:
+                fields["idp"] = flow.upstream.idp
+            errors.log(error, context.correlation_id, **fields)
         self.login.refused(context, error)
         # The person may pick another city (or another way in) while the service's request is still valid.
         restart = f"{self.base_url}/disco" if flow is not None else None

@@ -88,6 +88,7 @@ class FlowSeal:
         data = json.loads(payload)
         if self._clock() - data["t"] > self.max_age:
             raise SealExpired("the flow is older than the flow lifetime")
-        if not isinstance(data.get("s"), dict):
+        sealed_data = data.get("s")
+        if not isinstance(sealed_data, dict):
             raise SealError("flow cookie holds no flow")
-        return data["s"]
+        return sealed_data

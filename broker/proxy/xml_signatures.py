@@ -184,10 +184,10 @@ def verify_node(node: etree._Element, node_ref_id: str | None, key: xmlsec.Key, 
     if policy is not None:
         policy.check_signature(signature)
     ctx = signature_context(key, policy)
-    if node_ref_id is not None:
-        # XML-DSig §4.4.3.3: "#id" resolves through registered IDs; this node's is the only one.
-        ctx.register_id(node, "ID")
     try:
+        if node_ref_id is not None:
+            # XML-DSig §4.4.3.3: "#id" resolves through registered IDs; this node's is the only one.
+            ctx.register_id(node, "ID")
         ctx.verify(signature)
     except (xmlsec.VerificationError, xmlsec.Error) as exc:
         raise SignatureError(f"signature verification failed: {exc}") from None

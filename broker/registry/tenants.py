@@ -5,22 +5,42 @@ immutable :class:`Tenant` objects, or raises :class:`TenantError` listing *every
 problem found (file, field, what was expected).  There is no partial result: the
 broker either starts with all tenants valid or refuses to start.
 
-String values may name environment variables as ``${NAME}`` or
-``${NAME:-default}`` so one tenant file serves the demo, tests and production.
-Secrets (OIDC client secrets) are never inline: a tenant names an environment
-variable or a file that holds them.
+Tenant files are written by city administrators and are treated as untrusted
+input (decision 8, :mod:`broker.registry.environment`):
+
+* string values may name environment variables as ``${NAME}`` or
+  ``${NAME:-default}`` (one tenant file serves the demo, tests and production), but
+  only variables on the allow-list; ``BROKER_*`` settings and secrets never;
+* secrets (OIDC client secrets) are never inline: a tenant names a variable
+  ``TENANT_SECRET_<CITY>_…`` or a file of its own inside the secrets directory;
+* SAML metadata files are read only inside the metadata directory, and validated
+  by :func:`broker.registry.metadata.load_idp_metadata` (the text kept on
+  :attr:`SamlMetadataSource.xml` is the text checked);
+* ``legacy_crypto`` on a SAML IdP opts into weak algorithms, one by one, and
+  :func:`crypto_warnings` says so at every check and start.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from broker.registry.environment import (
+    SECRET_PREFIX,
+    TenantEnvironment,
+    env_name,
+    never_expandable,
+    secret_file_owner,
+    secret_variable_owner,
+)
+from broker.registry.metadata import MetadataError, load_idp_metadata
+from broker.registry.paths import contained
 
 LANGS = ("fi", "sv", "en")
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -31,6 +51,15 @@ _FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
 #: libyaml's safe loader when present (ten times faster for 300 tenant files), else PyYAML's.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: A client secret file is at most this long (a secret, not a document).
+MAX_SECRET_BYTES = 64 * 1024
+
+#: ``legacy_crypto:`` items a SAML IdP may opt into, and what each lets through.
+LEGACY_CRYPTO = {
+    "sha1": "SHA-1 digests and rsa-sha1/ecdsa-sha1 signatures",
+    "rsa-1_5": "RSA PKCS#1 v1.5 key transport",
+    "cbc": "AES-CBC and 3DES-CBC data encryption",
+}
 
 
 class TenantError(ValueError):
@@ -53,9 +82,12 @@ class School:
 class SamlMetadataSource:
     """Where a SAML IdP's metadata comes from: a file under ``metadata/`` or a pinned URL."""
 
-    file: Path | None = None
+    file: Path | None = None                 # resolved, inside the metadata directory
     url: str | None = None
     signing_cert_sha256: str | None = None
+    #: The metadata text validated by :func:`~broker.registry.metadata.load_idp_metadata`
+    #: (files only): start-up gives pysaml2 this text as ``inline`` metadata.
+    xml: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +100,8 @@ class IdentityProvider:
     # SAML
     metadata: SamlMetadataSource | None = None
     entity_id: str | None = None
+    #: Weak algorithms this IdP may still use (items of :data:`LEGACY_CRYPTO`); empty by default.
+    legacy_crypto: frozenset[str] = frozenset()
     # OIDC
     issuer: str | None = None
     client_id: str | None = None
@@ -137,9 +171,11 @@ class Tenants:
 class _Checker:
     """Collects problems for one file, each naming the field path and what was expected."""
 
-    def __init__(self, source: str, environ: Mapping[str, str]):
+    def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = ()):
         self.source = source
         self.environ = environ
+        self.root = root
+        self.tenant_ids = tenant_ids
         self.problems: list[str] = []
 
     def fail(self, path: str, expected: str) -> None:
@@ -149,6 +185,15 @@ class _Checker:
         if isinstance(value, str):
             def sub(match: re.Match) -> str:
                 name, default = match.group(1), match.group(2)
+                if never_expandable(name):
+                    self.fail(path or "(top level)", f"no ${{{name}}}: BROKER_* settings and {SECRET_PREFIX}* "
+                              "secrets are never expanded in tenant files")
+                    return ""
+                if not self.environ.expandable(name):
+                    self.fail(path or "(top level)", f"only allow-listed environment variables (${{{name}}} is not on "
+                              f"the list: {', '.join(sorted(self.environ.allowed))}; the operator adds names with "
+                              "tenant_env / BROKER_TENANT_ENV)")
+                    return ""
                 if name in self.environ:
                     return self.environ[name]
                 if default is not None:
@@ -157,7 +202,7 @@ class _Checker:
                 return ""
             return _ENV_REF.sub(sub, value)
         if isinstance(value, dict):
-            return {k: self.expand(v, f"{path}.{k}") for k, v in value.items()}
+            return {k: self.expand(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
         if isinstance(value, list):
             return [self.expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return value
@@ -185,15 +230,28 @@ class _Checker:
 
 def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
                  environ: Mapping[str, str] | None = None,
-                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None) -> Tenants:
+                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
+                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
     """Load and validate every ``*.yaml`` in ``directory``.
+
+    ``environ`` is what tenant files may read: a
+    :class:`~broker.registry.environment.TenantEnvironment` (``Settings.environ``
+    is one: it carries the allow-list and the secrets directory of the settings), or
+    a plain mapping (default ``os.environ``) from which one is made, with
+    ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
+    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
+    Relative secret file paths are taken from ``root`` (default: the parent of
+    ``directory``).
 
     ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
     section (the registry does not compile rules itself).  Raises
     :class:`TenantError` with every problem of every file.
     """
-    environ = dict(os.environ if environ is None else environ)
     root = Path(root or Path(directory).parent)
+    try:
+        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
+    except ValueError as exc:
+        raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
     directory = Path(directory)
     problems: list[str] = []
     tenants: dict[str, Tenant] = {}
@@ -202,9 +260,10 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise TenantError([f"{directory}: expected at least one tenant file (*.yaml)"])
+    tenant_ids = frozenset(path.stem for path in files)   # a tenant's id is its file's name
     for path in files:
-        checker = _Checker(_display(path, root), environ)
-        tenant = _load_one(path, checker, metadata_dir=Path(metadata_dir), root=root)
+        checker = _Checker(_display(path, root), tenant_environ, root=root, tenant_ids=tenant_ids)
+        tenant = _load_one(path, checker, metadata_dir=Path(metadata_dir))
         if tenant is not None and check_mapping is not None:
             for index, idp in enumerate(tenant.identity_providers):
                 message = check_mapping(tenant, idp)
@@ -224,6 +283,16 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
                                 f"not used by another IdP (also {other.key})")
             elif idp.entity_id:
                 entities[idp.entity_id] = idp
+    # A login_hint user@<domain> picks the city claiming the domain: no city may claim another's.
+    claims: dict[str, list[Tenant]] = {}
+    for tenant in tenants.values():
+        for domain in dict.fromkeys(tenant.domains):
+            claims.setdefault(domain, []).append(tenant)
+    for domain, claimants in claims.items():
+        for tenant in claimants if len(claimants) > 1 else ():
+            others = ", ".join(t.source for t in claimants if t is not tenant)
+            problems.append(f"{tenant.source}: domains: expected e-mail domains no other city claims "
+                            f"('{domain}' is also in {others})")
     if problems:
         raise TenantError(problems)
     return Tenants(
@@ -240,7 +309,7 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _load_one(path: Path, c: _Checker, *, metadata_dir: Path, root: Path) -> Tenant | None:
+def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
     try:
         raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -274,7 +343,7 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path, root: Path) -> Ten
         c.fail("domains", "a list of e-mail domains")
         domains = []
     schools = _schools(data.get("schools"), c)
-    idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir, root=root)
+    idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir)
     if c.problems:
         return None
     return Tenant(id=tenant_id, names=names, municipality_code=municipality, provider_oid=provider_oid,
@@ -306,7 +375,7 @@ def _schools(raw: Any, c: _Checker) -> list[School]:
     return schools
 
 
-def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path, root: Path) -> list[IdentityProvider]:
+def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[IdentityProvider]:
     if not isinstance(raw, list) or not raw:
         c.fail("identity_providers", "a non-empty list of identity providers")
         return []
@@ -326,22 +395,20 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path, root: Pa
         if not isinstance(mapping, dict):
             c.fail(f"{path}mapping", "a mapping of attribute rules")
             mapping = {}
-        common = dict(tenant_id=tenant_id, id=idp_id or "", names=names, mapping=mapping)
+        common = {"tenant_id": tenant_id, "id": idp_id or "", "names": names, "mapping": mapping}
         if kind == "saml":
-            allowed = {"id", "type", "names", "mapping", "metadata", "entity_id"}
+            allowed = {"id", "type", "names", "mapping", "metadata", "entity_id", "legacy_crypto"}
             _unknown(item, allowed, path, c)
-            metadata = _metadata_source(item.get("metadata"), f"{path}metadata", c, metadata_dir=metadata_dir)
             entity_id = c.string(item, "entity_id", path, required=False, expected="the IdP's entityID")
-            if metadata and metadata.file and metadata.file.exists():
-                found = _metadata_entity_id(metadata.file)
-                if found is None:
-                    c.fail(f"{path}metadata.file", "SAML metadata with one IDPSSODescriptor EntityDescriptor")
-                elif entity_id and found != entity_id:
-                    c.fail(f"{path}entity_id", f"the entityID in the metadata ('{found}')")
-                entity_id = entity_id or found
-            elif metadata and metadata.url and not entity_id:
+            metadata, found = _metadata_source(item.get("metadata"), f"{path}metadata", c,
+                                               metadata_dir=metadata_dir, entity_id=entity_id,
+                                               entity_path=f"{path}entity_id")
+            entity_id = entity_id or found
+            if metadata and metadata.url and not entity_id:
                 c.fail(f"{path}entity_id", "the IdP's entityID (required with metadata.url)")
-            idps.append(IdentityProvider(type="saml", metadata=metadata, entity_id=entity_id, **common))
+            legacy = _legacy_crypto(item.get("legacy_crypto"), f"{path}legacy_crypto", c)
+            idps.append(IdentityProvider(type="saml", metadata=metadata, entity_id=entity_id, legacy_crypto=legacy,
+                                         **common))
         elif kind == "oidc":
             allowed = {"id", "type", "names", "mapping", "issuer", "client_id", "client_secret", "scopes",
                        "login_hint_domains"}
@@ -350,7 +417,7 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path, root: Pa
             if issuer and not _valid_issuer(issuer):
                 c.fail(f"{path}issuer", "an https URL (http only for localhost) without query or fragment")
             client_id = c.string(item, "client_id", path, expected="the client id registered at the IdP")
-            secret = _secret(item.get("client_secret"), f"{path}client_secret", c, root=root)
+            secret = _secret(item.get("client_secret"), f"{path}client_secret", c, tenant_id=tenant_id)
             scopes = item.get("scopes", ["openid", "profile", "email"])
             if not isinstance(scopes, list) or "openid" not in scopes:
                 c.fail(f"{path}scopes", "a list of scopes including openid")
@@ -368,39 +435,57 @@ def _unknown(item: Mapping, allowed: set[str], path: str, c: _Checker) -> None:
             c.fail(f"{path}{key}", f"one of the known keys ({', '.join(sorted(allowed))})")
 
 
-def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path) -> SamlMetadataSource | None:
+def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path, entity_id: str | None,
+                     entity_path: str) -> tuple[SamlMetadataSource | None, str | None]:
+    """The metadata source and, for a file, the entityID it declares (validated)."""
     if not isinstance(raw, dict) or ("file" in raw) == ("url" in raw):
         c.fail(path, "either {file: NAME under metadata/} or {url: https URL, signing_cert_sha256: FINGERPRINT}")
-        return None
+        return None, None
     if "file" in raw:
         name = raw["file"]
-        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
             c.fail(f"{path}.file", "a relative path under metadata/")
-            return None
-        file = metadata_dir / name
-        if not file.is_file():
-            c.fail(f"{path}.file", f"an existing metadata file ({file} not found)")
-        return SamlMetadataSource(file=file)
+            return None, None
+        try:
+            loaded = load_idp_metadata(name, metadata_dir=metadata_dir, entity_id=entity_id)
+        except MetadataError as exc:
+            c.fail(entity_path if exc.field == "entity_id" else f"{path}.file", exc.expected)
+            return None, None
+        return SamlMetadataSource(file=loaded.path, xml=loaded.xml), loaded.entity_id
     url, fingerprint = raw.get("url"), raw.get("signing_cert_sha256")
     if not isinstance(url, str) or urlsplit(url).scheme != "https":
         c.fail(f"{path}.url", "an https URL")
     if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
         c.fail(f"{path}.signing_cert_sha256", "the SHA-256 fingerprint of the metadata signing certificate "
                                               "(64 hex digits, ':' separators allowed)")
-    return SamlMetadataSource(url=url, signing_cert_sha256=(fingerprint or "").replace(":", "").lower())
+    return SamlMetadataSource(url=url, signing_cert_sha256=(fingerprint or "").replace(":", "").lower()), None
 
 
-def _metadata_entity_id(path: Path) -> str | None:
-    from lxml import etree  # local: only start-up parses metadata
+def _legacy_crypto(raw: Any, path: str, c: _Checker) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item in LEGACY_CRYPTO for item in raw):
+        c.fail(path, f"a list of weak algorithms the IdP still needs, among {', '.join(LEGACY_CRYPTO)} "
+                     "(or no legacy_crypto at all)")
+        return frozenset()
+    return frozenset(raw)
 
-    try:
-        root = etree.parse(str(path), parser=etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
-    except (etree.XMLSyntaxError, OSError):
-        return None
-    md = "{urn:oasis:names:tc:SAML:2.0:metadata}"
-    if root.tag != f"{md}EntityDescriptor" or root.find(f"{md}IDPSSODescriptor") is None:
-        return None
-    return root.get("entityID")
+
+def crypto_warnings(tenants: Iterable[Tenant]) -> list[str]:
+    """One warning per IdP that opts into weak cryptography with ``legacy_crypto``.
+
+    ``broker check`` prints them and start-up logs them; they never stop either.
+    """
+    warnings: list[str] = []
+    for tenant in tenants:
+        for index, idp in enumerate(tenant.identity_providers):
+            if idp.legacy_crypto:
+                accepted = "; ".join(f"{LEGACY_CRYPTO[item]} ({item})" for item in LEGACY_CRYPTO
+                                     if item in idp.legacy_crypto)
+                warnings.append(f"{tenant.source}: identity_providers[{index}].legacy_crypto: {idp.key} accepts weak "
+                                f"cryptography: {accepted}. Ask the IdP to move to RSA-OAEP, AES-GCM and SHA-256, "
+                                "then remove legacy_crypto")
+    return warnings
 
 
 def _valid_issuer(issuer: str) -> bool:
@@ -410,24 +495,52 @@ def _valid_issuer(issuer: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1"))
 
 
-def _secret(raw: Any, path: str, c: _Checker, *, root: Path) -> str | None:
+def _secret(raw: Any, path: str, c: _Checker, *, tenant_id: str) -> str | None:
     if isinstance(raw, str):
         c.fail(path, "{env: VARIABLE} or {file: PATH}; a secret is never written in a tenant file")
         return None
     if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file"} & raw.keys()):
         c.fail(path, "{env: VARIABLE} or {file: PATH}")
         return None
+    own_prefix = f"{SECRET_PREFIX}{env_name(tenant_id or 'city')}_"
     if "env" in raw:
-        value = c.environ.get(str(raw["env"]))
+        name = raw["env"]
+        if not isinstance(name, str) or not name:
+            c.fail(f"{path}.env", f"the name of an environment variable ({own_prefix}…)")
+            return None
+        if secret_variable_owner(name, c.tenant_ids) != tenant_id or not tenant_id:
+            c.fail(f"{path}.env", f"a variable named for this city, {own_prefix}<NAME> ({name} is not one; "
+                                  "secrets of other cities and the broker's own settings cannot be named)")
+            return None
+        value = c.environ.get(name)
         if not value:
-            c.fail(f"{path}.env", f"environment variable {raw['env']} to be set")
+            c.fail(f"{path}.env", f"environment variable {name} to be set")
         return value
-    file = Path(str(raw["file"]))
-    file = file if file.is_absolute() else root / file
-    if not file.is_file():
-        c.fail(f"{path}.file", f"a readable file ({file} not found)")
+    name = raw["file"]
+    secrets_dir = c.environ.secrets_dir
+    if not isinstance(name, str) or not name:
+        c.fail(f"{path}.file", "the path of a file in the secrets directory")
         return None
-    value = file.read_text().strip()
+    found = contained(secrets_dir, name, relative_to=c.root)
+    if found is None:
+        c.fail(f"{path}.file", f"a file inside the secrets directory {secrets_dir} ({name} is outside it; the "
+                               "operator sets the directory with secrets_dir / BROKER_SECRETS_DIR)")
+        return None
+    file, relative = found
+    if not tenant_id or secret_file_owner(relative, c.tenant_ids) != tenant_id:
+        city = tenant_id or "<city>"
+        c.fail(f"{path}.file", f"a secret file of this city: {city}/<NAME>, {city}, {city}-<NAME> or <NAME>-{city} "
+                               f"in the secrets directory ({relative} is not {city}'s)")
+        return None
+    if not file.is_file():
+        c.fail(f"{path}.file", f"a readable file ({secrets_dir / relative} not found)")
+        return None
+    with file.open("rb") as handle:
+        data = handle.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        c.fail(f"{path}.file", f"a secret of at most {MAX_SECRET_BYTES // 1024} KiB")
+        return None
+    value = data.decode("utf-8", "replace").strip()
     if not value:
-        c.fail(f"{path}.file", f"a non-empty secret in {file}")
+        c.fail(f"{path}.file", f"a non-empty secret in {secrets_dir / relative}")
     return value or None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import time
 from typing import Any, Callable
 from urllib.parse import unquote_plus
@@ -30,7 +29,16 @@ from urllib.parse import unquote_plus
 from broker.store import Store
 from broker.tokens.errors import OAuthError, invalid_client, invalid_request
 from broker.tokens.http import Request
-from broker.verify import InvalidToken, JWKSCache, KeySetUnavailable, PublicKey, load_jwks, parse_jws, verify_signature
+from broker.verify import (
+    InvalidToken,
+    JWKSCache,
+    KeySetUnavailable,
+    PublicKey,
+    decode_json_object,
+    load_jwks,
+    parse_jws,
+    verify_signature,
+)
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Algorithms accepted in client assertions: asymmetric only (never ``none`` or ``HS*``).
@@ -120,12 +128,10 @@ class ClientAuthenticator:
         alg = header["alg"]
         if alg not in ASSERTION_ALGS:  # RFC 8725 §3.1: never none, never HMAC
             raise invalid_client(f"client_assertion alg {alg!r} is not accepted")
-        try:
-            claims = json.loads(payload)
-        except ValueError:
-            raise invalid_client("client_assertion payload is not JSON") from None
-        if not isinstance(claims, dict):
-            raise invalid_client("client_assertion payload is not a JSON object")
+        try:  # before the signature is checked: bounded in size and depth like the header
+            claims = decode_json_object(payload, "client_assertion payload")
+        except InvalidToken as exc:
+            raise invalid_client(exc.reason) from None
         iss, sub = claims.get("iss"), claims.get("sub")
         if not isinstance(iss, str) or iss != sub:  # RFC 7523 §3 items 1-2 (OIDC Core §9)
             raise invalid_client("client_assertion iss and sub must both be the client_id")

@@ -52,7 +52,8 @@ def end_session(request: Request, *, clients: Any,
             claims, trusted = None, False  # §4: a hint we cannot validate means no redirection
         if claims is not None:
             aud = claims.get("aud")
-            auds = [aud] if isinstance(aud, str) else list(aud or ())
+            auds = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] \
+                if isinstance(aud, list) else []
             if client_id is None and len(auds) == 1:
                 client_id = auds[0]
             elif client_id is not None and client_id not in auds:

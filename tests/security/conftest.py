@@ -60,7 +60,7 @@ def stack(tmp_path_factory, hostile):
     root = tmp_path_factory.mktemp("security")
     tenants = _tenants_dir(root, {hostile_op.TENANT: hostile_op.tenant_yaml(hostile.issuer)})
     demo = DemoStack(demo_dir=root / "demo", metadata_dir=root / "metadata", ports=_ports(),
-                     environ={"BROKER_TENANTS_DIR": str(tenants), "HOSTILE_OP_SECRET": hostile.client_secret})
+                     environ={"BROKER_TENANTS_DIR": str(tenants), "TENANT_SECRET_HOSTILE_OP": hostile.client_secret})
     demo.start()
     assert f"{hostile_op.TENANT}/{hostile_op.IDP}" in demo.app.registry.tenants.idps
     yield demo

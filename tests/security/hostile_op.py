@@ -209,7 +209,7 @@ identity_providers:
     names: {{fi: Vihamielinen OP, sv: Fientlig OP, en: Hostile OP}}
     issuer: {issuer}
     client_id: {CLIENT_ID}
-    client_secret: {{env: HOSTILE_OP_SECRET}}
+    client_secret: {{env: TENANT_SECRET_HOSTILE_OP}}
     scopes: [openid, profile]
     mapping:
       preset: entra

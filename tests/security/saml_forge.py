@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -96,8 +97,9 @@ class CityIdp:
     def response(self, request: AuthnRequest, username: str, *, mutate: Callable[[samlp.Response], None] | None = None,
                  sign_assertion: bool = True, sign_response: bool | None = None,
                  attributes: Callable[[dict], dict] | None = None, sign_alg: str = SIG_RSA_SHA256,
-                 digest_alg: str = DIGEST_SHA256) -> str:
-        """A response for ``username`` to ``request``: built by pysaml2, ``mutate``d, then signed."""
+                 digest_alg: str = DIGEST_SHA256, mutate_xml: Callable[[str], str] | None = None) -> str:
+        """A response for ``username`` to ``request``: built by pysaml2, ``mutate``d, then signed
+        (``mutate_xml`` alters its XML, signature templates in place, just before the signing)."""
         user = find_user(self.city, username)
         assert user, f"no demo user {username} in {self.city}"
         released = mpassid.attributes(self.city, user)
@@ -117,7 +119,7 @@ class CityIdp:
             mutate(response)
         return sign(self.server, response, assertion=sign_assertion,
                     response_too=self.sign_response if sign_response is None else sign_response,
-                    sign_alg=sign_alg, digest_alg=digest_alg)
+                    sign_alg=sign_alg, digest_alg=digest_alg, mutate_xml=mutate_xml)
 
     def encrypted_response(self, request: AuthnRequest, username: str, *, sign_assertion: bool,
                            encryption: AssertionEncryption | None = None, sign_alg: str = SIG_RSA_SHA256,
@@ -149,7 +151,8 @@ class CityIdp:
 
 
 def sign(server: Server, response: samlp.Response, *, assertion: bool, response_too: bool,
-         sign_alg: str = SIG_RSA_SHA256, digest_alg: str = DIGEST_SHA256) -> str:
+         sign_alg: str = SIG_RSA_SHA256, digest_alg: str = DIGEST_SHA256,
+         mutate_xml: Callable[[str], str] | None = None) -> str:
     """Sign the assertion and/or the response with ``server``'s key (exclusive c14n, RSA-SHA256 unless
     told otherwise), embedding ``server``'s certificate in ``<ds:KeyInfo>`` as pysaml2 does."""
     to_sign = []
@@ -161,9 +164,10 @@ def sign(server: Server, response: samlp.Response, *, assertion: bool, response_
         response.signature = pre_signature_part(response.id, server.sec.my_cert, 2,
                                                 sign_alg=sign_alg, digest_alg=digest_alg)
         to_sign.append((_class_name(response), response.id))
+    xml = mutate_xml(str(response)) if mutate_xml else str(response)
     if not to_sign:
-        return str(response)
-    signed = signed_instance_factory(response, server.sec, to_sign)
+        return xml
+    signed = signed_instance_factory(xml, server.sec, to_sign)
     return signed.decode() if isinstance(signed, bytes) else signed
 
 
@@ -282,3 +286,22 @@ def insert_comment(xml: str, tag: str, at: str) -> str:
     comment.tail = tail
     element.append(comment)
     return serialize(root)
+
+
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def add_conditions(*snippets: str) -> Callable[[str], str]:
+    """A ``mutate_xml`` adding condition elements (XML with the ``saml:`` and ``xsi:`` prefixes) to the
+    assertion's ``<Conditions>``, before it is signed."""
+    def mutate_xml(xml: str) -> str:
+        root = parse(xml)
+        conditions = next(root.iter(f"{{{SAML}}}Conditions"))
+        # lxml re-uses the document's declarations on insertion: QNames in values take its prefix.
+        prefix = next(name for name, uri in conditions.nsmap.items() if uri == SAML)
+        for snippet in snippets:
+            snippet = snippet.replace('xsi:type="saml:', f'xsi:type="{prefix}:')
+            snippet = re.sub(r"^<([\w:]+)", rf'<\1 xmlns:saml="{SAML}" xmlns:xsi="{XSI}"', snippet, count=1)
+            conditions.append(etree.fromstring(snippet))
+        return serialize(root)
+    return mutate_xml

@@ -275,3 +275,21 @@ def sign_raw(xml: str, key_pem: bytes, *, signed_id: str, reference_uri: str | N
 def make_evil_xml(xml: str) -> str:
     """:func:`make_evil` on a whole document."""
     return serialize(make_evil(parse(xml)))
+
+
+def insert_comment(xml: str, tag: str, after: str, *, comment: str = "") -> str:
+    """``<!---->`` inside the first ``saml:<tag>`` of the (signed) *xml*, just after the text *after*.
+
+    Exclusive c14n drops comments, so every signature still verifies; lxml's ``.text``
+    of ``bob<!---->.attacker`` is ``bob`` (CVE-2017-11427 and its kind).
+    """
+    root = parse(xml)
+    element = next(root.iter(f"{{{SAML}}}{tag}"))
+    text = element.text or ""
+    assert after in text and len(element) == 0, (tag, after, text)
+    cut = text.index(after) + len(after)
+    element.text = text[:cut]
+    node = etree.Comment(comment)
+    node.tail = text[cut:]
+    element.append(node)
+    return serialize(root)

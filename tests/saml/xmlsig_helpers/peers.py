@@ -6,9 +6,13 @@ signs genuine ``<samlp:Response>`` documents, the SP is the
 other only through inline SAML metadata (so the SP's trust anchor is exactly the
 IdP certificate in metadata, as in production).
 
-Both entities are constructed with ``crypto_backend: XMLSecurity`` so that no
-``xmlsec1`` binary is needed to build them; the backend under test is then
-installed with :func:`broker.proxy.xmlsig.configure_signatures`.
+Both entities are constructed with ``crypto_backend: XMLSecurity`` (the placeholder
+pysaml2 needs nothing for); the in-process backend is then installed with
+:func:`broker.proxy.pysaml2_crypto.configure_signatures`.
+
+A response can be altered before it is signed (``mutate`` on pysaml2's objects,
+``mutate_xml`` on the XML with the signature templates in place), and signed and
+encrypted with chosen algorithms: the result is still genuinely signed by the IdP.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.client import Saml2Client
 from saml2.config import IdPConfig, SPConfig
 from saml2.metadata import entity_descriptor
@@ -34,6 +39,10 @@ from saml2.saml import (
     NAMEID_FORMAT_TRANSIENT,
 )
 from saml2.server import Server
+from saml2.sigver import pre_signature_part, signed_instance_factory
+
+from broker.proxy.pysaml2_crypto import configure_signatures
+from broker.proxy.xml_encryption import AssertionEncryption
 
 IDP_ENTITY_ID = "https://idp.example.org/saml/idp"
 SP_ENTITY_ID = "https://broker.example.org/saml/sp"
@@ -64,13 +73,17 @@ class KeyPair:
         return body.decode("ascii")
 
     @property
-    def private_key(self) -> rsa.RSAPrivateKey:
+    def private_key(self) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
         return serialization.load_pem_private_key(self.key_pem, password=None)
 
 
-def make_keypair(directory: os.PathLike[str] | str, name: str, *, key_size: int = 2048) -> KeyPair:
-    """Generate ``<name>.key`` / ``<name>.crt`` (PEM) in *directory*."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+def make_keypair(directory: os.PathLike[str] | str, name: str, *, key_size: int = 2048,
+                 key_type: str = "rsa") -> KeyPair:
+    """Generate ``<name>.key`` / ``<name>.crt`` (PEM) in *directory*: RSA, or ECDSA P-256 (``key_type="ec"``)."""
+    if key_type == "ec":
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -161,21 +174,46 @@ class Peers:
 
     def response_xml(self, *, sign_response: bool = True, sign_assertion: bool = True,
                      encrypt_assertion: bool = False, identity: dict[str, list[str]] | None = None,
-                     in_response_to: str = REQUEST_ID) -> str:
-        """A genuine ``<samlp:Response>`` from the IdP to the SP (XML text)."""
-        response = self.idp.create_authn_response(
-            identity=identity or IDENTITY,
-            in_response_to=in_response_to,
-            destination=ACS_URL,
-            sp_entity_id=SP_ENTITY_ID,
-            userid="alice",
-            authn=AUTHN,
-            sign_response=sign_response,
-            sign_assertion=sign_assertion,
-            encrypt_assertion=encrypt_assertion,
-            encrypt_assertion_self_contained=True,
-        )
-        return response if isinstance(response, str) else str(response)
+                     in_response_to: str = REQUEST_ID, mutate: Callable[[samlp.Response], None] | None = None,
+                     mutate_xml: Callable[[str], str] | None = None, sign_alg: str | None = None,
+                     digest_alg: str | None = None, encryption: AssertionEncryption | None = None) -> str:
+        """A genuine ``<samlp:Response>`` from the IdP to the SP (XML text).
+
+        ``mutate`` / ``mutate_xml`` alter it before it is signed (not with ``encrypt_assertion``);
+        ``sign_alg`` / ``digest_alg`` default to the IdP's (RSA-SHA256 / SHA-256 once configured);
+        ``encryption`` chooses the algorithms of an encrypted assertion.
+        """
+        if encryption is not None:
+            configure_signatures(self.idp, encryption=encryption)
+        arguments = {"identity": identity or IDENTITY, "in_response_to": in_response_to, "destination": ACS_URL,
+                     "sp_entity_id": SP_ENTITY_ID, "userid": "alice", "authn": AUTHN}
+        if mutate is None and mutate_xml is None:
+            response = self.idp.create_authn_response(
+                **arguments, sign_response=sign_response, sign_assertion=sign_assertion,
+                encrypt_assertion=encrypt_assertion, encrypt_assertion_self_contained=True,
+                sign_alg=sign_alg, digest_alg=digest_alg)
+            return response if isinstance(response, str) else str(response)
+        assert not encrypt_assertion, "alterations before signing are for plain assertions"
+        response = self.idp.create_authn_response(**arguments, sign_response=False, sign_assertion=False)
+        if isinstance(response, str):  # pragma: no cover - pysaml2 returns an instance when nothing is signed
+            response = samlp.response_from_string(response)
+        if mutate:
+            mutate(response)
+        sign_alg, digest_alg = sign_alg or self.idp.signing_algorithm, digest_alg or self.idp.digest_algorithm
+        to_sign = []
+        if sign_assertion:
+            response.assertion.signature = pre_signature_part(response.assertion.id, self.idp.sec.my_cert, 1,
+                                                              sign_alg=sign_alg, digest_alg=digest_alg)
+            to_sign.append((f"{response.assertion.c_namespace}:{response.assertion.c_tag}", response.assertion.id))
+        if sign_response:
+            response.signature = pre_signature_part(response.id, self.idp.sec.my_cert, 2,
+                                                    sign_alg=sign_alg, digest_alg=digest_alg)
+            to_sign.append((f"{response.c_namespace}:{response.c_tag}", response.id))
+        xml = str(response)
+        if mutate_xml:
+            xml = mutate_xml(xml)
+        signed = signed_instance_factory(xml, self.idp.sec, to_sign) if to_sign else xml
+        return signed.decode() if isinstance(signed, bytes) else signed
 
     def parse(self, xml: str | bytes):
         """Let the SP consume *xml* as an HTTP-POST ``SAMLResponse``; returns an AuthnResponse."""
@@ -187,10 +225,10 @@ class Peers:
 
 
 def make_peers(directory: os.PathLike[str] | str, *, want_response_signed: bool = False,
-               want_assertions_signed: bool = True, encryption: bool = False) -> Peers:
-    """Build an IdP and an SP that trust each other through inline metadata."""
+               want_assertions_signed: bool = True, encryption: bool = False, idp_key_type: str = "rsa") -> Peers:
+    """Build an IdP and an SP that trust each other through inline metadata (the IdP's key RSA or ``ec``)."""
     directory = Path(directory)
-    idp_keys = make_keypair(directory, "idp")
+    idp_keys = make_keypair(directory, "idp", key_type=idp_key_type)
     sp_keys = make_keypair(directory, "sp")
     sp_enc_keys = make_keypair(directory, "sp-enc") if encryption else None
     attacker_keys = make_keypair(directory, "attacker")
