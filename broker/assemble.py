@@ -44,7 +44,7 @@ from broker.pki import ensure_keypair
 from broker.proxy.saml_metadata import MetadataUnavailable, pinned_metadata
 from broker.proxy.xmlsig import check_libxml2, configure_signatures, pysaml2_config_overrides
 from broker.registry.relying_parties import RelyingParties
-from broker.registry.tenants import IdentityProvider, Tenant, Tenants, load_tenants
+from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
 from broker.sessions import SsoSessions
 from broker.settings import ROOT, Settings
 from broker.store import Store
@@ -88,7 +88,8 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
         return None
 
     tenants = load_tenants(settings.tenants_dir, metadata_dir=settings.metadata_dir, root=ROOT,
-                           environ=settings.environ if environ is None else environ, check_mapping=check_mapping)
+                           environ=settings.environ if environ is None else environ, check_mapping=check_mapping,
+                           allowed_env=settings.tenant_env, secrets_dir=settings.secrets_dir)
     parties = RelyingParties.load(settings.registry_dir)
     return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
 
@@ -120,10 +121,10 @@ def plugin_config(settings: Settings, registry: Registry, *, providers: Mapping[
                 "entityid": f"{base}/{SP_METADATA_PATH}",
                 "key_file": str(sp_key), "cert_file": str(sp_cert),
                 "encryption_keypairs": [{"key_file": str(sp_key), "cert_file": str(sp_cert)}],
-                "metadata": {
-                    "local": sorted({str(i.metadata.file) for i in saml_idps if i.metadata and i.metadata.file}),
-                    "inline": [xml for xml in (remote_metadata or {}).values() if xml],
-                },
+                # The very text the tenant loader validated (broker.registry.metadata): start-up and
+                # `broker check` cannot disagree about a metadata file.
+                "metadata": {"inline": [i.metadata.xml for i in saml_idps if i.metadata and i.metadata.xml]
+                             + [xml for xml in (remote_metadata or {}).values() if xml]},
                 "accepted_time_diff": 60,
                 **pysaml2_config_overrides(),
                 "service": {"sp": {
@@ -223,6 +224,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     from broker.tokens import KeyRing, build_provider
 
     check_libxml2()
+    for warning in crypto_warnings(registry.tenants):
+        logger.warning("%s", warning)
     http = http or requests.Session()
     config = plugin_config(settings, registry, providers=upstream_providers(registry, store, http),
                            remote_metadata=remote_saml_metadata(registry, store, http))

@@ -79,8 +79,10 @@ def write(root: Path, *, idp_keys: Path, entra_secret: str, generated: int = 0, 
                 lines += ["    metadata:", f"      file: gen/{name}-{idp_id}.xml", "    mapping:",
                           "      preset: mpassid-saml"]
             else:
+                # A city reads only its own secrets (decision 8): each generated one gets a copy.
+                (secrets_dir / f"entra-{name}.secret").write_text(entra_secret)
                 lines += [f"    issuer: ${{DEMO_ENTRA_URL}}/{tid}/v2.0", f"    client_id: digione-{idp.CITY}",
-                          "    client_secret:", f"      file: ${{BROKER_DEMO_DIR}}/secrets/entra-{idp.CITY}.secret",
+                          "    client_secret:", f"      file: ${{BROKER_DEMO_DIR}}/secrets/entra-{name}.secret",
                           "    scopes: [openid, profile, email]", "    mapping:", "      preset: entra",
                           f'      require: {{tid: "{tid}"}}']
         (tenants / f"{name}.yaml").write_text("\n".join(lines) + "\n")

@@ -43,8 +43,8 @@ from satosa.saml_util import make_saml_response
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.login.context import LoginContext
-from broker.proxy import xmlsig
-from broker.proxy.crypto_policy import CryptoPolicy
+from broker.proxy.crypto_policy import policy_for
+from broker.proxy.xml_keys import private_key
 from broker.proxy.saml_response import Assertion, Expected, IdpKeys, process_response
 from broker.registry.tenants import IdentityProvider
 from broker.store import Store
@@ -74,8 +74,7 @@ class SamlBackend(BackendModule):
         self.flow_ttl = flow_ttl
         self.idps = dict(idps)
         # Each IdP's algorithms: the defaults, plus only what its tenant entry lists under legacy_crypto.
-        self.crypto = {key: CryptoPolicy(frozenset(getattr(idp, "legacy_crypto", ()) or ()))
-                       for key, idp in self.idps.items()}
+        self.crypto = {key: policy_for(idp.legacy_crypto) for key, idp in self.idps.items()}
         self.entity_id: str = self.sp.config.entityid
         self.acs_url: str = self.sp.config.getattr("endpoints", "sp")["assertion_consumer_service"][0][0]
         self.sign_requests = bool(self.sp.config.getattr("authn_requests_signed", "sp"))
@@ -85,7 +84,7 @@ class SamlBackend(BackendModule):
         self.idp_keys = IdpKeys.from_metadata(self.sp.metadata, self.idp_entities)
         self._sso_urls = {entity: _redirect_sso_url(self.sp, entity) for entity in self.idp_entities}
         key_file = self.sp.config.key_file
-        self.decryption_key = xmlsig.private_key(key_file) if key_file else None
+        self.decryption_key = private_key(key_file) if key_file else None
         self._metadata_xml: str | None = None
 
     def register_endpoints(self) -> list[tuple[str, Callable[[LoginContext], Response]]]:
@@ -149,7 +148,7 @@ class SamlBackend(BackendModule):
             raise InvalidResponse("RelayState does not match the flow")
         expected = Expected(sp_entity_id=self.entity_id, acs_url=self.acs_url, request_id=upstream.request_id,
                             idp_entity_id=idp.entity_id, skew=self.skew, max_age=self.flow_ttl,
-                            crypto=self.crypto[idp.key])
+                            crypto=self.crypto[idp.key], downstream=flow.service.requester)
         assertion = process_response(saml_response, expected, self.idp_keys, decryption_key=self.decryption_key)
         if not self.store.add(REQUEST_KEY + upstream.request_id, 1, self.flow_ttl):
             raise ReplayedResponse("SAML response for a request already answered (replay)")

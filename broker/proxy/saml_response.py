@@ -169,11 +169,6 @@ def process_response(encoded: str, expected: Expected, keys: IdpKeys, *,
     return _read_assertion(assertion, expected, now)
 
 
-def check_verified(*_args, **_kwargs) -> Assertion:
-    """Gone with the ``xmlsec1`` signature path (ADR 0009); the name stays only so that old imports load."""
-    raise InvalidResponse("the xmlsec1 signature path was removed (ADR 0009): use process_response")
-
-
 # -- the message ---------------------------------------------------------------------------
 
 def _parse(encoded: str) -> etree._Element:

@@ -61,10 +61,36 @@ def as_bytes(xml: str | bytes | SamlBase) -> bytes:
     raise TypeError(f"expected XML text, got {type(xml).__name__}")
 
 
+#: An encoding declaration (XML §4.3.3) at the start of a document.
+_ENCODING_DECLARATION = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]{0,200}?encoding\s*=\s*["\']([A-Za-z0-9._-]{1,40})["\']')
+_UTF8_NAMES = (b"utf-8", b"utf8", b"us-ascii", b"ascii")
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+def refuse_before_parsing(raw: bytes) -> None:
+    """Refuse, before libxml2 sees them, documents it would act on while parsing.
+
+    libxml2 opens the file a ``<!DOCTYPE x SYSTEM "...">`` names *before* lxml's
+    ``load_dtd=False`` refusal takes effect (seen with libxml2 2.14: a DOCTYPE naming
+    ``/dev/stdin`` blocks the parse), so a DOCTYPE is refused as bytes.  That test is
+    sound only if the bytes are the characters: so SAML messages are UTF-8 (or ASCII),
+    without NUL bytes, wide byte-order marks or another declared encoding.
+    """
+    if raw.startswith(_WIDE_BOMS) or b"\x00" in raw:
+        raise XmlsecError("only UTF-8 XML is accepted (UTF-16/32 or NUL bytes found)")
+    declared = _ENCODING_DECLARATION.match(raw)
+    if declared and declared.group(1).lower() not in _UTF8_NAMES:
+        raise XmlsecError("only UTF-8 XML is accepted (another encoding is declared)")
+    if b"<!DOCTYPE" in raw:
+        raise XmlsecError("document type declarations are not accepted in SAML messages (XML §2.8)")
+
+
 def parse_document(xml: str | bytes | SamlBase) -> etree._Element:
     """Parse with the hardened parser; documents with a DTD are refused (XML §3.3.1)."""
+    raw = as_bytes(xml)
+    refuse_before_parsing(raw)
     try:
-        root = etree.fromstring(as_bytes(xml), _parser())
+        root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
         raise XmlsecError(f"not well-formed XML: {exc}") from None
     if root.getroottree().docinfo.internalDTD is not None:

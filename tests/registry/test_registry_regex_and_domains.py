@@ -8,7 +8,7 @@ import time
 import pytest
 from tenant_data import Site, saml_idp, tenant
 
-from broker.proxy.assemble import load_registry
+from broker.assemble import load_registry
 from broker.registry.tenants import TenantError, load_tenants
 from broker.settings import Settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tenant_data import SECRET, Site, oidc_idp, saml_idp, tenant
 
-from broker.proxy.assemble import load_registry
+from broker.assemble import load_registry
 from broker.registry.environment import DEMO_VARIABLES, TenantEnvironment
 from broker.registry.tenants import TenantError, load_tenants
 from broker.settings import Settings, SettingsError

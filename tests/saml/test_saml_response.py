@@ -326,12 +326,6 @@ def test_proxy_restriction_audiences_must_name_the_service(peers, keys):
     assert accepted.proxy_count is None
 
 
-def test_the_removed_xmlsec1_checks_refuse(peers):
-    """``check_verified`` (the xmlsec1 path's entry point) is only a name kept for old imports: it refuses."""
-    with pytest.raises(InvalidResponse, match="xmlsec1 signature path was removed"):
-        saml_response.check_verified("", "", EXPECTED)
-
-
 class _Audit:
     """File opens and process spawns while armed (PEP 578; the hook stays, inert, once added)."""
 
