@@ -18,12 +18,6 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     BROKER_PORT=8000
 
-# xmlsec1: only for `BROKER_SIGNATURE_BACKEND=xmlsec1` (pysaml2's subprocess path); the default
-# in-process backend uses the python-xmlsec wheel, which bundles libxmlsec1.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends xmlsec1 \
- && rm -rf /var/lib/apt/lists/*
-
 # An unprivileged user with a fixed numeric id (so `runAsNonRoot` can check it).
 RUN groupadd --system --gid 10001 broker \
  && useradd --system --uid 10001 --gid broker --home-dir /app --no-create-home --shell /usr/sbin/nologin broker

@@ -1,4 +1,9 @@
-"""Micro-benchmark: CPU per SAML response, in-process signatures vs the xmlsec1 subprocess path.
+"""Micro-benchmark: CPU per SAML response through pysaml2 with the in-process signature plugin.
+
+pysaml2 entities (the broker's SAML IdP frontend, the demo IdPs) sign and verify through
+``broker.proxy.pysaml2_crypto``; the broker's own ACS uses the one-pass processor
+(``bench/bench_login.py`` measures that).  The xmlsec1 subprocess path this benchmark once
+compared against was removed (decision 9; the figures are in decision 3).
 
     .venv/bin/python bench/bench_xmlsig.py [-n 300] [--json]
 
@@ -8,7 +13,7 @@ encrypted), and the broker's SP (``saml2.client.Saml2Client``) consumes them
 with each backend:
 
 * ``crypto`` — the backend alone: ``validate_signature`` for the Response and
-  for the Assertion, with the IdP certificate (xmlsec1: a file on disk);
+  for the Assertion, with the IdP certificate;
 * ``verify`` — the signature work pysaml2 does per response: the Response
   signature (``correctly_signed_response``) and the Assertion signature
   (``check_signature``), schema validation included, as in ``_check_signature``;
@@ -17,11 +22,10 @@ with each backend:
 
 Backends: ``in-process`` (default: libxml2 schema validation of pysaml2's
 re-serialized item), ``in-proc/node`` (``schema_validation="signed-node"``),
-``in-proc/xsd`` (pysaml2's xmlschema validator) and ``xmlsec1``.
+``in-proc/xsd`` (pysaml2's xmlschema validator).
 
-CPU time is user + system of this process *and of its children* (the xmlsec1
-processes), from ``getrusage``; wall time is shown for reference.  The xmlsec1
-rows are skipped when the binary is not installed.
+CPU time is user + system of this process and of its children, from ``getrusage``;
+wall time is shown for reference.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import functools
 import json
 import logging
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -112,7 +115,7 @@ def verify_only(peers, xml: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--iterations", type=int, default=300, help="responses per measurement (xmlsec1: n/10)")
+    parser.add_argument("-n", "--iterations", type=int, default=300, help="responses per measurement")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
@@ -121,8 +124,6 @@ def main(argv=None) -> int:
 
     backends = {"in-process": ("in-process", "libxml2"), "in-proc/node": ("in-process", "signed-node"),
                 "in-proc/xsd": ("in-process", "xmlschema")}
-    if shutil.which("xmlsec1"):
-        backends["xmlsec1"] = ("xmlsec1", None)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for encrypted in (False, True):
@@ -147,13 +148,6 @@ def main(argv=None) -> int:
     for row in results:
         print(f"{row['response']:<18}{row['what']:<8}{row['backend']:<14}{row['cpu_ms']:>9.2f}"
               f"{row['wall_ms']:>9.2f}{row['processes']:>7.1f}{row['n']:>6}")
-    by_key = {(r["response"], r["what"], r["backend"]): r for r in results}
-    for (response, what, backend), row in by_key.items():
-        if backend == "xmlsec1":
-            ours = by_key[(response, what, "in-process")]
-            print(f"{response} {what}: in-process uses {row['cpu_ms'] / ours['cpu_ms']:.0f}x less CPU than xmlsec1")
-    if "xmlsec1" not in backends:
-        print("xmlsec1 not installed: subprocess rows skipped (apt-get install xmlsec1)")
     return 0
 
 

@@ -68,7 +68,6 @@ class Settings:
     config_dir: Path
     master_secret: bytes
     redis_prefix: str = "digione:"
-    signature_backend: str = "in-process"
     #: Audiences added to every access token (the platform's resource servers), RFC 9068 §3.
     resource_audiences: tuple[str, ...] = ()
     #: Client ids of resource servers that may introspect any token (RFC 7662 §2.1).
@@ -130,8 +129,6 @@ class Settings:
             "registry_dir": Path(env.get("BROKER_REGISTRY_DIR") or var / "registry"),
             "keys_dir": keys_dir,
             "config_dir": config_dir,
-            "signature_backend": env.get("BROKER_SIGNATURE_BACKEND")
-            or file_conf.get("signature_backend", "in-process"),
             "cookie_secure": _flag(env.get("BROKER_COOKIE_SECURE"), file_conf.get("cookie_secure", False)),
             "access_log": _flag(env.get("BROKER_ACCESS_LOG"), file_conf.get("access_log", False)),
             "server": env.get("BROKER_SERVER") or file_conf.get("server", "uwsgi"),
@@ -147,8 +144,10 @@ class Settings:
                                                  secrets_dir=values["secrets_dir"], root=ROOT)
         if "master_secret" not in values:
             values["master_secret"] = _master_secret(env, Path(values["keys_dir"]))
-        if values["signature_backend"] not in ("in-process", "xmlsec1"):
-            raise SettingsError("signature_backend: expected 'in-process' or 'xmlsec1'")
+        if env.get("BROKER_SIGNATURE_BACKEND") or "signature_backend" in file_conf:
+            # The xmlsec1 subprocess path is gone (decision 9): refuse rather than silently ignore it.
+            raise SettingsError("signature_backend (BROKER_SIGNATURE_BACKEND) was removed: SAML signatures are "
+                                "always checked in-process (docs/decisions/0009-saml-crypto-policy.md)")
         if values["server"] not in ("uwsgi", "gunicorn"):
             raise SettingsError("server (BROKER_SERVER): expected 'uwsgi' or 'gunicorn'")
         return cls(**values)

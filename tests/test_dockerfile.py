@@ -164,14 +164,15 @@ def test_no_dev_dependencies_and_no_secrets_in_the_image():
         assert secret not in env_and_args, f"{secret} baked into the image"
 
 
-def test_xmlsec1_is_installed_because_the_settings_can_select_it():
+def test_no_xmlsec1_in_the_image_and_the_removed_setting_is_refused():
+    """SAML signatures are checked in-process only (decision 9): the image carries no xmlsec1 program, and a
+    deployment still setting the old backend switch is told so at start instead of being silently ignored."""
     from broker.settings import Settings, SettingsError
 
-    with pytest.raises(SettingsError):
-        Settings.from_env({"BROKER_SIGNATURE_BACKEND": "nonsense", "BROKER_SECRET": "x" * 32})
-    selectable = Settings.from_env({"BROKER_SIGNATURE_BACKEND": "xmlsec1", "BROKER_SECRET": "x" * 32})
-    assert selectable.signature_backend == "xmlsec1"
-    assert re.search(r"apt-get install [^&]*\bxmlsec1\b", " ".join(arguments("RUN")))
+    for value in ("xmlsec1", "in-process"):
+        with pytest.raises(SettingsError, match="removed"):
+            Settings.from_env({"BROKER_SIGNATURE_BACKEND": value, "BROKER_SECRET": "x" * 32})
+    assert not re.search(r"\bxmlsec1\b", " ".join(arguments("RUN")))
 
 
 def test_port_entrypoint_and_command():
