@@ -41,8 +41,9 @@ from broker.login.seal import FlowSeal
 from broker.login.steps import Login
 from broker.home import HomePage
 from broker.pki import ensure_keypair
-from broker.proxy.saml_metadata import MetadataUnavailable, pinned_metadata
-from broker.proxy.xmlsig import check_libxml2, configure_signatures, pysaml2_config_overrides
+from broker.saml.metadata import MetadataUnavailable, pinned_metadata
+from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
+from broker.saml.xml_parsing import check_libxml2
 from broker.registry.relying_parties import RelyingParties
 from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
 from broker.sessions import SsoSessions

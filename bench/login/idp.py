@@ -31,7 +31,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from broker.demo import mpassid, saml_idp
 from broker.demo.directory import DEMO_DIRECTORY, find_user
-from broker.proxy.xmlsig import IN_PROCESS, configure_signatures
+from broker.saml.pysaml2_crypto import configure_signatures
 
 CITY = "vantaa"
 #: Never contacted: the benchmark reads the broker's redirect to it.
@@ -68,7 +68,7 @@ class SamlIdp:
 
     def __init__(self, key_dir: Path, sp_metadata_xml: str):
         self.server = Server(config=saml_idp.idp_config(IDP_BASE, CITY, key_dir, sp_metadata_xml))
-        configure_signatures(self.server, IN_PROCESS)
+        configure_signatures(self.server)
         self.entity_id = entity_id()
 
     def answer(self, location: str, user: dict) -> tuple[str, dict[str, str]]:

@@ -6,7 +6,7 @@ RESP commands on one socket, sent in large pipelined batches (the replies are co
 parsed), so 1,000,000 users take seconds, not minutes.  Every key gets a TTL (an hour), so an
 interrupted run cannot leave gigabytes behind; the benchmark also deletes them at the end.
 
-**Ours** (``broker/proxy/sessions.py``, ``broker/tokens/grants.py``), per user:
+**Ours** (``broker/sessions/sso.py``, ``broker/tokens/grants.py``), per user:
 ``sso:<sid>`` (the SSO session with the canonical identity), ``user:sessions:<user_id>``
 (a set with that sid), ``tok:grant:<gid>`` (the refresh-token family with released claims),
 ``tok:rt:<sha256>`` (its current refresh token): 4 keys, 5 commands; and for one user in 50

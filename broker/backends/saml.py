@@ -9,7 +9,7 @@ metadata and, for IdPs that need it, request signing).  Its part of a login
   (:meth:`~broker.login.flow.LoginFlow.upstream_sent`);
 * :meth:`SamlBackend.acs` takes the ``<Response>`` only if the flow waits for a SAML
   IdP, with the RelayState it sent, and verifies the message with
-  :func:`broker.proxy.saml_response.process_response` against that request: the
+  :func:`broker.saml.response.process_response` against that request: the
   request id (``InResponseTo``), the IdP it was sent to (Issuer, and the keys of
   *that* IdP's metadata only), our ACS and entity id.  A response is accepted
   once: after it verified, its request id is claimed in the store with one
@@ -43,9 +43,9 @@ from satosa.saml_util import make_saml_response
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.login.context import LoginContext
-from broker.proxy.crypto_policy import policy_for
-from broker.proxy.xml_keys import private_key
-from broker.proxy.saml_response import Assertion, Expected, IdpKeys, process_response
+from broker.saml.crypto_policy import policy_for
+from broker.saml.xml_keys import private_key
+from broker.saml.response import Assertion, Expected, IdpKeys, process_response
 from broker.registry.tenants import IdentityProvider
 from broker.store import Store
 

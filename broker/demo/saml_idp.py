@@ -43,7 +43,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from broker.demo import mpassid, pages
 from broker.demo.directory import DEMO_DIRECTORY, find_user
 from broker.pki import KeyPair, ensure_keypair
-from broker.proxy.xmlsig import IN_PROCESS, configure_signatures, pysaml2_config_overrides
+from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 
 SESSION_COOKIE = "demo_saml_idp_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""
@@ -119,7 +119,7 @@ def idp_config(base_url: str, city: str, key_dir: Path, sp_metadata_xml: str | N
             "accepted_time_diff": 60,
             # Signatures in-process (python-xmlsec), as the broker's own entities do:
             # no xmlsec1 binary, no subprocess per response.
-            **pysaml2_config_overrides(IN_PROCESS),
+            **pysaml2_config_overrides(),
         }
     )
     # Ours first: pysaml2 turns identity keys into SAML names with the first
@@ -183,7 +183,7 @@ class _Servers:
                 self._xml = self._fetch()
             if city not in self._servers:
                 server = Server(config=idp_config(self._base_url, city, self._key_dir, self._xml))
-                configure_signatures(server, IN_PROCESS)
+                configure_signatures(server)
                 self._servers[city] = server
             return self._servers[city]
 

@@ -51,7 +51,7 @@ from broker.errors import BrokerError, ExpiredFlow, UnknownClient
 from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
 from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
-from broker.proxy import xmlsig
+from broker.saml.xml_parsing import parse as parse_xml
 
 logger = logging.getLogger("broker.frontends.saml")
 
@@ -258,7 +258,7 @@ def _peek(encoded: str, binding: str) -> tuple[str | None, bool]:
         raw = base64.b64decode(encoded)
         if binding == BINDING_HTTP_REDIRECT:
             raw = zlib.decompressobj(-15).decompress(raw, _MAX_REQUEST * 8)
-        root = xmlsig.parse(raw)
+        root = parse_xml(raw)
     except Exception:
         raise RequestRefused("SAMLRequest is not an encoded XML message (Bindings §3.4.4, §3.5.4)") from None
     if root.tag != f"{{{_SAMLP}}}AuthnRequest":

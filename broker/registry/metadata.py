@@ -11,7 +11,7 @@ A document is accepted only if
 * its path, after resolving symlinks and ``..``, lies inside the metadata directory,
   and it is a regular file of at most :data:`MAX_BYTES`, encoded in UTF-8;
 * it has no DOCTYPE (hence no DTD and no entities), and the hardened parser
-  (:func:`broker.proxy.xmlsig.parse`: no DTD, no entities, no network, unique IDs)
+  (:func:`broker.saml.xml_parsing.parse`: no DTD, no entities, no network, unique IDs)
   accepts it;
 * pysaml2's own metadata parser accepts it exactly as ``MetadataStore`` does for
   ``inline`` metadata (``InMemoryMetaData``), and keeps the entity (not expired,
@@ -98,7 +98,7 @@ def load_idp_metadata(name: str | Path, *, metadata_dir: Path, entity_id: str | 
 def _hardened_parse(data: bytes):
     from saml2.sigver import SigverError
 
-    from broker.proxy.xmlsig import parse
+    from broker.saml.xml_parsing import parse
 
     try:
         return parse(data)

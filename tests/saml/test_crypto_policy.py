@@ -19,13 +19,13 @@ from saml2.metadata import entity_descriptor
 from saml2.server import Server
 
 from broker.errors import InvalidResponse
-from broker.proxy import crypto_policy as alg
-from broker.proxy.crypto_policy import DEFAULT_POLICY, LEGACY_ITEMS, CryptoPolicy, policy_for
-from broker.proxy.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
-from broker.proxy.saml_response import Expected, IdpKeys, process_response
-from broker.proxy.xml_encryption import AssertionEncryption
-from broker.proxy.xml_keys import certificate_key, private_key
-from broker.proxy.xml_signatures import DIGEST_ALGORITHMS, SIGNATURE_ALGORITHMS, signature_context
+from broker.saml import crypto_policy as alg
+from broker.saml.crypto_policy import DEFAULT_POLICY, LEGACY_ITEMS, CryptoPolicy, policy_for
+from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
+from broker.saml.response import Expected, IdpKeys, process_response
+from broker.saml.xml_encryption import AssertionEncryption
+from broker.saml.xml_keys import certificate_key, private_key
+from broker.saml.xml_signatures import DIGEST_ALGORITHMS, SIGNATURE_ALGORITHMS, signature_context
 
 if __package__:
     from .xmlsig_helpers import attacks

@@ -1,6 +1,6 @@
 """End to end through pysaml2's crypto plugin: a real pysaml2 IdP signs, a pysaml2 SP verifies.
 
-The plugin (:mod:`broker.proxy.pysaml2_crypto`) is what every pysaml2 entity of the
+The plugin (:mod:`broker.saml.pysaml2_crypto`) is what every pysaml2 entity of the
 broker uses (its SAML IdP frontend, the demo IdPs); pysaml2 SPs and IdPs here stand
 for the services and city IdPs on the other side.  Signature wrapping (XSW1–XSW8),
 stripping, certificate faking and tampering are refused, genuine and encrypted
@@ -16,8 +16,8 @@ from typing import ClassVar
 import pytest
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
-from broker.proxy import pysaml2_crypto, xml_keys, xml_parsing, xml_signatures
-from broker.proxy.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
+from broker.saml import pysaml2_crypto, xml_keys, xml_parsing, xml_signatures
+from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 
 if __package__:
     from .xmlsig_helpers import attacks
@@ -36,7 +36,7 @@ class Scenario:
     def __init__(self, directory, *, response_signed: bool, assertion_signed: bool, encryption: bool = False):
         self.peers = make_peers(directory, want_response_signed=response_signed,
                                 want_assertions_signed=assertion_signed, encryption=encryption)
-        configure_signatures(self.peers.idp, "in-process")
+        configure_signatures(self.peers.idp)
         self.genuine = self.peers.response_xml(sign_response=response_signed, sign_assertion=assertion_signed,
                                                encrypt_assertion=encryption)
 
@@ -269,29 +269,17 @@ def test_default_backend_is_in_process(assertion_signed):
     assert context.crypto.version_nums >= (1, 2)
 
 
-@pytest.mark.parametrize("name", ["xmlsec1", "xmlsec2", "fast"])
-def test_any_backend_but_in_process_is_a_configuration_error(assertion_signed, name):
-    """The xmlsec1 subprocess path is gone (ADR 0009): naming it fails at start-up, loudly."""
-    with pytest.raises(ValueError, match="signature_backend must be 'in-process'"):
-        configure_signatures(assertion_signed.peers.sp, name)
-    with pytest.raises(ValueError, match="signature_backend must be 'in-process'"):
-        pysaml2_config_overrides(name)
-    assert isinstance(configure_signatures(assertion_signed.peers.sp, None), pysaml2_crypto.InProcessSecurityContext)
-
-
 def test_construction_overrides():
     expected = {"crypto_backend": "XMLSecurity", "signing_algorithm": SIG_RSA_SHA256,
                 "digest_algorithm": DIGEST_SHA256}
     assert pysaml2_config_overrides() == expected
-    assert pysaml2_config_overrides("in-process") == expected
-    assert pysaml2_config_overrides(None) == expected
 
 
 @pytest.mark.parametrize("validation", pysaml2_crypto.SCHEMA_VALIDATIONS)
 @pytest.mark.parametrize("scenario_name", ["assertion_signed", "both_signed", "encrypted"])
 def test_every_schema_validation_accepts_genuine_responses(request, scenario_name, validation):
     scenario = request.getfixturevalue(scenario_name)
-    context = configure_signatures(scenario.peers.sp, "in-process", schema_validation=validation)
+    context = configure_signatures(scenario.peers.sp, schema_validation=validation)
     assert context.schema_validation == validation
     assert_genuine(scenario.parse(scenario.genuine))
 
@@ -300,7 +288,7 @@ def test_every_schema_validation_accepts_genuine_responses(request, scenario_nam
 def test_every_schema_validation_refuses_wrapping(assertion_signed, response_signed, validation):
     for scenario, wrappings in ((assertion_signed, attacks.ASSERTION_WRAPPING),
                                 (response_signed, attacks.RESPONSE_WRAPPING)):
-        configure_signatures(scenario.peers.sp, "in-process", schema_validation=validation)
+        configure_signatures(scenario.peers.sp, schema_validation=validation)
         for wrap in wrappings.values():
             for same_id in (True, False):
                 assert_refused(scenario, wrap(scenario.genuine, same_id=same_id))
@@ -317,15 +305,15 @@ def test_signed_node_validation_sees_the_document_as_received(assertion_signed):
     attacks.strip_signature(assertion)
     resigned = attacks.sign_raw(attacks.serialize(root), scenario.peers.idp_keys.key_pem,
                                 signed_id=assertion.get("ID"), cert_base64=scenario.peers.idp_keys.cert_base64)
-    configure_signatures(scenario.peers.sp, "in-process", schema_validation="libxml2")
+    configure_signatures(scenario.peers.sp, schema_validation="libxml2")
     assert_genuine(scenario.parse(resigned))
-    configure_signatures(scenario.peers.sp, "in-process", schema_validation="signed-node")
+    configure_signatures(scenario.peers.sp, schema_validation="signed-node")
     assert_refused(scenario, resigned)
 
 
 def test_unknown_schema_validation_is_a_configuration_error(assertion_signed):
     with pytest.raises(ValueError, match="schema_validation"):
-        configure_signatures(assertion_signed.peers.sp, "in-process", schema_validation="none")
+        configure_signatures(assertion_signed.peers.sp, schema_validation="none")
 
 
 def test_mismatched_libxml2_builds_are_refused(assertion_signed, monkeypatch):

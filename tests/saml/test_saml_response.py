@@ -16,12 +16,12 @@ import pytest
 from lxml import etree
 
 from broker.errors import InvalidResponse
-from broker.proxy import saml_response
-from broker.proxy.pysaml2_crypto import CryptoBackendXmlSecInProcess, configure_signatures
-from broker.proxy.saml_response import Expected, IdpKeys, process_response
-from broker.proxy.xml_encryption import AssertionEncryption
-from broker.proxy.xml_keys import certificate_key, private_key
-from broker.proxy.xml_signatures import verify_signature
+from broker.saml import response as saml_response
+from broker.saml.pysaml2_crypto import CryptoBackendXmlSecInProcess, configure_signatures
+from broker.saml.response import Expected, IdpKeys, process_response
+from broker.saml.xml_encryption import AssertionEncryption
+from broker.saml.xml_keys import certificate_key, private_key
+from broker.saml.xml_signatures import verify_signature
 
 if __package__:
     from .xmlsig_helpers import attacks

@@ -1,4 +1,4 @@
-"""XML encryption on its own (:mod:`broker.proxy.xml_encryption`): round trips, our key only, and
+"""XML encryption on its own (:mod:`broker.saml.xml_encryption`): round trips, our key only, and
 the crypto policy applied before any decryption."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 from lxml import etree
 from saml2.sigver import DecryptError, pre_encryption_part
 
-from broker.proxy import crypto_policy as alg
-from broker.proxy.crypto_policy import AlgorithmRefused, CryptoPolicy
-from broker.proxy.pysaml2_crypto import CryptoBackendXmlSecInProcess
-from broker.proxy.xml_encryption import AssertionEncryption, decrypt, decrypt_node
-from broker.proxy.xml_keys import private_key
-from broker.proxy.xml_parsing import parse
+from broker.saml import crypto_policy as alg
+from broker.saml.crypto_policy import AlgorithmRefused, CryptoPolicy
+from broker.saml.pysaml2_crypto import CryptoBackendXmlSecInProcess
+from broker.saml.xml_encryption import AssertionEncryption, decrypt, decrypt_node
+from broker.saml.xml_keys import private_key
+from broker.saml.xml_parsing import parse
 
 if __package__:
     from .xmlsig_helpers import attacks

@@ -10,8 +10,8 @@ import pytest
 from saml2.sigver import XmlsecError
 
 from broker.errors import InvalidResponse
-from broker.proxy import saml_response
-from broker.proxy.xml_parsing import parse
+from broker.saml import response as saml_response
+from broker.saml.xml_parsing import parse
 
 
 def _parse_in_time(document: bytes, seconds: float = 2.0):

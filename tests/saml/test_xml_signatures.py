@@ -1,4 +1,4 @@
-"""XML signatures on their own (:mod:`broker.proxy.xml_signatures`): each SAML/XML-DSig rule, one test each.
+"""XML signatures on their own (:mod:`broker.saml.xml_signatures`): each SAML/XML-DSig rule, one test each.
 
 The documents here are signed with libxmlsec1 directly (``attacks.sign_raw``),
 so they are cryptographically valid and fail only the rule under test: the
@@ -14,8 +14,8 @@ import xmlsec
 from lxml import etree
 from saml2.sigver import SignatureError, XmlsecError
 
-from broker.proxy import xml_keys, xml_signatures
-from broker.proxy.pysaml2_crypto import CryptoBackendXmlSecInProcess, configure_signatures
+from broker.saml import xml_keys, xml_signatures
+from broker.saml.pysaml2_crypto import CryptoBackendXmlSecInProcess, configure_signatures
 
 if __package__:
     from .xmlsig_helpers import attacks

@@ -15,8 +15,8 @@ from saml2 import samlp
 from saml2.xml.schema import XMLSchemaError
 from saml2.xml.schema import validate as xmlschema_validate
 
-from broker.proxy import xmlsig_schema
-from broker.proxy.pysaml2_crypto import configure_signatures
+from broker.saml import schema as xmlsig_schema
+from broker.saml.pysaml2_crypto import configure_signatures
 
 if __package__:
     from .xmlsig_helpers import attacks

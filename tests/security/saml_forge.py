@@ -12,7 +12,7 @@ real city IdP would sign.  Tests then alter the response:
 * after signing (lxml on the XML): tampering, stripping, wrapping, comments.
 
 The algorithms are the city's to choose too: ``sign_alg`` / ``digest_alg`` for the
-signatures, an :class:`~broker.proxy.xml_encryption.AssertionEncryption` for an
+signatures, an :class:`~broker.saml.xml_encryption.AssertionEncryption` for an
 encrypted assertion (pysaml2 builds, signs and encrypts; the template is ours).
 
 An attacker is the same class on another key folder (``broker.pki.ensure_keypair``):
@@ -40,8 +40,8 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from broker.demo import mpassid, saml_idp
 from broker.demo.directory import DEMO_DIRECTORY, find_user
 from broker.pki import ensure_keypair
-from broker.proxy.pysaml2_crypto import IN_PROCESS, configure_signatures
-from broker.proxy.xml_encryption import AssertionEncryption
+from broker.saml.pysaml2_crypto import configure_signatures
+from broker.saml.xml_encryption import AssertionEncryption
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -73,7 +73,7 @@ class CityIdp:
         self.sign_response = DEMO_DIRECTORY[city]["saml"]["sign_response"]
         self.server = Server(config=saml_idp.idp_config(stack.saml_url, city, Path(key_dir or stack.demo_dir / "keys"),
                                                         sp_metadata_xml))
-        configure_signatures(self.server, IN_PROCESS)
+        configure_signatures(self.server)
 
     @classmethod
     def impostor(cls, stack, city: str, sp_metadata_xml: str, key_dir: Path) -> CityIdp:
@@ -127,7 +127,7 @@ class CityIdp:
         """pysaml2's own sign-then-encrypt: the assertion encrypted to the broker's encryption key
         (from its SP metadata, i.e. public), signed by this IdP's key first if ``sign_assertion``;
         ``encryption`` chooses the algorithms (default: RSA-OAEP and AES-256-GCM)."""
-        configure_signatures(self.server, IN_PROCESS, encryption=encryption)
+        configure_signatures(self.server, encryption=encryption)
         user = find_user(self.city, username)
         released = mpassid.attributes(self.city, user)
         identity = {mpassid.FRIENDLY_NAMES[name]: values for name, values in released.items()}

@@ -22,7 +22,7 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID, Subject
 from saml2.xmldsig import SIG_RSA_SHA256
 
 from broker.pki import ensure_keypair
-from broker.proxy.xmlsig import configure_signatures
+from broker.saml.pysaml2_crypto import configure_signatures
 from broker.registry.relying_parties import ReleasePolicy
 
 from .agent import HTML, JSON, Person, forms

@@ -27,8 +27,8 @@ from broker.demo.directory import find_user
 from broker.i18n import MESSAGES
 from broker.login import cookies
 from broker.login.seal import FlowSeal
-from broker.proxy import crypto_policy as alg
-from broker.proxy.xml_encryption import AssertionEncryption
+from broker.saml import crypto_policy as alg
+from broker.saml.xml_encryption import AssertionEncryption
 
 from . import saml_forge as forge
 from .agent import HTML, JSON, Person

@@ -10,7 +10,7 @@ from saml2.metadata import create_metadata_string
 
 from broker.demo.servers import serve_in_thread
 from broker.pki import ensure_keypair, sha256_fingerprint
-from broker.proxy.saml_metadata import MetadataRejected, MetadataUnavailable, pinned_metadata, verify_pinned
+from broker.saml.metadata import MetadataRejected, MetadataUnavailable, pinned_metadata, verify_pinned
 from broker.store import MemoryStore
 
 ENTITY = "https://idp.city.example/idp"

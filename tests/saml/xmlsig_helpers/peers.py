@@ -8,7 +8,7 @@ IdP certificate in metadata, as in production).
 
 Both entities are constructed with ``crypto_backend: XMLSecurity`` (the placeholder
 pysaml2 needs nothing for); the in-process backend is then installed with
-:func:`broker.proxy.pysaml2_crypto.configure_signatures`.
+:func:`broker.saml.pysaml2_crypto.configure_signatures`.
 
 A response can be altered before it is signed (``mutate`` on pysaml2's objects,
 ``mutate_xml`` on the XML with the signature templates in place), and signed and
@@ -41,8 +41,8 @@ from saml2.saml import (
 from saml2.server import Server
 from saml2.sigver import pre_signature_part, signed_instance_factory
 
-from broker.proxy.pysaml2_crypto import configure_signatures
-from broker.proxy.xml_encryption import AssertionEncryption
+from broker.saml.pysaml2_crypto import configure_signatures
+from broker.saml.xml_encryption import AssertionEncryption
 
 IDP_ENTITY_ID = "https://idp.example.org/saml/idp"
 SP_ENTITY_ID = "https://broker.example.org/saml/sp"

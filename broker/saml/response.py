@@ -7,13 +7,13 @@ This module does what the Web Browser SSO profile asks of a service provider
 (SAML Profiles §4.1.4.3) on one lxml tree, and is the only path by which the
 broker accepts a SAML response (ADR 0007, ADR 0009):
 
-1. parse with the hardened parser of :mod:`broker.proxy.xml_parsing` (no DTD, no
+1. parse with the hardened parser of :mod:`broker.saml.xml_parsing` (no DTD, no
    entities, no network, unique IDs), refuse comments and processing
    instructions (no signature covers them), validate against the SAML schemas;
 2. check the ``<Response>``: version, ``Destination``, ``InResponseTo``,
    ``IssueInstant``, ``Issuer``, ``Status``;
 3. check every signature and encryption algorithm against the IdP's
-   :class:`~broker.proxy.crypto_policy.CryptoPolicy` before any cryptography;
+   :class:`~broker.saml.crypto_policy.CryptoPolicy` before any cryptography;
 4. verify the response signature if it has one, decrypt an
    ``<EncryptedAssertion>`` with our key, and require exactly one assertion in the
    whole document, signed by itself or through the response (Profiles §4.1.3.5);
@@ -42,12 +42,12 @@ from saml2.sigver import XmlsecError
 from saml2.xml.schema import XMLSchemaError
 
 from broker.errors import IdpError, InvalidResponse
-from broker.proxy import xmlsig_schema
-from broker.proxy.crypto_policy import DEFAULT_POLICY, AlgorithmRefused, CryptoPolicy
-from broker.proxy.xml_encryption import decrypt_node, encrypted_key_for
-from broker.proxy.xml_keys import certificate_key
-from broker.proxy.xml_parsing import check_unique_ids, parse
-from broker.proxy.xml_signatures import verify_node
+from broker.saml import schema as xmlsig_schema
+from broker.saml.crypto_policy import DEFAULT_POLICY, AlgorithmRefused, CryptoPolicy
+from broker.saml.xml_encryption import decrypt_node, encrypted_key_for
+from broker.saml.xml_keys import certificate_key
+from broker.saml.xml_parsing import check_unique_ids, parse
+from broker.saml.xml_signatures import verify_node
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -81,7 +81,7 @@ _UNDERSTOOD_CONDITIONS = {_AUDIENCE_RESTRICTION: "AudienceRestrictionType", _ONE
 class Expected:
     """What this flow's response must match: our SP, our request, the IdP we asked, its crypto policy.
 
-    ``crypto`` is the IdP's :class:`~broker.proxy.crypto_policy.CryptoPolicy` (default: no
+    ``crypto`` is the IdP's :class:`~broker.saml.crypto_policy.CryptoPolicy` (default: no
     legacy algorithm).  ``downstream`` is the service the broker will issue its own token or
     assertion to, for a ``<ProxyRestriction>`` that names audiences (Core §2.5.1.6).
     """

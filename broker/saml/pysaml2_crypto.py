@@ -6,19 +6,19 @@ gives pysaml2 entities (the broker's SAML IdP frontend, the demo IdPs, test peer
 the same interface in memory (ADR 0003):
 
 * :class:`CryptoBackendXmlSecInProcess` implements ``CryptoBackend`` on
-  :mod:`~broker.proxy.xml_signatures` and :mod:`~broker.proxy.xml_encryption`;
+  :mod:`~broker.saml.xml_signatures` and :mod:`~broker.saml.xml_encryption`;
 * :class:`InProcessSecurityContext` passes certificates and keys in memory and
   reads the configured key files once, when it is built;
 * :func:`configure_signatures` installs both on an entity (and its metadata store),
   makes its signatures RSA-SHA256/SHA-256 unless the entity configures otherwise
   (pysaml2's default is RSA-SHA1), and makes the assertions it encrypts RSA-OAEP and
-  AES-GCM (:class:`~broker.proxy.xml_encryption.AssertionEncryption`; pysaml2's default
+  AES-GCM (:class:`~broker.saml.xml_encryption.AssertionEncryption`; pysaml2's default
   is Triple-DES-CBC);
 * :func:`pysaml2_config_overrides` is merged into an entity configuration before
   the entity is built.
 
 The SAML responses the broker *receives* do not go through pysaml2 at all
-(:mod:`broker.proxy.saml_response`, ADR 0007).  pysaml2's ``xmlsec1`` subprocess
+(:mod:`broker.saml.response`, ADR 0007).  pysaml2's ``xmlsec1`` subprocess
 backend is no longer selectable (ADR 0009).
 """
 
@@ -59,16 +59,15 @@ from saml2.xmldsig import (
     TRANSFORM_ENVELOPED,
 )
 
-from broker.proxy import xmlsig_schema
-from broker.proxy.xml_encryption import AssertionEncryption, decrypt, encrypt_node, single_xpath_node
-from broker.proxy.xml_keys import KeyMaterial, certificate_key, private_key, read_material
-from broker.proxy.xml_parsing import check_libxml2, parse_document, serialize
-from broker.proxy.xml_signatures import sign, verify_signature
+from broker.saml import schema as xmlsig_schema
+from broker.saml.xml_encryption import AssertionEncryption, decrypt, encrypt_node, single_xpath_node
+from broker.saml.xml_keys import KeyMaterial, certificate_key, private_key, read_material
+from broker.saml.xml_parsing import check_libxml2, parse_document, serialize
+from broker.saml.xml_signatures import sign, verify_signature
 
 logger = logging.getLogger(__name__)
 
 IN_PROCESS = "in-process"
-DEFAULT_SIGNATURE_BACKEND = IN_PROCESS
 
 #: Schema validation of each signed item, against pysaml2's XSD files:
 #: ``libxml2`` — pysaml2's re-serialization of the item (``str(item)``, as pysaml2 does), libxml2 engine;
@@ -458,25 +457,13 @@ def use_in_process_signatures(entity, *, schema_validation: str = DEFAULT_SCHEMA
     return context
 
 
-def _check_backend_name(backend_name: str | None) -> None:
-    if backend_name not in (None, IN_PROCESS):
-        raise ValueError(f"signature_backend must be {IN_PROCESS!r} (the xmlsec1 subprocess path was removed, "
-                         f"ADR 0009), not {backend_name!r}")
-
-
-def configure_signatures(entity, backend_name: str | None = DEFAULT_SIGNATURE_BACKEND, *,
-                         schema_validation: str = DEFAULT_SCHEMA_VALIDATION,
+def configure_signatures(entity, *, schema_validation: str = DEFAULT_SCHEMA_VALIDATION,
                          encryption: AssertionEncryption | None = None) -> SecurityContext:
-    """Install the in-process backend on *entity* (see :func:`use_in_process_signatures`).
-
-    *backend_name* is kept for the callers that pass the ``signature_backend`` setting:
-    ``in-process`` or ``None``; anything else is a :class:`ValueError`.
-    """
-    _check_backend_name(backend_name)
+    """Install the in-process backend on *entity* (see :func:`use_in_process_signatures`)."""
     return use_in_process_signatures(entity, schema_validation=schema_validation, encryption=encryption)
 
 
-def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEND) -> dict[str, Any]:
+def pysaml2_config_overrides() -> dict[str, Any]:
     """Settings to merge into a pysaml2 entity configuration before it is built.
 
     pysaml2 builds a security context while loading its configuration (for the
@@ -488,7 +475,6 @@ def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEN
     entity (and SATOSA's SAML frontend, which reads them from this configuration)
     sign with RSA-SHA256 and SHA-256 instead of pysaml2's RSA-SHA1 default.
     """
-    _check_backend_name(backend_name)
     return {"crypto_backend": "XMLSecurity", "signing_algorithm": DEFAULT_SIGNING_ALGORITHM,
             "digest_algorithm": DEFAULT_DIGEST_ALGORITHM}
 
@@ -496,7 +482,6 @@ def pysaml2_config_overrides(backend_name: str | None = DEFAULT_SIGNATURE_BACKEN
 __all__ = [
     "DEFAULT_DIGEST_ALGORITHM",
     "DEFAULT_SCHEMA_VALIDATION",
-    "DEFAULT_SIGNATURE_BACKEND",
     "DEFAULT_SIGNING_ALGORITHM",
     "IN_PROCESS",
     "SCHEMA_VALIDATIONS",

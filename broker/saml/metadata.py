@@ -20,7 +20,8 @@ import requests
 from lxml import etree
 
 from broker.pki import sha256_fingerprint
-from broker.proxy.xmlsig import certificate_key, verify_signature
+from broker.saml.xml_keys import certificate_key
+from broker.saml.xml_signatures import verify_signature
 from broker.store import Store, StoreError
 
 logger = logging.getLogger(__name__)

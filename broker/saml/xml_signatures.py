@@ -14,7 +14,7 @@ elements libxmlsec1 will process:
 * **Allow-listed algorithms**: exclusive canonicalization (§5.4.3), the
   enveloped-signature and exclusive c14n transforms (§5.4.4), SHA-1/SHA-2
   digests, RSA or ECDSA signatures.  With a
-  :class:`~broker.proxy.crypto_policy.CryptoPolicy` (the SAML response
+  :class:`~broker.saml.crypto_policy.CryptoPolicy` (the SAML response
   processor always passes the IdP's) only the policy's digests and signature
   methods are accepted, both by a check before any cryptography and in the
   libxmlsec1 context itself.
@@ -36,9 +36,9 @@ from saml2 import SamlBase
 from saml2.sigver import NODE_NAME, SignatureError
 from saml2.xmldsig import TRANSFORM_ENVELOPED
 
-from broker.proxy import crypto_policy as algorithms
-from broker.proxy.crypto_policy import CryptoPolicy
-from broker.proxy.xml_parsing import check_unique_ids, find_node, parse_document, serialize
+from broker.saml import crypto_policy as algorithms
+from broker.saml.crypto_policy import CryptoPolicy
+from broker.saml.xml_parsing import check_unique_ids, find_node, parse_document, serialize
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 
@@ -163,7 +163,7 @@ def verify_signature(xml: str | bytes, key: xmlsec.Key, node_name: str = NODE_NA
 
     Returns the verified element; raises :class:`~saml2.sigver.SignatureError`
     (an ``XmlsecError``, as pysaml2's subprocess backend did) on any failure, or
-    :class:`~broker.proxy.crypto_policy.AlgorithmRefused` for an algorithm *policy* refuses.
+    :class:`~broker.saml.crypto_policy.AlgorithmRefused` for an algorithm *policy* refuses.
     """
     root = parse_document(xml)
     check_unique_ids(root)
@@ -176,7 +176,7 @@ def verify_node(node: etree._Element, node_ref_id: str | None, key: xmlsec.Key, 
     """Verify the enveloped signature of *node*, an element of an already parsed document.
 
     For callers that parsed (and checked ID uniqueness of) the document once, with
-    :func:`~broker.proxy.xml_parsing.parse`; *node_ref_id* is the node's ``ID`` (``None`` for
+    :func:`~broker.saml.xml_parsing.parse`; *node_ref_id* is the node's ``ID`` (``None`` for
     the document element signed with an empty reference).  Same checks and errors as
     :func:`verify_signature`; *policy* is checked before any cryptography.
     """

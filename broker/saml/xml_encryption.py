@@ -4,7 +4,7 @@
   ``<xenc:EncryptedData>`` (in its ``<ds:KeyInfo>`` or named there by a
   same-document ``<ds:RetrievalMethod>``) is unwrapped with the private key
   given, and the data decrypted with the result; no key is looked up from the
-  document.  With a :class:`~broker.proxy.crypto_policy.CryptoPolicy` the data
+  document.  With a :class:`~broker.saml.crypto_policy.CryptoPolicy` the data
   cipher and the key transport are checked *before* either decryption runs, so a
   refused algorithm (RSA PKCS#1 v1.5, CBC) never reaches the cryptography and
   cannot serve as a padding oracle.
@@ -23,9 +23,9 @@ import xmlsec
 from lxml import etree
 from saml2.sigver import DecryptError, EncryptError
 
-from broker.proxy import crypto_policy as algorithms
-from broker.proxy.crypto_policy import CryptoPolicy
-from broker.proxy.xml_parsing import parse_document, serialize
+from broker.saml import crypto_policy as algorithms
+from broker.saml.crypto_policy import CryptoPolicy
+from broker.saml.xml_parsing import parse_document, serialize
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XENC_NS = "http://www.w3.org/2001/04/xmlenc#"
@@ -96,7 +96,7 @@ def decrypt_node(root: etree._Element, encrypted_data: etree._Element, key: xmls
 
     *policy* (the IdP's) is checked on the ``EncryptedData`` and on the
     ``EncryptedKey`` that will be unwrapped before any decryption; it raises
-    :class:`~broker.proxy.crypto_policy.AlgorithmRefused`.
+    :class:`~broker.saml.crypto_policy.AlgorithmRefused`.
     """
     method = encrypted_data.find(_ENCRYPTION_METHOD)
     cipher = BLOCK_CIPHERS.get(method.get("Algorithm")) if method is not None else None

@@ -1,1 +1,0 @@
-"""The SAML toolkit: hardened XML parsing, signatures, encryption, the one response processor, metadata."""
