@@ -29,6 +29,7 @@ from broker.backends.oidc_discovery import ProviderUnavailable, provider_configu
 from broker.backends.saml import ACS_PATH, METADATA_PATH as SP_METADATA_PATH, SamlBackend
 from broker.backends.unavailable import UnavailableBackend
 from broker.derive import derive_key
+from broker.errors import UnknownClient
 from broker.discovery import DiscoveryPages
 from broker.frontends.oidc import OIDCFrontend
 from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH, SSO_PATHS, SamlIdpFrontend
@@ -105,7 +106,8 @@ def _oidc_idps(registry: Registry) -> list[IdentityProvider]:
 
 # -- the plugins' configuration ------------------------------------------------------------------
 
-def plugin_config(settings: Settings, registry: Registry, *, providers: Mapping[str, dict] | None = None,
+def plugin_config(settings: Settings, registry: Registry, *,
+                  providers: Mapping[str, dict[str, Any] | None] | None = None,
                   remote_metadata: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """The configuration of every plugin for ``registry`` (JSON-able; secrets are left out)."""
     base = settings.base_url
@@ -180,7 +182,8 @@ def plugin_config(settings: Settings, registry: Registry, *, providers: Mapping[
 
 # -- what the build reads from the network ----------------------------------------------------------
 
-def upstream_providers(registry: Registry, store: Store, http: requests.Session) -> dict[str, dict | None]:
+def upstream_providers(registry: Registry, store: Store,
+                       http: requests.Session) -> dict[str, dict[str, Any] | None]:
     """Discovery documents of every OIDC IdP; ``None`` for those unavailable now.
 
     Fetched once per issuer and concurrently: 300 cities' Entra tenants must not
@@ -188,7 +191,7 @@ def upstream_providers(registry: Registry, store: Store, http: requests.Session)
     """
     oidc = _oidc_idps(registry)
 
-    def fetch(issuer: str) -> dict | None:
+    def fetch(issuer: str) -> dict[str, Any] | None:
         try:
             return provider_configuration(issuer, store=store, http=http)
         except ProviderUnavailable as exc:
@@ -207,7 +210,7 @@ def remote_saml_metadata(registry: Registry, store: Store, http: requests.Sessio
     """Metadata of SAML IdPs named by URL, verified against their pins; ``None`` if unavailable."""
     documents: dict[str, str | None] = {}
     for idp in _saml_idps(registry):
-        if idp.metadata and idp.metadata.url:
+        if idp.metadata and idp.metadata.url and idp.metadata.signing_cert_sha256:
             try:
                 documents[idp.key] = pinned_metadata(idp.metadata.url, idp.metadata.signing_cert_sha256,
                                                      store=store, http=http)
@@ -242,7 +245,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                                       subject=subject(client, identity))
 
     def release_saml(sp_entity_id: str, identity: Mapping[str, Any]) -> tuple[dict[str, list[str]], str]:
-        sp = registry.parties.sp_for_entity(sp_entity_id)  # the frontend only answers registered SPs
+        sp = registry.parties.sp_for_entity(sp_entity_id)
+        if sp is None:  # the frontend only answers registered SPs; the registry changed mid-flow
+            raise UnknownClient("the service provider is no longer registered")
         name_id = mapping.subject_for(identity, policy=sp.policy, salt=pairwise_salt, sector=sp.sector)
         return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
 

@@ -137,10 +137,17 @@ class PolicyLike(Protocol):
     import it so that it stays usable on its own.
     """
 
-    scopes: Sequence[str]
-    profile: str
-    subject_type: str
-    sector: str
+    @property
+    def scopes(self) -> Sequence[str]: ...
+
+    @property
+    def profile(self) -> str: ...
+
+    @property
+    def subject_type(self) -> str: ...
+
+    @property
+    def sector(self) -> str: ...
 
 
 def _official(names: Mapping[str, str], fallback: str) -> str:

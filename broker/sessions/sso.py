@@ -66,8 +66,10 @@ class SsoSessions:
 
     def end(self, token: str | None) -> dict[str, Any] | None:
         """End the session of a cookie token; return it."""
-        sid = self.sid_of(token) if token and len(token) <= 64 else None
-        session = self.store.take(SESSION_KEY + sid) if sid else None
+        if not token or len(token) > 64:
+            return None
+        sid = self.sid_of(token)
+        session: dict[str, Any] | None = self.store.take(SESSION_KEY + sid)
         if session:
             self.store.set_remove(USER_SESSIONS_KEY + session["identity"]["user_id"], sid)
         return session
