@@ -17,7 +17,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import requests
 from saml2 import BINDING_HTTP_POST
@@ -26,13 +27,16 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from broker import mapping
 from broker.backends.oidc import BrokerOidcBackend
 from broker.backends.oidc_discovery import ProviderUnavailable, provider_configuration
-from broker.backends.saml import ACS_PATH, METADATA_PATH as SP_METADATA_PATH, SamlBackend
+from broker.backends.saml import ACS_PATH, SamlBackend
+from broker.backends.saml import METADATA_PATH as SP_METADATA_PATH
 from broker.backends.unavailable import UnavailableBackend
 from broker.derive import derive_key
-from broker.errors import UnknownClient
 from broker.discovery import DiscoveryPages
+from broker.errors import UnknownClient
 from broker.frontends.oidc import OIDCFrontend
-from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH, SSO_PATHS, SamlIdpFrontend
+from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH
+from broker.frontends.saml import SSO_PATHS, SamlIdpFrontend
+from broker.home import HomePage
 from broker.login import plugins
 from broker.login.cookies import Cookies
 from broker.login.discovery import DiscoveryEndpoints
@@ -40,13 +44,12 @@ from broker.login.proxy import Proxy
 from broker.login.router import Router
 from broker.login.seal import FlowSeal
 from broker.login.steps import Login
-from broker.home import HomePage
 from broker.pki import ensure_keypair
+from broker.registry.relying_parties import RelyingParties
+from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
 from broker.saml.metadata import MetadataUnavailable, pinned_metadata
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
-from broker.registry.relying_parties import RelyingParties
-from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
 from broker.sessions import SsoSessions
 from broker.settings import ROOT, Settings
 from broker.store import Store
@@ -202,7 +205,7 @@ def upstream_providers(registry: Registry, store: Store,
     if not issuers:
         return {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(issuers))) as pool:
-        documents = dict(zip(issuers, pool.map(fetch, issuers)))
+        documents = dict(zip(issuers, pool.map(fetch, issuers), strict=True))
     return {idp.key: documents[idp.issuer] for idp in oidc if idp.issuer}
 
 

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import requests
+
 from broker.store import Store, StoreError
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ import logging
 import secrets
 import time
 import zlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
@@ -43,10 +44,10 @@ from satosa.saml_util import make_saml_response
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.login.context import LoginContext
-from broker.saml.crypto_policy import policy_for
-from broker.saml.xml_keys import private_key
-from broker.saml.response import Assertion, Expected, IdpKeys, process_response
 from broker.registry.tenants import IdentityProvider
+from broker.saml.crypto_policy import policy_for
+from broker.saml.response import Assertion, Expected, IdpKeys, process_response
+from broker.saml.xml_keys import private_key
 from broker.store import Store
 
 logger = logging.getLogger("broker.backends.saml")
@@ -188,7 +189,7 @@ def _redirect_sso_url(sp: Saml2Client, entity_id: str) -> str | None:
     """The IdP's HTTP-Redirect SSO location from its metadata."""
     try:
         services = sp.metadata.single_sign_on_service(entity_id, BINDING_HTTP_REDIRECT)
-    except Exception:  # pysaml2 raises several types for an entity without the binding
+    except Exception:  # noqa: BLE001 - pysaml2 raises several types for an entity without the binding
         services = []
     return services[0]["location"] if services else None
 

@@ -22,8 +22,9 @@ Token, userinfo, introspection and revocation requests never touch the flow.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 from satosa.frontends.base import FrontendModule

@@ -14,8 +14,9 @@ every request.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from io import BytesIO
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote
 
 from satosa.context import Context
@@ -113,7 +114,7 @@ class LoginContext(Context):
         self.response_cookies.append(header)
 
     @classmethod
-    def from_environ(cls, environ: dict[str, Any], *, cookie_names: tuple[str, ...] = ()) -> "LoginContext":
+    def from_environ(cls, environ: dict[str, Any], *, cookie_names: tuple[str, ...] = ()) -> LoginContext:
         """Build the context of a WSGI request without logging any of it."""
         from broker.login import cookies
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from broker.tokens.authorize import AuthorizationRequest
 
@@ -57,7 +58,7 @@ class SamlRequest:
         return _compact(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SamlRequest":
+    def from_dict(cls, data: Mapping[str, Any]) -> SamlRequest:
         return cls(**_fields(cls, data))
 
 
@@ -116,7 +117,7 @@ class ServiceRequest:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ServiceRequest":
+    def from_dict(cls, data: Mapping[str, Any]) -> ServiceRequest:
         values = dict(data)
         if "oidc" in values:
             values["oidc"] = AuthorizationRequest.from_state(values["oidc"])
@@ -147,7 +148,7 @@ class Upstream:
         return _compact(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Upstream":
+    def from_dict(cls, data: Mapping[str, Any]) -> Upstream:
         return cls(**_fields(cls, data))
 
 
@@ -162,7 +163,7 @@ class LoginFlow:
     upstream: Upstream | None = None
 
     @classmethod
-    def begin(cls, service: ServiceRequest, *, now: float | None = None) -> "LoginFlow":
+    def begin(cls, service: ServiceRequest, *, now: float | None = None) -> LoginFlow:
         """A new flow for ``service`` (a random id: also the flow's CSRF token on broker pages)."""
         lang = service.ui_locales.split()[0] if service.ui_locales else None
         return cls(id=secrets.token_urlsafe(18), created=int(time.time() if now is None else now),
@@ -170,13 +171,13 @@ class LoginFlow:
 
     # -- transitions (each returns a new flow) -----------------------------------------
 
-    def to_idp(self, idp: str, backend: str, *, now: float | None = None) -> "LoginFlow":
+    def to_idp(self, idp: str, backend: str, *, now: float | None = None) -> LoginFlow:
         """Wait for ``idp`` now; whatever upstream request was pending is forgotten."""
         started = int(time.time() if now is None else now)
         return dataclasses.replace(self, upstream=Upstream(idp=idp, backend=backend, started=started))
 
     def upstream_sent(self, *, request_id: str | None = None, relay_state: str | None = None,
-                      state: str | None = None, nonce: str | None = None, verifier: str | None = None) -> "LoginFlow":
+                      state: str | None = None, nonce: str | None = None, verifier: str | None = None) -> LoginFlow:
         """Record the one-time values of the request just sent to the pending IdP."""
         if self.upstream is None:
             raise FlowMismatch("no IdP chosen for this flow")
@@ -184,11 +185,11 @@ class LoginFlow:
                                        nonce=nonce, verifier=verifier)
         return dataclasses.replace(self, upstream=upstream)
 
-    def upstream_done(self) -> "LoginFlow":
+    def upstream_done(self) -> LoginFlow:
         """The pending IdP answered: nothing more is expected from upstream."""
         return dataclasses.replace(self, upstream=None)
 
-    def in_language(self, lang: str | None) -> "LoginFlow":
+    def in_language(self, lang: str | None) -> LoginFlow:
         return self if not lang or lang == self.lang else dataclasses.replace(self, lang=lang)
 
     # -- checks ---------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class LoginFlow:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LoginFlow":
+    def from_dict(cls, data: Mapping[str, Any]) -> LoginFlow:
         """Rebuild a flow from :meth:`to_dict`; :class:`ValueError` if the data is not a flow."""
         try:
             return cls(id=str(data["id"]), created=int(data["created"]),

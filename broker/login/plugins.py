@@ -29,7 +29,8 @@ raises (``SATOSAAuthenticationError``: "Permission denied") ends the login with
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from satosa.micro_services.base import MicroService
 from satosa.plugin_loader import load_request_microservices, load_response_microservices

@@ -11,7 +11,8 @@ JWKS and metadata requests never touch it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from satosa.exception import SATOSAAuthenticationError, SATOSAError
 from satosa.response import Response

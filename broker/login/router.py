@@ -15,7 +15,8 @@ says which backend answered.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 Handler = Callable[..., Any]
 Owner = tuple[str, str]

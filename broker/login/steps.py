@@ -29,7 +29,8 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from satosa.exception import SATOSAAuthenticationError
