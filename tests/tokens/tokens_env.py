@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, RSAKey
 from tokens_harness import Login, ProviderApp, SatosaApp, Server, release, subject
 
+from broker.frontends.oidc import OIDCFrontend
 from broker.registry.relying_parties import RelyingParties
 from broker.tokens import KeyRing, build_provider
-from broker.frontends.oidc import OIDCFrontend
 
 REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 MASTER_SECRET = "test-master-secret-0123456789abcdef"
@@ -59,13 +59,19 @@ def cleanup_redis(store, prefix: str) -> None:
 
 
 class Clock:
-    """A clock the test moves: ``clock.advance(seconds)``."""
+    """A frozen clock the test moves: ``clock.advance(seconds)``.
+
+    Frozen at the real time it was made, so that a window checked to the second (a token's
+    ``exp`` plus leeway) does not move while the test runs: a clock that kept ticking made
+    ``advance(exp - now - 1)`` land past the window whenever the test crossed a second.
+    """
 
     def __init__(self):
+        self.base = float(int(time.time()))
         self.offset = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.base + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
