@@ -64,8 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 warnings.filterwarnings("ignore", message=".*CFB has been moved")
 
-from login import client, idp, prefill, procstat
-from login.servers import free_port
+from login import client, idp, prefill, procstat  # noqa: E402 - after the sys.path set-up above
+from login.servers import free_port  # noqa: E402 - after the sys.path set-up above
 
 ENTRA = {"username": idp.ENTRA_USER, "password": idp.ENTRA_PASSWORD, "given_name": "Aino Maria",
          "family_name": "Virtanen"}
@@ -285,7 +285,7 @@ def format_profile(path: Path, logins: int, top: int, *, app_ms: float) -> str:
     stats = pstats.Stats(str(path))
     total = stats.total_tt
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
         rows.append((filename, line, func, nc, tt, ct))
     scale = app_ms / (1000 * total / logins)
     lines = [(f"cProfile of ours, SAML upstream: {logins} logins, {1000 * total / logins:.2f} ms profiled per login; "
@@ -299,21 +299,22 @@ def format_profile(path: Path, logins: int, top: int, *, app_ms: float) -> str:
         return f"{short}:{line}({func})" if line else func
 
     lines.append(f"\n  top {top} by cumulative time\n    est ms   share  calls/login")
-    for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[5])[:top]:
+    for filename, line, func, nc, _tt, ct in sorted(rows, key=lambda r: -r[5])[:top]:
         lines.append(f"  {scale * 1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  "
                      f"{name(filename, line, func)}")
     lines.append(f"\n  top {top} by own time (tottime)\n    est ms   share  calls/login")
-    for filename, line, func, nc, tt, ct in sorted(rows, key=lambda r: -r[4])[:top]:
+    for filename, line, func, nc, tt, _ct in sorted(rows, key=lambda r: -r[4])[:top]:
         lines.append(f"  {scale * 1000 * tt / logins:8.3f} {100 * tt / total:6.1f}% {nc / logins:8.1f}  "
                      f"{name(filename, line, func)}")
-    lines.append("\n  the login, step by step (cumulative; steps overlap their sub-steps)\n    est ms   share  calls/login")
+    lines.append("\n  the login, step by step (cumulative; steps overlap their sub-steps)"
+                 "\n    est ms   share  calls/login")
     for label, file_part, func_name in LOGIN_STEPS:
         hits = [r for r in rows if file_part in r[0] and r[2] == func_name]
         if hits:
             ct, nc = sum(r[5] for r in hits), sum(r[3] for r in hits)
             lines.append(f"  {scale * 1000 * ct / logins:8.3f} {100 * ct / total:6.1f}% {nc / logins:8.1f}  {label}")
     groups: dict[str, float] = {}
-    for filename, line, func, nc, tt, ct in rows:
+    for filename, _line, func, _nc, tt, _ct in rows:
         groups[_area(filename, func)] = groups.get(_area(filename, func), 0.0) + tt
     lines.append("\n  own time by area\n    est ms   share")
     for area, tt in sorted(groups.items(), key=lambda kv: -kv[1])[:18]:
@@ -337,7 +338,8 @@ LOGIN_STEPS = [
     ("    mapping rules (canonical identity)", "broker/mapping/ruleset.py", "apply"),
     ("  release: session, then the frontend's answer", "broker/login/steps.py", "release"),
     ("    SSO session stored (session + user set)", "broker/sessions/sso.py", "create"),
-    ("    authorization code issued (claims released, 2 writes)", "broker/tokens/provider.py", "authorization_response"),
+    ("    authorization code issued (claims released, 2 writes)", "broker/tokens/provider.py",
+     "authorization_response"),
     ("POST /token: client auth, code redeemed, ID + access + refresh token", "broker/tokens/provider.py", "_token"),
     ("  ES256 signatures (ID token, access token)", "broker/tokens/jws.py", "sign"),
     ("GET /userinfo", "broker/tokens/provider.py", "_userinfo"),
@@ -487,7 +489,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--logins", type=int, default=300, help="measured logins per implementation and upstream")
-    p.add_argument("--workers", type=int, default=2, help="workers per server: ours under broker serve (uWSGI), SATOSA under gunicorn (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="workers per server: ours under broker serve (uWSGI), SATOSA under gunicorn (default 2)")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent client processes (default 4)")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured logins first (default 20)")
     p.add_argument("--prefill", type=int, default=0, help="users' worth of live state in Redis before measuring")
@@ -641,13 +644,15 @@ def main(argv=None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     print(f"# login benchmark — {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}, Python "
-          f"{platform.python_version()}; {args.workers} worker(s) per server (ours: broker serve, uWSGI; SATOSA: gunicorn sync), "
+          f"{platform.python_version()}; {args.workers} worker(s) per server "
+          f"(ours: broker serve, uWSGI; SATOSA: gunicorn sync), "
           f"{args.concurrency} client processes on the same machine; broker at {_revisions(revision_at_start)}")
     print(table(rows))
     for info in infos:
         if info.get("prefill"):
             p = info["prefill"]
-            extra = f", {p['redis_bytes_per_user']:.0f} B of Redis memory per user" if "redis_bytes_per_user" in p else ""
+            extra = (f", {p['redis_bytes_per_user']:.0f} B of Redis memory per user"
+                     if "redis_bytes_per_user" in p else "")
             sizes = (", values " + ", ".join(f"{k} {v} B" for k, v in p["value_bytes"].items())
                      if "value_bytes" in p else "")
             print(f"\nprefill {info['impl']}: {p['users']:,} users, {p['keys']:,} keys in {p['seconds']:.1f} s"

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "saml")]
 warnings.filterwarnings("ignore", message=".*CFB has been moved")  # pysaml2 on new cryptography, at import
 
-from saml2 import class_name, samlp
-from xmlsig_helpers.peers import make_peers
+from saml2 import class_name, samlp  # noqa: E402 - after the sys.path set-up above
+from xmlsig_helpers.peers import make_peers  # noqa: E402 - after the sys.path set-up above
 
-from broker.saml.pysaml2_crypto import configure_signatures
+from broker.saml.pysaml2_crypto import configure_signatures  # noqa: E402 - after the sys.path set-up above
 
 
 def _cpu_seconds() -> float:

@@ -24,14 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 
 warnings.filterwarnings("ignore", message=".*CFB has been moved")
 
-from saml2 import BINDING_HTTP_REDIRECT, saml
-from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
-from saml2.server import Server
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2 import BINDING_HTTP_REDIRECT, saml  # noqa: E402 - after the warnings filter above
+from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT  # noqa: E402 - after the warnings filter above
+from saml2.server import Server  # noqa: E402 - after the warnings filter above
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256  # noqa: E402 - after the warnings filter above
 
-from broker.demo import mpassid, saml_idp
-from broker.demo.directory import DEMO_DIRECTORY, find_user
-from broker.saml.pysaml2_crypto import configure_signatures
+from broker.demo import mpassid, saml_idp  # noqa: E402 - after the warnings filter above
+from broker.demo.directory import DEMO_DIRECTORY, find_user  # noqa: E402 - after the warnings filter above
+from broker.saml.pysaml2_crypto import configure_signatures  # noqa: E402 - after the warnings filter above
 
 CITY = "vantaa"
 #: Never contacted: the benchmark reads the broker's redirect to it.

@@ -62,7 +62,8 @@ class Ours:
             shared.replace("introspection_clients: []", f"introspection_clients: [{RESOURCE_SERVER}]"))
         self.env = {
             "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8",
-            "BROKER_TENANTS_DIR": str(tenants), "BROKER_CONFIG_DIR": str(root / "config"), "BROKER_METADATA_DIR": str(root / "metadata"),
+            "BROKER_TENANTS_DIR": str(tenants), "BROKER_CONFIG_DIR": str(root / "config"),
+            "BROKER_METADATA_DIR": str(root / "metadata"),
             "BROKER_REGISTRY_DIR": str(root / "registry"), "BROKER_KEYS_DIR": str(root / "broker-keys"),
             "BROKER_DEMO_DIR": str(root / "demo"), "DEMO_ENTRA_URL": f"http://127.0.0.1:{entra_port}",
             "BROKER_BASE_URL": self.base_url, "BROKER_PORT": str(port),
