@@ -144,7 +144,8 @@ a.choice,button.choice{display:block;width:100%;box-sizing:border-box;text-align
  text-decoration:none;cursor:pointer}
 a.choice:hover,button.choice:hover{background:#eef5fc}
 button.link{border:0;background:none;padding:0;color:#0b4f8a;text-decoration:underline;font:inherit;cursor:pointer}
-input[type=search]{width:100%;box-sizing:border-box;font-size:1.05rem;padding:.7rem;border:1px solid #c9d1d9;border-radius:.5rem}
+input[type=search]{width:100%;box-sizing:border-box;font-size:1.05rem;padding:.7rem;\
+border:1px solid #c9d1d9;border-radius:.5rem}
 nav.lang{margin-bottom:1rem}
 nav.lang a{margin-right:.75rem}
 nav.lang a[aria-current]{font-weight:700;text-decoration:none;color:#1b1f23}

@@ -144,7 +144,7 @@ _CITIES: tuple[dict[str, Any], ...] = (
 
 
 def _names(triple: tuple[str, str, str]) -> dict[str, str]:
-    return dict(zip(("fi", "sv", "en"), triple))
+    return dict(zip(("fi", "sv", "en"), triple, strict=True))
 
 
 def _guid(*parts: str) -> str:
@@ -177,7 +177,7 @@ def _build(spec: dict[str, Any]) -> dict[str, Any]:
     # attributes, aligned one role per school); principal of the second school.
     memberships = {"pupil": [first], "teacher": [first, second], "principal": [second]}
     users = []
-    for role, (given, nickname, family) in zip(ROLES, spec["people"]):
+    for role, (given, nickname, family) in zip(ROLES, spec["people"], strict=True):
         username = f"{role}.{city}"
         upn = f"{role}@{domain}"
         user: dict[str, Any] = {

@@ -7,9 +7,8 @@ carries a pending request and the auto-POST page carries an assertion or a code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 import secrets
+from collections.abc import Iterable, Mapping
 
 from flask import Flask, Response, make_response, render_template, request
 

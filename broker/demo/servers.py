@@ -26,7 +26,7 @@ class ServerHandle:
         self._thread.join()
         self._server.server_close()
 
-    def __enter__(self) -> "ServerHandle":
+    def __enter__(self) -> ServerHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from broker.demo import entra_idp, saml_idp, service
 from broker.demo.directory import DEMO_DIRECTORY
@@ -159,7 +160,7 @@ class DemoStack:
                 if index == 0 else "openid roles schools"),
                 self.ports.service_a if index == 0 else self.ports.service_b)
 
-    def start(self) -> "DemoStack":
+    def start(self) -> DemoStack:
         self.prepare()
         self.start_idps()
         self.start_broker()

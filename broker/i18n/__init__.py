@@ -11,7 +11,8 @@ DEFAULT_LANGUAGE = "fi"
 
 MESSAGES: dict[str, dict[str, str]] = {
     # Error pages
-    "error.title": {"fi": "Kirjautuminen ei onnistunut", "sv": "Inloggningen misslyckades", "en": "Sign-in did not succeed"},
+    "error.title": {"fi": "Kirjautuminen ei onnistunut", "sv": "Inloggningen misslyckades",
+                    "en": "Sign-in did not succeed"},
     "error.correlation": {"fi": "Virhetunniste", "sv": "Felkod", "en": "Error reference"},
     "error.help": {
         "fi": "Jos ongelma toistuu, kerro virhetunniste koulusi tukihenkilölle.",

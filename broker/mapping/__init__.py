@@ -17,15 +17,31 @@ Three steps, each a function of its inputs only:
 simulator.  ``docs/mapping.md`` documents the rule format, claims and attributes.
 """
 
+from broker.mapping.config import PRESETS
 from broker.mapping.errors import InputError, RuleError
 from broker.mapping.explain import explain, format_explanation, load_upstream
 from broker.mapping.identifiers import stable_user_id, subject_for
-from broker.mapping.model import (MPASSID_ROLE_NAMES, ROLE_CODES, ROLE_NAMES, Drop, MappingResult, PolicyLike,
-                                  School, TenantScope, Trace)
-from broker.mapping.release import (DEFAULT_SCOPES, NAME_FORMAT_URI, SAML_FRIENDLY_NAMES, SCOPES,
-                                    release_claims, release_saml_attributes, released_scopes)
+from broker.mapping.model import (
+    MPASSID_ROLE_NAMES,
+    ROLE_CODES,
+    ROLE_NAMES,
+    Drop,
+    MappingResult,
+    PolicyLike,
+    School,
+    TenantScope,
+    Trace,
+)
+from broker.mapping.release import (
+    DEFAULT_SCOPES,
+    NAME_FORMAT_URI,
+    SAML_FRIENDLY_NAMES,
+    SCOPES,
+    release_claims,
+    release_saml_attributes,
+    released_scopes,
+)
 from broker.mapping.roles import parse_role_string, role_code
-from broker.mapping.config import PRESETS
 from broker.mapping.ruleset import Ruleset
 
 __all__ = [

@@ -9,8 +9,8 @@ reads a sample the way the broker would read it after verification.
 from __future__ import annotations
 
 import json
-from typing import Any
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from broker.mapping.errors import InputError
 from broker.mapping.identifiers import subject_for

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 from broker.mapping.model import PolicyLike
 

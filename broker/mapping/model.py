@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
-from collections.abc import Mapping, Sequence
 
 #: Role codes of the MPASSid data model (v1.4) and our canonical role names.
 ROLE_NAMES: Mapping[int, str] = MappingProxyType({

@@ -17,9 +17,9 @@ also carries it as an attribute (MPASSid ``urn:mpass.id:uid``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
-from collections.abc import Callable, Iterable, Mapping
 
 from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
 

@@ -11,8 +11,8 @@ Both are total: on any string they return a result or ``None``, never raise.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from broker.mapping.model import ROLE_CODES
 

@@ -16,8 +16,17 @@ from typing import Any
 from broker.mapping.model import Drop
 from broker.mapping.roles import parse_role_string, role_code
 from broker.mapping.transforms import Lookup, Match, Split, bounded
-from broker.mapping.validate import (Draft, RoleClaim, parse_charge, parse_class_level, parse_group,
-                                     parse_learner_id, parse_name, parse_provider_ref, parse_school_ref)
+from broker.mapping.validate import (
+    Draft,
+    RoleClaim,
+    parse_charge,
+    parse_class_level,
+    parse_group,
+    parse_learner_id,
+    parse_name,
+    parse_provider_ref,
+    parse_school_ref,
+)
 
 #: Canonical fields a field rule may fill, with the parser that validates each value
 #: and the drop reason for a value it rejects.

@@ -54,11 +54,11 @@ def allow_list(extra: Iterable[str] = ()) -> frozenset[str]:
         if not _NAME.match(name):
             raise TenantEnvironmentError(f"'{name}' is not an environment variable name")
         if name.startswith("BROKER_") and name not in ALLOWED_BROKER_VARIABLES:
-            raise TenantEnvironmentError(f"{name}: BROKER_* variables are the broker's own settings and secrets and are "
-                                    "never expanded in tenant files")
+            raise TenantEnvironmentError(f"{name}: BROKER_* variables are the broker's own settings and secrets "
+                                         "and are never expanded in tenant files")
         if name.startswith(SECRET_PREFIX):
-            raise TenantEnvironmentError(f"{name}: {SECRET_PREFIX}* variables are client secrets; tenant files name them "
-                                    "as client_secret: {env: NAME}, never as ${NAME}")
+            raise TenantEnvironmentError(f"{name}: {SECRET_PREFIX}* variables are client secrets; tenant files "
+                                         "name them as client_secret: {env: NAME}, never as ${NAME}")
         names.add(name)
     return frozenset(names)
 

@@ -90,7 +90,7 @@ class Client:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "client") -> "Client":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "client") -> Client:
         def need(cond: bool, field: str, expected: str) -> None:
             if not cond:
                 raise RegistrationError(f"{source}: {field}: expected {expected}")
@@ -174,7 +174,7 @@ class RelyingParties:
         self._sps_by_entity: dict[str, ServiceProvider] = {}
 
     @classmethod
-    def load(cls, directory: Path) -> "RelyingParties":
+    def load(cls, directory: Path) -> RelyingParties:
         parties = cls(directory)
         for path in sorted((parties.directory / "clients").glob("*.json")):
             client = Client.from_dict(_read_json(path), source=str(path))
@@ -210,7 +210,8 @@ class RelyingParties:
     def add_sp(self, metadata_xml: str, *, name: str | None = None,
                policy: ReleasePolicy | None = None) -> ServiceProvider:
         entity_id = _entity_id(metadata_xml, source=name or "metadata")
-        name = name or re.sub(r"[^A-Za-z0-9._-]+", "_", urlsplit(entity_id).netloc + urlsplit(entity_id).path).strip("_")
+        name = name or re.sub(r"[^A-Za-z0-9._-]+", "_",
+                              urlsplit(entity_id).netloc + urlsplit(entity_id).path).strip("_")
         policy = policy or ReleasePolicy(profile="mpassid")
         sp = ServiceProvider(name=name, entity_id=entity_id, metadata_xml=metadata_xml, policy=policy)
         _write_atomic(self.directory / "sps" / f"{name}.json", json.dumps(policy.to_dict(), indent=2))

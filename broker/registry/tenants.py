@@ -221,11 +221,11 @@ class _Checker:
 
     def names(self, data: Mapping, key: str, path: str) -> dict[str, str]:
         value = data.get(key)
-        if not isinstance(value, dict) or any(not isinstance(value.get(l), str) or not value.get(l).strip()
-                                              for l in LANGS):
+        if not isinstance(value, dict) or any(not isinstance(value.get(lang), str) or not value.get(lang).strip()
+                                              for lang in LANGS):
             self.fail(f"{path}{key}", "names in fi, sv and en (a mapping with keys fi, sv, en)")
             return {}
-        return {l: value[l].strip() for l in LANGS}
+        return {lang: value[lang].strip() for lang in LANGS}
 
 
 def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
@@ -336,7 +336,8 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
     if not isinstance(provider, dict):
         c.fail("education_provider", "a mapping with oid and names")
     else:
-        provider_oid = c.string(provider, "oid", "education_provider.", _OID, "an OID (e.g. 1.2.246.562.10.12345678901)")
+        provider_oid = c.string(provider, "oid", "education_provider.", _OID,
+                                "an OID (e.g. 1.2.246.562.10.12345678901)")
         provider_names = c.names(provider, "names", "education_provider.")
     domains = data.get("domains") or []
     if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):

@@ -62,17 +62,19 @@ def verify_pinned(xml: bytes, fingerprint: str, *, now: datetime.datetime | None
     if sha256_fingerprint(pem) != fingerprint.replace(":", "").lower():
         raise MetadataRejected("the signing certificate does not match the pinned fingerprint")
     qname = etree.QName(root)
+    # xmlsig raises SignatureError subclasses; anything else a hostile document provokes is a
+    # rejection too, so the caller falls back to the cached copy instead of failing the build.
     try:
         verify_signature(xml, certificate_key(pem), node_name=f"{qname.namespace}:{qname.localname}",
                          node_id=root.get("ID"))
-    except Exception as exc:  # xmlsig raises SignatureError subclasses
+    except Exception as exc:  # noqa: BLE001 - untrusted remote document: every failure rejects it
         raise MetadataRejected(f"signature check failed: {exc}") from None
     valid_until = root.get("validUntil")
     if valid_until:
         until = datetime.datetime.fromisoformat(valid_until.replace("Z", "+00:00"))
         if until.tzinfo is None:
-            until = until.replace(tzinfo=datetime.timezone.utc)
-        if until < (now or datetime.datetime.now(datetime.timezone.utc)):
+            until = until.replace(tzinfo=datetime.UTC)
+        if until < (now or datetime.datetime.now(datetime.UTC)):
             raise MetadataRejected("the metadata has expired (validUntil)")
     return xml.decode("utf-8")
 

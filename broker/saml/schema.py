@@ -59,7 +59,8 @@ def _build_schema() -> etree.XMLSchema:
         f'<xs:import namespace="{namespace}" schemaLocation="{directory.joinpath(name)}"/>'
         for namespace, name in _NAMESPACE_FILES.items()
     )
-    driver = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x-digione:saml-schemas">{imports}</xs:schema>'
+    driver = (f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x-digione:saml-schemas">'
+              f'{imports}</xs:schema>')
     # Schema documents are ours (pysaml2's package): their internal DTD subsets are trusted.
     parser = etree.XMLParser(no_network=True, load_dtd=True, resolve_entities=True)
     parser.resolvers.add(_PackagedSchemas(directory))

@@ -62,7 +62,8 @@ def as_bytes(xml: str | bytes | SamlBase) -> bytes:
 
 
 #: An encoding declaration (XML §4.3.3) at the start of a document.
-_ENCODING_DECLARATION = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]{0,200}?encoding\s*=\s*["\']([A-Za-z0-9._-]{1,40})["\']')
+_ENCODING_DECLARATION = re.compile(
+    rb'\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]{0,200}?encoding\s*=\s*["\']([A-Za-z0-9._-]{1,40})["\']')
 _UTF8_NAMES = (b"utf-8", b"utf8", b"us-ascii", b"ascii")
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 

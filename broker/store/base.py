@@ -100,5 +100,5 @@ class Store(abc.ABC):
         """Return True when the store answers."""
         return True
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - deliberately a no-op by default; stores with connections override it
         """Release connections."""
