@@ -20,8 +20,8 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT
 
 from broker.demo import entra_idp, saml_idp
 from broker.demo.directory import DEMO_DIRECTORY
-from broker.pki import ensure_keypair
 from broker.demo.servers import ServerHandle, free_port, serve_in_thread
+from broker.pki import ensure_keypair
 
 SP_ENTITY_ID = "http://sp.test/sp"
 SP_ACS = "http://sp.test/acs/post"

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 import pytest
 import requests
 from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.base_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 

@@ -9,10 +9,10 @@ import pytest
 import requests
 from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2.attribute_converter import ac_factory
 from saml2.mdstore import MetadataStore
 from saml2.metadata import entity_descriptor
 from saml2.saml import NAMEID_FORMAT_PERSISTENT
-from saml2.attribute_converter import ac_factory
 from saml2.samlp import STATUS_AUTHN_FAILED, STATUS_NO_PASSIVE, STATUS_RESPONDER
 
 from broker.demo import saml_idp

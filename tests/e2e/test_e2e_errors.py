@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-
 from agent import Person, forms, links, register_client
+
 from broker.i18n import MESSAGES
 
 REDIRECT = "https://errors.example.org/cb"

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import yaml
+from agent import Person, register_client
 from authlib.integrations.requests_client import OAuth2Session
 
-from agent import Person, register_client
 from broker.demo.directory import DEMO_DIRECTORY
 from broker.demo.servers import free_port
 from broker.demo.stack import DemoStack, Ports

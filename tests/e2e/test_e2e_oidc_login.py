@@ -5,18 +5,17 @@ against the broker's JWKS."""
 from __future__ import annotations
 
 import secrets
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from agent import Person, register_client
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from oic.oic import Client as PyoidcClient
 from oic.oic.message import AuthorizationResponse, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
-
-from agent import Person, register_client
 
 REDIRECT = "https://rp.example.org/callback"
 

@@ -6,9 +6,8 @@ import secrets
 
 import pytest
 import requests
-from authlib.integrations.requests_client import OAuth2Session
-
 from agent import Person, register_client
+from authlib.integrations.requests_client import OAuth2Session
 
 REDIRECT = "https://release.example.org/cb"
 

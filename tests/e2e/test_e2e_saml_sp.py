@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 import requests
+from agent import Person, forms
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
-from saml2.samlp import RequestedAuthnContext
 from saml2.saml import AuthnContextClassRef
+from saml2.samlp import RequestedAuthnContext
 
-from agent import Person, forms
 from broker.pki import ensure_keypair
 from broker.registry.relying_parties import ReleasePolicy
 

@@ -8,9 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from authlib.integrations.requests_client import OAuth2Session
-
 from agent import Person, forms, register_client
+from authlib.integrations.requests_client import OAuth2Session
 
 REDIRECTS = ("https://one.example.org/cb", "https://two.example.org/cb")
 

@@ -12,10 +12,12 @@ import time
 from urllib.parse import quote
 
 import pytest
+import redis
 import requests
-
 from agent import Person
+
 from broker.demo.servers import free_port, serve_in_thread
+from broker.store import StoreError
 from broker.store.redis import RedisStore
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
@@ -28,7 +30,7 @@ def _redis(port: int) -> subprocess.Popen:
         try:
             if RedisStore.from_url(f"redis://127.0.0.1:{port}/0").ping():
                 return process
-        except Exception:
+        except (StoreError, redis.RedisError, OSError):
             pass
         time.sleep(0.1)
     raise AssertionError("private redis-server did not start")

@@ -13,9 +13,9 @@ import time
 import pytest
 import redis
 import requests
+from agent import Person
 from authlib.integrations.requests_client import OAuth2Session
 
-from agent import Person
 from broker.demo.servers import free_port
 from broker.demo.stack import DemoStack, Ports
 from broker.registry.relying_parties import RelyingParties

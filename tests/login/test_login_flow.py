@@ -6,7 +6,8 @@ import dataclasses
 from urllib.parse import parse_qsl
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.login import plugins
 from broker.login.context import parse_form

@@ -11,13 +11,31 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from mapping_data import ESPOO_PROVIDER, SALT, VANTAA, VANTAA_PROVIDER
 
-from broker.mapping import (SCOPES, InputError, RuleError, Ruleset, load_upstream, parse_role_string,
-                            release_claims, release_saml_attributes, role_code, stable_user_id, subject_for)
+from broker.mapping import (
+    SCOPES,
+    InputError,
+    RuleError,
+    Ruleset,
+    load_upstream,
+    parse_role_string,
+    release_claims,
+    release_saml_attributes,
+    role_code,
+    stable_user_id,
+    subject_for,
+)
 from broker.mapping.model import OID, SCHOOL_CODE
 from broker.mapping.roles import RoleString
 from broker.mapping.transforms import MAX_VALUES, Lookup, Match, Split, TransformError, bounded
-from broker.mapping.validate import (parse_charge, parse_class_level, parse_group, parse_learner_id, parse_name,
-                                     parse_provider_ref, parse_school_ref)
+from broker.mapping.validate import (
+    parse_charge,
+    parse_class_level,
+    parse_group,
+    parse_learner_id,
+    parse_name,
+    parse_provider_ref,
+    parse_school_ref,
+)
 from broker.registry.relying_parties import ReleasePolicy
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,8 +7,16 @@ import re
 import pytest
 from mapping_data import SALT, VANTAA
 
-from broker.mapping import (DEFAULT_SCOPES, SCOPES, Ruleset, release_claims, release_saml_attributes,
-                            released_scopes, stable_user_id, subject_for)
+from broker.mapping import (
+    DEFAULT_SCOPES,
+    SCOPES,
+    Ruleset,
+    release_claims,
+    release_saml_attributes,
+    released_scopes,
+    stable_user_id,
+    subject_for,
+)
 from broker.registry.relying_parties import ReleasePolicy
 
 UPSTREAM = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tenant_data import SECRET, Site, oidc_idp, tenant
 
-from broker.demo.stack import DemoStack, Ports
 from broker.assemble import load_registry
+from broker.demo.stack import DemoStack, Ports
 from broker.registry.environment import secret_file_owner, secret_variable_owner
 from broker.registry.tenants import TenantError, load_tenants
 from broker.settings import ROOT, Settings, SettingsError

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.demo.stack import DemoStack, Ports
 from broker.assemble import load_registry
+from broker.demo.stack import DemoStack, Ports
 from broker.registry.tenants import TenantError
 from broker.settings import ROOT
 

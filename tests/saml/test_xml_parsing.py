@@ -46,7 +46,7 @@ def test_a_doctype_naming_a_fifo_is_refused_without_opening_it(tmp_path):
 
 @pytest.mark.parametrize("document", [
     '<x/>'.encode("utf-16"),
-    '<?xml version="1.0" encoding="UTF-16"?><x/>'.encode(),
+    b'<?xml version="1.0" encoding="UTF-16"?><x/>',
     b'<?xml version="1.0" encoding="ebcdic-cp-us"?><x/>',
     b"<x>\x00</x>",
     b'<!DOCTYPE x [<!ENTITY a "a">]><x>&a;</x>',

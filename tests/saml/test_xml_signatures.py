@@ -272,7 +272,8 @@ def test_the_genuine_response_verifies_at_both_levels(genuine):
     peers, xml = genuine
     key = xml_keys.certificate_key(peers.idp_keys.cert_pem)
     for node_name in (RESPONSE, ASSERTION):
-        assert xml_signatures.verify_signature(xml, key, node_name, attacks.node_used_by_pysaml2(xml, node_name)) is not None
+        node_id = attacks.node_used_by_pysaml2(xml, node_name)
+        assert xml_signatures.verify_signature(xml, key, node_name, node_id) is not None
 
 
 # -- signing -------------------------------------------------------------------------------

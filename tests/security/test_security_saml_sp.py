@@ -22,8 +22,8 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID, Subject
 from saml2.xmldsig import SIG_RSA_SHA256
 
 from broker.pki import ensure_keypair
-from broker.saml.pysaml2_crypto import configure_signatures
 from broker.registry.relying_parties import ReleasePolicy
+from broker.saml.pysaml2_crypto import configure_signatures
 
 from .agent import HTML, JSON, Person, forms
 from .flows import assert_refused, log_capture

