@@ -58,7 +58,7 @@ def _preset_text(name: str) -> str:
     return resources.files("broker.mapping").joinpath("presets", f"{name}.yaml").read_text("utf-8")
 
 
-def _preset(name: str) -> dict:
+def _preset(name: str) -> dict[str, Any]:
     """The preset's rules, parsed once per process; callers get their own copy to merge into."""
     import copy
 
@@ -66,7 +66,7 @@ def _preset(name: str) -> dict:
 
 
 @functools.cache
-def _parsed_preset(name: str) -> dict:
+def _parsed_preset(name: str) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
@@ -97,7 +97,7 @@ def _merge(preset: dict[str, Any], own: dict[str, Any], source: str, path: str) 
     }
 
 
-def _merge_keyed(base: list[tuple[str, Any, str]], over: list[tuple[str, Any, str]]) -> list:
+def _merge_keyed(base: list[tuple[str, Any, str]], over: list[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
     keys = {k for k, _, _ in over}
     return [item for item in base if item[0] not in keys] + list(over)
 
@@ -200,7 +200,7 @@ class _Compiler:
         return FieldRule(field, self.names(spec.get("from"), f"{where}.from"), split, match, lookup,
                           self.prefix + where)
 
-    def transforms(self, spec: Mapping[str, Any], where: str, *, convert: Callable | None,
+    def transforms(self, spec: Mapping[str, Any], where: str, *, convert: Callable[[str, Any], Any] | None,
                    groups: Sequence[str] | None) -> tuple[Split | None, Match | None, Lookup | None]:
         try:
             split = Split(spec["split"]) if "split" in spec else None
@@ -294,7 +294,7 @@ class _Compiler:
         except _Nested as nested:
             raise nested.error from None
         structured = bool(match and set(match.pattern.groupindex) & {"role", "school", "group"})
-        if structured and "role" not in match.pattern.groupindex and const.code is None:
+        if structured and match is not None and "role" not in match.pattern.groupindex and const.code is None:
             raise self.fail(f"{where}.match", "a `role` group or a `role` on the rule, with school/group groups")
         if structured and lookup is not None:
             raise self.fail(f"{where}.lookup", "no lookup with a `match` that has role/school/group groups: "

@@ -64,8 +64,8 @@ def _attributes(obj: Mapping[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, value in obj.items():
         items = value if isinstance(value, list) else [value]
-        values = [_scalar(v) for v in items]
-        values = [v for v in values if v is not None]
+        scalars = [_scalar(v) for v in items]
+        values = [v for v in scalars if v is not None]
         if values:
             out[str(name)] = values
     return out

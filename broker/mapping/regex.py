@@ -27,17 +27,23 @@ characters and compile within RE2's memory budget.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from re2 import _re2
 
-try:  # Python 3.11+: the parser the re module itself uses
-    from re import _constants as _c
-    from re import _parser as _sre
-except ImportError:  # pragma: no cover - older layout
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _sre  # type: ignore[no-redef]
+if TYPE_CHECKING:
+    # typeshed has no stubs for re._constants / re._parser; since 3.11 sre_constants and
+    # sre_parse are their deprecated aliases (``from re._parser import *``), the same API.
+    import sre_constants as _c
+    import sre_parse as _sre
+else:
+    try:  # Python 3.11+: the parser the re module itself uses
+        from re import _constants as _c
+        from re import _parser as _sre
+    except ImportError:  # pragma: no cover - older layout
+        import sre_constants as _c
+        import sre_parse as _sre
 
 #: Longer patterns are refused: no rule needs more, and it bounds parsing and compiling.
 MAX_PATTERN_LENGTH = 1000
@@ -98,7 +104,7 @@ class TenantRegex:
             return None
         return Found(self, data, spans)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[str], TenantRegex], tuple[str]]:
         return compile_tenant_regex, (self.pattern,)
 
     def __repr__(self) -> str:
@@ -110,7 +116,7 @@ class Found:
 
     __slots__ = ("_data", "_regex", "_spans")
 
-    def __init__(self, regex: TenantRegex, data: bytes, spans):
+    def __init__(self, regex: TenantRegex, data: bytes, spans: Sequence[tuple[int, int]]):
         self._regex = regex
         self._data = data
         self._spans = spans
@@ -163,16 +169,16 @@ class _Writer:
     def __init__(self, names: Mapping[int, str]):
         self.names = names
 
-    def sequence(self, items, flags: int) -> str:
-        return "".join(self.item(op, av, flags) for op, av in items)
+    def sequence(self, items: _sre.SubPattern, flags: int) -> str:
+        return "".join(self.item(op, av, flags) for op, av in items.data)
 
-    def atom(self, items, flags: int) -> str:
+    def atom(self, items: _sre.SubPattern, flags: int) -> str:
         """``items`` as one unit a quantifier can follow."""
         text = self.sequence(items, flags)
         return text if len(items) == 1 and items[0][0] in (_c.LITERAL, _c.NOT_LITERAL, _c.IN, _c.ANY,
                                                           _c.SUBPATTERN) else f"(?:{text})"
 
-    def item(self, op, av, flags: int) -> str:
+    def item(self, op: _c._NamedIntConstant, av: Any, flags: int) -> str:
         if op is _c.LITERAL:
             return _char(av)
         if op is _c.NOT_LITERAL:
@@ -214,7 +220,7 @@ class _Writer:
             raise RegexError(f"a regular expression without atomic groups or possessive quantifiers: {_LINEAR}")
         raise RegexError(f"a regular expression without {op.name.lower()}")  # pragma: no cover
 
-    def at(self, code, flags: int) -> str:
+    def at(self, code: _c._NamedIntConstant, flags: int) -> str:
         multiline = flags & _c.SRE_FLAG_MULTILINE
         if code is _c.AT_BEGINNING:
             return "(?m:^)" if multiline else r"\A"
@@ -231,7 +237,7 @@ class _Writer:
                              "linear-time engine; use ^, $ or a class such as [^\\w], or the (?a) flag)")
         raise RegexError(f"a regular expression without {code}")  # pragma: no cover
 
-    def charset(self, items, flags: int) -> str:
+    def charset(self, items: list[tuple[_c._NamedIntConstant, Any]], flags: int) -> str:
         negate = bool(items) and items[0][0] is _c.NEGATE
         if negate:
             items = items[1:]
@@ -270,7 +276,7 @@ def _char(code: int) -> str:
     return f"\\x{{{code:x}}}"
 
 
-def _category(code, ascii_only: bool) -> str:
+def _category(code: _c._NamedIntConstant, ascii_only: bool) -> str:
     if code is _c.CATEGORY_DIGIT:
         return _ASCII_DIGIT if ascii_only else _UNI_DIGIT
     if code is _c.CATEGORY_WORD:

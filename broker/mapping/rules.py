@@ -79,9 +79,10 @@ class FieldRule:
         for value in raw:
             for part in self.split(value) if self.split else (value,):
                 if self.match is not None:
-                    part = self.match.extract(part)
-                    if part is None:
+                    extracted = self.match.extract(part)
+                    if extracted is None:
                         continue
+                    part = extracted
                 if self.lookup is not None:
                     part = self.lookup.get(part)
                     if part is None:
@@ -111,9 +112,20 @@ class RoleRule:
     __slots__ = ("id", "names", "split", "mpassid", "match", "structured", "lookup", "role_names", "const",
                  "scope", "label")
 
-    def __init__(self, **kw: Any):
-        for name in self.__slots__:
-            setattr(self, name, kw[name])
+    def __init__(self, *, id: str | None, names: tuple[str, ...], split: Split | None, mpassid: bool,
+                 match: Match | None, structured: bool, lookup: Lookup | None, role_names: Mapping[str, int] | None,
+                 const: RoleSpec, scope: str, label: str):
+        self.id = id
+        self.names = names
+        self.split = split
+        self.mpassid = mpassid
+        self.match = match
+        self.structured = structured
+        self.lookup = lookup
+        self.role_names = role_names
+        self.const = const
+        self.scope = scope
+        self.label = label
 
     def collect(self, upstream: Mapping[str, Any], draft: Draft) -> None:
         raw, source, skipped = read(upstream, self.names)

@@ -71,7 +71,7 @@ class Ruleset:
     # -- building --------------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: dict | None, *, tenant: TenantScope, idp_id: str, source: str = "",
+    def from_config(cls, config: dict[str, Any] | None, *, tenant: TenantScope, idp_id: str, source: str = "",
                     path: str = "mapping") -> Ruleset:
         """Validate and compile ``config`` (an IdP's ``mapping:`` section) over its preset.
 

@@ -202,7 +202,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     valid: list[tuple[RoleClaim, School | None]] = []
     unsupported: dict[str, str] = {}  # school code -> rule of an invalid role there
     for role in roles:
-        school: School | None = None
+        school = None
         ref = role.school or role.school_oid or None
         if ref is not None:
             school, reason = resolve(ref)
@@ -247,13 +247,15 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     # the same role at the same school also came with one (two rules, one fact).
     with_group = {(r.code, s.code if s else None) for r, s, g in checked if g}
     role_entries: list[dict[str, Any]] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[int, str | None, str | None]] = set()
     for role, school, group in checked:
-        key = (role.code, school.code if school else None, group)
+        number = role.code
+        assert number is not None  # a role without a code was dropped above (unrecognised_role)
+        key = (number, school.code if school else None, group)
         if key in seen or (group is None and key[:2] in with_group):
             continue
         seen.add(key)
-        entry: dict[str, Any] = {"role": ROLE_NAMES[role.code], "code": role.code}
+        entry: dict[str, Any] = {"role": ROLE_NAMES[number], "code": number}
         if school is not None:
             entry["school"] = school.code
         if group:
