@@ -19,7 +19,7 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
@@ -91,15 +91,19 @@ class Client:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "client") -> Client:
+        def fail(field: str, expected: str) -> NoReturn:
+            raise RegistrationError(f"{source}: {field}: expected {expected}")
+
         def need(cond: bool, field: str, expected: str) -> None:
             if not cond:
-                raise RegistrationError(f"{source}: {field}: expected {expected}")
+                fail(field, expected)
 
         client_id = data.get("client_id")
-        need(isinstance(client_id, str) and bool(_CLIENT_ID.match(client_id)), "client_id",
-             "1-128 characters of letters, digits, '.', '_', ':' or '-'")
+        if not (isinstance(client_id, str) and _CLIENT_ID.match(client_id)):
+            fail("client_id", "1-128 characters of letters, digits, '.', '_', ':' or '-'")
         uris = data.get("redirect_uris")
-        need(isinstance(uris, (list, tuple)) and len(uris) > 0, "redirect_uris", "a non-empty list of URIs")
+        if not (isinstance(uris, (list, tuple)) and len(uris) > 0):
+            fail("redirect_uris", "a non-empty list of URIs")
         for i, uri in enumerate(uris):
             need(isinstance(uri, str) and _valid_redirect_uri(uri), f"redirect_uris[{i}]",
                  "an absolute https URI (http only for localhost) without a fragment")
@@ -240,7 +244,8 @@ def _load_sp(path: Path) -> ServiceProvider:
     policy = ReleasePolicy(profile="mpassid")
     if policy_path.exists():
         raw = _read_json(policy_path)
-        policy = ReleasePolicy(**{k: tuple(v) if k == "scopes" else v for k, v in raw.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k == "scopes" else v for k, v in raw.items()}
+        policy = ReleasePolicy(**fields)
     return ServiceProvider(name=path.stem, entity_id=_entity_id(xml, source=str(path)), metadata_xml=xml,
                            policy=policy)
 

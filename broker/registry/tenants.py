@@ -221,7 +221,7 @@ class _Checker:
 
     def names(self, data: Mapping, key: str, path: str) -> dict[str, str]:
         value = data.get(key)
-        if not isinstance(value, dict) or any(not isinstance(value.get(lang), str) or not value.get(lang).strip()
+        if not isinstance(value, dict) or any(not isinstance(value.get(lang), str) or not value[lang].strip()
                                               for lang in LANGS):
             self.fail(f"{path}{key}", "names in fi, sv and en (a mapping with keys fi, sv, en)")
             return {}
@@ -347,6 +347,8 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
     idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir)
     if c.problems:
         return None
+    # c.string returns None for a required value only after recording a problem.
+    assert tenant_id is not None and municipality is not None and provider_oid is not None
     return Tenant(id=tenant_id, names=names, municipality_code=municipality, provider_oid=provider_oid,
                   provider_names=provider_names, schools=tuple(schools), identity_providers=tuple(idps),
                   domains=tuple(d.lower() for d in domains), source=c.source)
@@ -396,7 +398,7 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
         if not isinstance(mapping, dict):
             c.fail(f"{path}mapping", "a mapping of attribute rules")
             mapping = {}
-        common = {"tenant_id": tenant_id, "id": idp_id or "", "names": names, "mapping": mapping}
+        common: dict[str, Any] = {"tenant_id": tenant_id, "id": idp_id or "", "names": names, "mapping": mapping}
         if kind == "saml":
             allowed = {"id", "type", "names", "mapping", "metadata", "entity_id", "legacy_crypto"}
             _unknown(item, allowed, path, c)
