@@ -98,7 +98,8 @@ class CryptoBackendXmlSecInProcess(CryptoBackend):
     @property
     def version(self) -> str:
         """The libxmlsec1 version (``1.3.x``), as ``xmlsec1 --version`` reports it."""
-        return ".".join(str(part) for part in xmlsec.get_libxmlsec_version())
+        # python-xmlsec's stubs lack get_libxmlsec_version, which the compiled module has.
+        return ".".join(str(part) for part in xmlsec.get_libxmlsec_version())  # type: ignore[attr-defined]
 
     def validate_signature(self, signedtext, cert_file, cert_type, node_name, node_id):
         """``xmlsec1 --verify --enabled-reference-uris empty,same-doc --enabled-key-data
@@ -167,7 +168,7 @@ def _saml_profile_violations(item) -> dict[str, bool]:
     single_reference = len(references) == 1
     uri = references[0].uri if single_reference else None
     has_uri = single_reference and uri is not None
-    anchor = has_uri and uri.startswith("#") and len(uri) > 1
+    anchor = has_uri and uri is not None and uri.startswith("#") and len(uri) > 1
     points_to_item = anchor and uri == f"#{item.id}"
     c14n_ok = signed_info.canonicalization_method.algorithm in ALLOWED_CANONICALIZATIONS
     transforms = references[0].transforms if single_reference else None

@@ -34,7 +34,7 @@ import binascii
 import dataclasses
 import datetime
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import xmlsec
 from lxml import etree
@@ -118,7 +118,7 @@ class Assertion:
 class IdpKeys:
     """Signature-verification keys per IdP entity, from metadata, loaded once."""
 
-    def __init__(self, certificates: dict[str, Sequence[str]]):
+    def __init__(self, certificates: Mapping[str, Sequence[str]]):
         self._keys = {entity: [certificate_key(_pem(cert)) for cert in certs]
                       for entity, certs in certificates.items()}
 

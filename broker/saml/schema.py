@@ -71,12 +71,13 @@ _schema: etree.XMLSchema | None = None
 _lock = threading.Lock()
 
 
-def prepare() -> None:
+def prepare() -> etree.XMLSchema:
     """Build the validator now (start-up) rather than on the first message (it reads ~10 files)."""
     global _schema
     with _lock:
         if _schema is None:
             _schema = _build_schema()
+        return _schema
 
 
 _instance_parser = threading.local()
@@ -107,12 +108,11 @@ def validate(doc: str | bytes | etree._Element) -> None:
             raise XMLSchemaError({"error": f"not well-formed: {exc}"}) from None
     if root.getroottree().docinfo.internalDTD is not None:
         raise XMLSchemaError({"error": "document type declarations are not accepted"})
-    if _schema is None:
-        prepare()
+    schema = _schema if _schema is not None else prepare()   # built once, never replaced
     with _lock:
-        if _schema.validate(root):
+        if schema.validate(root):
             return
-        error = str(_schema.error_log.last_error)
+        error = str(schema.error_log.last_error)
     raise XMLSchemaError({"error": error})
 
 

@@ -41,13 +41,13 @@ _ELEMENT_TYPE = XENC_NS + "Element"
 
 #: Block ciphers of ``<xenc:EncryptedData>`` libxmlsec1 can process: (key data class, key size in bytes).
 BLOCK_CIPHERS = {
-    algorithms.TRIPLEDES_CBC: (xmlsec.KeyData.DES, 24),
-    algorithms.AES128_CBC: (xmlsec.KeyData.AES, 16),
-    algorithms.AES192_CBC: (xmlsec.KeyData.AES, 24),
-    algorithms.AES256_CBC: (xmlsec.KeyData.AES, 32),
-    algorithms.AES128_GCM: (xmlsec.KeyData.AES, 16),
-    algorithms.AES192_GCM: (xmlsec.KeyData.AES, 24),
-    algorithms.AES256_GCM: (xmlsec.KeyData.AES, 32),
+    algorithms.TRIPLEDES_CBC: (xmlsec.constants.KeyDataDes, 24),
+    algorithms.AES128_CBC: (xmlsec.constants.KeyDataAes, 16),
+    algorithms.AES192_CBC: (xmlsec.constants.KeyDataAes, 24),
+    algorithms.AES256_CBC: (xmlsec.constants.KeyDataAes, 32),
+    algorithms.AES128_GCM: (xmlsec.constants.KeyDataAes, 16),
+    algorithms.AES192_GCM: (xmlsec.constants.KeyDataAes, 24),
+    algorithms.AES256_GCM: (xmlsec.constants.KeyDataAes, 32),
 }
 #: Key transports of ``<xenc:EncryptedKey>`` with an RSA key (symmetric key wraps need a shared key).
 KEY_TRANSPORTS = frozenset({algorithms.RSA_OAEP_MGF1P, algorithms.RSA_OAEP, algorithms.RSA_PKCS1_V1_5})

@@ -44,7 +44,7 @@ def _certificate_key(content: bytes, der: bool) -> xmlsec.Key:
     try:
         cert = x509.load_der_x509_certificate(content) if der else x509.load_pem_x509_certificate(content)
         spki = cert.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        return xmlsec.Key.from_memory(spki, xmlsec.KeyFormat.PEM)
+        return xmlsec.Key.from_memory(spki, xmlsec.constants.KeyDataFormatPem)
     except (ValueError, TypeError, xmlsec.Error) as exc:
         raise XmlsecError(f"cannot load certificate: {exc}") from None
 
@@ -52,7 +52,7 @@ def _certificate_key(content: bytes, der: bool) -> xmlsec.Key:
 @functools.lru_cache(maxsize=64)
 def _private_key(content: bytes) -> xmlsec.Key:
     try:
-        return xmlsec.Key.from_memory(content, xmlsec.KeyFormat.PEM)
+        return xmlsec.Key.from_memory(content, xmlsec.constants.KeyDataFormatPem)
     except xmlsec.Error as exc:
         raise XmlsecError(f"cannot load private key: {exc}") from None
 

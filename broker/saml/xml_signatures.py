@@ -54,30 +54,30 @@ _OBJECT = f"{{{DS_NS}}}Object"
 
 # Exclusive canonicalization, with or without comments (SAML Core §5.4.3).
 C14N_ALGORITHMS = {
-    "http://www.w3.org/2001/10/xml-exc-c14n#": xmlsec.Transform.EXCL_C14N,
-    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments": xmlsec.Transform.EXCL_C14N_COMMENTS,
+    "http://www.w3.org/2001/10/xml-exc-c14n#": xmlsec.constants.TransformExclC14N,
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments": xmlsec.constants.TransformExclC14NWithComments,
 }
 # Enveloped signature plus exclusive canonicalization (SAML Core §5.4.4).
-REFERENCE_TRANSFORMS = {TRANSFORM_ENVELOPED: xmlsec.Transform.ENVELOPED, **C14N_ALGORITHMS}
+REFERENCE_TRANSFORMS = {TRANSFORM_ENVELOPED: xmlsec.constants.TransformEnveloped, **C14N_ALGORITHMS}
 DIGEST_ALGORITHMS = {
-    algorithms.DIGEST_SHA1: xmlsec.Transform.SHA1,
-    algorithms.DIGEST_SHA224: xmlsec.Transform.SHA224,
-    algorithms.DIGEST_SHA256: xmlsec.Transform.SHA256,
-    algorithms.DIGEST_SHA384: xmlsec.Transform.SHA384,
-    algorithms.DIGEST_SHA512: xmlsec.Transform.SHA512,
+    algorithms.DIGEST_SHA1: xmlsec.constants.TransformSha1,
+    algorithms.DIGEST_SHA224: xmlsec.constants.TransformSha224,
+    algorithms.DIGEST_SHA256: xmlsec.constants.TransformSha256,
+    algorithms.DIGEST_SHA384: xmlsec.constants.TransformSha384,
+    algorithms.DIGEST_SHA512: xmlsec.constants.TransformSha512,
 }
 # Public-key signatures only: an HMAC "signature" keyed with a public value is forgeable.
 SIGNATURE_ALGORITHMS = {
-    algorithms.RSA_SHA1: xmlsec.Transform.RSA_SHA1,
-    algorithms.DSIG_MORE + "rsa-sha224": xmlsec.Transform.RSA_SHA224,
-    algorithms.RSA_SHA256: xmlsec.Transform.RSA_SHA256,
-    algorithms.RSA_SHA384: xmlsec.Transform.RSA_SHA384,
-    algorithms.RSA_SHA512: xmlsec.Transform.RSA_SHA512,
-    algorithms.ECDSA_SHA1: xmlsec.Transform.ECDSA_SHA1,
-    algorithms.DSIG_MORE + "ecdsa-sha224": xmlsec.Transform.ECDSA_SHA224,
-    algorithms.ECDSA_SHA256: xmlsec.Transform.ECDSA_SHA256,
-    algorithms.ECDSA_SHA384: xmlsec.Transform.ECDSA_SHA384,
-    algorithms.ECDSA_SHA512: xmlsec.Transform.ECDSA_SHA512,
+    algorithms.RSA_SHA1: xmlsec.constants.TransformRsaSha1,
+    algorithms.DSIG_MORE + "rsa-sha224": xmlsec.constants.TransformRsaSha224,
+    algorithms.RSA_SHA256: xmlsec.constants.TransformRsaSha256,
+    algorithms.RSA_SHA384: xmlsec.constants.TransformRsaSha384,
+    algorithms.RSA_SHA512: xmlsec.constants.TransformRsaSha512,
+    algorithms.ECDSA_SHA1: xmlsec.constants.TransformEcdsaSha1,
+    algorithms.DSIG_MORE + "ecdsa-sha224": xmlsec.constants.TransformEcdsaSha224,
+    algorithms.ECDSA_SHA256: xmlsec.constants.TransformEcdsaSha256,
+    algorithms.ECDSA_SHA384: xmlsec.constants.TransformEcdsaSha384,
+    algorithms.ECDSA_SHA512: xmlsec.constants.TransformEcdsaSha512,
 }
 
 
@@ -149,7 +149,7 @@ def signature_context(key: xmlsec.Key, policy: CryptoPolicy | None = None) -> xm
         digests = {uri: t for uri, t in DIGEST_ALGORITHMS.items() if uri in policy.digest_methods()}
     ctx = xmlsec.SignatureContext()
     ctx.key = key
-    ctx.set_enabled_key_data([xmlsec.KeyData.RAWX509CERT])
+    ctx.set_enabled_key_data([xmlsec.constants.KeyDataRawX509Cert])
     for transform in (*C14N_ALGORITHMS.values(), *signature_methods.values()):
         ctx.enable_signature_transform(transform)
     for transform in (*REFERENCE_TRANSFORMS.values(), *digests.values()):
