@@ -16,12 +16,15 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.demo import entra_idp, saml_idp, service
 from broker.demo.directory import DEMO_DIRECTORY
 from broker.demo.servers import ServerHandle, serve_in_thread
 from broker.settings import ROOT, Settings
+
+if TYPE_CHECKING:
+    from broker.app import BrokerApp
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class DemoStack:
         self.store = store
         self.environ = dict(os.environ if environ is None else environ)
         self.servers: list[ServerHandle] = []
-        self.app = None
+        self.app: BrokerApp | None = None
 
     # -- URLs -----------------------------------------------------------------------
 
@@ -139,12 +142,12 @@ class DemoStack:
                                          "redirect_uris": broker_callbacks} for city in ENTRA_CITIES},
             key_dir=keys), self.ports.entra)
 
-    def start_broker(self, **settings_overrides: Any):
+    def start_broker(self, **settings_overrides: Any) -> BrokerApp:
         from broker.app import create_app
 
-        self.app = create_app(self.settings(**settings_overrides), store=self.store)
-        self._serve(self.app, self.ports.broker)
-        return self.app
+        app = self.app = create_app(self.settings(**settings_overrides), store=self.store)
+        self._serve(app, self.ports.broker)
+        return app
 
     def start_services(self) -> None:
         a, b = self.service_urls

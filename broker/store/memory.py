@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from broker.store.base import Store
@@ -19,7 +20,7 @@ from broker.store.base import Store
 class MemoryStore(Store):
     shared = False
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._data: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
