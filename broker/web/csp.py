@@ -16,8 +16,8 @@ no framing and no ``<base>``:
   :data:`PYSAML2_ONLOAD` is that handler's hash for pages still rendered by pysaml2.
 
 Note for ``form-action``: browsers check it on the redirects that follow a form
-submission too, so a service whose ACS answers with a redirect to another origin needs
-that origin listed as well (``extra_targets``).
+submission too (Chromium blocks a redirect to an origin the directive does not name), so
+the auto-POST policy also allows ``https:`` destinations unless told otherwise.
 """
 
 from __future__ import annotations
@@ -89,20 +89,30 @@ def policy(*, form_action: Iterable[str] = DEFAULT_FORM_ACTION, script_src: Iter
 NON_HTML_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
 
-def autopost_policy(action: str, *, extra_targets: Iterable[str] = (), pysaml2: bool = True) -> str:
-    """The policy of a page that posts a form to ``action`` (and nowhere else) by script.
+def autopost_policy(action: str, *, extra_targets: Iterable[str] = (), pysaml2: bool = True,
+                    redirects: bool = True) -> str:
+    """The policy of a page that posts a form to ``action`` by script.
 
-    ``pysaml2=True`` also allows pysaml2's ``onload`` handler (for pages it renders);
-    :func:`autopost_page` pages need only :data:`AUTOSUBMIT_HASH`.
+    ``form-action`` names the target's origin.  Browsers check the redirects that follow a
+    form submission against ``form-action`` too (Chromium blocks the redirect), and a
+    service's ACS or a city's IdP may well answer with a redirect to another host, so with
+    ``redirects=True`` (the default) any ``https:`` destination is allowed as well; only
+    ``http:`` and ``javascript:``/``data:`` targets stay forbidden.  ``pysaml2=True`` also
+    allows pysaml2's ``onload`` handler (for pages it renders); :func:`autopost_page` pages
+    need only :data:`AUTOSUBMIT_HASH`.
     """
     targets = [t for t in (origin(action), *extra_targets) if t]
+    if redirects:
+        targets.append("https:")
     scripts = [AUTOSUBMIT_HASH, *(PYSAML2_ONLOAD if pysaml2 else ())]
     return policy(form_action=targets or ("'none'",), script_src=scripts)
 
 
-def autopost_headers(action: str, *, extra_targets: Iterable[str] = (), pysaml2: bool = True) -> list[tuple[str, str]]:
+def autopost_headers(action: str, *, extra_targets: Iterable[str] = (), pysaml2: bool = True,
+                     redirects: bool = True) -> list[tuple[str, str]]:
     """Headers for a page carrying a signed assertion or request: its own CSP, never cached."""
-    return [("Content-Security-Policy", autopost_policy(action, extra_targets=extra_targets, pysaml2=pysaml2)),
+    return [("Content-Security-Policy", autopost_policy(action, extra_targets=extra_targets, pysaml2=pysaml2,
+                                                        redirects=redirects)),
             ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
@@ -110,8 +120,8 @@ _CONTINUE = {"fi": "Jatka", "sv": "Fortsätt", "en": "Continue"}
 _WAIT = {"fi": "Siirrytään palveluun…", "sv": "Du skickas vidare…", "en": "Taking you to the service…"}
 
 
-def autopost_page(action: str, fields: Mapping[str, str], *, lang: str = "fi",
-                  extra_targets: Iterable[str] = ()) -> tuple[bytes, list[tuple[str, str]]]:
+def autopost_page(action: str, fields: Mapping[str, str], *, lang: str = "fi", extra_targets: Iterable[str] = (),
+                  redirects: bool = True) -> tuple[bytes, list[tuple[str, str]]]:
     """``(body, headers)`` of a page that posts ``fields`` to ``action`` at once.
 
     The form is submitted by a hashed inline script; without scripts the person presses
@@ -127,5 +137,5 @@ def autopost_page(action: str, fields: Mapping[str, str], *, lang: str = "fi",
                 f'<button class="choice" type="submit">{html.escape(_CONTINUE[lang])}</button></form>'
                 f"<script>{_AUTOSUBMIT}</script>")
     headers = [("Content-Type", "text/html; charset=utf-8"),
-               *autopost_headers(action, extra_targets=extra_targets, pysaml2=False)]
+               *autopost_headers(action, extra_targets=extra_targets, pysaml2=False, redirects=redirects)]
     return body.encode("utf-8"), headers

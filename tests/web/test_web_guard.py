@@ -241,7 +241,7 @@ def test_pysaml2_auto_post_page_gets_its_target_as_form_action_and_is_never_cach
 
     response = requests.get(serve(guard(app, autopost_compat=True)), timeout=5)
     policy = response.headers["Content-Security-Policy"]
-    assert "form-action https://sp.example.fi:8443;" in policy
+    assert "form-action https://sp.example.fi:8443 https:;" in policy
     assert "'unsafe-hashes' " + csp.script_hash(csp.PYSAML2_ONLOAD_HANDLER) in policy
     assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
     assert response.headers["Cache-Control"] == "no-store" and response.headers["Pragma"] == "no-cache"
