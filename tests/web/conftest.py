@@ -71,3 +71,4 @@ def json_log():
         for old in saved_handlers:
             root.addHandler(old)
         root.setLevel(saved_level)
+        logging.captureWarnings(False)
