@@ -142,10 +142,11 @@ def _check(args) -> int:
 
 
 def configure_logging(level: str) -> None:
-    from broker.app import quiet_library_loggers
+    """One JSON object per log line on stderr, libraries held at WARNING (:mod:`broker.logs`)."""
+    from broker import logs
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    quiet_library_loggers()
+    numeric = logging.getLevelName(str(level).upper())
+    logs.configure_logging(numeric if isinstance(numeric, int) else logging.INFO)
 
 
 def _serve(args) -> int:

@@ -5,13 +5,44 @@ connection or lock crosses a fork), reload gracefully on ``SIGHUP`` and stop on
 ``SIGTERM``.  uWSGI is the default because it parses HTTP in C: gunicorn's sync
 worker spends about 0.45 ms of CPU per request around the application, more than a
 whole token request costs inside it (docs/performance.md).
+
+**Slow clients.**  The application runs one request at a time per worker, so a client
+that sends its request slowly must never hold a worker.  Under uWSGI each worker reads
+requests asynchronously, in C, on :data:`ASYNC_CORES` green threads (``--async`` with
+``--ugreen``): the request line, the headers and the whole body (``--post-buffering``: in
+memory up to 64 KiB, in a temporary file beyond, never more than :data:`broker.web.DRAIN_LIMIT`)
+are read before Python sees the request, so a client that trickles them holds one of those
+green threads, never the worker.  Python never waits for a client: it reads the body from
+memory and returns its answer as a list, which uWSGI writes out asynchronously too.
+
+uWSGI's timeouts are *inactivity* timeouts (it has no total deadline): a connection
+silent for :data:`SOCKET_TIMEOUT` seconds is closed.  The application's own time is
+limited per request by the guard (``uwsgi.set_user_harakiri``, :data:`broker.web.REQUEST_TIME_LIMIT`),
+not by ``--harakiri``, which in async mode starts when a connection is accepted and would
+replace workers because a slow client was connected.  Bounding the *total* time of a
+request and the number of connections per client is the job of the load balancer in front
+(docs/operations.md, "What the deployment in front must do").
+
+gunicorn's sync worker reads the request itself: a slow client holds it until the worker
+``timeout`` (30 s) has it killed and replaced.  It is there for comparison and for
+platforms without uWSGI, behind a proxy that buffers requests.
 """
 
 from __future__ import annotations
 
+import sys
+
 from broker.settings import Settings
+from broker.web import DRAIN_LIMIT, REQUEST_TIME_LIMIT
 
 SERVERS = ("uwsgi", "gunicorn")
+
+#: Connections one worker reads at once (slow clients wait on these, not on the worker).
+ASYNC_CORES = 128
+#: Seconds a connection may stay silent (request line, headers, body, or reading the answer).
+SOCKET_TIMEOUT = 10
+#: Bodies up to this size are buffered in memory, larger ones in a temporary file.
+POST_BUFFER_MEMORY = 64 * 1024
 
 
 def serve(settings: Settings, *, workers: int, bind: str) -> int:
@@ -20,26 +51,57 @@ def serve(settings: Settings, *, workers: int, bind: str) -> int:
     return _uwsgi(settings, workers=workers, bind=bind)
 
 
-def _uwsgi(settings: Settings, *, workers: int, bind: str) -> int:
-    import pyuwsgi
-
-    args = [
+def uwsgi_args(settings: Settings, *, workers: int, bind: str) -> list[str]:
+    """The uWSGI command line of ``broker serve`` (see the module documentation)."""
+    return [
         "--http-socket", bind,              # HTTP parsed in C, no separate router process
         "--master", "--processes", str(workers),
         "--lazy-apps",                      # each worker imports broker.wsgi after the fork
         "--module", "broker.wsgi:application", "--need-app",
         "--die-on-term", "--vacuum", "--single-interpreter",
+        # A reload re-executes the interpreter: the virtualenv's, not the one behind it, so the
+        # broker's dependencies are still importable after SIGHUP.
+        "--binary-path", sys.executable,
+        # Slow clients wait on green threads; the body is read before the application runs.
+        "--async", str(ASYNC_CORES), "--ugreen",
+        "--ugreen-stacksize", "512",        # pages: 2 MiB of C stack per green thread, like a thread's
+        "--post-buffering", str(POST_BUFFER_MEMORY),
+        "--limit-post", str(DRAIN_LIMIT),   # larger bodies are not even read (the guard answers 413 below)
+        "--socket-timeout", str(SOCKET_TIMEOUT),
         "--buffer-size", "32768",           # large cookies and SAML redirects fit
-        "--harakiri", "30",                 # a worker stuck 30 s is replaced
         "--max-requests", "100000",         # bounded memory growth, like gunicorn's max_requests
+        # The broker writes its own access line (JSON, path only, with the correlation id) when
+        # BROKER_ACCESS_LOG is on (broker.web.guard); uWSGI's would carry the decoded path raw.
+        "--disable-logging",
     ]
-    if not settings.access_log:
-        args.append("--disable-logging")    # request lines only; the app's own logs stay
-    else:
-        # The path only (PATH_INFO): query strings carry codes and SAML messages.
-        args += ["--log-format", '%(addr) "%(method) %(var.PATH_INFO)" %(status) %(size) %(msecs)ms']
-    pyuwsgi.run(args)
+
+
+def _uwsgi(settings: Settings, *, workers: int, bind: str) -> int:
+    import pyuwsgi
+
+    pyuwsgi.run(uwsgi_args(settings, workers=workers, bind=bind))
     return 0
+
+
+def gunicorn_options(settings: Settings, *, workers: int, bind: str) -> dict:
+    """gunicorn's settings for ``broker serve`` (sync workers; see the module documentation)."""
+    return {
+        "bind": bind, "workers": workers, "worker_class": "sync", "timeout": REQUEST_TIME_LIMIT,
+        "graceful_timeout": REQUEST_TIME_LIMIT, "preload_app": False,
+        # Request line and header sizes: large cookies and SAML redirects fit, nothing much larger.
+        "limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 16384,
+        # gunicorn's own lines in the broker's JSON format; the access log is the broker's.
+        "accesslog": None,
+        "logconfig_dict": {
+            "version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "broker.logs.JsonFormatter"}},
+            "handlers": {"stderr": {"class": "broker.logs.LineHandler", "formatter": "json",
+                                    "stream": "ext://sys.stderr"}},
+            "root": {"level": "INFO", "handlers": ["stderr"]},
+            "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                        "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False}},
+        },
+    }
 
 
 def _gunicorn(settings: Settings, *, workers: int, bind: str) -> int:
@@ -53,13 +115,11 @@ def _gunicorn(settings: Settings, *, workers: int, bind: str) -> int:
         def load(self):
             from broker.app import create_app
             from broker.cli import configure_logging
+            from broker.web import protect_broker
 
             configure_logging(settings.log_level)
-            return create_app(settings)
+            return protect_broker(create_app(settings), settings)
 
-    options = {"bind": bind, "workers": workers, "worker_class": "sync", "timeout": 30, "preload_app": False}
-    if settings.access_log:
-        # Path only (%(U)s): query strings carry codes and SAML messages.
-        options.update(accesslog="-", access_log_format='%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
+    options = gunicorn_options(settings, workers=workers, bind=bind)
     Gunicorn().run()
     return 0

@@ -1,7 +1,9 @@
 """Compact JWS signing for the broker's own tokens (RFC 7515, RFC 7518 §3).
 
 Signing lives here; verification is :mod:`broker.verify` (the lower floor), re-exported
-so the provider and the services check signatures with the same code.  Only asymmetric
+so the provider and the services check signatures with the same code, and decode every
+JOSE header and payload through the same bounded parser (:func:`decode_json_object`: size
+and nesting depth limited, never a ``RecursionError``).  Only asymmetric
 algorithms exist on either side: ES256 (the default: a P-256 signature costs ~17 µs with
 ``cryptography``) and RS256 (for relying parties that cannot verify ECDSA).  Every token
 carries a ``kid`` (RFC 7515 §4.1.4) so verifiers pick the key without trying each one.
@@ -18,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from broker.verify import (  # noqa: F401
+    MAX_JSON_DEPTH,
     SUPPORTED_ALGORITHMS,
     InvalidToken,
     PublicKey,
     UnsupportedAlgorithm,
     b64url_decode,
     b64url_encode,
+    decode_json_object,
     load_jwk,
     load_jwks,
     parse_jws,
