@@ -1,9 +1,12 @@
-"""The WSGI application: the assembled proxy, health endpoints, and in-process rebuilds.
+"""The WSGI application: the guard, health endpoints, the login path, and in-process rebuilds.
 
 :func:`create_app` is the application factory (``gunicorn 'broker.app:create_app()'``).
-Everything is built when it is called, never at import.  :meth:`BrokerApp.rebuild`
-loads the registry again and swaps in a new proxy atomically: requests in flight
-finish on the old one, and a registry that fails validation changes nothing.
+Everything is built when it is called, never at import.  Every request passes the
+guard first (:func:`broker.web.protect_broker`: correlation id, request limits,
+duplicate cookies, security headers), whichever server runs the application.
+:meth:`BrokerApp.rebuild` loads the registry again and swaps in a new login path
+atomically: requests in flight finish on the old one, and a registry that fails
+validation changes nothing.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import logging
 import threading
 
 from broker.assemble import Registry, assemble, load_registry
+from broker.logs import quiet_library_loggers
 from broker.settings import Settings
 from broker.store import Store, open_store
+from broker.web import protect_broker
 
 logger = logging.getLogger(__name__)
 
 
 class BrokerApp:
+    #: The guard is built in (every request passes it), so ``broker.web.protect`` never wraps this twice.
+    digione_guarded = True
+
     def __init__(self, settings: Settings, store: Store, registry: Registry, *, keyring=None, http=None):
         self.settings = settings
         self.store = store
@@ -28,6 +36,7 @@ class BrokerApp:
         self._http = http
         self._lock = threading.Lock()
         self.proxy = assemble(settings, registry, store, keyring=keyring, http=http)
+        self._guarded = protect_broker(self._dispatch, settings)
 
     def rebuild(self) -> None:
         """Reload tenants and relying parties and swap in a new proxy (all or nothing)."""
@@ -39,6 +48,9 @@ class BrokerApp:
                     len(registry.parties.clients), len(registry.parties.sps))
 
     def __call__(self, environ, start_response):
+        return self._guarded(environ, start_response)
+
+    def _dispatch(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
@@ -54,19 +66,6 @@ def _json(start_response, status: str, body: dict):
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
                             ("Cache-Control", "no-store")])
     return [data]
-
-
-#: Libraries whose INFO and DEBUG records carry NameIDs, attribute values, whole requests or
-#: tokens; and werkzeug's request lines, which carry codes and SAML messages in query strings.
-LIBRARY_LOGGERS = ("satosa", "saml2", "oic", "urllib3", "werkzeug")
-
-
-def quiet_library_loggers() -> None:
-    """Hold the libraries' loggers at WARNING: their lower levels would log personal data."""
-    for name in LIBRARY_LOGGERS:
-        library = logging.getLogger(name)
-        if library.getEffectiveLevel() < logging.WARNING:
-            library.setLevel(logging.WARNING)
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None, **kwargs) -> BrokerApp:

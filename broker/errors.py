@@ -95,7 +95,10 @@ class NotFound(BrokerError):
 
 
 def new_correlation_id() -> str:
-    return secrets.token_hex(8)
+    """The correlation id of the request being served (set by the guard), else a new one."""
+    from broker.logs import current_correlation_id
+
+    return current_correlation_id() or secrets.token_hex(8)
 
 
 def wants_json(accept: str | None) -> bool:

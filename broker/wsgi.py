@@ -4,14 +4,13 @@ Importing this module builds the broker from the environment: it is the one modu
 whose import does so, and only WSGI servers import it.  ``broker serve`` has every
 worker import it after the fork, so no connection or lock crosses a fork.  The broker
 runs behind :func:`broker.web.protect_broker` (correlation ids, request limits, security
-headers); an application that is already guarded is not wrapped again.
+headers), which :class:`broker.app.BrokerApp` builds in.
 """
 
 from broker.app import create_app
 from broker.cli import configure_logging
 from broker.settings import Settings
-from broker.web import protect_broker
 
 _settings = Settings.from_env()
 configure_logging(_settings.log_level)
-application = protect_broker(create_app(_settings), _settings)
+application = create_app(_settings)

@@ -11,16 +11,15 @@ browser; its script is allowed by hash in the page's Content-Security-Policy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from html import escape
 from urllib.parse import urlencode
 
-from broker.errors import STYLE, page
+from broker.errors import page
 from broker.i18n import LANGUAGES, negotiate, text
 from broker.registry.tenants import IdentityProvider, Tenants
+from broker.web import csp
 
-_FILTER_SCRIPT = """
+FILTER_SCRIPT = """
 document.getElementById('q').addEventListener('input',function(e){
  var q=e.target.value.trim().toLowerCase();
  document.querySelectorAll('[data-search]').forEach(function(el){
@@ -31,13 +30,9 @@ _SERVICE = "<!--service-->"
 _REMEMBERED = "<!--remembered-->"
 
 
-def _sha256(source: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
-
-
-#: No form-action: the choice form's answer redirects to the city's IdP, which form-action would block.
-CSP = (f"default-src 'none'; style-src {_sha256(STYLE)}; script-src {_sha256(_FILTER_SCRIPT)}; "
-       "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+#: No form-action: the choice form is answered with a redirect to the chosen city's IdP, which
+#: browsers check against form-action too.  The filter script is allowed by its hash alone.
+CSP = csp.policy(form_action=None, script_src=[csp.script_hash(FILTER_SCRIPT)])
 
 
 class DiscoveryPages:
@@ -110,7 +105,7 @@ class DiscoveryPages:
                 + f'<label for="q">{escape(text("disco.search", lang))}</label>'
                 + '<input type="search" id="q" autocomplete="off">'
                 + self._choice_form("".join(items), lang, id="cities")
-                + f"<script>{_FILTER_SCRIPT}</script>")
+                + f"<script>{FILTER_SCRIPT}</script>")
         return page(lang, text("disco.title", lang), body)
 
     def _build_methods(self, tenant_id: str, lang: str) -> str:

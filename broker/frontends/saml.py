@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import logging
 import zlib
 from collections.abc import Callable, Mapping
-from html import escape
 from typing import Any
-from urllib.parse import urlsplit
 
 from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
@@ -54,6 +51,7 @@ from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
 from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
 from broker.saml.xml_parsing import parse as parse_xml
+from broker.web import csp
 
 logger = logging.getLogger("broker.frontends.saml")
 
@@ -71,11 +69,6 @@ STATUS = {"login_required": samlp.STATUS_NO_PASSIVE, "access_denied": samlp.STAT
 
 #: ``release(sp_entity_id, identity) -> (attributes by SAML Name URI, pairwise NameID)``
 Release = Callable[[str, Mapping[str, Any]], tuple[dict[str, list[str]], str]]
-
-# The auto-submit of the HTTP-POST binding (Bindings §3.5.4); allowed by its hash, nothing else runs.
-_SUBMIT = "document.forms[0].submit();"
-_SUBMIT_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_SUBMIT.encode()).digest()).decode() + "'"
-
 
 class RequestRefused(BrokerError):
     """An AuthnRequest the broker will not answer with a Response (shown to the person)."""
@@ -209,7 +202,7 @@ class SamlIdpFrontend(FrontendModule):
                            name_qualifier=self.entity_id),
             authn={"class_ref": auth.auth_class_ref or UNSPECIFIED_CONTEXT, "authn_auth": auth.issuer},
             sign_response=True, sign_assertion=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
-        return self._post(request, str(response))
+        return self._post(context, request, str(response))
 
     def deny(self, context: LoginContext, error: str, description: str) -> Response:
         request = self._request(context)
@@ -218,7 +211,7 @@ class SamlIdpFrontend(FrontendModule):
             status = samlp.STATUS_AUTHN_FAILED  # e.g. the requested Subject is not who signed in
         response = self.idp.create_error_response(request.request_id, request.acs_url, (status, description),
                                                   sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
-        return self._post(request, str(response))
+        return self._post(context, request, str(response))
 
     def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool:
         """Core §3.4.1: with a requested ``<Subject>``, only that user may be answered."""
@@ -227,24 +220,15 @@ class SamlIdpFrontend(FrontendModule):
         _, name_id = self.release(service.saml.sp, identity)
         return name_id == service.saml.subject
 
-    def _post(self, request: SamlRequest, xml: str) -> Response:
-        """The HTTP-POST binding's page (Bindings §3.5.4): an auto-submitted form, never cached."""
+    def _post(self, context: LoginContext, request: SamlRequest, xml: str) -> Response:
+        """The HTTP-POST binding's page (Bindings §3.5.4): auto-submitted, never cached, posting only to the ACS."""
         fields = {"SAMLResponse": base64.b64encode(xml.encode("utf-8")).decode()}
         if request.relay_state is not None:
             fields["RelayState"] = request.relay_state
-        inputs = "".join(f'<input type="hidden" name="{name}" value="{escape(value)}">'
-                         for name, value in fields.items())
-        html = ('<!doctype html><html><head><meta charset="utf-8"><title>DigiOne</title></head><body>'
-                f'<form method="post" action="{escape(request.acs_url)}">{inputs}'
-                '<noscript><button type="submit">Continue</button></noscript></form>'
-                f"<script>{_SUBMIT}</script></body></html>")
-        target = urlsplit(request.acs_url)
-        response = Response(html, content="text/html; charset=utf-8")
-        response.headers.extend([
-            ("Cache-Control", "no-store"), ("Pragma", "no-cache"),
-            ("Content-Security-Policy", f"default-src 'none'; script-src {_SUBMIT_HASH}; "
-                                        f"form-action {target.scheme}://{target.netloc}; frame-ancestors 'none'; "
-                                        "base-uri 'none'")])
+        flow = context.flow
+        body, headers = csp.autopost_page(request.acs_url, fields, lang=(flow.lang if flow else None) or "fi")
+        response = Response(body.decode("utf-8"), content="text/html; charset=utf-8")
+        response.headers.extend(h for h in headers if h[0] != "Content-Type")
         return response
 
     def handle_backend_error(self, exception: Any) -> Response:

@@ -25,8 +25,6 @@ always those of the IdP whose message was verified.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +36,7 @@ from satosa.internal import AuthenticationInformation, InternalData
 from satosa.micro_services.base import MicroService
 from satosa.response import Redirect, Response
 
+from broker import logs
 from broker.errors import BrokerError, ExpiredFlow, IdpError, InvalidResponse, NoUserId
 from broker.login import plugins
 from broker.login.context import Answer, LoginContext
@@ -215,7 +214,7 @@ class Login:
             response = frontend.handle_authn_response(context, InternalData(
                 auth_info=auth, requester=flow.service.requester, attributes=identity,
                 subject_id=identity["user_id"]))
-        self._log(context, "success", idp=answer.idp, user_id=identity.get("user_id"),
+        self._log(context, logs.SUCCESS, idp=answer.idp, user_id=identity.get("user_id"),
                   sso=answer.session is not None)
         context.flow = None
         return response
@@ -226,7 +225,7 @@ class Login:
         """End the flow with ``error`` sent back to the service (its frontend decides the form)."""
         flow = _flow(context)
         frontend = self.frontends[flow.service.frontend]
-        self._log(context, "denied", idp=flow.upstream.idp if flow.upstream else None, reason=error)
+        self._log(context, error, idp=flow.upstream.idp if flow.upstream else None, answered="service")
         response = frontend.deny(context, error, description)
         context.flow = None
         return response
@@ -235,7 +234,7 @@ class Login:
         """Log the end of a login refused with a page to the person (the proxy renders the page)."""
         if context.flow_if_loaded is not None:
             flow = context.flow_if_loaded
-            self._log(context, "refused", idp=flow.upstream.idp if flow.upstream else None, reason=error.code)
+            self._log(context, error.code, idp=flow.upstream.idp if flow.upstream else None, answered="person")
 
     def _guarded(self, context: LoginContext, step: Callable[[LoginContext, InternalData], Response],
                  internal: InternalData) -> Response:
@@ -259,19 +258,16 @@ class Login:
             return False
         return bool(self.frontends[service.frontend].session_fits(service, session["identity"]))
 
-    def user_ref(self, user_id: str) -> str:
-        """A pseudonymous reference to a user for logs: stable, and useless outside this deployment."""
-        return hmac.new(self._log_salt, user_id.encode(), hashlib.sha256).hexdigest()[:16]
-
     def _log(self, context: LoginContext, outcome: str, *, idp: str | None, user_id: str | None = None,
              **fields: Any) -> None:
+        """The one line a finished login writes (:func:`broker.logs.login_event`): no personal data."""
         flow = context.flow_if_loaded
-        service = flow.service.requester if flow is not None else None
-        tenant = idp.split("/", 1)[0] if idp else None
-        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        logger.info("login finished outcome=%s tenant=%s idp=%s service=%s user_ref=%s correlation_id=%s %s",
-                    outcome, tenant, idp, service, self.user_ref(user_id) if user_id else None,
-                    context.correlation_id, extra)
+        tenant, _, idp_id = (idp or "").partition("/")
+        logs.login_event(
+            outcome, tenant or None, idp_id or None, flow.service.requester if flow is not None else None,
+            logs.user_reference(user_id, self._log_salt) if user_id else None,
+            protocol=flow.service.protocol if flow is not None else None,
+            duration_ms=int((time.time() - flow.created) * 1000) if flow is not None else None, **fields)
 
 
 def _flow(context: LoginContext) -> LoginFlow:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from broker.web.csp import inline_script_hashes
+from broker.web.csp import script_hash
 from broker.web.guard import BODY_TIMEOUT, DRAIN_LIMIT, MAX_BODY, REQUEST_TIME_LIMIT, Guard, guard, protect
 
 __all__ = ["BODY_TIMEOUT", "DRAIN_LIMIT", "MAX_BODY", "REQUEST_TIME_LIMIT", "Guard", "broker_cookies",
@@ -20,23 +20,17 @@ __all__ = ["BODY_TIMEOUT", "DRAIN_LIMIT", "MAX_BODY", "REQUEST_TIME_LIMIT", "Gua
 
 
 def broker_cookies(app: Any = None) -> tuple[str, ...]:
-    """The broker's own cookie names (flow state, SSO session, device), which must come once."""
-    from broker.proxy import cookies
+    """The broker's own cookie names (flow, broker session, remembered IdP), with and without ``__Host-``."""
+    from broker.login.cookies import Cookies
 
-    names = [getattr(cookies, name) for name in ("FLOW", "SSO", "DEVICE") if isinstance(getattr(cookies, name, None), str)]
-    codec = getattr(getattr(app, "proxy", None), "state_codec", None)
-    if isinstance(getattr(codec, "name", None), str):
-        names.append(codec.name)
-    return tuple(dict.fromkeys(names))
+    return Cookies(secure=True).names + Cookies(secure=False).names
 
 
 def broker_script_hashes() -> tuple[str, ...]:
     """CSP hashes of the inline scripts the broker's own pages carry (the discovery page's filter)."""
-    try:
-        from broker.discovery import pages
-    except ImportError:
-        return ()
-    return inline_script_hashes(getattr(pages, "_FILTER_SCRIPT", ""))
+    from broker.discovery import pages
+
+    return (script_hash(pages.FILTER_SCRIPT),)
 
 
 def protect_broker(app: Callable, settings: Any, **options: Any) -> Callable:

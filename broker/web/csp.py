@@ -76,13 +76,19 @@ def origin(url: str) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def policy(*, form_action: Iterable[str] = DEFAULT_FORM_ACTION, script_src: Iterable[str] = ()) -> str:
-    """The HTML policy: nothing but inline styles, ``data:`` images, hashed scripts and ``form_action``."""
+def policy(*, form_action: Iterable[str] | None = DEFAULT_FORM_ACTION, script_src: Iterable[str] = ()) -> str:
+    """The HTML policy: nothing but inline styles, ``data:`` images, hashed scripts and ``form_action``.
+
+    ``form_action=None`` leaves the directive out, for a page whose own form is answered with a
+    redirect to a site that cannot be named in advance (the city page: its choice redirects to
+    the chosen city's IdP, and browsers check that redirect against ``form-action`` too).
+    """
     scripts = " ".join(dict.fromkeys(script_src))
-    targets = " ".join(dict.fromkeys(form_action)) or "'none'"
+    targets = None if form_action is None else " ".join(dict.fromkeys(form_action)) or "'none'"
     return ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             + (f"script-src {scripts}; " if scripts else "")
-            + f"form-action {targets}; frame-ancestors 'none'; base-uri 'none'")
+            + (f"form-action {targets}; " if targets is not None else "")
+            + "frame-ancestors 'none'; base-uri 'none'")
 
 
 #: For responses that are not HTML (JSON, XML, redirects): nothing may run or frame them.

@@ -80,7 +80,7 @@ def _pages(acs: str):
             cities = "".join(f'<a class="choice" id="{c}" data-search="{c}" href="#">{html.escape(c)}</a>'
                              for c in ("vantaa", "espoo", "oulu"))
             body = (f'<!doctype html><title>disco</title><input type="search" id="q"><nav>{cities}</nav>'
-                    + pages._FILTER_SCRIPT)
+                    + f"<script>{pages.FILTER_SCRIPT}</script>")
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [body.encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])

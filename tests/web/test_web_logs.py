@@ -69,8 +69,6 @@ def test_every_line_of_a_request_carries_its_correlation_id(broker):
     assert "redirect_uri=x" not in text, "the access log never holds the query string"
 
 
-@pytest.mark.xfail(strict=True, reason="the provider draws its own id: broker.errors.new_correlation_id() must "
-                                       "return broker.logs.current_correlation_id() (wiring, see the report)")
 def test_the_id_the_client_sees_is_the_id_on_the_lines(broker):
     answered, lines, _ = _authorize_lines(broker)
     assert lines[0]["correlation_id"] == answered
