@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test check bench clean
+.PHONY: demo test lint check bench clean
 
 demo: $(VENV)/.installed
 	$(BIN)/broker demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check broker tests bench
+	$(BIN)/mypy
 
 check: $(VENV)/.installed
 	$(BIN)/broker check
