@@ -36,7 +36,6 @@ from xml.sax.saxutils import escape, quoteattr
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
-from saml2.metadata import create_metadata_string
 from satosa.backends.base import BackendModule
 from satosa.internal import AuthenticationInformation, InternalData
 from satosa.response import Redirect, Response
@@ -46,6 +45,7 @@ from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedRespon
 from broker.login.context import LoginContext
 from broker.registry.tenants import IdentityProvider
 from broker.saml.crypto_policy import policy_for
+from broker.saml.metadata import own_metadata
 from broker.saml.response import Assertion, Expected, IdpKeys, process_response
 from broker.saml.xml_keys import private_key
 from broker.store import Store
@@ -97,8 +97,7 @@ class SamlBackend(BackendModule):
 
     def metadata_endpoint(self, context: LoginContext) -> Response:
         if self._metadata_xml is None:
-            self._metadata_xml = create_metadata_string(None, self.sp.config, 4, None, None, None, None,
-                                                        None).decode("utf-8")
+            self._metadata_xml = own_metadata(self.sp.config)
         return Response(self._metadata_xml, content="text/xml")
 
     # -- the request ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from satosa.response import Response as SatosaResponse
 from broker.errors import ExpiredFlow
 from broker.login.context import LoginContext
 from broker.login.flow import ServiceRequest
+from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.discovery import PATHS
 from broker.tokens.http import Request, Response
 from broker.tokens.provider import Provider
@@ -132,11 +133,11 @@ class OIDCFrontend(FrontendModule):
 
     # -- the end of a login ----------------------------------------------------------------------
 
-    def _authz(self, context: LoginContext):
-        flow = context.flow
-        if flow is None or flow.service.oidc is None or flow.service.frontend != self.name:
+    def _authz(self, context: LoginContext) -> AuthorizationRequest:
+        authz = context.service_for(self.name).oidc
+        if authz is None:
             raise ExpiredFlow("no OIDC authorization request in the flow")
-        return flow.service.oidc
+        return authz
 
     def handle_authn_response(self, context: LoginContext, internal_resp: InternalData) -> SatosaResponse:
         authz = self._authz(context)

@@ -36,7 +36,6 @@ from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
 from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
-from saml2.metadata import create_metadata_string
 from saml2.response import IncorrectlySigned
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.server import Server
@@ -50,6 +49,7 @@ from broker.errors import BrokerError, ExpiredFlow, UnknownClient
 from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
 from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
+from broker.saml.metadata import own_metadata
 from broker.saml.xml_parsing import parse as parse_xml
 from broker.web import csp
 
@@ -122,8 +122,7 @@ class SamlIdpFrontend(FrontendModule):
 
     def metadata_endpoint(self, context: LoginContext) -> Response:
         if self._metadata_xml is None:
-            self._metadata_xml = create_metadata_string(None, self.idp.config, 4, None, None, None, None,
-                                                        None).decode("utf-8")
+            self._metadata_xml = own_metadata(self.idp.config)
         return Response(self._metadata_xml, content="text/xml")
 
     # -- the request ---------------------------------------------------------------------------
@@ -186,10 +185,10 @@ class SamlIdpFrontend(FrontendModule):
     # -- the answer ----------------------------------------------------------------------------
 
     def _request(self, context: LoginContext) -> SamlRequest:
-        flow = context.flow
-        if flow is None or flow.service.saml is None or flow.service.frontend != self.name:
+        request = context.service_for(self.name).saml
+        if request is None:
             raise ExpiredFlow("no SAML AuthnRequest in the flow")
-        return flow.service.saml
+        return request
 
     def handle_authn_response(self, context: LoginContext, internal_response: InternalData) -> Response:
         request = self._request(context)

@@ -23,7 +23,8 @@ from satosa.context import Context
 from satosa.internal import AuthenticationInformation
 from satosa.state import State
 
-from broker.login.flow import LoginFlow
+from broker.errors import ExpiredFlow
+from broker.login.flow import LoginFlow, ServiceRequest
 
 MAX_BODY = 1 << 20
 
@@ -104,6 +105,13 @@ class LoginContext(Context):
             return self.flow.lang
         value = (self.qs_params or {}).get("lang")
         return value if isinstance(value, str) else None
+
+    def service_for(self, frontend: str) -> ServiceRequest:
+        """The service request of the flow, which ``frontend`` must be the one to answer."""
+        flow = self.flow
+        if flow is None or flow.service.frontend != frontend:
+            raise ExpiredFlow(f"no login in progress for {frontend} ({self.flow_problem or 'no flow cookie'})")
+        return flow.service
 
     def header(self, name: str) -> str | None:
         """A request header by its HTTP name (``Accept-Language``)."""

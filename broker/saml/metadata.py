@@ -7,6 +7,9 @@ made with a certificate whose SHA-256 equals the pin, and it has not expired
 (SAML Metadata §2.2.1 ``validUntil``).  The last good copy is kept in the store
 for a week, so an instance can start while the city's metadata host is down; with
 neither, only that IdP is unavailable.
+
+:func:`own_metadata` is the other direction: the document of one of the broker's own
+entities (the SP toward the cities, the IdP toward the services).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 
 import requests
 from lxml import etree
+from saml2.metadata import create_metadata_string
 
 from broker.pki import sha256_fingerprint
 from broker.saml.xml_keys import certificate_key
@@ -30,6 +34,11 @@ CACHE_KEY = "saml:metadata:"
 CACHE_TTL = 7 * 24 * 3600
 _DS = "{http://www.w3.org/2000/09/xmldsig#}"
 _MAX_BYTES = 10 * 1024 * 1024
+
+
+def own_metadata(config: object) -> str:
+    """The metadata document of one of our own pysaml2 entities, from its configuration (valid for 4 hours)."""
+    return str(create_metadata_string(None, config, 4, None, None, None, None, None).decode("utf-8"))
 
 
 class MetadataRejected(ValueError):
