@@ -325,7 +325,10 @@ def test_client_assertion_forgeries_and_replays_are_refused(env):
         assert response.status_code == 401 and response.json()["error"] == "invalid_client", name
 
     key = env.clients["pkjwt"].private_key
-    genuine = private_key_jwt_sign(key, "pkjwt", env.url("token"), alg="RS256", claims={"jti": "once"})
+    # authlib's default lifetime (3600 s) is exactly the longest accepted: issued at the provider's
+    # frozen "now", not the wall clock, which has moved on since the clock was made.
+    genuine = private_key_jwt_sign(key, "pkjwt", env.url("token"), alg="RS256", claims={"jti": "once"},
+                                   issued_at=int(env.clock()))
     first = requests.post(env.url("token"), data=_assertion_form(genuine), timeout=5)
     assert first.json()["error"] == "invalid_grant"  # authenticated; the refresh token itself is bogus
     replay = requests.post(env.url("token"), data=_assertion_form(genuine), timeout=5)
