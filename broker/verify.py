@@ -57,7 +57,8 @@ import json
 import threading
 import time
 import urllib.request
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -271,7 +272,8 @@ _ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm], str | None, int]] 
 #: by construction, so no configuration can enable them (RFC 8725 §3.1, §3.2).
 SUPPORTED_ALGORITHMS = frozenset(_ALGORITHMS)
 
-_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1,
+                                                      "P-521": ec.SECP521R1}
 MIN_RSA_BITS = 2048
 
 
@@ -312,9 +314,11 @@ def load_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise ValueError("kid is not a string")
+    key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
     try:
         if kty == "EC":
-            curve = _CURVES.get(jwk.get("crv"))
+            crv = jwk.get("crv")
+            curve = _CURVES.get(crv) if isinstance(crv, str) else None
             if curve is None:
                 raise ValueError("unsupported curve")
             x = int.from_bytes(b64url_decode(jwk["x"]), "big")
@@ -359,6 +363,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
     family, hash_cls, curve, size = spec
     if key.alg is not None and key.alg != alg:
         raise UnsupportedAlgorithm(f"key {key.kid!r} is for {key.alg}, not {alg}")
+    hash_alg = hash_cls()
     try:
         if family == "EC":
             if key.kty != "EC" or key.key.curve.name != curve:
@@ -367,13 +372,13 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
                 raise BadSignature("signature has the wrong length")
             der = encode_dss_signature(int.from_bytes(signature[:size], "big"),
                                        int.from_bytes(signature[size:], "big"))
-            key.key.verify(der, signing_input, ec.ECDSA(hash_cls()))
+            key.key.verify(der, signing_input, ec.ECDSA(hash_alg))
         else:
             if key.kty != "RSA":
                 raise UnsupportedAlgorithm(f"key {key.kid!r} does not fit {alg}")
             pad = (padding.PKCS1v15() if family == "RSA"
-                   else padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=hash_cls.digest_size))
-            key.key.verify(signature, signing_input, pad, hash_cls())
+                   else padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size))
+            key.key.verify(signature, signing_input, pad, hash_alg)
     except InvalidSignature:
         raise BadSignature("signature does not verify") from None
 
@@ -460,9 +465,11 @@ def _check_url(url: str) -> None:
 
 def _fetch_json(http_get: Callable[[str], bytes], url: str) -> dict[str, Any]:
     _check_url(url)
+    # http_get may be any HTTP client a service plugs in, so what it raises is open-ended; whatever
+    # it is (network, HTTP status, a body that is not JSON), the keys are unavailable: 503, not 401.
     try:
         data = json.loads(http_get(url))
-    except Exception as exc:  # network, HTTP status or JSON: all mean "unavailable"
+    except Exception as exc:  # noqa: BLE001 - the service's own http_get: every failure means "unavailable"
         raise KeySetUnavailable(f"could not fetch {url}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise KeySetUnavailable(f"{url} did not return a JSON object")

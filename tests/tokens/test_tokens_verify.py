@@ -274,6 +274,6 @@ def test_verify_imports_nothing_from_the_broker():
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert all("broker" not in line for line in imports), imports
     third_party = {line.split()[1].split(".")[0] for line in imports} - {
-        "__future__", "base64", "binascii", "functools", "json", "threading", "time", "urllib", "typing"}
+        "__future__", "base64", "binascii", "collections", "functools", "json", "threading", "time", "urllib", "typing"}
     assert third_party == {"cryptography"}
 
