@@ -115,8 +115,6 @@ class BrokerOidcBackend(BackendModule):
         attributes = {name: _as_strings(value) for name, value in claims.items()
                       if name not in ("nonce", "at_hash", "c_hash", "aud", "exp", "iat", "nbf", "azp", "uti",
                                       "rh", "aio")}
-        logger.info("oidc response accepted idp=%s claims=%d correlation_id=%s", self.name, len(attributes),
-                    context.correlation_id)
         return self.auth_callback_func(context, InternalData(
             auth_info=AuthenticationInformation(
                 auth_class_ref=claims.get("acr"), timestamp=str(claims.get("auth_time") or claims.get("iat")),

@@ -152,8 +152,6 @@ class SamlBackend(BackendModule):
         assertion = process_response(saml_response, expected, self.idp_keys, decryption_key=self.decryption_key)
         if not self.store.add(REQUEST_KEY + upstream.request_id, 1, self.flow_ttl):
             raise ReplayedResponse("SAML response for a request already answered (replay)")
-        logger.info("saml response accepted idp=%s attributes=%d correlation_id=%s", idp.key,
-                    len(assertion.attributes), context.correlation_id)
         return self.auth_callback_func(context, _internal_data(assertion))
 
 

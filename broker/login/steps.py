@@ -176,6 +176,8 @@ class Login:
     def _respond(self, context: LoginContext, answer: Answer) -> Response:
         """Run the response micro-services on the answer; the chain ends in :meth:`release`."""
         context.answer = answer
+        if not self.response_services:  # nothing to narrow: the chain is release itself
+            return self.release(context, None)
         service = _flow(context).service
         internal = InternalData(auth_info=answer.auth, requester=service.requester,
                                 requester_name=[{"text": service.requester_name, "lang": "en"}],
@@ -185,13 +187,17 @@ class Login:
 
     # -- 6./7. release and answer ----------------------------------------------------------------
 
-    def release(self, context: LoginContext, internal: InternalData) -> Response:
-        """Write the broker session, then let the frontend issue the code or the assertion."""
+    def release(self, context: LoginContext, internal: InternalData | None) -> Response:
+        """Write the broker session, then let the frontend issue the code or the assertion.
+
+        ``internal`` is what the response micro-services left (``None`` without any): the
+        identity released is the answer's, narrowed to it.
+        """
         flow = _flow(context)
         answer = context.answer
         if answer is None:
             raise ExpiredFlow("release without an answer")
-        identity = plugins.narrow(answer.identity, internal.attributes or {})
+        identity = answer.identity if internal is None else plugins.narrow(answer.identity, internal.attributes or {})
         frontend = self.frontends[flow.service.frontend]
         if not frontend.session_fits(flow.service, identity):
             return self.deny(context, "login_required", "the signed-in user is not the one the service named")
