@@ -108,8 +108,11 @@ def wants_json(accept: str | None) -> bool:
     return json_at != -1 and (html_at == -1 or json_at < html_at)
 
 
-def log(error: BrokerError, correlation_id: str, **fields: str) -> None:
-    """Write one log line for a refused request; ``fields`` must be free of personal data."""
+def log(error: BrokerError, correlation_id: str, **fields: str | None) -> None:
+    """Write one log line for a refused request; ``fields`` must be free of personal data.
+
+    A field whose value is ``None`` is left out of the line.
+    """
     extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
     logger.warning("refused correlation_id=%s status=%s code=%s detail=%r %s",
                    correlation_id, error.status, error.code, error.detail, extra)

@@ -8,7 +8,8 @@ though its signature and ``exp`` are fine.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from broker.tokens.grants import Grants
 from broker.tokens.keys import KeyRing
@@ -41,8 +42,8 @@ def active_access_token(token: str, *, keyring: KeyRing, issuer: str, grants: Gr
         raise InvalidToken("token has expired")
     if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] > now + leeway:
         raise InvalidToken("token is not valid yet")
-    gid = claims.get("gid") if isinstance(claims.get("gid"), str) else ""
-    denied, grant = grants.token_state(claims["jti"], gid)
+    gid = claims.get("gid")
+    denied, grant = grants.token_state(claims["jti"], gid if isinstance(gid, str) else "")
     if denied:
         raise InvalidToken("token was revoked")
     if grant is None:

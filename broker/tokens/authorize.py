@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from broker.errors import BrokerError, InvalidRedirectUri, UnknownClient
 from broker.tokens.errors import OAuthError
-from broker.verify import InvalidToken, verify_jws
+from broker.verify import InvalidToken, PublicKey, verify_jws
 
 #: ``prompt`` values (OIDC Core §3.1.2.1).
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -71,9 +72,9 @@ class AuthorizationRequest:
                 if v not in (None, ())}
 
     @classmethod
-    def from_state(cls, data: Mapping[str, Any]) -> "AuthorizationRequest":
+    def from_state(cls, data: Mapping[str, Any]) -> AuthorizationRequest:
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
         return cls(**values)
 
     def decoration(self) -> dict[str, Any]:
@@ -155,7 +156,8 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
             raise fail("invalid_request", f"{name} repeated (RFC 6749 §3.1)")
     one = {name: _single(params, name)[0] for name in _SINGLE}
     for name, limit in _LIMITS.items():
-        if one.get(name) is not None and len(one[name]) > limit:
+        value = one.get(name)
+        if value is not None and len(value) > limit:
             raise fail("invalid_request", f"{name} longer than {limit} characters")
     # OIDC Core §6.1, §6.2 and §7.2.1: request objects and registration are not supported,
     # so no request object (signed with alg=none or anything else) is ever parsed.
@@ -226,8 +228,8 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
         ui_locales=one["ui_locales"], acr_values=acr_values, idp_hint=idp_hint, id_token_hint_sub=hint_sub)
 
 
-def check_id_token_hint(token: str, client_id: str, *, issuer: str, resolve_key: Callable,
-                        algs: Iterable[str]) -> dict[str, Any]:
+def check_id_token_hint(token: str, client_id: str | None, *, issuer: str,
+                        resolve_key: Callable[[str], PublicKey | None], algs: Iterable[str]) -> dict[str, Any]:
     """Verify an ID token we issued, used as a hint (OIDC Core §3.1.2.1; RP-Initiated Logout §2).
 
     Signature with one of our published keys (so ``alg=none`` and HMAC forgeries fail, RFC

@@ -23,12 +23,13 @@ import base64
 import binascii
 import hashlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from broker.store import Store
 from broker.tokens.errors import OAuthError, invalid_client, invalid_request
-from broker.tokens.http import Request
+from broker.tokens.http import Params, Request, first
 from broker.verify import (
     InvalidToken,
     JWKSCache,
@@ -39,6 +40,9 @@ from broker.verify import (
     parse_jws,
     verify_signature,
 )
+
+if TYPE_CHECKING:
+    from broker.registry.relying_parties import Client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Algorithms accepted in client assertions: asymmetric only (never ``none`` or ``HS*``).
@@ -69,7 +73,7 @@ class ClientAuthenticator:
         self._static: dict[str, tuple[int, dict[str, PublicKey]]] = {}
         self._remote: dict[tuple[str, str], JWKSCache] = {}
 
-    def authenticate(self, request: Request, *, endpoint_url: str, allow_public: bool = True):
+    def authenticate(self, request: Request, *, endpoint_url: str, allow_public: bool = True) -> Client:
         """Return the authenticated client or raise :class:`OAuthError` (``invalid_client``, 401)."""
         form = request.form
         authorization = request.header("authorization") or ""
@@ -81,7 +85,7 @@ class ClientAuthenticator:
         for name in ("client_id", "client_secret", "client_assertion", "client_assertion_type"):
             if len(form.get(name, ())) > 1:
                 raise invalid_request(f"{name} repeated (RFC 6749 §3.2)")
-        form_client_id = (form.get("client_id") or [None])[0]
+        form_client_id = first(form, "client_id")
 
         if basic:
             client_id, secret = _parse_basic(authorization)
@@ -105,8 +109,8 @@ class ClientAuthenticator:
             raise invalid_client("public clients cannot use this endpoint")
         return client
 
-    def _registered(self, client_id: str | None, method: str, *, basic: bool = False):
-        client = self.clients.client(client_id) if client_id else None
+    def _registered(self, client_id: str | None, method: str, *, basic: bool = False) -> Client:
+        client: Client | None = self.clients.client(client_id) if client_id else None
         if client is None:
             raise invalid_client("unknown client", basic=basic)
         if client.token_endpoint_auth_method != method:  # OIDC Registration §2
@@ -116,11 +120,11 @@ class ClientAuthenticator:
 
     # ------------------------------------------------------------------ private_key_jwt
 
-    def _private_key_jwt(self, form, form_client_id: str | None, endpoint_url: str):
+    def _private_key_jwt(self, form: Params, form_client_id: str | None, endpoint_url: str) -> Client:
         """RFC 7523 §3 and OIDC Core §9, check by check."""
-        if (form.get("client_assertion_type") or [None])[0] != ASSERTION_TYPE:  # RFC 7523 §2.2
+        if first(form, "client_assertion_type") != ASSERTION_TYPE:  # RFC 7523 §2.2
             raise invalid_client("client_assertion_type must be " + ASSERTION_TYPE)
-        assertion = (form.get("client_assertion") or [""])[0]
+        assertion = first(form, "client_assertion") or ""
         try:
             header, payload, signing_input, signature = parse_jws(assertion)
         except InvalidToken as exc:
@@ -170,7 +174,7 @@ class ClientAuthenticator:
             raise invalid_client("client_assertion was already used (jti replay)")
         return client
 
-    def _client_key(self, client, kid: Any, alg: str) -> PublicKey:
+    def _client_key(self, client: Client, kid: Any, alg: str) -> PublicKey:
         if client.jwks:
             cached = self._static.get(client.client_id)
             if cached is None or cached[0] != id(client.jwks):

@@ -6,7 +6,8 @@ implicit or hybrid flow, no request objects, no ``plain`` PKCE, no HMAC).  Built
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from broker.tokens.authorize import PROMPTS
 from broker.tokens.client_auth import ASSERTION_ALGS

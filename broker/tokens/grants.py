@@ -23,15 +23,23 @@ import hmac
 import logging
 import secrets
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from broker.store import Store
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.errors import OAuthError, invalid_grant, invalid_request
+from broker.tokens.http import Params
 from broker.tokens.jws import half_hash
 from broker.tokens.keys import KeyRing
 from broker.tokens.lifetimes import Lifetimes
 from broker.verify import b64url_encode
+
+if TYPE_CHECKING:
+    from broker.registry.relying_parties import Client
+
+#: ``audience(client, scopes) -> aud`` of an access token.
+Audience = Callable[["Client", tuple[str, ...]], list[str]]
 
 logger = logging.getLogger("broker.tokens.grants")
 
@@ -50,7 +58,7 @@ def s256(verifier: str) -> str:
     return b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
-def _param(form, name: str) -> str | None:
+def _param(form: Params, name: str) -> str | None:
     values = form.get(name)
     if not values:
         return None
@@ -63,7 +71,7 @@ class Grants:
     """Issues codes and tokens and redeems grants.  Pure protocol over a :class:`Store`."""
 
     def __init__(self, *, issuer: str, store: Store, keyring: KeyRing, lifetimes: Lifetimes,
-                 audience: Callable[[Any, tuple[str, ...]], list[str]], claims_in_id_token: bool = True,
+                 audience: Audience, claims_in_id_token: bool = True,
                  clock: Callable[[], float] = time.time):
         self.issuer = issuer
         self.store = store
@@ -98,7 +106,7 @@ class Grants:
 
     # ------------------------------------------------------------------ grant_type=authorization_code
 
-    def authorization_code(self, client, form) -> dict[str, Any]:
+    def authorization_code(self, client: Client, form: Params) -> dict[str, Any]:
         """Redeem a code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2)."""
         code = _param(form, "code")
         if not code:
@@ -148,7 +156,7 @@ class Grants:
 
     # ------------------------------------------------------------------ grant_type=refresh_token
 
-    def refresh_token(self, client, form) -> dict[str, Any]:
+    def refresh_token(self, client: Client, form: Params) -> dict[str, Any]:
         """Redeem and rotate a refresh token (RFC 6749 §6, §10.4; RFC 9700 §4.14.2)."""
         token = _param(form, "refresh_token")
         if not token:
@@ -190,7 +198,7 @@ class Grants:
 
     # ------------------------------------------------------------------ minting
 
-    def _tokens(self, client, gid: str, grant: dict[str, Any], scopes: tuple[str, ...], now: float, *,
+    def _tokens(self, client: Client, gid: str, grant: dict[str, Any], scopes: tuple[str, ...], now: float, *,
                 jti: str, nonce: str | None, refresh: bool, refreshed: bool = False) -> dict[str, Any]:
         lt = self.lifetimes
         iat = int(now)
@@ -218,11 +226,11 @@ class Grants:
             response["refresh_token"] = token
         return response
 
-    def _aud(self, client, scopes: tuple[str, ...]) -> str | list[str]:
+    def _aud(self, client: Client, scopes: tuple[str, ...]) -> str | list[str]:
         aud = self.audience(client, scopes)
         return aud[0] if len(aud) == 1 else aud
 
-    def id_token(self, client, grant: dict[str, Any], *, iat: int, nonce: str | None,
+    def id_token(self, client: Client, grant: dict[str, Any], *, iat: int, nonce: str | None,
                  access_token: str | None) -> str:
         """An ID token (OIDC Core §2, §3.1.3.6; §12.2 on refresh: same auth_time, no new nonce)."""
         key = self.keyring.signing_key(_id_token_alg(client, self.keyring))
@@ -284,16 +292,16 @@ class Grants:
         return True
 
 
-def _id_token_alg(client, keyring: KeyRing) -> str:
+def _id_token_alg(client: Client, keyring: KeyRing) -> str:
     alg = getattr(client, "id_token_signed_response_alg", None)
     return alg if alg in keyring.algs else keyring.default_alg
 
 
-def access_token_audience(resource_audiences: Iterable[str] = ()) -> Callable[[Any, tuple[str, ...]], list[str]]:
+def access_token_audience(resource_audiences: Iterable[str] = ()) -> Audience:
     """The default ``aud`` of access tokens: the client and the configured resource servers."""
     extra = tuple(resource_audiences)
 
-    def audience(client, scopes: tuple[str, ...]) -> list[str]:
+    def audience(client: Client, scopes: tuple[str, ...]) -> list[str]:
         return [client.client_id, *extra]
 
     return audience

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs
+
+#: Query or form parameters: each name with its values (a parameter may be repeated).
+Params = Mapping[str, Sequence[str]]
 
 
 @dataclasses.dataclass
@@ -32,7 +36,7 @@ class Request:
         return self.form if self.method == "POST" else self.query
 
     @classmethod
-    def from_wsgi(cls, environ: Mapping[str, Any], *, path: str | None = None) -> "Request":
+    def from_wsgi(cls, environ: Mapping[str, Any], *, path: str | None = None) -> Request:
         """Build a request from a WSGI environ (reads the body of form POSTs)."""
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
@@ -47,6 +51,12 @@ class Request:
             form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True) if len(raw) <= 64 * 1024 else {}
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         return cls(method, path if path is not None else environ.get("PATH_INFO", "/"), headers, query, form)
+
+
+def first(params: Params, name: str) -> str | None:
+    """The first value of parameter ``name``, or ``None`` when it is absent or empty."""
+    values = params.get(name)
+    return values[0] if values else None
 
 
 @dataclasses.dataclass

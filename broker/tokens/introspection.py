@@ -9,25 +9,30 @@ every invalid, expired or revoked token, the answer is just ``{"active": false}`
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from broker.tokens.access import active_access_token
 from broker.tokens.errors import invalid_request
 from broker.tokens.grants import Grants
+from broker.tokens.http import Params, first
 from broker.tokens.keys import KeyRing
 from broker.verify import InvalidToken
+
+if TYPE_CHECKING:
+    from broker.registry.relying_parties import Client
 
 INACTIVE = {"active": False}
 
 
-def introspect(client, form, *, keyring: KeyRing, issuer: str, grants: Grants, clock: Callable[[], float],
-               leeway: int, trusted: Iterable[str] = ()) -> dict[str, Any]:
+def introspect(client: Client, form: Params, *, keyring: KeyRing, issuer: str, grants: Grants,
+               clock: Callable[[], float], leeway: int, trusted: Iterable[str] = ()) -> dict[str, Any]:
     """The RFC 7662 §2.2 response for the ``token`` in ``form``, as seen by ``client``."""
     tokens = form.get("token") or []
     if len(tokens) != 1 or not tokens[0]:
         raise invalid_request("exactly one token parameter is required (RFC 7662 §2.1)")
     token = tokens[0]
-    hint = (form.get("token_type_hint") or [None])[0]
+    hint = first(form, "token_type_hint")
     # RFC 7662 §2.1: the hint only orders the lookups; an unknown hint is ignored.
     order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
     for kind in order:
@@ -42,7 +47,7 @@ def introspect(client, form, *, keyring: KeyRing, issuer: str, grants: Grants, c
             if client.client_id != claims.get("client_id") and client.client_id not in auds \
                     and client.client_id not in trusted:
                 return INACTIVE
-            answer = {"active": True, "token_type": "Bearer"}
+            answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
             for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "auth_time",
                          "acr", "roles"):
                 if name in claims:

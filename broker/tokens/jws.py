@@ -46,9 +46,9 @@ def public_jwk(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> dict[str, s
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name != "secp256r1":
             raise ValueError("only P-256 EC keys are used for signing")
-        numbers = key.public_numbers()
-        return {"kty": "EC", "crv": "P-256", "x": b64url_encode(numbers.x.to_bytes(32, "big")),
-                "y": b64url_encode(numbers.y.to_bytes(32, "big"))}
+        point = key.public_numbers()
+        return {"kty": "EC", "crv": "P-256", "x": b64url_encode(point.x.to_bytes(32, "big")),
+                "y": b64url_encode(point.y.to_bytes(32, "big"))}
     numbers = key.public_numbers()
     return {"kty": "RSA", "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
             "e": b64url_encode(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"))}
@@ -89,7 +89,7 @@ class SigningKey:
         self._headers: dict[str | None, str] = {}
 
     @classmethod
-    def generate(cls, alg: str) -> "SigningKey":
+    def generate(cls, alg: str) -> SigningKey:
         """A fresh key: P-256 for ES256, RSA-2048 (e=65537) for RS256."""
         if alg == "ES256":
             return cls(ec.generate_private_key(ec.SECP256R1()), alg)
@@ -107,10 +107,11 @@ class SigningKey:
         return header
 
     def _signature(self, data: bytes) -> bytes:
-        if self.alg == "ES256":
-            r, s = decode_dss_signature(self.private_key.sign(data, ec.ECDSA(hashes.SHA256())))
+        key = self.private_key  # an EC key exactly when alg is ES256 (checked in __init__)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # RFC 7518 §3.4
-        return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # RFC 7518 §3.3
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # RFC 7518 §3.3
 
     def sign(self, claims: dict[str, Any], *, typ: str | None = "JWT") -> str:
         """Return ``claims`` as a compact JWS (RFC 7515 §7.1) with ``alg``, ``kid`` and ``typ``."""

@@ -37,9 +37,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.derive import derive_key
@@ -138,7 +141,8 @@ class KeyRing:
 
     def jwks(self) -> dict[str, Any]:
         """The published JWK Set (RFC 7517 §5)."""
-        return json.loads(self._snapshot().jwks_json)
+        jwks: dict[str, Any] = json.loads(self._snapshot().jwks_json)
+        return jwks
 
     def jwks_json(self) -> bytes:
         """The published JWK Set, serialized once per refresh."""
@@ -214,11 +218,14 @@ class KeyRing:
 
     def _decrypt(self, rec: dict[str, Any]) -> SigningKey:
         raw = base64.b64decode(rec["enc"])
+        aad = f"{rec['kid']}|{rec['alg']}".encode()
         try:
-            der = self._aead.decrypt(raw[:12], raw[12:], f"{rec['kid']}|{rec['alg']}".encode())
-        except Exception:
+            der = self._aead.decrypt(raw[:12], raw[12:], aad)
+        except (InvalidTag, ValueError):  # ValueError: a nonce too short (a truncated ciphertext)
             raise KeyRingError(f"cannot decrypt key {rec['kid']}: wrong master secret or tampered ring") from None
         private = serialization.load_der_private_key(der, password=None)
+        if not isinstance(private, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ValueError(f"key {rec['kid']} is neither an EC nor an RSA key")
         return SigningKey(private, rec["alg"], kid=rec["kid"])
 
     def _record(self, key: SigningKey, state: str, now: float) -> dict[str, Any]:

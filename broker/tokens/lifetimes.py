@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Lifetimes:
         return max(self.access_token, self.id_token)
 
     @classmethod
-    def coerce(cls, value: "Lifetimes | Mapping[str, Any] | None") -> "Lifetimes":
+    def coerce(cls, value: Lifetimes | Mapping[str, Any] | None) -> Lifetimes:
         if value is None:
             return cls()
         if isinstance(value, Lifetimes):

@@ -10,12 +10,13 @@ otherwise it shows a "signed out" page.  It never redirects to an unregistered U
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from broker.errors import page
 from broker.i18n import negotiate
-from broker.tokens.http import Request, Response, redirect
+from broker.tokens.http import Params, Request, Response, redirect
 from broker.verify import InvalidToken
 
 MESSAGES = {
@@ -28,9 +29,9 @@ MESSAGES = {
 }
 
 
-def _one(params, name: str) -> str | None:
-    values = params.get(name) or ()
-    return values[0] if len(values) == 1 else None
+def _one(params: Params, name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values is not None and len(values) == 1 else None
 
 
 def end_session(request: Request, *, clients: Any,

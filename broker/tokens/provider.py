@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from broker.errors import BrokerError, InvalidRedirectUri, UnknownClient, log, new_correlation_id, render, wants_json
@@ -46,9 +47,9 @@ logger = logging.getLogger("broker.tokens")
 DEFAULT_SCOPES = ("openid", "profile", "email", "roles")
 
 #: ``release(client, identity, granted_scopes) -> claims`` (without ``sub``).
-Release = Callable[[Any, dict, set], dict]
+Release = Callable[[Any, dict[str, Any], set[str]], dict[str, Any]]
 #: ``subject(client, identity) -> sub``.
-Subject = Callable[[Any, dict], str]
+Subject = Callable[[Any, dict[str, Any]], str]
 
 
 class Provider:

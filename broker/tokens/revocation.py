@@ -9,22 +9,28 @@ token, or one issued to another client, gets the same 200 as a successful revoca
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from broker.tokens.access import signed_access_token
 from broker.tokens.errors import OAuthError, invalid_request
 from broker.tokens.grants import Grants
+from broker.tokens.http import Params, first
 from broker.tokens.keys import KeyRing
 from broker.verify import InvalidToken
+
+if TYPE_CHECKING:
+    from broker.registry.relying_parties import Client
 
 TOKEN_TYPES = ("access_token", "refresh_token")
 
 
-def revoke(client, form, *, keyring: KeyRing, issuer: str, grants: Grants) -> None:
+def revoke(client: Client, form: Params, *, keyring: KeyRing, issuer: str, grants: Grants) -> None:
     """Revoke the ``token`` in ``form`` if ``client`` owns it (RFC 7009 §2.1)."""
     tokens = form.get("token") or []
     if len(tokens) != 1 or not tokens[0]:
         raise invalid_request("exactly one token parameter is required (RFC 7009 §2.1)")
     token = tokens[0]
-    hint = (form.get("token_type_hint") or [None])[0]
+    hint = first(form, "token_type_hint")
     if hint is not None and hint not in TOKEN_TYPES:  # RFC 7009 §2.2.1
         raise OAuthError("unsupported_token_type", "token_type_hint must be access_token or refresh_token")
     if token.count(".") == 2:

@@ -8,7 +8,8 @@ the ID token's).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from broker.tokens.access import active_access_token
 from broker.tokens.errors import OAuthError, invalid_request, invalid_token
