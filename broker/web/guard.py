@@ -72,6 +72,8 @@ _CHUNK = 64 * 1024
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
+_set_logvar: Callable[[str, str], None] | None
+_set_user_harakiri: Callable[[int], None] | None
 try:  # inside uWSGI: the request log variable and the per-request time limit
     import uwsgi as _uwsgi  # type: ignore[import-not-found]
 
@@ -162,7 +164,7 @@ class Guard:
         logs.correlation_id.set(cid)
         if _set_logvar is not None:
             _set_logvar("cid", cid)
-        if self.time_limit:
+        if self.time_limit and _set_user_harakiri is not None:  # time_limit is only set inside uWSGI
             # uWSGI's own --harakiri is armed when a connection is accepted, which in async mode
             # means a slow client: the limit is set on the application's time only.
             _set_user_harakiri(self.time_limit)
@@ -176,7 +178,7 @@ class Guard:
                 result = response.finish(self.app(environ, response.start_response))
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 result = response.crash(exc)
-        if self.time_limit:
+        if self.time_limit and _set_user_harakiri is not None:
             _set_user_harakiri(0)
         if isinstance(result, list):
             if self.access_log:
@@ -356,6 +358,7 @@ class _Response:
         return self._write
 
     def _flush(self, body: list[bytes] | None = None) -> None:
+        assert self.pending is not None, "flushed only while the app's start_response is pending"
         status, headers, exc_info = self.pending
         self.pending = None
         self.started = True
