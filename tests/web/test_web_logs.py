@@ -7,7 +7,6 @@ import json
 import logging
 import re
 
-import pytest
 import requests
 from web_serve import json_lines, parse_response, raw_request
 
