@@ -18,8 +18,8 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from broker.settings import Settings, SettingsError
 
