@@ -11,10 +11,28 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
+
+
+class ClockedPrivateKeyJWT(PrivateKeyJWT):
+    """Authlib's ``private_key_jwt``, its assertions issued at the tests' clock.
+
+    Authlib stamps ``iat`` from the wall clock and lets an assertion live 3600 s, exactly the
+    longest the provider accepts; the provider's clock is frozen when the test starts, so any
+    second the wall clock has moved on since would make the assertion live too long.
+    """
+
+    def __init__(self, clock, token_endpoint: str, *, alg: str):
+        super().__init__(token_endpoint, alg=alg)
+        self.clock = clock
+
+    def sign(self, auth, token_endpoint):
+        return private_key_jwt_sign(auth.client_secret, client_id=auth.client_id, token_endpoint=token_endpoint,
+                                    claims=self.claims, header=self.headers, alg=self.alg,
+                                    issued_at=int(self.clock()))
 
 
 def session(env, client_id: str, *, scope: str = "openid profile roles", pkce: bool = True) -> OAuth2Session:
@@ -26,7 +44,7 @@ def session(env, client_id: str, *, scope: str = "openid profile roles", pkce: b
     if pkce:
         kwargs["code_challenge_method"] = "S256"
     if method == "private_key_jwt":
-        auth = PrivateKeyJWT(env.url("token"), alg=reg.private_key.alg or "RS256")
+        auth = ClockedPrivateKeyJWT(env.clock, env.url("token"), alg=reg.private_key.alg or "RS256")
         s = OAuth2Session(client_id, reg.private_key, token_endpoint_auth_method=auth,
                           revocation_endpoint_auth_method=auth, **kwargs)
     else:
