@@ -24,6 +24,7 @@ from satosa.internal import AuthenticationInformation
 from satosa.state import State
 
 from broker.errors import ExpiredFlow
+from broker.login.cookies import parse as parse_cookies
 from broker.login.flow import LoginFlow, ServiceRequest
 
 MAX_BODY = 1 << 20
@@ -51,7 +52,8 @@ class LoginContext(Context):
     def __init__(self) -> None:
         super().__init__()
         self.correlation_id: str = ""
-        self.cookies: dict[str, str] = {}
+        self._cookies: dict[str, str] | None = None
+        self._cookie_names: tuple[str, ...] = ()
         self.body: bytes = b""
         #: The raw query string: the OIDC frontend refuses repeated parameters (RFC 6749 §3.1).
         self.raw_query: str = ""
@@ -85,6 +87,13 @@ class LoginContext(Context):
         if self._flow_opener is not None:
             _ = self.flow  # the cookie's flow is what this request replaces
         self._flow = value
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies, parsed on first use (token and JWKS requests never read them)."""
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.cookie, self._cookie_names)
+        return self._cookies
 
     @property
     def flow_if_loaded(self) -> LoginFlow | None:
@@ -124,8 +133,6 @@ class LoginContext(Context):
     @classmethod
     def from_environ(cls, environ: dict[str, Any], *, cookie_names: tuple[str, ...] = ()) -> LoginContext:
         """Build the context of a WSGI request without logging any of it."""
-        from broker.login import cookies
-
         context = cls()
         context.correlation_id = environ.get("digione.correlation_id") or ""
         # SATOSA's setter refuses the root path (""); the broker answers it (its front page).
@@ -156,7 +163,7 @@ class LoginContext(Context):
         context.http_headers = {k: v for k, v in environ.items()
                                 if k.startswith("HTTP_") or k.startswith("REMOTE_") or k == "CONTENT_TYPE"}
         context.cookie = environ.get("HTTP_COOKIE", "")
-        context.cookies = cookies.parse(context.cookie, cookie_names)
+        context._cookie_names = cookie_names
         context.request_authorization = environ.get("HTTP_AUTHORIZATION", "")
         return context
 
