@@ -80,6 +80,34 @@ class Store(abc.ABC):
     def incr(self, key: str, ttl: int) -> int:
         """Increment the counter under ``key`` (created at 0 with ``ttl``); return it."""
 
+    # -- sorted sets: schedules shared by instances ------------------------------------------
+    # Not abstract, so that a store written for other uses need not implement them; both
+    # stores here do.
+
+    def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
+        """Give ``member`` the ``score`` in the sorted set under ``key`` (adding it); (re)set the set's TTL.
+
+        O(log n) in the set's size.  Running it twice leaves what running it once does, but the
+        Redis store does not send it again after a lost reply: :class:`StoreOutcomeUnknown`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no sorted sets")
+
+    def zset_remove(self, key: str, member: str) -> None:
+        """Remove ``member`` from the sorted set under ``key`` (nothing if absent).  O(log n)."""
+        raise NotImplementedError(f"{type(self).__name__} has no sorted sets")
+
+    def zset_claim(self, key: str, *, max_score: float, count: int, new_score: float) -> list[str]:
+        """Atomically claim up to ``count`` members scored at most ``max_score``, lowest first.
+
+        The claimed members get ``new_score`` and are returned: the primitive behind a work
+        queue that several instances share.  Of callers racing, each member goes to one only,
+        and is not claimable again until ``new_score`` comes due.  Members are re-scored, never
+        removed, so one whose claimer dies, or whose reply was lost
+        (:class:`StoreOutcomeUnknown`: this is never sent again), is simply due again at
+        ``new_score``: nothing is lost.  O(log n) per member claimed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no sorted sets")
+
     def get_many(self, *keys: str) -> list[Any | None]:
         """The values under ``keys`` (``None`` where absent), in one round trip."""
         return [self.get(key) for key in keys]

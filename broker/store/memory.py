@@ -9,6 +9,7 @@ broker refuses to start several workers on it.
 from __future__ import annotations
 
 import copy
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -102,3 +103,60 @@ class MemoryStore(Store):
             expires = entry[0] if entry and value > 1 else self._clock() + ttl
             self._data[key] = (expires, value)
             return value
+
+    def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
+        with self._lock:
+            zset = self._live(key)
+            if not isinstance(zset, _SortedSet):
+                zset = _SortedSet()
+            zset.add(member, float(score))
+            self._write(key, zset, ttl)
+
+    def zset_remove(self, key: str, member: str) -> None:
+        with self._lock:
+            zset = self._live(key)
+            if isinstance(zset, _SortedSet):
+                zset.remove(member)
+
+    def zset_claim(self, key: str, *, max_score: float, count: int, new_score: float) -> list[str]:
+        with self._lock:
+            zset = self._live(key)
+            if not isinstance(zset, _SortedSet):
+                return []
+            return zset.claim(float(max_score), count, float(new_score))
+
+
+class _SortedSet:
+    """A sorted set: each member's score, and a heap of ``(score, member)`` for the lowest.
+
+    A heap entry whose score is no longer its member's is stale and skipped when it reaches
+    the top; the heap is rebuilt when stale entries outnumber live ones, so every operation
+    is O(log n) amortised.  Ties are ordered by member, as Redis orders them.
+    """
+
+    __slots__ = ("heap", "scores")
+
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+        self.heap: list[tuple[float, str]] = []
+
+    def add(self, member: str, score: float) -> None:
+        self.scores[member] = score
+        heapq.heappush(self.heap, (score, member))
+        if len(self.heap) > 2 * len(self.scores) + 64:
+            self.heap = [(s, m) for m, s in self.scores.items()]
+            heapq.heapify(self.heap)
+
+    def remove(self, member: str) -> None:
+        self.scores.pop(member, None)   # its heap entry goes stale
+
+    def claim(self, max_score: float, count: int, new_score: float) -> list[str]:
+        claimed: list[str] = []
+        while self.heap and len(claimed) < count and self.heap[0][0] <= max_score:
+            score, member = heapq.heappop(self.heap)
+            if self.scores.get(member) == score:
+                del self.scores[member]   # a duplicate heap entry of it is stale from now on
+                claimed.append(member)
+        for member in claimed:   # re-scored only now: a new score <= max_score is not claimed twice
+            self.add(member, new_score)
+        return claimed

@@ -98,6 +98,16 @@ def _names(commands: tuple[tuple, ...]) -> str:
     return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
 
 
+#: zset_claim: the due members (ZRANGEBYSCORE, O(log n + count)) re-scored (ZADD XX, O(log n) each)
+#: in one atomic step, so two instances claiming at once never get the same member.
+_ZSET_CLAIM = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(members) do
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
+end
+return members
+"""
+
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
 
@@ -254,6 +264,21 @@ class RedisStore(Store):
     def incr(self, key: str, ttl: int) -> int:
         value, _ = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
+
+    def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
+        # ZADD is not on the resend list (_idempotent): a lost reply raises StoreOutcomeUnknown,
+        # and the caller, knowing that a second ZADD of the same score changes nothing, may repeat it.
+        self._write(("ZADD", self._k(key), repr(float(score)), member), ("EXPIRE", self._k(key), ttl))
+
+    def zset_remove(self, key: str, member: str) -> None:
+        self._write(("ZREM", self._k(key), member))
+
+    def zset_claim(self, key: str, *, max_score: float, count: int, new_score: float) -> list[str]:
+        if count <= 0:
+            return []
+        members = self._run(("EVAL", _ZSET_CLAIM, 1, self._k(key), repr(float(max_score)), count,
+                             repr(float(new_score))))[0] or ()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     def ping(self) -> bool:
         try:
