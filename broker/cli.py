@@ -67,7 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["digione", "mpassid"], default="digione")
     p.add_argument("--public-subject", action="store_true", help="release a public sub instead of pairwise")
     p.add_argument("--sector", default="", help="pairwise sector identifier (default: redirect host)")
-    p.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
+    p.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris",
+                   metavar="URI", help="where the broker may send the browser after an RP-initiated logout "
+                                       "(repeatable; matched exactly; https, or http on localhost)")
+    p.add_argument("--backchannel-logout-uri", default=None, metavar="URI",
+                   help="OIDC Back-Channel Logout: the URI the broker POSTs a signed logout_token to when a "
+                        "session this client took part in ends (https, or http on localhost; no fragment)")
+    p.add_argument("--frontchannel-logout-uri", default=None, metavar="URI",
+                   help="OIDC Front-Channel Logout: the URI the broker's signed-out page loads in an iframe, "
+                        "with iss and sid (same scheme, host and port as a redirect URI; no fragment)")
     p.add_argument("--id-token-alg", choices=["ES256", "RS256"], default="ES256",
                    help="ID-token signature algorithm (ES256 is cheapest to sign)")
     p.set_defaults(handler=_clients_add)
@@ -181,6 +189,8 @@ def _clients_add(args) -> int:
                    "subject_type": "public" if args.public_subject else "pairwise", "sector": args.sector},
         "post_logout_redirect_uris": args.post_logout_redirect_uris,
         "id_token_signed_response_alg": args.id_token_alg,
+        "backchannel_logout_uri": args.backchannel_logout_uri,
+        "frontchannel_logout_uri": args.frontchannel_logout_uri,
     }
     if args.jwks_uri:
         data["jwks_uri"] = args.jwks_uri

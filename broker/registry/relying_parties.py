@@ -69,6 +69,15 @@ class Client:
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     #: ES256 (default: cheapest to sign) or RS256 for clients whose libraries lack ES256.
     id_token_signed_response_alg: str = "ES256"
+    #: OIDC Back-Channel Logout 1.0 §2.2: where the broker POSTs a logout token when a
+    #: session this client took part in ends; with ``..._session_required`` the token
+    #: always carries the client's ``sid``.
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = True
+    #: OIDC Front-Channel Logout 1.0 §2: rendered in an iframe of the broker's "signed
+    #: out" page (with ``iss`` and ``sid`` when ``..._session_required``).
+    frontchannel_logout_uri: str | None = None
+    frontchannel_logout_session_required: bool = True
 
     @property
     def public(self) -> bool:
@@ -125,6 +134,25 @@ class Client:
         need(policy.subject_type in SUBJECT_TYPES, "policy.subject_type", "pairwise or public")
         id_token_alg = data.get("id_token_signed_response_alg", "ES256")
         need(id_token_alg in ("ES256", "RS256"), "id_token_signed_response_alg", "ES256 or RS256")
+        # RP-Initiated Logout 1.0 §3: redirected to after logout, exactly as registered.
+        post_logout = data.get("post_logout_redirect_uris", ())
+        need(isinstance(post_logout, (list, tuple)), "post_logout_redirect_uris", "a list of URIs")
+        for i, uri in enumerate(post_logout):
+            need(isinstance(uri, str) and _valid_redirect_uri(uri), f"post_logout_redirect_uris[{i}]",
+                 "an absolute https URI (http only for localhost) without a fragment")
+        # Back-Channel Logout 1.0 §2.2: absolute, no fragment (https; http only for localhost).
+        backchannel = data.get("backchannel_logout_uri")
+        need(backchannel is None or (isinstance(backchannel, str) and _valid_redirect_uri(backchannel)),
+             "backchannel_logout_uri", "an absolute https URI (http only for localhost) without a fragment")
+        # Front-Channel Logout 1.0 §2: absolute, no fragment, and the scheme, host and port of
+        # a registered redirect URI (a query is allowed).
+        frontchannel = data.get("frontchannel_logout_uri")
+        need(frontchannel is None or (isinstance(frontchannel, str) and _valid_redirect_uri(frontchannel)
+                                      and _origin(frontchannel) in {_origin(u) for u in uris}),
+             "frontchannel_logout_uri", "an absolute https URI (http only for localhost) without a fragment, "
+             "with the scheme, host and port of a registered redirect URI")
+        for flag in ("backchannel_logout_session_required", "frontchannel_logout_session_required"):
+            need(isinstance(data.get(flag, True), bool), flag, "true or false")
         return cls(
             client_id=client_id,
             redirect_uris=tuple(uris),
@@ -134,19 +162,37 @@ class Client:
             jwks_uri=data.get("jwks_uri"),
             name=data.get("name", "") or client_id,
             policy=policy,
-            post_logout_redirect_uris=tuple(data.get("post_logout_redirect_uris", ())),
+            post_logout_redirect_uris=tuple(post_logout),
             grant_types=tuple(data.get("grant_types", ("authorization_code", "refresh_token"))),
             id_token_signed_response_alg=id_token_alg,
+            backchannel_logout_uri=backchannel,
+            backchannel_logout_session_required=data.get("backchannel_logout_session_required", True),
+            frontchannel_logout_uri=frontchannel,
+            frontchannel_logout_session_required=data.get("frontchannel_logout_session_required", True),
         )
 
 
 def _valid_redirect_uri(uri: str) -> bool:
+    """Absolute, no fragment (not even an empty one), https or http on localhost."""
+    if _origin(uri) is None:
+        return False
     parts = urlsplit(uri)
-    if parts.fragment or not parts.netloc:
+    if parts.fragment or "#" in uri or not parts.netloc or not parts.hostname:
         return False
     if parts.scheme == "https":
         return True
     return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
+def _origin(uri: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of a URI, the default port made explicit (RFC 6454 §4)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme)
 
 
 @dataclasses.dataclass(frozen=True)
