@@ -30,6 +30,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "unknown_service": "Palvelu, josta tulit, ei ole tämän kirjautumispalvelun tuntema.",
         "unknown_return_address": "Palvelun paluuosoitetta ei ole rekisteröity, joten sinua ei ohjata sinne.",
         "unavailable": "Kirjautumispalvelu ei juuri nyt tavoita palvelua. Yritä hetken päästä uudelleen.",
+        "logout_title": "Kirjaudu ulos",
+        "sign_out": "Kirjaudu ulos",
+        "signed_in_as": "Olet kirjautuneena käyttäjänä",
+        "not_signed_in": "Et ole kirjautunut sisään.",
+        "signing_out": "Kirjaudutaan ulos…",
+        "signed_out": "Olet kirjautunut ulos.",
+        "signed_out_partly": "Uloskirjautuminen ei onnistunut kaikkialla.",
+        "logout_error_title": "Uloskirjautuminen ei onnistu",
+        "unsigned": "Pyyntöä ei ole allekirjoitettu palvelun avaimella.",
+        "unexpected": "Tähän vastaukseen ei odotettu.",
+        "bad_logout_request": "Uloskirjautumispyyntö on virheellinen.",
+        "logout_confirm": "Kirjaudu ulos täältä ja palveluista, joihin kirjauduit tämän kautta.",
     },
     "sv": {
         "title": "Logga in",
@@ -46,6 +58,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "unknown_service": "Tjänsten du kom från är okänd för denna inloggningstjänst.",
         "unknown_return_address": "Tjänstens returadress är inte registrerad, så du skickas inte dit.",
         "unavailable": "Inloggningstjänsten når inte tjänsten just nu. Försök igen om en stund.",
+        "logout_title": "Logga ut",
+        "sign_out": "Logga ut",
+        "signed_in_as": "Du är inloggad som",
+        "not_signed_in": "Du är inte inloggad.",
+        "signing_out": "Du loggas ut…",
+        "signed_out": "Du har loggat ut.",
+        "signed_out_partly": "Utloggningen lyckades inte överallt.",
+        "logout_error_title": "Utloggningen går inte",
+        "unsigned": "Begäran är inte signerad med tjänstens nyckel.",
+        "unexpected": "Detta svar väntades inte.",
+        "bad_logout_request": "Utloggningsbegäran är felaktig.",
+        "logout_confirm": "Logga ut här och från tjänsterna du loggade in på härifrån.",
     },
     "en": {
         "title": "Sign in",
@@ -62,6 +86,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "unknown_service": "The service you came from is not known to this sign-in service.",
         "unknown_return_address": "The service's return address is not registered, so you are not sent there.",
         "unavailable": "The sign-in service cannot reach the service right now. Try again in a moment.",
+        "logout_title": "Sign out",
+        "sign_out": "Sign out",
+        "signed_in_as": "You are signed in as",
+        "not_signed_in": "You are not signed in.",
+        "signing_out": "Signing out…",
+        "signed_out": "You have signed out.",
+        "signed_out_partly": "Signing out did not succeed everywhere.",
+        "logout_error_title": "Cannot sign out",
+        "unsigned": "The request is not signed with the service's key.",
+        "unexpected": "This answer was not expected.",
+        "bad_logout_request": "The sign-out request is not valid.",
+        "logout_confirm": "Sign out here and of the services you signed in to from here.",
     },
 }
 
@@ -111,14 +147,44 @@ def auto_post(action: str, fields: Mapping[str, str], lang: str) -> Response:
     return _no_store(make_response(body, 200))
 
 
-def error_page(key: str, *, idp_name: str, lang: str, detail: str = "", status: int = 400) -> Response:
+def error_page(key: str, *, idp_name: str, lang: str, detail: str = "", status: int = 400,
+               title: str = "error_title") -> Response:
     """An error page: the localized text ``TEXTS[lang][key]`` and a technical ``detail``.
 
     ``detail`` is shown as is (in English, like real IdPs' error codes) and must
-    hold nothing secret.
+    hold nothing secret.  ``title`` is the key of the heading (``logout_error_title``
+    on the sign-out paths).
     """
     body = render_template(
-        "demo_error.html", lang=lang, t=TEXTS[lang], idp_name=idp_name, message=TEXTS[lang][key], detail=detail
+        "demo_error.html", lang=lang, t=TEXTS[lang], idp_name=idp_name, message=TEXTS[lang][key], detail=detail,
+        title=TEXTS[lang][title],
+    )
+    return _no_store(make_response(body, status))
+
+
+def logout_page(
+    *,
+    idp_name: str,
+    lang: str,
+    message: str,
+    who: str = "",
+    action: str = "",
+    detail: str = "",
+    frames: Iterable[str] = (),
+    target: str = "",
+    status: int = 200,
+) -> Response:
+    """A sign-out page: ``TEXTS[lang][message]`` in ``#status``.
+
+    With ``action``, a form that POSTs there with a ``#sign-out`` button (the person
+    confirms); ``who`` names the person signed in.  ``frames`` are front-channel
+    logout URLs loaded in hidden iframes (OpenID Connect Front-Channel Logout §4);
+    ``target`` is where the page goes once they have loaded (a ``#continue`` link,
+    followed by script; a few seconds at most).  ``detail`` is shown as is.
+    """
+    body = render_template(
+        "demo_logout.html", lang=lang, t=TEXTS[lang], idp_name=idp_name, message=TEXTS[lang][message], who=who,
+        action=action, detail=detail, frames=list(frames), target=target,
     )
     return _no_store(make_response(body, status))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from saml2 import BINDING_HTTP_POST
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
@@ -25,6 +25,8 @@ from broker.pki import ensure_keypair
 
 SP_ENTITY_ID = "http://sp.test/sp"
 SP_ACS = "http://sp.test/acs/post"
+SP_SLO_REDIRECT = "http://sp.test/slo/redirect"
+SP_SLO_POST = "http://sp.test/slo/post"
 SAML_CITIES = ("vantaa", "espoo", "tampere")
 
 
@@ -34,14 +36,22 @@ def key_dir(tmp_path_factory) -> Path:
 
 
 def sp_config(key_dir: Path, *, entity_id: str = SP_ENTITY_ID, acs: str = SP_ACS, idp_metadata: list[str] = (),
-              want_response_signed: bool = False) -> SPConfig:
-    """A pysaml2 SP: wants signed assertions, persistent NameIDs, keeps unknown attributes."""
-    keys = ensure_keypair(key_dir, "test-sp")
+              want_response_signed: bool = False, key_name: str = "test-sp",
+              slo: tuple[tuple[str, str], ...] = ((SP_SLO_REDIRECT, BINDING_HTTP_REDIRECT),
+                                                  (SP_SLO_POST, BINDING_HTTP_POST))) -> SPConfig:
+    """A pysaml2 SP: wants signed assertions, persistent NameIDs, keeps unknown attributes.
+
+    It signs with ``key_name`` (its metadata names that key) and lists the ``slo``
+    SingleLogoutService endpoints.  Its signatures and checks are pysaml2's own
+    (the ``xmlsec1`` program), independent of the demo IdP's in-process ones.
+    """
+    keys = ensure_keypair(key_dir, key_name)
     config = SPConfig()
     config.load({
         "entityid": entity_id,
         "service": {"sp": {
-            "endpoints": {"assertion_consumer_service": [(acs, BINDING_HTTP_POST)]},
+            "endpoints": {"assertion_consumer_service": [(acs, BINDING_HTTP_POST)],
+                          "single_logout_service": list(slo)},
             "want_assertions_signed": True,
             "want_response_signed": want_response_signed,
             "authn_requests_signed": False,
