@@ -9,7 +9,13 @@ URLs follow Entra's, under ``base_url`` instead of ``https://login.microsoftonli
   ``code_challenge`` is sent), ``/{tenant}/oauth2/v2.0/token``
   (``client_secret_basic`` or ``client_secret_post``; codes are single-use),
   ``/{tenant}/discovery/v2.0/keys``, and ``{base_url}/oidc/userinfo`` (Graph's,
-  tenant-independent).
+  tenant-independent);
+* ``/{tenant}/oauth2/v2.0/logout`` (the ``end_session_endpoint``, RP-Initiated Logout
+  1.0) ends the browser's session at the tenant, loads the front-channel logout URL of
+  every client that got tokens in it in hidden iframes (Front-Channel Logout 1.0, with
+  ``iss`` and ``sid``: ID tokens carry a ``sid`` per session), then returns to the
+  registered ``post_logout_redirect_uri`` with ``state``; ``/{tenant}/logout`` is the
+  same for a person who signs out at the IdP itself.
 
 ID tokens are RS256 with Entra's claim names and shapes: a pairwise ``sub`` per
 application, ``oid`` and ``tid`` GUIDs, ``preferred_username`` as the UPN, ``groups``
@@ -27,6 +33,7 @@ Codes, tokens and sessions live in this process's memory.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -44,6 +51,7 @@ from broker.demo import jws, pages
 from broker.demo.directory import DEMO_DIRECTORY, ROLES, find_user
 from broker.pki import ensure_keypair
 from broker.tokens.grants import s256
+from broker.verify import InvalidToken, load_jwk, verify_jws
 
 SESSION_COOKIE = "demo_entra_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""
@@ -105,6 +113,69 @@ class _Page(Exception):
         self.key, self.error = key, error
 
 
+@dataclasses.dataclass
+class _Session:
+    """A browser's session at one tenant; ``id`` is also the ``sid`` of the ID tokens issued in it."""
+
+    id: str
+    tenant: str
+    username: str
+    at: int
+    clients: dict[str, str] = dataclasses.field(default_factory=dict)
+    """client id -> the redirect URI it got its code at (its front-channel logout URL is derived from it)."""
+
+
+class _Sessions:
+    """The sessions, server-side: the cookie names one per tenant; logout ends it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, _Session] = {}
+
+    def start(self, tenant: str, username: str) -> _Session:
+        record = _Session(str(uuid.uuid4()), tenant, username, int(time.time()))
+        with self._lock:
+            now = time.time()
+            for stale in [k for k, v in self._sessions.items() if now - v.at > SESSION_LIFETIME]:
+                del self._sessions[stale]
+            self._sessions[record.id] = record
+        return record
+
+    def get(self, session_id: str) -> _Session | None:
+        with self._lock:
+            record = self._sessions.get(session_id)
+        return record if record and time.time() - record.at <= SESSION_LIFETIME else None
+
+    def joined(self, session_id: str, client_id: str, redirect_uri: str) -> None:
+        """``client_id`` got tokens in the session (so it hears of its end)."""
+        with self._lock:
+            record = self._sessions.get(session_id)
+            if record is not None:
+                record.clients[client_id] = redirect_uri
+
+    def end(self, session_id: str) -> _Session | None:
+        with self._lock:
+            return self._sessions.pop(session_id, None)
+
+
+def frontchannel_logout_uri(client: Mapping[str, Any], redirect_uri: str) -> str | None:
+    """Where ``client`` wants front-channel logout: its registered ``frontchannel_logout_uri``, else
+    its redirect URI with ``/callback`` turned into ``/frontchannel_logout`` (the broker's
+    convention: ``/oidc/<tenant>/<idp>/callback`` -> ``/oidc/<tenant>/<idp>/frontchannel_logout``)."""
+    if client.get("frontchannel_logout_uri"):
+        return str(client["frontchannel_logout_uri"])
+    parts = urlsplit(redirect_uri)
+    if not parts.path.endswith("/callback"):
+        return None
+    return urlunsplit(parts._replace(path=parts.path.removesuffix("/callback") + "/frontchannel_logout"))
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` added after any query of its own."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, urlencode(params)]))))
+
+
 class _Expiring:
     """Random handles for grants (codes, access tokens), in memory, with expiry."""
 
@@ -143,8 +214,11 @@ def create_app(
 ) -> Flask:
     """The demo Entra ID for ``tenants`` (city -> tenant GUID), trusting ``clients``.
 
-    ``clients`` maps a client id to ``{"secret": str, "redirect_uris": [str, ...]}``;
-    every client may use every tenant, like a multi-tenant app registration.
+    ``clients`` maps a client id to ``{"secret": str, "redirect_uris": [str, ...]}``,
+    optionally with ``post_logout_redirect_uris`` (where the end-session endpoint may
+    return, besides the redirect URIs) and ``frontchannel_logout_uri`` (else derived
+    from the redirect URI used, see :func:`frontchannel_logout_uri`); every client may
+    use every tenant, like a multi-tenant app registration.
     The signing key is created in ``key_dir`` if missing (one key for all tenants,
     as Entra's keys are shared).
     """
@@ -158,6 +232,8 @@ def create_app(
     certificate = keypair.certificate()
     kid = jws.thumbprint(certificate)
     codes, access_tokens = _Expiring(CODE_LIFETIME), _Expiring(TOKEN_LIFETIME)
+    sessions = _Sessions()
+    public_key = load_jwk(jws.public_jwk(certificate))
 
     app = pages.demo_app(SESSION_COOKIE)
 
@@ -201,18 +277,16 @@ def create_app(
         target = params["redirect_uri"]
         if params.get("response_mode") == "form_post":
             return pages.auto_post(target, fields, pages.language())
-        parts = urlsplit(target)
-        query = "&".join(filter(None, [parts.query, urlencode(fields)]))
-        response = redirect(urlunsplit(parts._replace(query=query)), 302)
+        response = redirect(with_query(target, fields), 302)
         response.headers["Cache-Control"] = "no-store"
         return response
 
     def reply_error(params: Mapping[str, str], error: _Error):
         return reply(params, {"error": error.error, "error_description": error.description})
 
-    def issue_code(tenant: str, city: str, params: Mapping[str, str], user: dict[str, Any]):
+    def issue_code(tenant: str, city: str, params: Mapping[str, str], user: dict[str, Any], sid: str):
         code = codes.issue({
-            "tenant": tenant, "city": city, "username": user["username"],
+            "tenant": tenant, "city": city, "username": user["username"], "sid": sid,
             "client_id": params["client_id"], "redirect_uri": params["redirect_uri"],
             "scope": params.get("scope", ""), "nonce": params.get("nonce"),
             "code_challenge": params.get("code_challenge"),
@@ -230,11 +304,15 @@ def create_app(
             error=error,
         )
 
-    def signed_in_user(tenant: str, city: str) -> dict[str, Any] | None:
-        entry = session.get("tenants", {}).get(tenant)
-        if not entry or time.time() - entry["at"] > SESSION_LIFETIME:
-            return None
-        return find_user(city, entry["user"])
+    def browser_session(tenant: str) -> _Session | None:
+        record = sessions.get(session.get("tenants", {}).get(tenant, ""))
+        return record if record is not None and record.tenant == tenant else None
+
+    def signed_in_user(tenant: str, city: str) -> tuple[dict[str, Any], str] | None:
+        """The user this browser's session at ``tenant`` names, and the session's id (``sid``)."""
+        record = browser_session(tenant)
+        user = find_user(city, record.username) if record is not None else None
+        return (user, record.id) if user is not None and record is not None else None
 
     @app.errorhandler(_Page)
     def page(exc: _Page):
@@ -255,7 +333,7 @@ def create_app(
         prompt = params.get("prompt", "")
         signed_in = signed_in_user(tenant, city)
         if signed_in and prompt != "login":
-            return issue_code(tenant, city, params, signed_in)
+            return issue_code(tenant, city, params, *signed_in)
         if prompt == "none":
             return reply_error(params, _Error(
                 "login_required", 50058, "A silent sign-in request was sent but no user is signed in."))
@@ -278,8 +356,9 @@ def create_app(
         user = find_user(city, username)
         if user is None or not hmac.compare_digest(params.get("password", "").encode(), user["password"].encode()):
             return login_form(tenant, city, params, username=username, error=True)
-        session["tenants"] = {**session.get("tenants", {}), tenant: {"user": user["username"], "at": int(time.time())}}
-        return issue_code(tenant, city, params, user)
+        record = sessions.start(tenant, user["username"])
+        session["tenants"] = {**session.get("tenants", {}), tenant: record.id}
+        return issue_code(tenant, city, params, user, record.id)
 
     # --- token -----------------------------------------------------------------------
 
@@ -326,6 +405,7 @@ def create_app(
             "rh": secrets.token_urlsafe(16),
             "roles": [ROLES[user["role"]]["app_role"]],
             "schoolIds": ";".join(user["schools"]),
+            "sid": grant["sid"],
             "sub": pairwise_sub(tenant, user["entra_object_id"], grant["client_id"]),
             "tid": tenant,
             "uti": secrets.token_urlsafe(16),
@@ -370,6 +450,7 @@ def create_app(
         }
         if "openid" in grant["scope"].split():
             body["id_token"] = id_token(tenant, city, user, grant)
+        sessions.joined(grant["sid"], client_id, grant["redirect_uri"])
         response = jsonify(body)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -391,6 +472,86 @@ def create_app(
             "email": user["email"],
         })
 
+    # --- logout ----------------------------------------------------------------------
+
+    def hinted_client(tenant: str, params: Mapping[str, str]) -> str | None:
+        """The client the end-session request is from: the ``id_token_hint``'s audience (an ID token
+        of this tenant, signature checked; expired is fine) and/or ``client_id``, which must agree."""
+        client_id = params.get("client_id") or None
+        hint = params.get("id_token_hint")
+        if hint:
+            try:
+                _, claims = verify_jws(hint, lambda name: public_key if name == kid else None, {"RS256"})
+            except InvalidToken as exc:
+                raise _Page("bad_request", _Error("invalid_request", 90008, f"id_token_hint: {exc.reason}")) from exc
+            aud = claims.get("aud")
+            if claims.get("iss") != issuer(base_url, tenant) or not isinstance(aud, str):
+                raise _Page("bad_request", _Error("invalid_request", 90008,
+                                                  "id_token_hint was not issued by this tenant."))
+            if client_id is not None and client_id != aud:
+                raise _Page("bad_request", _Error("invalid_request", 90008,
+                                                  "client_id does not match the id_token_hint."))
+            client_id = aud
+        if client_id is not None and client_id not in clients:
+            raise _Page("unknown_service", _Error(
+                "unauthorized_client", 700016, "Application with identifier was not found in the directory."))
+        return client_id
+
+    def check_post_logout_redirect(client_id: str | None, target: str) -> None:
+        """RP-Initiated Logout §3: only a URI registered for the client that asks."""
+        client = clients.get(client_id or "")
+        registered = [*client.get("post_logout_redirect_uris", ()), *client["redirect_uris"]] if client else []
+        if target not in registered:
+            raise _Page("unknown_return_address", _Error(
+                "invalid_request", 50011, "The post logout redirect URI specified in the request does not match "
+                "the URIs configured for the application."))
+
+    def end_browser_session(tenant: str) -> list[str]:
+        """End this browser's session at ``tenant``; the front-channel logout URLs of its clients."""
+        record = sessions.end(session.get("tenants", {}).get(tenant, ""))
+        if tenant in session.get("tenants", {}):
+            session["tenants"] = {t: v for t, v in session["tenants"].items() if t != tenant}
+        if record is None or record.tenant != tenant:
+            return []
+        frames = []
+        for client_id, redirect_uri in record.clients.items():
+            uri = frontchannel_logout_uri(clients.get(client_id, {}), redirect_uri)
+            if uri:  # Front-Channel Logout §2: iss and sid, so the client knows which session ended
+                frames.append(with_query(uri, {"iss": issuer(base_url, tenant), "sid": record.id}))
+        return frames
+
+    @app.route("/<tenant>/oauth2/v2.0/logout", methods=["GET", "POST"])
+    def end_session(tenant: str):
+        """RP-Initiated Logout 1.0: sign the browser out, tell the clients (front-channel), go back."""
+        city = tenant_city(tenant)
+        params = request.values
+        client_id = hinted_client(tenant, params)
+        target = params.get("post_logout_redirect_uri", "")
+        if target:
+            check_post_logout_redirect(client_id, target)
+            if params.get("state"):
+                target = with_query(target, {"state": params["state"]})
+        frames = end_browser_session(tenant)
+        return pages.logout_page(idp_name=idp_name(city), lang=pages.language(),
+                                 message="signing_out" if target else "signed_out", frames=frames, target=target)
+
+    @app.get("/<tenant>/logout")
+    def logout_form(tenant: str):
+        """The person's own sign-out page at the tenant."""
+        city = tenant_city(tenant)
+        signed_in = signed_in_user(tenant, city)
+        if signed_in is None:
+            return pages.logout_page(idp_name=idp_name(city), lang=pages.language(), message="not_signed_in")
+        user = signed_in[0]
+        return pages.logout_page(idp_name=idp_name(city), lang=pages.language(), message="logout_confirm",
+                                 who=f"{user['display_name']} ({user['upn']})", action=f"{base_url}/{tenant}/logout")
+
+    @app.post("/<tenant>/logout")
+    def logout(tenant: str):
+        city = tenant_city(tenant)
+        frames = end_browser_session(tenant)
+        return pages.logout_page(idp_name=idp_name(city), lang=pages.language(), message="signed_out", frames=frames)
+
     # --- discovery -------------------------------------------------------------------
 
     @app.get("/<tenant>/v2.0/.well-known/openid-configuration")
@@ -403,6 +564,10 @@ def create_app(
             "token_endpoint": f"{prefix}/oauth2/v2.0/token",
             "jwks_uri": f"{prefix}/discovery/v2.0/keys",
             "userinfo_endpoint": f"{base_url}/oidc/userinfo",
+            "end_session_endpoint": f"{prefix}/oauth2/v2.0/logout",
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
+            "http_logout_supported": True,
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
@@ -412,7 +577,7 @@ def create_app(
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": [
                 "sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "preferred_username", "name", "tid", "oid",
-                "ver", "email", "given_name", "family_name", "groups", "roles",
+                "ver", "email", "given_name", "family_name", "groups", "roles", "sid",
             ],
             "request_uri_parameter_supported": False,
             "tenant_region_scope": "EU",

@@ -121,6 +121,12 @@ class EntraIdp:
     # Characters that client_secret_basic must form-encode before base64.
     client_secret: str = "test-secret/with+odd=chars:"
     redirect_uri: str = "http://rp.test/callback"
+    post_logout_redirect_uri: str = "http://rp.test/signed-out"
+    # A second application, with a registered front-channel logout URL (the first one's is derived).
+    other_client_id: str = "test-rp-2"
+    other_client_secret: str = "second-secret"
+    other_redirect_uri: str = "http://rp2.test/oidc/cb"
+    other_frontchannel_logout_uri: str = "http://rp2.test/fc-logout?app=2"
 
     @property
     def url(self) -> str:
@@ -140,7 +146,10 @@ def entra_server(key_dir) -> Iterator[EntraIdp]:
     app = entra_idp.create_app(
         base_url=f"http://127.0.0.1:{port}",
         tenants={city: DEMO_DIRECTORY[city]["entra_tenant_id"] for city in ENTRA_CITIES},
-        clients={spec.client_id: {"secret": spec.client_secret, "redirect_uris": [spec.redirect_uri]}},
+        clients={spec.client_id: {"secret": spec.client_secret, "redirect_uris": [spec.redirect_uri],
+                                  "post_logout_redirect_uris": [spec.post_logout_redirect_uri]},
+                 spec.other_client_id: {"secret": spec.other_client_secret, "redirect_uris": [spec.other_redirect_uri],
+                                        "frontchannel_logout_uri": spec.other_frontchannel_logout_uri}},
         key_dir=key_dir,
     )
     with serve_in_thread(app, "127.0.0.1", port) as handle:
