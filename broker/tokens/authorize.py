@@ -234,13 +234,16 @@ def check_id_token_hint(token: str, client_id: str | None, *, issuer: str,
 
     Signature with one of our published keys (so ``alg=none`` and HMAC forgeries fail, RFC
     8725 §3.1), ``iss`` is us, ``aud`` contains ``client_id`` (when given), and it is not an
-    access token (``typ`` ``at+jwt``).  ``exp`` is not checked: an expired ID token is still
-    a valid hint.
+    access token (``typ`` ``at+jwt``) nor a logout token (``typ`` ``logout+jwt``, or an
+    ``events`` claim: Back-Channel Logout 1.0 §2.4) — our ID tokens are typed ``JWT``.
+    ``exp`` is not checked: an expired ID token is still a valid hint.
     """
     header, claims = verify_jws(token, resolve_key, algs)
-    typ = str(header.get("typ", "")).lower()
-    if typ.endswith("at+jwt"):
+    typ = str(header.get("typ", "JWT")).lower().removeprefix("application/")
+    if typ == "at+jwt":
         raise InvalidToken("an access token is not an ID token")
+    if typ != "jwt" or "events" in claims:
+        raise InvalidToken("not an ID token (typ)")
     if claims.get("iss") != issuer:
         raise InvalidToken("not issued by this provider")
     aud = claims.get("aud")
