@@ -1,7 +1,8 @@
 """The discovery document (OpenID Connect Discovery 1.0 §3, RFC 8414 §2).
 
 Truthful: it lists exactly what the provider implements and nothing it does not (no
-implicit or hybrid flow, no request objects, no ``plain`` PKCE, no HMAC).  Built once.
+implicit or hybrid flow, no request objects, no ``plain`` PKCE, no HMAC, no session
+management iframe).  Built once.
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ def document(issuer: str, *, signing_algs: Iterable[str], scopes_supported: Iter
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3
         "prompt_values_supported": sorted(PROMPTS),
         "ui_locales_supported": list(ui_locales_supported),
-        "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        # Back-Channel Logout 1.0 §2.1 and Front-Channel Logout 1.0 §3: logout tokens POSTed to
+        # backchannel_logout_uri and iframes of frontchannel_logout_uri, both with sid (also in
+        # ID tokens).  No check_session_iframe: OIDC Session Management is not implemented.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
     }
     if acr_values_supported:
         doc["acr_values_supported"] = list(acr_values_supported)
