@@ -6,8 +6,10 @@ Store layout (every key has a TTL; every operation is O(1)):
 ``tok:codegrant:<sha256(code)>``  which grant and first access token a code leads to, kept
                                   past the code so a replay can revoke them
 ``tok:grant:<gid>``               the grant (refresh-token family): client, sub, scopes,
-                                  released claims; deleting it revokes the family and, at
-                                  introspection and userinfo, every access token from it
+                                  released claims, the client's ``sid`` and the broker
+                                  session it belongs to; deleting it revokes the family
+                                  and, at introspection and userinfo, every access token
+                                  from it (:meth:`Grants.revoke_grants` at logout)
 ``tok:rt:<sha256(token)>``        the current refresh token of a family (single use)
 ``tok:rtused:<sha256(token)>``    a rotated refresh token: presenting it again revokes the family
 ``tok:deny:<jti>``                a revoked access token, until it would have expired
@@ -23,10 +25,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from broker.store import Store
+from broker.store import Store, StoreError
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.errors import OAuthError, invalid_grant, invalid_request
 from broker.tokens.http import Params
@@ -40,12 +42,17 @@ if TYPE_CHECKING:
 
 #: ``audience(client, scopes) -> aud`` of an access token.
 Audience = Callable[["Client", tuple[str, ...]], list[str]]
+#: ``grant_hook(session, client_id, gid) -> bool``: may a grant of the broker session
+#: ``session`` be issued to ``client_id``?  False once the session has ended.
+GrantHook = Callable[[str, str, str], bool]
 
 logger = logging.getLogger("broker.tokens.grants")
 
 #: Claims the provider sets itself; released claims never override them.
+#: ``events`` too, so that no ID token or access token can ever pass for a logout token.
 PROTECTED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr",
-                              "amr", "azp", "sid", "at_hash", "c_hash", "client_id", "scope", "gid", "cnf"})
+                              "amr", "azp", "sid", "at_hash", "c_hash", "client_id", "scope", "gid", "cnf",
+                              "events"})
 _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -72,7 +79,8 @@ class Grants:
 
     def __init__(self, *, issuer: str, store: Store, keyring: KeyRing, lifetimes: Lifetimes,
                  audience: Audience, claims_in_id_token: bool = True,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, grant_hook: GrantHook | None = None,
+                 claims_by_scope: Mapping[str, Iterable[str]] | None = None):
         self.issuer = issuer
         self.store = store
         self.keyring = keyring
@@ -80,15 +88,22 @@ class Grants:
         self.audience = audience
         self.claims_in_id_token = claims_in_id_token
         self.clock = clock
+        self.grant_hook = grant_hook
+        self.claims_by_scope: dict[str, frozenset[str]] | None = None
+        if claims_by_scope is not None:
+            self.claims_by_scope = {scope: frozenset(claims) for scope, claims in claims_by_scope.items()}
 
     # ------------------------------------------------------------------ the code (authorization response)
 
     def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any], roles: Any,
-                   auth_time: int, acr: str | None, amr: list[str] | None, sid: str | None) -> str:
+                   auth_time: int, acr: str | None, amr: list[str] | None, sid: str | None,
+                   session: str | None = None) -> str:
         """Store a fresh authorization code (RFC 6749 §4.1.2) and return it.
 
         What tokens will say is fixed now: ``sub``, the released ``claims`` and ``roles``
         are computed from the identity at code time; the identity itself is not stored.
+        ``sid`` is this client's session id (in its ID and access tokens); ``session`` the
+        broker session's own id, kept with the code and the grant, never put in a token.
         """
         code = secrets.token_urlsafe(32)
         digest = _h(code)
@@ -97,7 +112,7 @@ class Grants:
         self.store.put(f"tok:code:{digest}", {
             "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
             "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": roles, "at": auth_time,
-            "acr": acr, "amr": amr, "sid": sid, "gid": gid, "jti": jti,
+            "acr": acr, "amr": amr, "sid": sid, "ses": session, "gid": gid, "jti": jti,
         }, lt.code)
         # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
         self.store.put(f"tok:codegrant:{digest}", {"gid": gid, "jti": jti},
@@ -107,7 +122,15 @@ class Grants:
     # ------------------------------------------------------------------ grant_type=authorization_code
 
     def authorization_code(self, client: Client, form: Params) -> dict[str, Any]:
-        """Redeem a code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2)."""
+        """Redeem a code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2).
+
+        A code issued in a broker session is redeemed only while that session lasts: the
+        ``grant_hook`` (the broker's sessions) is asked, and records the grant so that the
+        session's logout can revoke it.  It is asked once the grant is written, and a
+        refusal deletes it again before any token leaves: a logout that runs between the
+        hook's answer and the grant's write would otherwise miss a grant written after it
+        revoked the session's grants.  So a refused code leaves no grant behind.
+        """
         code = _param(form, "code")
         if not code:
             raise invalid_request("code is missing (RFC 6749 §4.1.3)")
@@ -146,13 +169,36 @@ class Grants:
         refresh = "refresh_token" in client.grant_types
         lt = self.lifetimes
         grant_exp = int(now) + (lt.refresh_family if refresh else lt.access_token + lt.leeway)
+        gid = record["gid"]
+        session = record.get("ses")
         grant = {"c": client.client_id, "sub": record["sub"], "s": record["s"], "cl": record["cl"],
                  "ro": record["ro"], "at": record["at"], "acr": record["acr"], "amr": record["amr"],
-                 "sid": record["sid"], "exp": grant_exp}
+                 "sid": record["sid"], "ses": session, "exp": grant_exp}
         with self.store.batch():  # the grant and its refresh token: one round trip
-            self.store.put(f"tok:grant:{record['gid']}", grant, grant_exp - int(now))
-            return self._tokens(client, record["gid"], grant, tuple(record["s"]), now, jti=record["jti"],
-                                nonce=record["n"], refresh=refresh)
+            self.store.put(f"tok:grant:{gid}", grant, grant_exp - int(now))
+            tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
+                                  nonce=record["n"], refresh=refresh)
+        if session is not None and self.grant_hook is not None:
+            try:
+                allowed = self.grant_hook(session, client.client_id, gid)
+            except BaseException:
+                self._unwrite(gid, tokens, client.client_id)
+                raise
+            if not allowed:
+                self._unwrite(gid, tokens, client.client_id)
+                logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
+                raise invalid_grant("the sign-in session has ended")
+        return tokens
+
+    def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str) -> None:
+        """Take back a grant and its refresh token that were written but never handed out."""
+        keys = [f"tok:grant:{gid}"]
+        if "refresh_token" in tokens:
+            keys.append(f"tok:rt:{_h(tokens['refresh_token'])}")
+        try:
+            self.store.delete(*keys)
+        except StoreError:  # never handed out: nobody holds them; they expire with their TTL
+            logger.warning("could not delete a refused grant client_id=%s", client_id)
 
     # ------------------------------------------------------------------ grant_type=refresh_token
 
@@ -212,13 +258,15 @@ class Grants:
             access_claims["acr"] = grant["acr"]
         if grant.get("sid"):
             access_claims["sid"] = grant["sid"]
-        if grant.get("ro") is not None:  # RFC 9068 §2.2.3.1
-            access_claims["roles"] = grant["ro"]
+        roles = self.released_roles(grant, scopes)
+        if roles is not None:  # RFC 9068 §2.2.3.1
+            access_claims["roles"] = roles
         access_token = self.keyring.signing_key().sign(access_claims, typ="at+jwt")  # RFC 9068 §2.1
         response: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer",
                                     "expires_in": at_exp - iat, "scope": " ".join(scopes)}
         if "openid" in scopes:
-            response["id_token"] = self.id_token(client, grant, iat=iat, nonce=nonce, access_token=access_token)
+            response["id_token"] = self.id_token(client, grant, iat=iat, nonce=nonce, access_token=access_token,
+                                                 scopes=scopes)
         if refresh and (int(grant["exp"]) - iat) > 0:
             token = secrets.token_urlsafe(32)
             ttl = min(lt.refresh_token, int(grant["exp"]) - iat)
@@ -231,12 +279,15 @@ class Grants:
         return aud[0] if len(aud) == 1 else aud
 
     def id_token(self, client: Client, grant: dict[str, Any], *, iat: int, nonce: str | None,
-                 access_token: str | None) -> str:
-        """An ID token (OIDC Core §2, §3.1.3.6; §12.2 on refresh: same auth_time, no new nonce)."""
+                 access_token: str | None, scopes: Iterable[str] | None = None) -> str:
+        """An ID token (OIDC Core §2, §3.1.3.6; §12.2 on refresh: same auth_time, no new nonce).
+
+        ``scopes``: those granted for this token (a refresh may narrow them); default the grant's.
+        """
         key = self.keyring.signing_key(_id_token_alg(client, self.keyring))
         claims: dict[str, Any] = {}
         if self.claims_in_id_token:
-            claims.update((k, v) for k, v in (grant.get("cl") or {}).items() if k not in PROTECTED_CLAIMS)
+            claims.update(self.released_claims(grant, grant["s"] if scopes is None else scopes))
         claims.update({"iss": self.issuer, "sub": grant["sub"], "aud": client.client_id, "azp": client.client_id,
                        "iat": iat, "exp": iat + self.lifetimes.id_token, "auth_time": grant["at"]})
         if nonce is not None:
@@ -251,11 +302,51 @@ class Grants:
             claims["at_hash"] = half_hash(access_token, key.alg)
         return key.sign(claims, typ="JWT")
 
+    # ------------------------------------------------------------------ claims by scope
+
+    def _narrowed(self, grant: dict[str, Any], scopes: Iterable[str]) -> bool:
+        """Whether ``scopes`` leave out some of the grant's scopes (a narrowing refresh, RFC 6749 §6)."""
+        return self.claims_by_scope is not None and not set(grant["s"]) <= set(scopes)
+
+    def released_claims(self, grant: dict[str, Any], scopes: Iterable[str]) -> dict[str, Any]:
+        """The grant's released claims that tokens granted ``scopes`` may carry.
+
+        At the grant's own scopes: everything released at code time.  Narrowed by a refresh
+        (RFC 6749 §6: "scope … MUST NOT include any scope not originally granted", and what a
+        scope was left out for must not come anyway): only the claims that ``claims_by_scope``
+        lists for a remaining scope; a claim no remaining scope lists is left out.
+        """
+        scopes = tuple(scopes)
+        released = {k: v for k, v in (grant.get("cl") or {}).items() if k not in PROTECTED_CLAIMS}
+        if self.claims_by_scope is None or not self._narrowed(grant, scopes):
+            return released
+        allowed = frozenset().union(*(self.claims_by_scope.get(scope, frozenset()) for scope in scopes))
+        return {k: v for k, v in released.items() if k in allowed}
+
+    def released_roles(self, grant: dict[str, Any], scopes: Iterable[str]) -> Any:
+        """The access token's ``roles`` (RFC 9068 §2.2.3.1): after a narrowing refresh, only with ``roles``."""
+        scopes = tuple(scopes)
+        if self._narrowed(grant, scopes) and "roles" not in scopes:
+            return None
+        return grant.get("ro")
+
     # ------------------------------------------------------------------ revocation primitives
 
     def revoke_grant(self, gid: str) -> None:
         """End a grant: its refresh tokens stop working, its access tokens stop introspecting."""
         self.store.delete(f"tok:grant:{gid}")
+
+    def revoke_grants(self, gids: Iterable[str]) -> None:
+        """End every grant in ``gids`` (a session's, at logout) in one store round trip.
+
+        Their refresh tokens stop working and their access tokens are inactive at
+        introspection and userinfo (each names its grant in ``gid``).  Services that verify
+        access tokens offline learn it only by introspection (``broker.verify.Introspection``)
+        or when the tokens expire.
+        """
+        keys = [f"tok:grant:{gid}" for gid in dict.fromkeys(gids)]
+        if keys:
+            self.store.delete(*keys)
 
     def deny(self, jti: str, exp: float) -> None:
         """Deny-list one access token until it would have expired anyway."""

@@ -9,7 +9,11 @@
   or a :class:`Response` (an error shown, or redirected to a validated ``redirect_uri``);
 * :meth:`Provider.authorization_response` once the person is authenticated (or
   :meth:`Provider.authorization_error` if not): the redirect carrying the code;
-* :meth:`Provider.end_session` at the logout endpoint;
+* :meth:`Provider.logout_request` at the logout endpoint: what the request proves, for the
+  broker's sessions to act on (:class:`~broker.tokens.logout.LogoutRequest`), then
+  :func:`~broker.tokens.logout.logged_out_response`; at logout also
+  :meth:`Provider.revoke_grants`, :meth:`Provider.logout_token` (back-channel) and
+  :meth:`Provider.frontchannel_logout_url`;
 * :meth:`Provider.handle` for every other endpoint (discovery, JWKS, token, userinfo,
   introspection, revocation).
 
@@ -24,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from broker.errors import BrokerError, InvalidRedirectUri, UnknownClient, log, new_correlation_id, render, wants_json
@@ -33,14 +37,18 @@ from broker.tokens import discovery as discovery_doc
 from broker.tokens.authorize import AuthorizationRequest, RedirectError, check_id_token_hint, validate
 from broker.tokens.client_auth import ClientAuthenticator
 from broker.tokens.errors import NO_STORE, OAuthError, invalid_request, json_error
-from broker.tokens.grants import Grants, access_token_audience
+from broker.tokens.grants import GrantHook, Grants, access_token_audience
 from broker.tokens.http import Request, Response, json_response, redirect
 from broker.tokens.introspection import introspect
 from broker.tokens.keys import KeyRing, KeyRingError
 from broker.tokens.lifetimes import Lifetimes
-from broker.tokens.logout import end_session
+from broker.tokens.logout import LogoutRequest, logout_request
+from broker.tokens.logout_token import frontchannel_logout_url, mint_logout_token
 from broker.tokens.revocation import revoke
 from broker.tokens.userinfo import userinfo
+
+if TYPE_CHECKING:
+    from broker.registry.relying_parties import Client
 
 logger = logging.getLogger("broker.tokens")
 
@@ -61,7 +69,8 @@ class Provider:
                  resource_audiences: Iterable[str] = (), introspection_clients: Iterable[str] = (),
                  acr_values_supported: Iterable[str] = (), http_get: Callable[[str], bytes] | None = None,
                  clock: Callable[[], float] = time.time, claims_in_id_token: bool = True,
-                 jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public")):
+                 jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public"),
+                 grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None):
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
@@ -82,7 +91,8 @@ class Provider:
         self.urls = {name: self.issuer + path for name, path in discovery_doc.PATHS.items()}
         self.grants = Grants(issuer=self.issuer, store=store, keyring=keyring, lifetimes=self.lifetimes,
                              audience=access_token_audience(resource_audiences),
-                             claims_in_id_token=claims_in_id_token, clock=clock)
+                             claims_in_id_token=claims_in_id_token, clock=clock, grant_hook=grant_hook,
+                             claims_by_scope=claims_by_scope)
         self.client_auth = ClientAuthenticator(clients, store, issuer=self.issuer, token_endpoint=self.urls["token"],
                                                http_get=http_get, clock=clock, leeway=self.lifetimes.leeway,
                                                max_assertion_lifetime=self.lifetimes.client_assertion)
@@ -168,10 +178,11 @@ class Provider:
         except BrokerError as exc:
             return self.shown_error(exc, request)
 
-    def shown_error(self, error: BrokerError, request: Request | None = None, *, lang: str | None = None) -> Response:
+    def shown_error(self, error: BrokerError, request: Request | None = None, *, lang: str | None = None,
+                    endpoint: str = "authorize") -> Response:
         """A refusal shown to the person (never a redirect), logged with its correlation id."""
         cid = new_correlation_id()
-        log(error, cid, endpoint="authorize")
+        log(error, cid, endpoint=endpoint)
         accept = request.header("accept") if request else None
         if request is not None and lang is None:
             values = request.params.get("ui_locales") or ()
@@ -198,12 +209,18 @@ class Provider:
 
     def authorization_response(self, authz: AuthorizationRequest, identity: dict[str, Any], *,
                                auth_time: float | str | None = None, acr: str | None = None,
-                               amr: list[str] | None = None, sid: str | None = None) -> Response:
+                               amr: list[str] | None = None, sid: str | None = None,
+                               session: str | None = None) -> Response:
         """Issue the code and redirect to the client (RFC 6749 §4.1.2, RFC 9207, OIDC Core §3.1.2.5).
 
         ``identity`` is the canonical identity (opaque here): ``subject`` derives ``sub``
         and ``release`` the claims, both now.  ``auth_time`` is when the person actually
-        authenticated (epoch seconds or ISO 8601), ``sid`` the broker's SSO session id.
+        authenticated (epoch seconds or ISO 8601).  ``sid`` is the session id *this client*
+        sees (in its ID and access tokens, logout tokens and front-channel logout URL): the
+        caller derives a different one per client, so that ``sid`` never links one client's
+        pairwise subject to another's.  ``session`` is the broker session's own id: kept
+        with the code and the grant (the ``grant_hook`` gets it when the code is redeemed),
+        never sent to a client.
         """
         client = self.clients.client(authz.client_id)
         if client is None:  # the registry changed while the person was signing in
@@ -225,7 +242,7 @@ class Provider:
             claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
             roles = claims["roles"] if "roles" in claims else identity.get("roles") if "roles" in scopes else None
             code = self.grants.issue_code(authz, sub=sub, claims=claims, roles=roles, auth_time=at, acr=acr,
-                                          amr=amr, sid=sid)
+                                          amr=amr, sid=sid, session=session)
         except (StoreError, KeyRingError) as exc:
             logger.error("could not issue a code: %s", exc.__class__.__name__)
             return self.authorization_error(authz, "temporarily_unavailable", "try again shortly")
@@ -237,12 +254,29 @@ class Provider:
 
     # ------------------------------------------------------------------ logout
 
-    def end_session(self, request: Request) -> tuple[Response, dict[str, Any]]:
-        """RP-initiated logout: the response, and ``{client_id, sub, sid}`` from a valid hint.
+    def logout_request(self, request: Request) -> LogoutRequest | Response:
+        """RP-initiated logout (RP-Initiated Logout 1.0 §2-§4): what the request proves.
 
-        The caller ends the SSO session (the broker's, not ours) before answering.
+        A :class:`~broker.tokens.logout.LogoutRequest` for the caller to act on (ask the
+        person unless ``confirmed``; end the broker session; notify the clients; answer with
+        :func:`~broker.tokens.logout.logged_out_response`), or a :class:`Response` for an
+        outright refusal, shown.  Ends nothing itself.
         """
-        return end_session(request, clients=self.clients, check_hint=self._check_hint)
+        return logout_request(request, clients=self.clients, check_hint=self._check_hint,
+                              shown_error=lambda error, req: self.shown_error(error, req, endpoint="end_session"))
+
+    def revoke_grants(self, gids: Iterable[str]) -> None:
+        """End a session's grants (one store round trip): refresh fails, access tokens go inactive."""
+        self.grants.revoke_grants(gids)
+
+    def logout_token(self, client: Client, *, sub: str | None, sid: str | None, lifetime: int = 120) -> str:
+        """A Back-Channel Logout 1.0 §2.4 logout token for ``client``, issued now by this issuer."""
+        return mint_logout_token(self.keyring, issuer=self.issuer, client=client, sub=sub, sid=sid,
+                                 now=self.clock(), lifetime=lifetime)
+
+    def frontchannel_logout_url(self, client: Client, sid: str | None) -> str | None:
+        """The Front-Channel Logout 1.0 iframe URL of ``client`` (None if it registered none)."""
+        return frontchannel_logout_url(client, issuer=self.issuer, sid=sid)
 
     # ------------------------------------------------------------------ token, userinfo, introspection, revocation
 
@@ -317,7 +351,9 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                    introspection_clients: Iterable[str] = (), acr_values_supported: Iterable[str] = (),
                    http_get: Callable[[str], bytes] | None = None, clock: Callable[[], float] = time.time,
                    claims_in_id_token: bool = True, jwks_max_age: int = 300,
-                   subject_types_supported: Iterable[str] = ("pairwise", "public")) -> Provider:
+                   subject_types_supported: Iterable[str] = ("pairwise", "public"),
+                   grant_hook: GrantHook | None = None,
+                   claims_by_scope: Mapping[str, Iterable[str]] | None = None) -> Provider:
     """Build the provider, checking that the parts fit together.
 
     :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
@@ -332,6 +368,14 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
     :param http_get: fetches clients' ``jwks_uri`` (``url -> bytes``); default urllib.
     :param jwks_max_age: ``Cache-Control: max-age`` of the JWKS; must not exceed the key
         ring's ``prepublish`` (a cached JWKS must learn the next key before it signs).
+    :param grant_hook: ``(session, client_id, gid) -> bool``, asked when a code issued in a
+        broker session is redeemed: False (the session has ended) refuses the code with
+        ``invalid_grant`` and leaves no grant; True records ``gid`` with the session for its
+        logout.  ``None``: codes are not checked against sessions.
+    :param claims_by_scope: scope -> the claims it releases (``broker.mapping.SCOPES``); a
+        refresh that narrows ``scope`` then carries only the claims of the scopes it kept, in
+        the ID token, the access token (``roles`` only with ``roles``) and at userinfo.
+        ``None``: a narrowed refresh keeps every claim released at code time.
     """
     lifetimes = Lifetimes.coerce(lifetimes)
     needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
@@ -346,4 +390,5 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                     resource_audiences=resource_audiences, introspection_clients=introspection_clients,
                     acr_values_supported=acr_values_supported, http_get=http_get, clock=clock,
                     claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
-                    subject_types_supported=subject_types_supported)
+                    subject_types_supported=subject_types_supported, grant_hook=grant_hook,
+                    claims_by_scope=claims_by_scope)

@@ -2,8 +2,8 @@
 
 The token comes in the ``Authorization: Bearer`` header, or as ``access_token`` in a form
 POST (RFC 6750 §2.2); never in the query (§2.3: it would end up in logs).  The claims are
-those released at code time for the grant, with the grant's ``sub`` (§5.3.2: it must equal
-the ID token's).
+those released at code time for the grant — only those of the token's scopes after a
+narrowing refresh — with the grant's ``sub`` (§5.3.2: it must equal the ID token's).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from broker.tokens.access import active_access_token
 from broker.tokens.errors import OAuthError, invalid_request, invalid_token
-from broker.tokens.grants import PROTECTED_CLAIMS, Grants
+from broker.tokens.grants import Grants
 from broker.tokens.http import Request
 from broker.tokens.keys import KeyRing
 from broker.verify import InvalidToken
@@ -55,6 +55,7 @@ def userinfo(request: Request, *, keyring: KeyRing, issuer: str, grants: Grants,
     if "openid" not in str(claims.get("scope", "")).split():  # OIDC Core §5.3: needs the openid scope
         raise OAuthError("insufficient_scope", "the token lacks the openid scope", status=403,
                          www_authenticate='Bearer realm="digione", error="insufficient_scope", scope="openid"')
-    answer = {k: v for k, v in (grant.get("cl") or {}).items() if k not in PROTECTED_CLAIMS}
+    # The claims of the token's scopes: a refresh may have narrowed them (RFC 6749 §6).
+    answer = grants.released_claims(grant, str(claims.get("scope", "")).split())
     answer["sub"] = grant["sub"]
     return answer

@@ -88,27 +88,31 @@ def test_an_answer_without_a_flow_is_refused(sat):
         frontend.deny(context, "access_denied", "no")
 
 
-def test_end_session_clears_the_sso_session_and_redirects_only_to_registered_uris(sat):
-    ended = []
-    sat.satosa.frontend.end_session_callback = lambda context: ended.append(context.path)
+def test_end_session_hands_the_providers_decision_to_the_logout(sat):
+    """RP-Initiated Logout 1.0: the frontend asks the provider, answers refusals itself and hands every
+    decision to the broker's logout (here the harness's stand-in); it never ends a session on its own."""
     _, token, _, _ = code_flow(sat, "rp1")
     bye = "https://rp1.example/bye"
+    decisions = sat.satosa.decisions
     response = requests.get(sat.url("end_session"), allow_redirects=False, timeout=5, params={
         "id_token_hint": token["id_token"], "post_logout_redirect_uri": bye, "state": "st"})
     assert response.status_code == 302 and response.headers["Location"] == bye + "?state=st"
+    assert decisions[-1].confirmed and decisions[-1].client_id == "rp1" and decisions[-1].sid == "sso-session-1"
 
     for params in ({"client_id": "rp1", "post_logout_redirect_uri": "https://evil.example/"},
-                   {"client_id": "rp2", "id_token_hint": token["id_token"], "post_logout_redirect_uri": bye},
                    {"id_token_hint": token["id_token"] + "x", "post_logout_redirect_uri": bye},
                    {"post_logout_redirect_uri": bye}):
         response = requests.get(sat.url("end_session"), params=params, allow_redirects=False, timeout=5)
-        assert response.status_code == 200 and "Location" not in response.headers
-    assert len(ended) == 5  # the SSO session is ended in every case
+        assert response.status_code == 200 and "Location" not in response.headers  # the confirmation page
+        assert not decisions[-1].confirmed and decisions[-1].post_logout_redirect_uri is None
+    seen = len(decisions)
+    refused = requests.get(sat.url("end_session"), allow_redirects=False, timeout=5, params={
+        "client_id": "rp2", "id_token_hint": token["id_token"], "post_logout_redirect_uri": bye})
+    assert refused.status_code == 400 and "Location" not in refused.headers and len(decisions) == seen
     page = requests.get(sat.url("end_session"), params={"client_id": "rp1", "post_logout_redirect_uri": bye,
                                                        "ui_locales": "en"}, allow_redirects=False, timeout=5)
-    assert page.status_code == 302
-    assert requests.get(sat.url("end_session"), params={"ui_locales": "fi"}, timeout=5).text.count(
-        "Olet kirjautunut ulos") >= 1
+    assert page.status_code == 302 and decisions[-1].confirmed
+    assert "Kirjaudutaanko ulos?" in requests.get(sat.url("end_session"), params={"ui_locales": "fi"}, timeout=5).text
 
 
 def test_protocol_endpoints_never_open_the_flow(sat):

@@ -32,6 +32,7 @@ from broker.login.context import LoginContext
 from broker.login.flow import LoginFlow, ServiceRequest
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.http import Request, Response
+from broker.tokens.logout import LogoutRequest, confirmation_page, logged_out_response
 
 IDENTITY = {
     "user_id": "1.2.246.562.24.10000000001",
@@ -68,7 +69,12 @@ class Login:
         self.identity = dict(IDENTITY)
         self.auth_time: float | None = None  # None: now
         self.sso = True
-        self.sid = "sso-session-1"
+        self.sid = "sso-session-1"  # the sid every client sees, unless sids names one for it
+        self.sids: dict[str, str] = {}
+        self.session: str | None = "broker-session-1"  # the broker session's own id (never sent)
+
+    def sid_for(self, client_id: str) -> str:
+        return self.sids.get(client_id, self.sid)
 
     def when(self) -> float:
         return self.auth_time if self.auth_time is not None else time.time()
@@ -82,13 +88,26 @@ def _respond(response: Response, start_response) -> list[bytes]:
     return [response.body]
 
 
+#: The CSRF token of the harness's logout confirmation page.
+CSRF = "harness-csrf"
+
+
 class ProviderApp:
-    """WSGI app: the provider's endpoints, plus ``/client-jwks/<id>`` for ``jwks_uri`` clients."""
+    """WSGI app: the provider's endpoints, plus ``/client-jwks/<id>`` for ``jwks_uri`` clients.
+
+    At the logout endpoint it stands in for the broker's sessions: an outright refusal is
+    answered as is; a confirmed request (or a confirmation POST carrying :data:`CSRF`) ends
+    the stand-in session (``ended``) and gets :func:`logged_out_response` (with the URLs
+    ``frontchannel(decision)`` returns); anything else gets the confirmation page.
+    """
 
     def __init__(self, provider, login: Login, client_jwks: dict[str, dict]):
         self.provider = provider
         self.login = login
         self.client_jwks = client_jwks
+        self.logouts: list[LogoutRequest] = []  # every decision the provider returned
+        self.ended: list[LogoutRequest] = []  # those the stand-in acted on
+        self.frontchannel: Callable[[LogoutRequest], list[str]] = lambda decision: []
 
     def __call__(self, environ, start_response):
         request = Request.from_wsgi(environ)
@@ -106,10 +125,19 @@ class ProviderApp:
                 else:
                     result = self.provider.authorization_response(result, self.login.identity,
                                                                   auth_time=self.login.when(), acr="urn:test:pwd",
-                                                                  sid=self.login.sid)
+                                                                  sid=self.login.sid_for(result.client_id),
+                                                                  session=self.login.session)
             return _respond(result, start_response)
         if name == "end_session":
-            response, _ = self.provider.end_session(request)
+            decision = self.provider.logout_request(request)
+            if isinstance(decision, Response):
+                return _respond(decision, start_response)
+            self.logouts.append(decision)
+            if decision.confirmed or (request.method == "POST" and request.form.get("csrf") == [CSRF]):
+                self.ended.append(decision)
+                response = logged_out_response(decision, request, frontchannel_urls=self.frontchannel(decision))
+            else:
+                response = confirmation_page(decision, request, action=self.provider.urls["end_session"], csrf=CSRF)
             return _respond(response, start_response)
         return _respond(self.provider.handle(request), start_response)
 
@@ -129,7 +157,21 @@ class SatosaApp:
         self.endpoints = frontend.register_endpoints(["TestBackend"])
         self.logouts: list[dict] = []
         self.requests: list = []  # the ServiceRequests the login received
+        self.decisions: list[LogoutRequest] = []  # what the provider decided at the logout endpoint
         frontend.auth_req_callback_func = self._login
+        if getattr(frontend, "logout", None) is None:
+            frontend.logout = self  # the stand-in for the broker's logout steps
+
+    def rp_initiated(self, context: LoginContext, decision: LogoutRequest):
+        """The stand-in for the broker's logout: as :class:`ProviderApp` does at ``end_session``."""
+        from broker.frontends.oidc import to_request, to_satosa
+
+        self.decisions.append(decision)
+        request = to_request(context, self.frontend.provider.base_path + "/end_session")
+        if decision.confirmed or (request.method == "POST" and request.form.get("csrf") == [CSRF]):
+            return to_satosa(logged_out_response(decision, request))
+        return to_satosa(confirmation_page(decision, request, action=self.frontend.provider.urls["end_session"],
+                                           csrf=CSRF))
 
     def _login(self, context: LoginContext, request: ServiceRequest):
         """The stand-in for the broker's login steps."""
