@@ -103,10 +103,16 @@ class DemoStack:
         parties = RelyingParties.load(self.registry_dir)
         for index, url in enumerate(self.service_urls):
             client_id = f"demo-service-{'ab'[index]}"
+            # A hears of a broker logout by back-channel (a logout token POSTed by the broker),
+            # B by front-channel (an iframe on the broker's signed-out page): both kinds are shown.
+            logout = ({"backchannel_logout_uri": f"{url}/backchannel-logout",
+                       "backchannel_logout_session_required": True} if index == 0 else
+                      {"frontchannel_logout_uri": f"{url}/frontchannel-logout",
+                       "frontchannel_logout_session_required": True})
             parties.add_client({
                 "client_id": client_id, "name": f"Demo service {'AB'[index]}",
                 "client_secret": self._secret(client_id),
-                "redirect_uris": [f"{url}/callback"], "post_logout_redirect_uris": [url + "/"],
+                "redirect_uris": [f"{url}/callback"], "post_logout_redirect_uris": [url + "/"], **logout,
                 "policy": {"scopes": ["openid", "roles", "schools", "profile", "learner_id", "class_level",
                                       "education_providers"] if index == 0 else ["openid", "roles", "schools"],
                            # Both run on localhost: distinct sectors show that subjects are pairwise.
@@ -135,11 +141,15 @@ class DemoStack:
         self._serve(saml_idp.create_app(base_url=self.saml_url, cities=list(DEMO_DIRECTORY), key_dir=keys,
                                         sp_metadata=sp_metadata), self.ports.saml)
         broker_callbacks = [f"{self.broker_url}/oidc/{city}/entra/callback" for city in ENTRA_CITIES]
+        # Where the broker comes back after signing out at Entra; its front-channel logout URL
+        # (.../frontchannel_logout) the demo Entra derives from the callback it signed in at.
+        broker_logouts = [f"{self.broker_url}/oidc/{city}/entra/logout" for city in ENTRA_CITIES]
         self._serve(entra_idp.create_app(
             base_url=self.entra_url,
             tenants={city: DEMO_DIRECTORY[city]["entra_tenant_id"] for city in ENTRA_CITIES},
-            clients={f"digione-{city}": {"secret": self._secret(f"entra-{city}"),
-                                         "redirect_uris": broker_callbacks} for city in ENTRA_CITIES},
+            clients={f"digione-{city}": {"secret": self._secret(f"entra-{city}"), "redirect_uris": broker_callbacks,
+                                         "post_logout_redirect_uris": broker_logouts}
+                     for city in ENTRA_CITIES},
             key_dir=keys), self.ports.entra)
 
     def start_broker(self, **settings_overrides: Any) -> BrokerApp:

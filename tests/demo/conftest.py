@@ -178,3 +178,40 @@ def login_form() -> Callable[[str], tuple[str, dict[str, str]]]:
 def only_form() -> Callable[[str], tuple[str, dict[str, str]]]:
     """Parse a page's single form (an auto-POST page): (action, fields)."""
     return _only_form
+
+
+@dataclasses.dataclass
+class Services:
+    """Demo services A and B, clients of the demo Entra's Vantaa tenant (the issuer here)."""
+
+    a: str
+    b: str
+    idp: str
+    issuer: str
+
+
+@pytest.fixture(scope="module")
+def services(key_dir) -> Iterator[Services]:
+    """Services A and B, and the demo Entra they sign in with (registered with their logout URLs)."""
+    from broker.demo import service
+
+    tenant = DEMO_DIRECTORY["vantaa"]["entra_tenant_id"]
+    idp_port, a_port, b_port = free_port(), free_port(), free_port()
+    idp_url, a_url, b_url = (f"http://127.0.0.1:{port}" for port in (idp_port, a_port, b_port))
+    idp = entra_idp.create_app(
+        base_url=idp_url, tenants={"vantaa": tenant}, key_dir=key_dir,
+        clients={name: {"secret": f"{name}-secret", "redirect_uris": [f"{url}/callback"],
+                        "post_logout_redirect_uris": [f"{url}/"],
+                        "frontchannel_logout_uri": f"{url}/frontchannel-logout"}
+                 for name, url in (("svc-a", a_url), ("svc-b", b_url))},
+    )
+    issuer = entra_idp.issuer(idp_url, tenant)
+    a = service.create_app(name="Demo service A", base_url=a_url, issuer=issuer, client_id="svc-a",
+                           client_secret="svc-a-secret", other_service=("Demo service B", f"{b_url}/login"),
+                           cookie_name="demo_service_a")
+    b = service.create_app(name="Demo service B", base_url=b_url, issuer=issuer, client_id="svc-b",
+                           client_secret="svc-b-secret", other_service=("Demo service A", f"{a_url}/"),
+                           cookie_name="demo_service_b")
+    with serve_in_thread(idp, "127.0.0.1", idp_port), serve_in_thread(a, "127.0.0.1", a_port), \
+            serve_in_thread(b, "127.0.0.1", b_port):
+        yield Services(a_url, b_url, idp_url, issuer)

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from urllib.parse import parse_qs, urlsplit
 
 import lxml.html
-import pytest
 import requests
 
-from broker.demo import entra_idp, service
+from broker.demo import service
 from broker.demo.directory import DEMO_DIRECTORY
-from broker.demo.servers import free_port, serve_in_thread
-
-
-@dataclasses.dataclass
-class Services:
-    a: str
-    b: str
-
-
-@pytest.fixture(scope="module")
-def services(key_dir):
-    tenant = DEMO_DIRECTORY["vantaa"]["entra_tenant_id"]
-    idp_port, a_port, b_port = free_port(), free_port(), free_port()
-    idp_url, a_url, b_url = (f"http://127.0.0.1:{port}" for port in (idp_port, a_port, b_port))
-    idp = entra_idp.create_app(
-        base_url=idp_url, tenants={"vantaa": tenant}, key_dir=key_dir,
-        clients={"svc-a": {"secret": "a-secret", "redirect_uris": [f"{a_url}/callback"]},
-                 "svc-b": {"secret": "b-secret", "redirect_uris": [f"{b_url}/callback"]}},
-    )
-    issuer = entra_idp.issuer(idp_url, tenant)
-    a = service.create_app(name="Demo service A", base_url=a_url, issuer=issuer, client_id="svc-a",
-                           client_secret="a-secret", other_service=("Demo service B", f"{b_url}/login"),
-                           cookie_name="demo_service_a")
-    b = service.create_app(name="Demo service B", base_url=b_url, issuer=issuer, client_id="svc-b",
-                           client_secret="b-secret", other_service=("Demo service A", f"{a_url}/"),
-                           cookie_name="demo_service_b")
-    with serve_in_thread(idp, "127.0.0.1", idp_port), serve_in_thread(a, "127.0.0.1", a_port), \
-            serve_in_thread(b, "127.0.0.1", b_port):
-        yield Services(a_url, b_url)
+from broker.demo.servers import free_port
 
 
 def claims(page: requests.Response) -> dict[tuple[str, str], str]:
