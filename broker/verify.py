@@ -41,6 +41,15 @@ What :meth:`TokenVerifier.verify` enforces, and where each rule comes from:
 * the required scopes are in ``scope`` and the required roles in ``roles``
   (RFC 9068 §2.2.2-2.2.3).
 
+Optionally (``introspection=Introspection(...)``) :meth:`TokenVerifier.verify` also asks the
+broker's introspection endpoint (RFC 7662) whether the token is still active, and raises
+:class:`RevokedToken` when it is not: signed out, the session ended, the grant revoked.
+Answers are cached for ``cache_seconds``, so a revocation takes at most that long to reach
+the service, at one request to the broker per token per ``cache_seconds``.
+
+A service that registered a ``backchannel_logout_uri`` checks what the broker POSTs there
+with :meth:`TokenVerifier.verify_logout_token` (OIDC Back-Channel Logout 1.0 §2.6).
+
 The JWKS is fetched from the issuer's discovery document (or a given ``jwks_uri``),
 cached, refreshed after ``jwks_max_age`` seconds and at once when a token names an unknown
 ``kid`` (at most once per ``jwks_min_refresh`` seconds, so a flood of forged kids cannot
@@ -59,7 +68,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -70,6 +79,7 @@ __all__ = [
     "VerificationError", "InvalidToken", "MalformedToken", "UnsupportedAlgorithm", "UnknownKey",
     "BadSignature", "WrongTokenType", "WrongIssuer", "WrongAudience", "ExpiredToken", "NotYetValid",
     "MissingClaim", "Forbidden", "InsufficientScope", "MissingRole", "KeySetUnavailable",
+    "RevokedToken", "ReplayedToken", "IntrospectionUnavailable", "Introspection", "BACKCHANNEL_LOGOUT_EVENT",
     "SUPPORTED_ALGORITHMS", "TokenVerifier", "JWKSCache", "PublicKey", "require_token",
     "parse_jws", "verify_signature", "verify_jws", "load_jwk", "load_jwks", "b64url_encode", "b64url_decode",
     "decode_json_object", "MAX_JSON_DEPTH",
@@ -163,10 +173,27 @@ class MissingRole(Forbidden):
     """A required role is not in ``roles``."""
 
 
+class RevokedToken(InvalidToken):
+    """The broker's introspection endpoint says the token is no longer active (RFC 7662 §2.2):
+    revoked, or the person signed out and the session's tokens ended with it."""
+
+
+class ReplayedToken(InvalidToken):
+    """A logout token whose ``jti`` was already accepted (Back-Channel Logout 1.0 §2.6 step 7)."""
+
+
 class KeySetUnavailable(VerificationError):
     """The JWKS (or the discovery document) could not be fetched or parsed.
 
     Not the token's fault: a service should answer 503, not 401.
+    """
+
+
+class IntrospectionUnavailable(VerificationError):
+    """The introspection endpoint could not be asked, refused the service's credentials, or
+    answered something that is not an RFC 7662 response.
+
+    Not the token's fault: a service should answer 503, not 401 (and check its credentials).
     """
 
 
@@ -543,6 +570,101 @@ class JWKSCache:
         return set(self._keys)
 
 
+# --------------------------------------------------------------------------- introspection (revocation)
+
+
+def _default_http_post(url: str, data: bytes, headers: Mapping[str, str]) -> bytes:
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"User-Agent": "broker.verify/1", **headers})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - scheme checked
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status}")
+        body = response.read(1024 * 1024 + 1)
+    if len(body) > 1024 * 1024:
+        raise OSError("response larger than 1 MiB")
+    return bytes(body)
+
+
+def _digest(token: str) -> bytes:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(token.encode("ascii", "replace"))
+    return h.finalize()
+
+
+class Introspection:
+    """Ask the broker's introspection endpoint (RFC 7662) whether tokens are still active.
+
+    :param endpoint: the broker's ``introspection_endpoint`` (from its discovery document).
+    :param client_id: this service's client id at the broker.  The broker tells a client
+        only about tokens issued to it, naming it in ``aud``, or when it is configured as an
+        introspection client (RFC 7662 §2.2, §4); for any other token it says inactive.
+    :param client_secret: its secret (sent as ``client_secret_basic``, RFC 6749 §2.3.1).
+    :param cache_seconds: how long an answer is reused: the longest a revocation takes to
+        reach this service.  ``0`` asks on every verification.
+    :param http_post: ``http_post(url, body, headers) -> bytes`` (another HTTP client, a test
+        double); it raises on anything but HTTP 200.
+    :param max_entries: the most answers cached (the oldest are dropped first).
+    """
+
+    def __init__(self, endpoint: str, client_id: str, client_secret: str, *, cache_seconds: float = 30,
+                 http_post: Callable[[str, bytes, Mapping[str, str]], bytes] | None = None,
+                 clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000):
+        parts = urlsplit(endpoint)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("the introspection endpoint must be https (client credentials are sent to it)")
+        if not client_id or not client_secret:
+            raise ValueError("client_id and client_secret are required: the endpoint is protected (RFC 7662 §2.1)")
+        self.endpoint = endpoint
+        self.cache_seconds = cache_seconds
+        self.max_entries = max_entries
+        self._http_post = http_post or _default_http_post
+        self._clock = clock
+        credentials = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"  # RFC 6749 §2.3.1
+        self._headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode("ascii"),
+                         "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        self._cache: dict[bytes, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def active(self, token: str) -> bool:
+        """Whether the broker says ``token`` is active (``active: true``, RFC 7662 §2.2).
+
+        :raises IntrospectionUnavailable: the endpoint could not be asked or its answer is
+            not a JSON object with a boolean ``active``.
+        """
+        key = _digest(token)
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        body = urlencode({"token": token, "token_type_hint": "access_token"}).encode("ascii")
+        try:
+            raw = self._http_post(self.endpoint, body, self._headers)
+        except Exception as exc:  # noqa: BLE001 - the service's own http_post: every failure means "unavailable"
+            raise IntrospectionUnavailable(f"could not ask {self.endpoint}: {exc.__class__.__name__}") from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise IntrospectionUnavailable("the introspection response is not JSON") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+            raise IntrospectionUnavailable("the introspection response has no boolean active (RFC 7662 §2.2)")
+        active: bool = answer["active"]
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    for stale in [k for k, (_, until) in self._cache.items() if until <= now]:
+                        del self._cache[stale]
+                    while len(self._cache) >= self.max_entries:
+                        del self._cache[next(iter(self._cache))]
+                self._cache[key] = (active, now + self.cache_seconds)
+        return active
+
+
+#: The event a logout token carries (Back-Channel Logout 1.0 §2.4).
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
 # --------------------------------------------------------------------------- the verifier
 
 
@@ -585,13 +707,18 @@ class TokenVerifier:
         verify ID tokens (then ``audience`` is the client id).
     :param http_get: ``http_get(url) -> bytes``, to use another HTTP client (or a test double).
     :param clock: seconds since the epoch (``time.time``).
+    :param introspection: an :class:`Introspection`: :meth:`verify` then also asks the broker
+        whether the token is still active (:class:`RevokedToken` if not).  Without it a
+        revoked token stays valid here until it expires.
+    :param logout_token_max_age: seconds a logout token is accepted after its ``iat``.
     """
 
     def __init__(self, issuer: str, audience: str | Iterable[str], *, jwks_uri: str | None = None,
                  leeway: float = 30, required_scopes: Iterable[str] = (), required_roles: Iterable[str] = (),
                  allowed_algs: Iterable[str] = ("ES256", "RS256"), typ: str | None = "at+jwt",
                  http_get: Callable[[str], bytes] | None = None, clock: Callable[[], float] = time.time,
-                 jwks_min_refresh: float = 30.0, jwks_max_age: float = 300.0):
+                 jwks_min_refresh: float = 30.0, jwks_max_age: float = 300.0,
+                 introspection: Introspection | None = None, logout_token_max_age: float = 300.0):
         if not issuer:
             raise ValueError("issuer is required")
         self.issuer = issuer
@@ -611,6 +738,10 @@ class TokenVerifier:
         self._jwks_uri = jwks_uri
         self.jwks = JWKSCache(self._resolve_jwks_uri, http_get=self._http_get,
                               min_refresh_interval=jwks_min_refresh, max_age=jwks_max_age, clock=clock)
+        self.introspection = introspection
+        self.logout_token_max_age = logout_token_max_age
+        self._logout_jtis: dict[str, float] = {}  # jti -> until when it is remembered
+        self._jti_lock = threading.Lock()
 
     def _resolve_jwks_uri(self) -> str:
         if self._jwks_uri is None:
@@ -626,7 +757,11 @@ class TokenVerifier:
     def verify(self, token: str | bytes, *, scopes: Iterable[str] = (), roles: Iterable[str] = ()) -> dict[str, Any]:
         """Return the token's claims if every check passes; else raise :class:`InvalidToken`.
 
-        :class:`KeySetUnavailable` means the keys could not be fetched (answer 503).
+        :class:`KeySetUnavailable` means the keys could not be fetched, and
+        :class:`IntrospectionUnavailable` that the broker could not be asked (answer 503).
+        With ``introspection``, a token the broker no longer considers active (revoked,
+        signed out) raises :class:`RevokedToken`; it is asked only about tokens that passed
+        every local check.
         """
         header, claims = verify_jws(token, self.jwks.get, self.allowed_algs)
         if self.typ is not None:  # RFC 9068 §4: typ must be at+jwt (or application/at+jwt)
@@ -635,7 +770,81 @@ class TokenVerifier:
                 raise WrongTokenType(f"typ is not {self.typ}")
         self.check_claims(claims)
         self.check_grants(claims, scopes=scopes, roles=roles)
+        if self.introspection is not None:
+            text = token.decode("ascii") if isinstance(token, bytes) else token  # ASCII: parse_jws checked it
+            if not self.introspection.active(text):  # RFC 7662 §2.2
+                raise RevokedToken("the token was revoked or its session has ended")
         return claims
+
+    def verify_logout_token(self, token: str | bytes, *, client_id: str | Iterable[str] | None = None,
+                            remember_jti: bool = True) -> dict[str, Any]:
+        """Validate a logout token the broker POSTed to the ``backchannel_logout_uri``
+        (OIDC Back-Channel Logout 1.0 §2.6) and return its claims; else :class:`InvalidToken`.
+
+        The service then ends its sessions with that ``sid`` (or, without one, every session
+        of that ``sub``) and answers 200; on :class:`InvalidToken` it answers 400 (§2.8).
+
+        Checks, in the order of §2.6: the signature, with the broker's published keys, as for
+        ID tokens; ``typ`` ``logout+jwt`` (§2.4: how a logout token is told from other JWTs);
+        ``iss`` the issuer; ``aud`` containing ``client_id`` (default: this verifier's
+        audience, i.e. build the verifier with the client id); ``iat`` present, not in the
+        future and at most ``logout_token_max_age`` old; ``exp`` present and not past; ``jti``
+        present; ``events`` an object with the back-channel-logout member, itself an object;
+        ``sid`` and/or ``sub`` present (strings); no ``nonce``; and, with ``remember_jti``,
+        a ``jti`` not accepted before by this verifier (step 7; one process — several
+        instances behind a load balancer each remember their own).
+        """
+        header, claims = verify_jws(token, self.jwks.get, self.allowed_algs)
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower().removeprefix("application/") != "logout+jwt":
+            raise WrongTokenType("typ is not logout+jwt")
+        if claims.get("iss") != self.issuer:
+            raise WrongIssuer("iss is not the expected issuer")
+        wanted = self.audiences if client_id is None else _as_tuple(client_id)
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if not any(a in auds for a in wanted):
+            raise WrongAudience("aud does not contain this client")
+        now = self._clock()
+        iat = _number(claims, "iat")
+        if iat is None:
+            raise MissingClaim("iat is required")
+        if now + self.leeway < iat:
+            raise NotYetValid("token was issued in the future (iat)")
+        if now - iat > self.logout_token_max_age + self.leeway:
+            raise ExpiredToken("logout token was issued too long ago (iat)")
+        exp = _number(claims, "exp")
+        if exp is None:
+            raise MissingClaim("exp is required")
+        if now > exp + self.leeway:
+            raise ExpiredToken("token has expired")
+        if not _nonempty_str(claims, "jti"):
+            raise MissingClaim("jti is required")
+        events = claims.get("events")
+        if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+            raise MissingClaim("events must hold the back-channel logout event")
+        for name in ("sid", "sub"):
+            if name in claims and not _nonempty_str(claims, name):
+                raise MissingClaim(f"{name} is not a string")
+        if not (_nonempty_str(claims, "sid") or _nonempty_str(claims, "sub")):
+            raise MissingClaim("sid or sub is required")
+        if "nonce" in claims:
+            raise MalformedToken("a logout token must not carry a nonce")
+        if remember_jti:
+            self._remember_logout_jti(claims["jti"], max(exp, iat + self.logout_token_max_age) + self.leeway, now)
+        return claims
+
+    def _remember_logout_jti(self, jti: str, until: float, now: float) -> None:
+        with self._jti_lock:
+            seen = self._logout_jtis.get(jti)
+            if seen is not None and seen > now:
+                raise ReplayedToken("this logout token was already received")
+            if len(self._logout_jtis) >= 10_000:
+                for stale in [k for k, t in self._logout_jtis.items() if t <= now]:
+                    del self._logout_jtis[stale]
+                while len(self._logout_jtis) >= 10_000:
+                    del self._logout_jtis[next(iter(self._logout_jtis))]
+            self._logout_jtis[jti] = until
 
     def check_claims(self, claims: Mapping[str, Any]) -> None:
         """The registered-claim checks of RFC 7519 §4.1 and RFC 9068 §4."""
@@ -701,7 +910,7 @@ def _challenge(error: VerificationError | None, scopes: tuple[str, ...]) -> tupl
     """Status, ``WWW-Authenticate`` value and JSON body for a refused request (RFC 6750 §3)."""
     if error is None:  # no token at all: RFC 6750 §3.1 says no error code
         return 401, 'Bearer realm="api"', b'{"error_description":"bearer token required"}'
-    if isinstance(error, KeySetUnavailable):
+    if isinstance(error, (KeySetUnavailable, IntrospectionUnavailable)):
         return 503, 'Bearer realm="api"', b'{"error":"temporarily_unavailable"}'
     assert isinstance(error, InvalidToken)
     reason = error.reason.replace('"', "'")
