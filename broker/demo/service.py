@@ -52,10 +52,6 @@ from broker.demo import pages
 FORWARDED_PARAMS = ("idp_hint", "login_hint", "acr_values", "prompt", "ui_locales")
 """Query parameters of ``/login`` passed on to the authorize request."""
 
-BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-"""The member of a logout token's ``events`` claim (Back-Channel Logout 1.0 §2.4)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class SignIn:
     """One sign-in at this service: what the issuer said, and the session it belongs to."""
@@ -113,14 +109,14 @@ class SignIns:
 
 
 class LogoutTokens:
-    """Back-Channel Logout 1.0 §2.6: the checks a logout token must pass before anything ends.
+    """Back-Channel Logout 1.0 §2.6 with the kit services use: :meth:`broker.verify.TokenVerifier.verify_logout_token`.
 
-    The signature with a key of the issuer's JWKS (ES256 or RS256; keys by ``kid``,
-    never from the token), ``typ`` ``logout+jwt`` if the header names one (§2.4,
-    RFC 8725 §3.11), ``iss`` the issuer, ``aud`` this client, ``iat`` present and ``exp``
-    not passed (30 s leeway), ``jti``, ``events`` with the back-channel-logout member
-    (a JSON object), ``sid`` and/or ``sub``, and no ``nonce`` (so an ID token never
-    passes).  All through :mod:`broker.verify`, the kit services use.
+    The verifier is built on first use from the issuer's discovery document (its
+    ``issuer`` and ``jwks_uri``), for this client id, ES256 or RS256.  It checks the
+    signature (keys by ``kid``, never from the token), ``typ`` ``logout+jwt``, ``iss``,
+    ``aud``, ``iat`` (and its age), ``exp``, ``jti``, ``events``, ``sid`` and/or ``sub``,
+    no ``nonce``, and that the ``jti`` was not accepted before
+    (:class:`broker.verify.ReplayedToken`).
     """
 
     def __init__(self, metadata: Callable[[], Mapping[str, Any]], client_id: str,
@@ -132,7 +128,6 @@ class LogoutTokens:
         self._lock = threading.Lock()
 
     def verifier(self) -> verify.TokenVerifier:
-        """The issuer's keys and checks, from its discovery document (read on first use)."""
         with self._lock:
             if self._verifier is None:
                 meta = self._metadata()
@@ -143,46 +138,7 @@ class LogoutTokens:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; :class:`broker.verify.InvalidToken` if any check fails."""
-        verifier = self.verifier()
-        header, claims = verify.verify_jws(token, verifier.jwks.get, verifier.allowed_algs)
-        typ = header.get("typ")
-        if typ is not None and (not isinstance(typ, str)
-                                or typ.lower().removeprefix("application/") != "logout+jwt"):
-            raise verify.WrongTokenType("typ is not logout+jwt")
-        verifier.check_claims(claims)          # iss, aud, exp (required), nbf, iat not in the future
-        iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, (int, float)):
-            raise verify.MissingClaim("iat is required")
-        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
-            raise verify.MissingClaim("jti is required")
-        events = claims.get("events")
-        if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
-            raise verify.MissingClaim("events has no back-channel logout event")
-        sid, sub = claims.get("sid"), claims.get("sub")
-        if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
-            raise verify.MissingClaim("sid or sub is required")
-        if "nonce" in claims:
-            raise verify.InvalidToken("a logout token has no nonce")
-        return claims
-
-
-class _SeenTokens:
-    """The ``jti`` of logout tokens already acted on, until they expire (§2.6 step 7)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, float] = {}
-
-    def first(self, jti: str, exp: float) -> bool:
-        """True the first time ``jti`` is seen (and remembers it until ``exp``)."""
-        now = time.time()
-        with self._lock:
-            for stale in [k for k, until in self._seen.items() if until < now - 60]:
-                del self._seen[stale]
-            if jti in self._seen:
-                return False
-            self._seen[jti] = exp
-            return True
+        return self.verifier().verify_logout_token(token)
 
 
 def create_app(
@@ -219,7 +175,6 @@ def create_app(
     # back-channel logout (which comes without the cookie) must be able to end one.
     signins = SignIns()
     logout_tokens = LogoutTokens(broker.load_server_metadata, client_id)
-    seen = _SeenTokens()
     issuer_origin = "{0.scheme}://{0.netloc}".format(urlsplit(issuer))
 
     def page(**context: Any):
@@ -323,14 +278,17 @@ def create_app(
             return _logout_error("invalid_request", "exactly one logout_token is required")
         try:
             claims = logout_tokens.verify(tokens[0])
+        except verify.ReplayedToken:
+            # Valid, but its jti was accepted before: at-least-once delivery repeats a token now
+            # and then (§2.7). The first one acted; a repeat ends nothing (above all, a sub-only
+            # token replayed later ends no newer sign-in), and is answered as done.
+            claims = None
         except verify.InvalidToken as exc:
             return _logout_error("invalid_request", exc.reason)
         except (verify.KeySetUnavailable, RequestException, KeyError) as exc:
             # Not the token's fault: a 5xx, so that the issuer tries again.
             return _logout_error("temporarily_unavailable", type(exc).__name__, 503)
-        # At-least-once delivery may repeat a token (§2.7): the first one acted, a repeat does
-        # nothing (above all, a sub-only token replayed later ends no newer sign-in).
-        if seen.first(claims["jti"], float(claims["exp"])):
+        if claims is not None:
             signins.end(claims["iss"], sid=claims.get("sid") or None, sub=claims.get("sub") or None)
         response = make_response("", 200)
         response.headers["Cache-Control"] = "no-store"

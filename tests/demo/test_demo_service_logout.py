@@ -1,7 +1,8 @@
 """Signing out of the demo services: back-channel, front-channel, "Sign out everywhere".
 
 The issuer is the demo Entra (its ID tokens carry ``sid``); logout tokens are made here
-with joserfc and signed with the key its JWKS publishes (or, to forge one, another key).
+with joserfc and signed with the key its JWKS publishes (or, to forge one, another key),
+and checked by the service with ``broker.verify`` (``TokenVerifier.verify_logout_token``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ def _bad_tokens(services, key_dir, claims):
         "no iat": logout_token(services, key_dir, sid=sid, drop=("iat",)),
         "neither sid nor sub": logout_token(services, key_dir, drop=("sub",)),
         "typ of an access token": logout_token(services, key_dir, sid=sid, header={"typ": "at+jwt"}),
+        "no typ": jwt.encode({"alg": "RS256", "kid": entra_kid(services)},
+                             {"iss": services.issuer, "aud": "svc-a", "iat": int(time.time()),
+                              "exp": int(time.time()) + 60, "jti": "no-typ", "events": {EVENT: {}}, "sid": sid},
+                             entra_key(key_dir)),
+        "issued long ago": logout_token(services, key_dir, sid=sid, iat=int(time.time()) - 3600),
         "HS256 with the public key": jwt.encode(
             {"alg": "HS256", "kid": entra_kid(services)},
             {"iss": services.issuer, "aud": "svc-a", "iat": int(time.time()), "exp": int(time.time()) + 60,
