@@ -146,6 +146,13 @@ def test_an_unsigned_logout_request_is_refused_and_the_session_stays(saml_idp_se
                        allow_redirects=False, timeout=10)
     assert page.status_code == 400 and 'id="error"' in page.text
     assert "Location" not in page.headers
+    # By HTTP-POST without an XML signature: refused too.
+    destination = slo_url(saml_idp_server, "vantaa", BINDING_HTTP_POST)
+    _, message = client.create_logout_request(destination, saml_idp_server.entity_id("vantaa"), name_id=name_id,
+                                              session_indexes=[session_index], sign=False)
+    page = browser.post(destination, data={"SAMLRequest": base64.b64encode(str(message).encode()).decode()},
+                        allow_redirects=False, timeout=10)
+    assert page.status_code == 400 and 'id="error"' in page.text
     assert has_session(saml_idp_server, browser, client, only_form)
 
 
