@@ -408,3 +408,48 @@ def test_discovery_advertises_logout(env):
         assert doc[flag] is True, flag
     assert "check_session_iframe" not in doc  # OIDC Session Management is not implemented
     assert "sid" in doc["claims_supported"]
+
+
+def test_the_documented_backchannel_endpoint_with_a_real_flask_service(memory_env):
+    """docs/verifying-tokens.md's Flask example, served over HTTP and sent what the provider issues."""
+    import threading
+
+    import flask
+    from werkzeug.serving import make_server
+
+    from broker.verify import InvalidToken, KeySetUnavailable
+
+    env = memory_env
+    ended: list[tuple[str, str]] = []
+    app = flask.Flask("service")
+    logout_tokens = TokenVerifier(env.issuer, audience="rp1", clock=env.clock)
+
+    @app.post("/oidc/backchannel-logout")
+    def backchannel_logout():
+        headers = {"Cache-Control": "no-store"}
+        try:
+            claims = logout_tokens.verify_logout_token(flask.request.form.get("logout_token", ""))
+        except InvalidToken:
+            return "", 400, headers
+        except KeySetUnavailable:
+            return "", 503, headers
+        ended.append(("sid", claims["sid"]) if "sid" in claims else ("sub", claims["sub"]))
+        return "", 200, headers
+
+    service = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{service.server_port}/oidc/backchannel-logout"
+    try:
+        token = env.provider.logout_token(client(env), sub="pairwise-sub-1", sid="sid-for-rp1")
+        first = requests.post(url, data={"logout_token": token}, timeout=5)
+        assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
+        assert requests.post(url, data={"logout_token": token}, timeout=5).status_code == 400  # replayed
+        other = env.provider.logout_token(client(env, "rp2"), sub="x", sid="y")
+        assert requests.post(url, data={"logout_token": other}, timeout=5).status_code == 400  # not for rp1
+        assert requests.post(url, data={}, timeout=5).status_code == 400
+        sub_only = env.provider.logout_token(client(env, backchannel_logout_session_required=False), sub="s-2",
+                                             sid=None)
+        assert requests.post(url, data={"logout_token": sub_only}, timeout=5).status_code == 200
+        assert ended == [("sid", "sid-for-rp1"), ("sub", "s-2")]
+    finally:
+        service.shutdown()
