@@ -12,7 +12,8 @@ module                    concern
 ``introspection``         RFC 7662
 ``revocation``            RFC 7009
 ``userinfo``              OIDC Core §5.3, RFC 6750
-``logout``                OpenID Connect RP-Initiated Logout 1.0
+``logout``                OpenID Connect RP-Initiated Logout 1.0: the decision, the pages after it
+``logout_token``          Back-Channel Logout 1.0 logout tokens, Front-Channel Logout 1.0 URLs
 ``discovery``             OpenID Connect Discovery 1.0 §3
 ``provider``              the :class:`Provider` facade and :func:`build_provider`
 (the SATOSA FrontendModule adapter is :mod:`broker.frontends.oidc`)
