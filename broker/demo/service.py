@@ -175,7 +175,6 @@ def create_app(
     # back-channel logout (which comes without the cookie) must be able to end one.
     signins = SignIns()
     logout_tokens = LogoutTokens(broker.load_server_metadata, client_id)
-    issuer_origin = "{0.scheme}://{0.netloc}".format(urlsplit(issuer))
 
     def page(**context: Any):
         return render_template("demo_service.html", name=name, other_service=other_service, **context)
@@ -310,10 +309,10 @@ def create_app(
             signins.end(iss, sid=sid)
         else:  # no session named: the browser's own sign-in here (its cookie came with the iframe)
             signins.pop(session.pop("signin", ""))
-        response = _frontchannel_page("Signed out.", 200)
-        # Framed by the issuer only (and no X-Frame-Options: DENY, which would stop it).
-        response.headers["Content-Security-Policy"] = f"frame-ancestors 'self' {issuer_origin}"
-        return response
+        # Framable (Front-Channel Logout §3): no X-Frame-Options and no frame-ancestors, since the
+        # issuer's page may itself be framed (an upstream IdP's signed-out page framing the
+        # broker's, which frames this one) and frame-ancestors would check every ancestor.
+        return _frontchannel_page("Signed out.", 200)
 
     return app
 
@@ -330,6 +329,7 @@ def _frontchannel_page(text: str, status: int):
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-cache, no-store"
     response.headers["Pragma"] = "no-cache"
+    response.headers["Content-Security-Policy"] = "default-src 'none'"   # no frame-ancestors: framable
     return response
 
 

@@ -162,14 +162,14 @@ def test_the_endpoint_wants_exactly_one_logout_token(services, data):
     assert answer.status_code == 400 and answer.headers["Cache-Control"] == "no-store"
 
 
-def test_front_channel_logout_ends_the_named_session_and_may_be_framed(services, login_form):
+def test_front_channel_logout_ends_the_named_session_and_may_be_framed_by_anyone(services, login_form):
     browser, claims = sign_in(services, login_form, url=services.b)
     page = requests.get(f"{services.b}/frontchannel-logout", params={"iss": services.issuer, "sid": claims["sid"]},
                         timeout=10)
     assert page.status_code == 200
     assert "no-store" in page.headers["Cache-Control"]
     assert "X-Frame-Options" not in page.headers
-    assert page.headers["Content-Security-Policy"] == f"frame-ancestors 'self' {services.idp}"
+    assert "frame-ancestors" not in page.headers["Content-Security-Policy"]
     assert not signed_in(browser, services.b)
 
 
