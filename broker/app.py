@@ -35,14 +35,22 @@ class BrokerApp:
         self._keyring = keyring
         self._http = http
         self._lock = threading.Lock()
-        self.proxy = assemble(settings, registry, store, keyring=keyring, http=http)
+        from broker.sessions.delivery import BackchannelDelivery
+
+        # Back-channel logout deliveries outlive a registry version; retries run in the background.
+        # A retry signs a fresh token with the registry version current then (a token lives two minutes).
+        self.delivery = BackchannelDelivery(store, http=http,
+                                            renew=lambda *args: self.proxy.logout.renew_token(*args))
+        self.delivery.start()
+        self.proxy = assemble(settings, registry, store, keyring=keyring, http=http, delivery=self.delivery)
         self._guarded = protect_broker(self._dispatch, settings)
 
     def rebuild(self) -> None:
         """Reload tenants and relying parties and swap in a new proxy (all or nothing)."""
         with self._lock:
             registry = load_registry(self.settings)
-            proxy = assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http)
+            proxy = assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
+                             delivery=self.delivery)
             self.registry, self.proxy = registry, proxy
         logger.info("configuration rebuilt tenants=%d clients=%d sps=%d", len(registry.tenants),
                     len(registry.parties.clients), len(registry.parties.sps))

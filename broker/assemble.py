@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -29,12 +30,14 @@ from broker.backends.oidc import BrokerOidcBackend
 from broker.backends.oidc_discovery import ProviderUnavailable, provider_configuration
 from broker.backends.saml import ACS_PATH, SamlBackend
 from broker.backends.saml import METADATA_PATH as SP_METADATA_PATH
+from broker.backends.saml import SLO_PATHS as SP_SLO_PATHS
 from broker.backends.unavailable import UnavailableBackend
 from broker.derive import derive_key
 from broker.discovery import DiscoveryPages
 from broker.errors import UnknownClient
 from broker.frontends.oidc import OIDCFrontend
 from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH
+from broker.frontends.saml import SLO_PATHS as IDP_SLO_PATHS
 from broker.frontends.saml import SSO_PATHS, SamlIdpFrontend
 from broker.home import HomePage
 from broker.login import plugins
@@ -50,7 +53,8 @@ from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_wa
 from broker.saml.metadata import MetadataUnavailable, pinned_metadata
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
-from broker.sessions import SsoSessions
+from broker.sessions import Limits, SessionStore
+from broker.sessions.logout import Initiator, Logout
 from broker.settings import ROOT, Settings
 from broker.store import Store
 
@@ -135,7 +139,10 @@ def plugin_config(settings: Settings, registry: Registry, *,
                 **pysaml2_config_overrides(),
                 "service": {"sp": {
                     "name": "DigiOne Login",
-                    "endpoints": {"assertion_consumer_service": [(f"{base}/{ACS_PATH}", BINDING_HTTP_POST)]},
+                    "endpoints": {
+                        "assertion_consumer_service": [(f"{base}/{ACS_PATH}", BINDING_HTTP_POST)],
+                        "single_logout_service": [(f"{base}/{path}", binding) for binding, path in
+                                                  SP_SLO_PATHS.items()]},
                     "allow_unsolicited": False,
                     "authn_requests_signed": False,
                     "want_response_signed": False,
@@ -155,6 +162,7 @@ def plugin_config(settings: Settings, registry: Registry, *,
                 "redirect_uri": f"{base}/oidc/{idp.tenant_id}/{idp.id}/callback",
                 "scopes": list(idp.scopes),
                 "issuer": idp.issuer,
+                "idp_key": idp.key,
                 "provider_metadata": (providers or {}).get(idp.key),
             },
         })
@@ -170,8 +178,10 @@ def plugin_config(settings: Settings, registry: Registry, *,
              **pysaml2_config_overrides(),
              "service": {"idp": {
                  "name": "DigiOne Login",
-                 "endpoints": {"single_sign_on_service": [
-                     (f"{base}/{path}", binding) for binding, path in SSO_PATHS.items()]},
+                 "endpoints": {
+                     "single_sign_on_service": [(f"{base}/{path}", binding) for binding, path in SSO_PATHS.items()],
+                     "single_logout_service": [(f"{base}/{path}", binding) for binding, path in
+                                               IDP_SLO_PATHS.items()]},
                  "name_id_format": [NAMEID_FORMAT_PERSISTENT],
                  "policy": {"default": {"sign_response": True, "sign_assertion": True,
                                         "lifetime": {"minutes": 5}}},
@@ -226,9 +236,15 @@ def remote_saml_metadata(registry: Registry, store: Store, http: requests.Sessio
 # -- building ---------------------------------------------------------------------------------------
 
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
-             keyring: Any = None) -> Proxy:
-    """Build the login path for ``registry``; reads keys and upstream metadata, once."""
+             keyring: Any = None, delivery: Any = None) -> Proxy:
+    """Build the login path for ``registry``; reads keys and upstream metadata, once.
+
+    ``keyring`` and ``delivery`` (the back-channel logout queue) outlive a registry version:
+    the application passes the same ones to every rebuild.
+    """
+    from broker.sessions.delivery import BackchannelDelivery
     from broker.tokens import KeyRing, build_provider
+    from broker.tokens.logout_token import frontchannel_logout_url, mint_logout_token
 
     check_libxml2()
     for warning in crypto_warnings(registry.tenants):
@@ -255,17 +271,16 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
 
     cookies = Cookies(secure=settings.secure_cookies)
-    sessions = SsoSessions(store, ttl=settings.lifetimes.sso_session)
+    sessions = SessionStore(store, limits=Limits(settings.lifetimes.sso_session, settings.lifetimes.sso_idle),
+                            per_tenant={t.id: Limits(t.session_max_lifetime or settings.lifetimes.sso_session,
+                                                     t.session_idle_timeout or settings.lifetimes.sso_idle)
+                                        for t in registry.tenants
+                                        if t.session_max_lifetime or t.session_idle_timeout})
     request_services, response_services = plugins.load(config["micro_services"], settings.base_url)
     login = Login(base_url=settings.base_url, request_services=request_services,
                   response_services=response_services, tenants=registry.tenants, rulesets=registry.rulesets,
                   user_id_salt=settings.user_id_salt, log_salt=derive_key(settings.master_secret, b"log-user-ref"),
                   sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice)
-
-    def end_session(context: Any) -> None:
-        token = context.cookies.get(cookies.sso)
-        context.set_cookie(cookies.expire(cookies.sso))
-        sessions.end(token)
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
     frontends: dict[str, Any] = {}
@@ -278,9 +293,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                            for name in ("code", "access_token", "id_token", "refresh_token")},
                 scopes_supported=tuple(mapping.SCOPES), resource_audiences=settings.resource_audiences,
                 introspection_clients=settings.introspection_clients,
-                claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}))
-            frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes,
-                                                   {"provider": provider, "end_session": end_session},
+                claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}),
+                grant_hook=sessions.add_grant, claims_by_scope=mapping.SCOPES)
+            frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
                                                    settings.base_url, spec["name"])
         else:
             frontends[spec["name"]] = SamlIdpFrontend(login.begin, internal_attributes, spec["config"],
@@ -305,9 +320,23 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                                                settings.base_url, name, http=http)
     login.plug(frontends=frontends, backends=backends)
 
+    logout = Logout(
+        base_url=settings.base_url, sessions=sessions, cookies=cookies, master_secret=settings.master_secret,
+        flow_ttl=settings.lifetimes.flow, delivery=delivery or BackchannelDelivery(store, http=http),
+        tenants=registry.tenants, clients=registry.parties, sps=registry.parties,
+        mint_logout_token=functools.partial(mint_logout_token, keyring, issuer=settings.base_url),
+        frontchannel_url=functools.partial(frontchannel_logout_url, issuer=settings.base_url),
+        revoke_grants=provider.grants.revoke_grants)
+    saml_idp = next((f for f in frontends.values() if isinstance(f, SamlIdpFrontend)), None)
+    logout.plug(saml_idp=saml_idp, backends=backends)
+    for plugin in (*frontends.values(), *backends.values()):
+        plugin.logout = logout
+    login.on_session_replaced = lambda session_id: logout.end_quietly(session_id, Initiator(kind="broker"))
+
     router = Router()
     HomePage(settings.base_url).register(router)
     DiscoveryEndpoints(login, DiscoveryPages(registry.tenants, settings.base_url)).register(router)
+    logout.register(router)
     for name, frontend in frontends.items():
         router.add_endpoints(frontend.register_endpoints(list(backends)), owner=("frontend", name))
     for name, backend in backends.items():
@@ -315,4 +344,4 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     for service in (*request_services, *response_services):
         router.add_endpoints(service.register_endpoints(), owner=("micro_service", service.name))
     seal = FlowSeal(settings.master_secret, name=cookies.flow, max_age=settings.lifetimes.flow)
-    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url)
+    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout)

@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import secrets
+from typing import Any
 
 from broker.i18n import negotiate, text
 
@@ -75,11 +76,20 @@ class ExpiredFlow(BrokerError):
 
 
 class IdpError(BrokerError):
-    """The upstream IdP answered with an error of its own."""
+    """The upstream IdP answered with an error of its own.
+
+    ``upstream_error`` is set when the IdP said the person did not sign in (cancelled,
+    declined, no session for a passive request): the service then hears it as an OAuth
+    error (``access_denied``, ``login_required``) instead of the person seeing a page.
+    """
 
     status = 502
     code = "idp_error"
     message_key = "error.idp_error"
+
+    def __init__(self, detail: str = "", *, upstream_error: str | None = None, **kwargs: Any):
+        super().__init__(detail, **kwargs)
+        self.upstream_error = upstream_error
 
 
 class NoUserId(BrokerError):

@@ -47,7 +47,8 @@ class Lifetimes:
     """Lifetimes in seconds of everything the broker keeps between requests."""
 
     flow: int = 900               # a login in progress (state cookie, SAML request id)
-    sso_session: int = 8 * 3600   # one school day
+    sso_session: int = 8 * 3600   # one school day: a broker session's maximum lifetime
+    sso_idle: int = 3600          # a broker session unused this long ends (a pupil who walked away)
     code: int = 60
     access_token: int = 600
     id_token: int = 600

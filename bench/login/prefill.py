@@ -102,10 +102,10 @@ def _jwt_claims(token: str) -> dict:
 
 def ours_templates(redis_client, prefix: str, sample: dict, client_id: str) -> dict:
     """Learn the shapes of our store's values from a sample login's keys."""
-    sid = sample["claims"]["sid"]
     gid = _jwt_claims(sample["access_token"])["gid"]
-    sso = json.loads(redis_client.get(f"{prefix}sso:{sid}"))
     grant = json.loads(redis_client.get(f"{prefix}tok:grant:{gid}"))
+    sid = grant["ses"]  # the broker session (the client's own sid differs per client)
+    sso = json.loads(redis_client.get(f"{prefix}sso:{sid}"))
     user_id = sso["identity"]["user_id"]
     sub = grant["sub"]
     code = {"c": client_id, "r": "https://rp.bench.example/cb", "s": grant["s"], "n": "n" * 22,

@@ -34,6 +34,7 @@ from satosa.response import Redirect
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
 from broker.login.context import LoginContext
+from broker.sessions.model import UpstreamSession
 from broker.tokens.grants import s256
 from broker.verify import InvalidToken, TokenVerifier
 
@@ -53,6 +54,9 @@ class BrokerOidcBackend(BackendModule):
         self.client_id: str = config["client_id"]
         self._client_secret: str = config["client_secret"]
         self.redirect_uri: str = config["redirect_uri"]
+        self.idp_key: str = config.get("idp_key") or name
+        #: The logout steps (:class:`broker.sessions.logout.Logout`), attached when the broker is assembled.
+        self.logout: Any = None
         self.scope: str = " ".join(config.get("scopes") or ("openid",))
         self.http = http or requests.Session()
         methods = self.provider.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
@@ -86,8 +90,50 @@ class BrokerOidcBackend(BackendModule):
         endpoint = self.provider["authorization_endpoint"]
         return Redirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
 
-    def register_endpoints(self):
-        return [(f"^{urlsplit(self.redirect_uri).path.lstrip('/')}$", self.response_endpoint)]
+    def register_endpoints(self) -> list[tuple[str, Any]]:
+        base = urlsplit(self.redirect_uri).path.lstrip("/").rsplit("/", 1)[0]
+        return [(f"^{urlsplit(self.redirect_uri).path.lstrip('/')}$", self.response_endpoint),
+                (f"^{base}/logout$", self.logged_out_endpoint),
+                (f"^{base}/frontchannel_logout$", self.frontchannel_logout_endpoint)]
+
+    # -- single logout with the city's OpenID Provider ---------------------------------------------
+
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        """Where the city's IdP sends the person back after its own logout (registered there)."""
+        return self.redirect_uri.rsplit("/", 1)[0] + "/logout"
+
+    def logout_request(self, upstream: UpstreamSession, *, relay_state: str) -> tuple[str, str] | None:
+        """RP-Initiated Logout 1.0 §2 at the city's IdP, or ``None`` if it has no ``end_session_endpoint``."""
+        endpoint = self.provider.get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        params = {"post_logout_redirect_uri": self.post_logout_redirect_uri, "state": relay_state,
+                  "client_id": self.client_id}
+        if upstream.id_token:
+            params["id_token_hint"] = upstream.id_token
+        return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params), relay_state
+
+    def logged_out_endpoint(self, context: LoginContext) -> Any:
+        """The city's IdP has signed the person out and sent them back (RP-Initiated Logout §3)."""
+        state = (context.qs_params or {}).get("state")
+        return self.logout.answered(context, relay_state=state if isinstance(state, str) else None,
+                                    in_response_to=state if isinstance(state, str) else None, success=True,
+                                    from_upstream=True)
+
+    def frontchannel_logout_endpoint(self, context: LoginContext) -> Any:
+        """The city's IdP signs the person out and loads this in an iframe (Front-Channel Logout 1.0 §2-§3)."""
+        params = context.qs_params or {}
+        iss, sid = params.get("iss"), params.get("sid")
+        if iss is not None and iss != self.provider["issuer"]:
+            raise InvalidResponse("front-channel logout names another issuer (Front-Channel Logout §3)")
+        session_id = self.logout.session_for_upstream(context, self.idp_key, (sid,) if isinstance(sid, str) else ())
+        flow = None
+        if session_id is not None:
+            flow = self.logout.end_quietly(session_id, self.logout.initiator("upstream", requester=self.idp_key))
+            context.set_cookie(self.logout.cookies.expire(self.logout.cookies.sso))
+        # Framed by the city's IdP (only its origin may), framing the services told by front-channel.
+        return self.logout.frames(flow, framed_by=self.provider["issuer"])
 
     def response_endpoint(self, context: LoginContext, *args: Any) -> Any:
         flow = context.flow
@@ -104,7 +150,11 @@ class BrokerOidcBackend(BackendModule):
         if params.get("iss") and params["iss"] != self.provider["issuer"]:
             raise InvalidResponse("iss in the authorization response is not the expected issuer")
         if params.get("error"):
-            raise IdpError(f"IdP returned error {str(params['error'])[:64]}")
+            error = str(params["error"])[:64]
+            # RFC 6749 §4.1.2.1 / OIDC Core §3.1.2.6: the person did not sign in; the service hears it.
+            passed = error if error in ("access_denied", "login_required", "consent_required",
+                                        "interaction_required") else None
+            raise IdpError(f"IdP returned error {error}", upstream_error=passed)
         code = params.get("code")
         if not code:
             raise InvalidResponse("no code in the authorization response")
@@ -112,6 +162,9 @@ class BrokerOidcBackend(BackendModule):
             raise InvalidResponse("the code is not a string")
         tokens = self._exchange(code, upstream.verifier)
         claims = self._verify_id_token(tokens.get("id_token"), upstream.nonce)
+        context.upstream_session = UpstreamSession(
+            kind="oidc", idp=upstream.idp, id_token=tokens["id_token"],
+            sid=claims["sid"] if isinstance(claims.get("sid"), str) else None)
         attributes = {name: _as_strings(value) for name, value in claims.items()
                       if name not in ("nonce", "at_hash", "c_hash", "aud", "exp", "iat", "nbf", "azp", "uti",
                                       "rh", "aio")}

@@ -47,7 +47,9 @@ from broker.registry.tenants import IdentityProvider
 from broker.saml.crypto_policy import policy_for
 from broker.saml.metadata import own_metadata
 from broker.saml.response import Assertion, Expected, IdpKeys, process_response
+from broker.saml.slo import SingleLogout
 from broker.saml.xml_keys import private_key
+from broker.sessions.model import UpstreamSession
 from broker.store import Store
 
 logger = logging.getLogger("broker.backends.saml")
@@ -55,6 +57,7 @@ logger = logging.getLogger("broker.backends.saml")
 REQUEST_KEY = "saml:req:"
 ACS_PATH = "saml2/acs/post"
 METADATA_PATH = "saml2/sp/metadata"
+SLO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/sp/slo/redirect", BINDING_HTTP_POST: "saml2/sp/slo/post"}
 
 
 class SamlBackend(BackendModule):
@@ -87,10 +90,23 @@ class SamlBackend(BackendModule):
         key_file = self.sp.config.key_file
         self.decryption_key = private_key(key_file) if key_file else None
         self._metadata_xml: str | None = None
+        self.by_entity = {idp.entity_id: idp for idp in self.idps.values() if idp.entity_id}
+        self.slo = SingleLogout(entity_id=self.entity_id, metadata=self.sp.metadata, role="idpsso",
+                                peers=self.idp_entities, key_file=key_file,
+                                endpoints={b: f"{base_url.rstrip('/')}/{p}" for b, p in SLO_PATHS.items()},
+                                skew=self.skew)
+        #: The logout steps (:class:`broker.sessions.logout.Logout`), attached when the broker is assembled.
+        self.logout: Any = None
 
     def register_endpoints(self) -> list[tuple[str, Callable[[LoginContext], Response]]]:
         return [(f"^{urlsplit(self.acs_url).path.lstrip('/')}$", self.acs),
-                (f"^{METADATA_PATH}$", self.metadata_endpoint)]
+                (f"^{METADATA_PATH}$", self.metadata_endpoint),
+                *((f"^{path}$", self._slo(binding)) for binding, path in SLO_PATHS.items())]
+
+    def _slo(self, binding: str) -> Callable[[LoginContext], Response]:
+        def endpoint(context: LoginContext) -> Response:
+            return self.handle_logout_message(context, binding)
+        return endpoint
 
     def get_metadata_desc(self) -> list[Any]:
         return []
@@ -152,7 +168,46 @@ class SamlBackend(BackendModule):
         assertion = process_response(saml_response, expected, self.idp_keys, decryption_key=self.decryption_key)
         if not self.store.add(REQUEST_KEY + upstream.request_id, 1, self.flow_ttl):
             raise ReplayedResponse("SAML response for a request already answered (replay)")
+        context.upstream_session = UpstreamSession(
+            kind="saml", idp=idp.key, name_id=assertion.name_id, name_id_format=assertion.name_id_format,
+            name_qualifier=assertion.name_qualifier, sp_name_qualifier=assertion.sp_name_qualifier,
+            session_index=assertion.session_index)
         return self.auth_callback_func(context, _internal_data(assertion))
+
+
+    # -- single logout with the cities' IdPs (Profiles §4.4) ---------------------------------------
+
+    def handle_logout_message(self, context: LoginContext, binding: str) -> Response:
+        """A city IdP's LogoutResponse (to ours), or its own LogoutRequest (the city starts a logout)."""
+        received = self.slo.receive(binding=binding, raw_query=context.raw_query, form=context.request or {})
+        if received.response is not None:
+            return self.logout.answered(context, relay_state=received.relay_state,
+                                        in_response_to=received.response.in_response_to,
+                                        success=received.response.success, from_upstream=True)
+        request = received.request
+        idp = self.by_entity.get(received.peer)
+        if request is None or idp is None:
+            raise InvalidResponse("a logout request from an IdP that is not registered")
+        names = (*request.session_indexes, *((request.name_id,) if request.name_id else ()))
+        session_id = self.logout.session_for_upstream(context, idp.key, names)
+        return self.logout.start(context, self.logout.initiator(
+            "upstream", requester=idp.key, request_id=request.id, relay_state=received.relay_state), session_id)
+
+    def logout_request(self, upstream: UpstreamSession, *, relay_state: str) -> tuple[str, str] | None:
+        """A signed LogoutRequest to the city IdP for what it asserted (``None``: it has no SLO endpoint)."""
+        idp = self.idps.get(upstream.idp)
+        if idp is None or not idp.entity_id or not upstream.name_id:
+            return None
+        return self.slo.request_url(idp.entity_id, name_id=upstream.name_id, relay_state=relay_state,
+                                    session_index=upstream.session_index, name_id_format=upstream.name_id_format,
+                                    name_qualifier=upstream.name_qualifier,
+                                    sp_name_qualifier=upstream.sp_name_qualifier)
+
+    def logout_response(self, idp_key: str, *, in_response_to: str, relay_state: str | None) -> str | None:
+        idp = self.idps.get(idp_key)
+        if idp is None or not idp.entity_id:
+            return None
+        return self.slo.response_url(idp.entity_id, in_response_to=in_response_to, relay_state=relay_state)
 
 
 def authn_request_redirect(*, destination: str, request_id: str, sp_entity_id: str, acs_url: str,

@@ -74,8 +74,7 @@ def to_satosa(response: Response) -> SatosaResponse:
 class OIDCFrontend(FrontendModule):
     """The broker's OpenID provider as a SATOSA frontend.
 
-    ``config``: ``provider`` (a :class:`Provider` whose issuer is ``base_url``) and
-    optionally ``end_session`` (``callable(context) -> None``, ends the broker session).
+    ``config``: ``provider`` (a :class:`Provider` whose issuer is ``base_url``).
     """
 
     def __init__(self, auth_req_callback_func: Callable[..., Any], internal_attributes: dict[str, Any],
@@ -87,7 +86,8 @@ class OIDCFrontend(FrontendModule):
         if provider.issuer != base_url.rstrip("/"):
             raise ValueError(f"{name}: the provider's issuer {provider.issuer!r} must equal BASE {base_url!r}")
         self.provider = provider
-        self.end_session_callback: Callable[[LoginContext], None] | None = config.get("end_session")
+        #: The logout steps (:class:`broker.sessions.logout.Logout`), attached when the broker is assembled.
+        self.logout: Any = None
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -125,11 +125,12 @@ class OIDCFrontend(FrontendModule):
         return response
 
     def end_session_endpoint(self, context: LoginContext) -> SatosaResponse:
-        """End the broker session (callback), then redirect to a registered URI or show a page."""
-        response, _ = self.provider.end_session(to_request(context, self.provider.base_path + PATHS["end_session"]))
-        if self.end_session_callback is not None:
-            self.end_session_callback(context)
-        return to_satosa(response)
+        """RP-Initiated Logout 1.0: the provider reads the request; the broker's logout does the rest."""
+        decision = self.provider.logout_request(to_request(context, self.provider.base_path + PATHS["end_session"]))
+        if isinstance(decision, Response):
+            return to_satosa(decision)
+        response: SatosaResponse = self.logout.rp_initiated(context, decision)
+        return response
 
     # -- the end of a login ----------------------------------------------------------------------
 
@@ -144,7 +145,8 @@ class OIDCFrontend(FrontendModule):
         auth_info = internal_resp.auth_info
         response = self.provider.authorization_response(
             authz, dict(internal_resp.attributes or {}), auth_time=getattr(auth_info, "timestamp", None),
-            acr=getattr(auth_info, "auth_class_ref", None), sid=context.sso_sid)
+            acr=getattr(auth_info, "auth_class_ref", None), sid=context.sso_sid,
+            session=context.session.id if context.session is not None else None)
         return to_satosa(response)
 
     def deny(self, context: LoginContext, error: str, description: str) -> SatosaResponse:
@@ -162,6 +164,11 @@ class OIDCFrontend(FrontendModule):
             return True
         client = self.provider.clients.client(authz.client_id)
         return client is not None and self.provider.subject(client, dict(identity)) == authz.id_token_hint_sub
+
+    def subject_for(self, service: ServiceRequest, identity: Mapping[str, Any]) -> str:
+        """The pairwise ``sub`` this client gets (recorded in the broker session for back-channel logout)."""
+        client = self.provider.clients.client(service.requester)
+        return self.provider.subject(client, dict(identity)) if client is not None else ""
 
     def handle_backend_error(self, exception: Any) -> SatosaResponse:
         raise NotImplementedError("the login ends a flow through deny(), with the flow at hand")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,13 +50,16 @@ from broker.errors import BrokerError, ExpiredFlow, UnknownClient
 from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
 from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
+from broker.saml.logout import PARTIAL_LOGOUT, SUCCESS
 from broker.saml.metadata import own_metadata
+from broker.saml.slo import SingleLogout
 from broker.saml.xml_parsing import parse as parse_xml
 from broker.web import csp
 
 logger = logging.getLogger("broker.frontends.saml")
 
 SSO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/idp/sso/redirect", BINDING_HTTP_POST: "saml2/idp/sso/post"}
+SLO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/idp/slo/redirect", BINDING_HTTP_POST: "saml2/idp/slo/post"}
 METADATA_PATH = "saml2/idp/metadata"
 _HINT_PREFIXES = ("urn:digione:idp:", "urn:mpass.id:authnsource:")
 _SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -94,9 +98,13 @@ class SamlIdpFrontend(FrontendModule):
         strict = copy.deepcopy(idp_config)
         strict["service"]["idp"]["want_authn_requests_signed"] = True
         self.strict_idp = Server(config=IdPConfig().load(strict))
+        self.assertions = _AssertionStamp()
         for server in (self.idp, self.strict_idp):
             server.config.attribute_converters = [ReleaseConverter()]
             configure_entity(server)
+            # pysaml2 keeps every assertion it issues in a process-local dict that only grows; ours
+            # keeps nothing, and stamps the broker session's SessionIndex for the SP before signing.
+            server.session_db = self.assertions
         self.entity_id: str = self.idp.config.entityid
         # pysaml2's metadata lookups scan every source (one per SP): the SPs are indexed once.
         self.sps: dict[str, bool] = {}
@@ -106,6 +114,12 @@ class SamlIdpFrontend(FrontendModule):
                 self.sps[entity] = any(str(d.get("authn_requests_signed", "")).lower() in ("true", "1")
                                        for d in descriptors)
         self._metadata_xml: str | None = None
+        self.slo = SingleLogout(entity_id=self.entity_id, metadata=self.idp.metadata, role="spsso", peers=self.sps,
+                                key_file=idp_config["key_file"],
+                                endpoints={b: f"{base_url.rstrip('/')}/{p}" for b, p in SLO_PATHS.items()},
+                                skew=int(self.idp.config.accepted_time_diff or 60))
+        #: The logout steps (:class:`broker.sessions.logout.Logout`), attached when the broker is assembled.
+        self.logout: Any = None
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -113,7 +127,13 @@ class SamlIdpFrontend(FrontendModule):
         endpoints: list[tuple[str, Callable[[LoginContext], Response]]] = [
             (f"^{path}$", self._sso(binding)) for binding, path in SSO_PATHS.items()]
         endpoints.append((f"^{METADATA_PATH}$", self.metadata_endpoint))
+        endpoints += [(f"^{path}$", self._slo(binding)) for binding, path in SLO_PATHS.items()]
         return endpoints
+
+    def _slo(self, binding: str) -> Callable[[LoginContext], Response]:
+        def endpoint(context: LoginContext) -> Response:
+            return self.handle_logout_message(context, binding)
+        return endpoint
 
     def _sso(self, binding: str) -> Callable[[LoginContext], Response]:
         def endpoint(context: LoginContext) -> Response:
@@ -194,6 +214,9 @@ class SamlIdpFrontend(FrontendModule):
         request = self._request(context)
         attributes, name_id = self.release(request.sp, internal_response.attributes or {})
         auth = internal_response.auth_info
+        # SAML Core §2.7.2: the SessionIndex names the broker session for this SP (its LogoutRequest names it).
+        self.assertions.stamp(context.sso_sid)
+        context.service_session_index = context.sso_sid
         response = self.idp.create_authn_response(
             identity=attributes, in_response_to=request.request_id, destination=request.acs_url,
             sp_entity_id=request.sp,
@@ -219,6 +242,10 @@ class SamlIdpFrontend(FrontendModule):
         _, name_id = self.release(service.saml.sp, identity)
         return name_id == service.saml.subject
 
+    def subject_for(self, service: ServiceRequest, identity: Mapping[str, Any]) -> str:
+        """The pairwise NameID this SP gets (recorded in the broker session for single logout)."""
+        return self.release(service.requester, identity)[1]
+
     def _post(self, context: LoginContext, request: SamlRequest, xml: str) -> Response:
         """The HTTP-POST binding's page (Bindings §3.5.4): auto-submitted, never cached, posting only to the ACS."""
         fields = {"SAMLResponse": base64.b64encode(xml.encode("utf-8")).decode()}
@@ -232,6 +259,60 @@ class SamlIdpFrontend(FrontendModule):
 
     def handle_backend_error(self, exception: Any) -> Response:
         raise NotImplementedError("the login ends a flow through deny(), with the flow at hand")
+
+    # -- single logout (Profiles §4.4) ------------------------------------------------------------
+
+    def handle_logout_message(self, context: LoginContext, binding: str) -> Response:
+        """A service provider's LogoutRequest (it starts a logout) or LogoutResponse (to ours)."""
+        received = self.slo.receive(binding=binding, raw_query=context.raw_query, form=context.request or {})
+        if received.response is not None:
+            return self.logout.answered(context, relay_state=received.relay_state,
+                                        in_response_to=received.response.in_response_to,
+                                        success=received.response.success, from_upstream=False)
+        request = received.request
+        assert request is not None
+        session_id = self.logout.session_for_service(context, received.peer, request.session_indexes,
+                                                      request.name_id)
+        return self.logout.start(context, self.logout.initiator(
+            "saml", requester=received.peer, request_id=request.id, relay_state=received.relay_state), session_id)
+
+    def logout_request(self, sp: str, *, name_id: str, session_index: str,
+                       relay_state: str) -> tuple[str, str] | None:
+        """A signed LogoutRequest to ``sp`` for the NameID and SessionIndex it was given (Core §3.7.1)."""
+        return self.slo.request_url(sp, name_id=name_id, session_index=session_index, relay_state=relay_state,
+                                    name_id_format=NAMEID_FORMAT_PERSISTENT, name_qualifier=self.entity_id,
+                                    sp_name_qualifier=sp)
+
+    def logout_response(self, sp: str | None, *, in_response_to: str, relay_state: str | None,
+                        partial: bool) -> str | None:
+        """A signed LogoutResponse to the SP that asked (``PartialLogout`` when something did not confirm)."""
+        if sp is None:
+            return None
+        return self.slo.response_url(sp, in_response_to=in_response_to, relay_state=relay_state,
+                                     status=PARTIAL_LOGOUT if partial else SUCCESS)
+
+
+class _AssertionStamp:
+    """Stands in for pysaml2's ``session_db`` of an IdP: stores nothing, stamps a SessionIndex.
+
+    pysaml2 calls ``store_assertion`` with each assertion it built, before signing it; the
+    SessionIndex the broker chose (per SP and session) is set there, so the signature covers it.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def stamp(self, session_index: str | None) -> None:
+        self._local.value = session_index
+
+    def store_assertion(self, assertion: Any, to_sign: Any) -> None:
+        value, self._local.value = getattr(self._local, "value", None), None
+        if value:
+            for statement in assertion.authn_statement or ():
+                statement.session_index = value
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"pysaml2's session store is not kept by the broker ({name})")
 
 
 def _peek(encoded: str, binding: str) -> tuple[str | None, bool]:

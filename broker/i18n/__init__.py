@@ -81,6 +81,30 @@ MESSAGES: dict[str, dict[str, str]] = {
     "disco.continue": {"fi": "Jatka", "sv": "Fortsätt", "en": "Continue"},
     "disco.language": {"fi": "Kieli", "sv": "Språk", "en": "Language"},
     "disco.service": {"fi": "Kirjaudut palveluun", "sv": "Du loggar in i tjänsten", "en": "You are signing in to"},
+    # Signing out
+    "logout.title": {"fi": "Uloskirjautuminen", "sv": "Utloggning", "en": "Signing out"},
+    "logout.done": {"fi": "Olet kirjautunut ulos.", "sv": "Du har loggats ut.", "en": "You have signed out."},
+    "logout.services": {"fi": "Kirjauduit ulos näistä palveluista:", "sv": "Du loggades ut från de här tjänsterna:",
+                        "en": "You were signed out of these services:"},
+    "logout.nothing": {"fi": "Tällä selaimella ei ollut kirjautumista.", "sv": "Den här webbläsaren var inte inloggad.",
+                       "en": "This browser was not signed in."},
+    "logout.failed": {"fi": "Nämä palvelut eivät vahvistaneet uloskirjautumista",
+                      "sv": "De här tjänsterna bekräftade inte utloggningen",
+                      "en": "These services did not confirm the sign-out"},
+    "logout.close": {"fi": "Sulje selain.", "sv": "Stäng webbläsaren.", "en": "Close the browser."},
+    "logout.city_left": {
+        "fi": "Kaupunkisi kirjautumispalvelu ({idp}) ei kirjaa ulos täältä, joten sinne voi yhä jäädä kirjautuminen.",
+        "sv": "Din stads inloggningstjänst ({idp}) loggar inte ut härifrån, så du kan fortfarande vara inloggad där.",
+        "en": "Your city's sign-in service ({idp}) cannot be signed out from here, so you may still be signed in "
+              "there.",
+    },
+    "logout.continue": {"fi": "Jatka", "sv": "Fortsätt", "en": "Continue"},
+    "logout.confirm.title": {"fi": "Kirjaudu ulos", "sv": "Logga ut", "en": "Sign out"},
+    "logout.confirm.body": {"fi": "Haluatko kirjautua ulos kaikista palveluista?",
+                            "sv": "Vill du logga ut från alla tjänster?",
+                            "en": "Do you want to sign out of every service?"},
+    "logout.confirm.button": {"fi": "Kirjaudu ulos kaikkialta", "sv": "Logga ut överallt",
+                              "en": "Sign out everywhere"},
     # The broker's front page (nothing to sign in to here)
     "home.title": {"fi": "DigiOne-kirjautuminen", "sv": "DigiOne-inloggning", "en": "DigiOne Login"},
     "home.body": {

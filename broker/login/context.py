@@ -26,6 +26,7 @@ from satosa.state import State
 from broker.errors import ExpiredFlow
 from broker.login.cookies import parse as parse_cookies
 from broker.login.flow import LoginFlow, ServiceRequest
+from broker.sessions.model import BrokerSession, UpstreamSession
 
 MAX_BODY = 1 << 20
 
@@ -35,15 +36,16 @@ class Answer:
     """Who the person is, once their IdP (or their broker session) answered; lives for one request.
 
     ``identity`` is the canonical identity, ``idp`` the key of the IdP that
-    authenticated the person, ``sid`` the broker session answered from (``None``
-    for a fresh login: the release step creates the session).
+    authenticated the person.  ``session`` is the broker session answered from
+    (``None`` for a fresh login: the release step creates one, with ``upstream``,
+    what the city's IdP needs to end its own session).
     """
 
     identity: dict[str, Any]
     idp: str
     auth: AuthenticationInformation
-    sid: str | None = None
-    session: dict[str, Any] | None = None
+    session: BrokerSession | None = None
+    upstream: UpstreamSession | None = None
 
 
 class LoginContext(Context):
@@ -61,8 +63,13 @@ class LoginContext(Context):
         self.flow_problem: str | None = None
         #: Set by the steps once the IdP or the session answered (steps 4-7 run in one request).
         self.answer: Answer | None = None
-        #: The broker session id the answer was released in (the OIDC ``sid``).
+        #: Set by a backend with the answer it verified: what the city's IdP needs for logout.
+        self.upstream_session: UpstreamSession | None = None
+        #: The broker session the answer is released in, and this service's sid for it.
+        self.session: BrokerSession | None = None
         self.sso_sid: str | None = None
+        #: A SAML frontend may choose the SessionIndex it gave the SP (else ``sso_sid``).
+        self.service_session_index: str | None = None
         #: ``Set-Cookie`` headers the response must carry.
         self.response_cookies: list[tuple[str, str]] = []
         self.state = State()

@@ -18,7 +18,7 @@ from satosa.exception import SATOSAAuthenticationError, SATOSAError
 from satosa.response import Response
 
 from broker import errors
-from broker.errors import BrokerError, ExpiredFlow, InvalidResponse, NotFound
+from broker.errors import BrokerError, ExpiredFlow, IdpError, InvalidResponse, NotFound
 from broker.login.context import LoginContext
 from broker.login.cookies import Cookies
 from broker.login.flow import FlowMismatch, LoginFlow
@@ -35,8 +35,11 @@ Route = Callable[[LoginContext], Response]
 class Proxy:
     """The login path as one WSGI application (the registry's current version of it)."""
 
-    def __init__(self, *, login: Login, router: Router, seal: FlowSeal, cookies: Cookies, base_url: str):
+    def __init__(self, *, login: Login, router: Router, seal: FlowSeal, cookies: Cookies, base_url: str,
+                 logout: Any = None):
         self.login = login
+        #: The logout steps of this registry version (:class:`broker.sessions.logout.Logout`).
+        self.logout = logout
         self.router = router
         self.seal = seal
         self.cookies = cookies
@@ -64,7 +67,14 @@ class Proxy:
                 context.target_frontend = name
             elif kind == "micro_service":
                 context.target_micro_service = name
-            response = handler(context)
+            try:
+                response = handler(context)
+            except IdpError as exc:
+                if exc.upstream_error is None or context.flow_if_loaded is None:
+                    raise
+                # The person cancelled (or declined) at their city's IdP: back to the service, not a dead end.
+                errors.log(exc, context.correlation_id, path="/" + (context.path or ""))
+                response = self.login.deny(context, exc.upstream_error, "the person did not sign in")
             self._save_flow(response, context)
         except BrokerError as exc:
             response = self.refuse(context, exc)

@@ -44,7 +44,7 @@ from broker.login.cookies import Cookies
 from broker.login.flow import LoginFlow, ServiceRequest
 from broker.login.selection import Choice, IdpSelector
 from broker.registry.tenants import IdentityProvider, Tenants
-from broker.sessions import SsoSessions
+from broker.sessions import BrokerSession, SessionStore
 
 logger = logging.getLogger("broker.login")
 
@@ -60,13 +60,15 @@ class Frontend(Protocol):
 
     def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool: ...
 
+    def subject_for(self, service: ServiceRequest, identity: Mapping[str, Any]) -> str: ...
+
 
 class Login:
     """The login transaction of one registry version: its plugins, rules and stores."""
 
     def __init__(self, *, base_url: str, request_services: list[MicroService],
                  response_services: list[MicroService], tenants: Tenants, rulesets: Mapping[str, Any],
-                 user_id_salt: bytes, log_salt: bytes, sessions: SsoSessions, cookies: Cookies, remember_ttl: int):
+                 user_id_salt: bytes, log_salt: bytes, sessions: SessionStore, cookies: Cookies, remember_ttl: int):
         self.base_url = base_url
         self.frontends: Mapping[str, Frontend] = {}
         self.backends: Mapping[str, Any] = {}
@@ -84,6 +86,9 @@ class Login:
             plugins.chain(request_services, self.select)
         self._response_chain: Callable[[LoginContext, InternalData], Response] = \
             plugins.chain(response_services, self.release)
+
+    #: Called with the id of a session a new sign-in in the same browser replaced (it must be ended).
+    on_session_replaced: Callable[[str], object] | None = None
 
     def plug(self, *, frontends: Mapping[str, Frontend], backends: Mapping[str, Any]) -> None:
         """Attach the frontends and backends (built with this login's :meth:`begin` and
@@ -109,9 +114,9 @@ class Login:
         service = flow.service
         choice = self.selector.from_request(service)
         if not service.force_login:
-            sid, session = self.sessions.get(context.cookies.get(self.cookies.sso))
-            if session is not None and sid is not None and self._session_fits(session, service, choice):
-                return self.from_session(context, sid, session)
+            session = self.sessions.get(context.cookies.get(self.cookies.sso))
+            if session is not None and self._session_fits(session, service, choice):
+                return self.from_session(context, session)
         if service.passive:
             # OIDC Core §3.1.2.1 prompt=none; SAML Core §3.4.1 IsPassive: never show a page.
             return self.deny(context, "login_required", "no broker session to sign in from")
@@ -163,14 +168,15 @@ class Login:
         if result.refused:
             raise NoUserId(f"mapping refused the login: {result.refused}")
         context.flow = flow.upstream_done()
-        return self._respond(context, Answer(identity=result.identity, idp=idp.key, auth=internal.auth_info))
+        return self._respond(context, Answer(identity=result.identity, idp=idp.key, auth=internal.auth_info,
+                                             upstream=context.upstream_session))
 
-    def from_session(self, context: LoginContext, sid: str, session: dict[str, Any]) -> Response:
+    def from_session(self, context: LoginContext, session: BrokerSession) -> Response:
         """Answer from the broker session: the identity the session's login produced, no trip upstream."""
-        info = session["auth_info"]
+        info = session.auth_info
         auth = AuthenticationInformation(auth_class_ref=info.get("auth_class_ref"), timestamp=info.get("timestamp"),
                                          issuer=info.get("issuer"), authority=info.get("authority"))
-        return self._respond(context, Answer(identity=session["identity"], idp=session["idp"], auth=auth, sid=sid,
+        return self._respond(context, Answer(identity=dict(session.identity), idp=session.idp, auth=auth,
                                              session=session))
 
     def _respond(self, context: LoginContext, answer: Answer) -> Response:
@@ -202,26 +208,35 @@ class Login:
         if not frontend.session_fits(flow.service, identity):
             return self.deny(context, "login_required", "the signed-in user is not the one the service named")
         auth = answer.auth
+        service = flow.service
+        replaced = None
         with self.sessions.store.batch():
-            if answer.sid is None or answer.session is None:
-                # The session keeps the identity as the city's IdP asserted it; plugins narrow per service.
-                token, sid = self.sessions.create(
+            session = answer.session
+            if session is None:
+                # A new sign-in: a new session and a new cookie.  The identity is kept as the city's IdP
+                # asserted it (plugins narrow per service); a session this browser had before ends.
+                old = context.cookies.get(self.cookies.sso)
+                replaced = self.sessions.get(old) if old else None
+                token, session = self.sessions.create(
                     identity=answer.identity, idp=answer.idp,
                     auth_info={"auth_class_ref": auth.auth_class_ref, "timestamp": auth.timestamp,
                                "issuer": auth.issuer, "authority": auth.authority},
-                    requester=flow.service.requester)
+                    upstream=answer.upstream)
                 context.set_cookie(self.cookies.header(self.cookies.sso, token))
                 # Offered first on this browser's next city page; never applied without a click.
                 context.set_cookie(self.cookies.header(self.cookies.idp, answer.idp, max_age=self.remember_ttl))
-            else:
-                sid = answer.sid
-                self.sessions.touch(sid, answer.session, flow.service.requester)
-            context.sso_sid = sid
+            context.session = session
+            context.sso_sid = session.sid_for(service.requester, service.protocol)
             response = frontend.handle_authn_response(context, InternalData(
-                auth_info=auth, requester=flow.service.requester, attributes=identity,
+                auth_info=auth, requester=service.requester, attributes=identity,
                 subject_id=identity["user_id"]))
+            self.sessions.record_service(session, requester=service.requester, protocol=service.protocol,
+                                         subject=frontend.subject_for(service, identity),
+                                         sid=context.service_session_index or context.sso_sid)
+        if replaced is not None and replaced.id != session.id and self.on_session_replaced is not None:
+            self.on_session_replaced(replaced.id)
         self._log(context, logs.SUCCESS, idp=answer.idp, user_id=identity.get("user_id"),
-                  sso=answer.session is not None)
+                  sso=answer.session is not None, rotated=replaced is not None)
         context.flow = None
         return response
 
@@ -254,15 +269,18 @@ class Login:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _session_fits(self, session: Mapping[str, Any], service: ServiceRequest, choice: Choice) -> bool:
-        """OIDC Core §3.1.2.1 max_age, a hint naming another IdP, and a named user each demand a fresh login."""
-        if service.max_age is not None and time.time() - session["auth_time"] > service.max_age:
+    def _session_fits(self, session: BrokerSession, service: ServiceRequest, choice: Choice) -> bool:
+        """OIDC Core §3.1.2.1 max_age, a hint naming another IdP, and a named user each demand a fresh login.
+
+        (An expired or idle session is not returned by the store at all.)
+        """
+        if service.max_age is not None and time.time() - session.auth_time > service.max_age:
             return False
-        if choice.idp is not None and choice.idp.key != session["idp"]:
+        if choice.idp is not None and choice.idp.key != session.idp:
             return False
-        if choice.tenant is not None and not session["idp"].startswith(choice.tenant.id + "/"):
+        if choice.tenant is not None and session.tenant != choice.tenant.id:
             return False
-        return bool(self.frontends[service.frontend].session_fits(service, session["identity"]))
+        return bool(self.frontends[service.frontend].session_fits(service, session.identity))
 
     def _log(self, context: LoginContext, outcome: str, *, idp: str | None, user_id: str | None = None,
              **fields: Any) -> None:

@@ -131,6 +131,9 @@ class Tenant:
     identity_providers: tuple[IdentityProvider, ...]
     domains: tuple[str, ...] = ()
     source: str = ""
+    #: The city's own limits on broker sessions (seconds), where they differ from config/broker.yaml.
+    session_max_lifetime: int | None = None
+    session_idle_timeout: int | None = None
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((i for i in self.identity_providers if i.id == idp_id), None)
@@ -322,7 +325,8 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
                               "identity_providers")
         return None
     data = c.expand(raw, "")
-    known = {"id", "names", "municipality_code", "education_provider", "schools", "identity_providers", "domains"}
+    known = {"id", "names", "municipality_code", "education_provider", "schools", "identity_providers", "domains",
+             "sessions"}
     for key in data:
         if key not in known:
             c.fail(str(key), f"one of the known keys ({', '.join(sorted(known))})")
@@ -345,13 +349,40 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
         domains = []
     schools = _schools(data.get("schools"), c)
     idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir)
+    limits = _session_limits(data.get("sessions"), c)
     if c.problems:
         return None
     # c.string returns None for a required value only after recording a problem.
     assert tenant_id is not None and municipality is not None and provider_oid is not None
     return Tenant(id=tenant_id, names=names, municipality_code=municipality, provider_oid=provider_oid,
                   provider_names=provider_names, schools=tuple(schools), identity_providers=tuple(idps),
-                  domains=tuple(d.lower() for d in domains), source=c.source)
+                  domains=tuple(d.lower() for d in domains), source=c.source,
+                  session_max_lifetime=limits.get("max_lifetime"), session_idle_timeout=limits.get("idle_timeout"))
+
+
+#: Bounds a city may choose within: at least five minutes, at most a week (max) or a day (idle).
+_SESSION_BOUNDS = {"max_lifetime": (300, 7 * 24 * 3600), "idle_timeout": (300, 24 * 3600)}
+
+
+def _session_limits(raw: Any, c: Any) -> dict[str, int]:
+    """``sessions: {max_lifetime, idle_timeout}`` in seconds; absent keys keep the broker's defaults."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        c.fail("sessions", "a mapping with max_lifetime and/or idle_timeout (seconds)")
+        return {}
+    limits: dict[str, int] = {}
+    for key, value in raw.items():
+        bounds = _SESSION_BOUNDS.get(key)
+        if bounds is None:
+            c.fail(f"sessions.{key}", "one of max_lifetime, idle_timeout")
+        elif isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+            c.fail(f"sessions.{key}", f"whole seconds from {bounds[0]} to {bounds[1]}")
+        else:
+            limits[key] = value
+    if limits.get("idle_timeout", 0) > limits.get("max_lifetime", 10**9):
+        c.fail("sessions.idle_timeout", "at most max_lifetime")
+    return limits
 
 
 def _schools(raw: Any, c: _Checker) -> list[School]:

@@ -113,13 +113,17 @@ class Assertion:
     authenticating_authority: str | None
     attributes: dict[str, list[str]]
     proxy_count: int | None = None
+    # What a LogoutRequest to the IdP must name (Core §3.7.1): the NameID with its qualifiers, and the session.
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    session_index: str | None = None
 
 
 class IdpKeys:
     """Signature-verification keys per IdP entity, from metadata, loaded once."""
 
     def __init__(self, certificates: Mapping[str, Sequence[str]]):
-        self._keys = {entity: [certificate_key(_pem(cert)) for cert in certs]
+        self._keys = {entity: [certificate_key(certificate_pem(cert)) for cert in certs]
                       for entity, certs in certificates.items()}
 
     def __call__(self, entity_id: str) -> list[xmlsec.Key]:
@@ -184,7 +188,7 @@ def _parse(encoded: str) -> etree._Element:
         raise InvalidResponse(f"SAMLResponse is not an acceptable XML document: {exc}") from None
     if root.tag != _RESPONSE:
         raise InvalidResponse("the message is not a samlp:Response")
-    _no_comments(root, "Response")
+    refuse_comments(root, "Response")
     try:
         xmlsig_schema.validate(root)
     except XMLSchemaError as exc:
@@ -192,7 +196,7 @@ def _parse(encoded: str) -> etree._Element:
     return root
 
 
-def _no_comments(element: etree._Element, what: str) -> None:
+def refuse_comments(element: etree._Element, what: str) -> None:
     """Refuse comments and processing instructions anywhere inside *element* (ADR 0009).
 
     No SAML signature covers a comment (exclusive c14n drops them, and a ``#ID``
@@ -217,7 +221,7 @@ def _check_response(root: etree._Element, expected: Expected, now: float) -> Non
         raise InvalidResponse("a signed Response must name its Destination (Bindings §3.5.5.2)")
     if root.get("InResponseTo") != expected.request_id:
         raise InvalidResponse("Response InResponseTo is not this flow's request (Profiles §4.1.4.3)")
-    issued = _instant(root.get("IssueInstant"), "Response IssueInstant")
+    issued = instant(root.get("IssueInstant"), "Response IssueInstant")
     if issued > now + expected.skew or issued < now - expected.max_age - expected.skew:
         raise InvalidResponse("Response IssueInstant is outside the accepted window (Core §3.2.2)")
     issuer = root.find(_ISSUER)
@@ -227,12 +231,16 @@ def _check_response(root: etree._Element, expected: Expected, now: float) -> Non
     if code is None or code.get("Value") != SUCCESS:
         second = code.find(f"{{{SAMLP}}}StatusCode") if code is not None else None
         detail = (second if second is not None else code).get("Value", "") if code is not None else "none"
-        raise IdpError(f"IdP returned status {detail.rsplit(':', 1)[-1]}")
+        name = detail.rsplit(":", 1)[-1]
+        # Core §3.2.2.2: the person did not sign in (cancelled, declined, no session for IsPassive).
+        upstream_error = {"AuthnFailed": "access_denied", "RequestDenied": "access_denied",
+                          "NoPassive": "login_required"}.get(name)
+        raise IdpError(f"IdP returned status {name}", upstream_error=upstream_error)
 
 
 def _check_issuer(issuer: etree._Element, idp_entity_id: str, what: str) -> None:
     # Core §2.2.5, §3.2.2: the Issuer is the IdP's entity id (Format entity, or omitted).
-    if issuer.get("Format") not in (None, ENTITY_FORMAT) or _text(issuer, f"{what} Issuer") != idp_entity_id:
+    if issuer.get("Format") not in (None, ENTITY_FORMAT) or read_text(issuer, f"{what} Issuer") != idp_entity_id:
         raise InvalidResponse(f"{what} Issuer is not the IdP the request was sent to (Core §2.3.3, §3.2.2)")
 
 
@@ -307,7 +315,7 @@ def _the_assertion(root: etree._Element, decryption_key: xmlsec.Key | None,
     if sum(1 for _ in root.iter(_ASSERTION)) != 1:
         raise InvalidResponse("more than one Assertion element in the document")
     if encrypted:
-        _no_comments(plain[0], "decrypted Assertion")
+        refuse_comments(plain[0], "decrypted Assertion")
         try:
             check_unique_ids(root)
             xmlsig_schema.validate(plain[0])
@@ -325,7 +333,7 @@ def _read_assertion(assertion: etree._Element, expected: Expected, now: float) -
     if issuer is None:
         raise InvalidResponse("Assertion without Issuer (Core §2.3.3)")
     _check_issuer(issuer, expected.idp_entity_id, "Assertion")
-    issued = _instant(assertion.get("IssueInstant"), "Assertion IssueInstant")
+    issued = instant(assertion.get("IssueInstant"), "Assertion IssueInstant")
     if issued > now + expected.skew or issued < now - expected.max_age - expected.skew:
         raise InvalidResponse("Assertion IssueInstant is outside the accepted window (Core §2.3.3)")
     subject = assertion.find(f"{{{SAML}}}Subject")
@@ -337,20 +345,23 @@ def _read_assertion(assertion: etree._Element, expected: Expected, now: float) -
     if statement is None:
         raise InvalidResponse("Assertion without AuthnStatement (Profiles §4.1.4.2)")
     session_end = statement.get("SessionNotOnOrAfter")
-    if session_end and _instant(session_end, "SessionNotOnOrAfter") <= now - expected.skew:
+    if session_end and instant(session_end, "SessionNotOnOrAfter") <= now - expected.skew:
         raise InvalidResponse("the IdP session has already ended (Core §2.7.2)")
     name_id = subject.find(f"{{{SAML}}}NameID")
     context = f"{{{SAML}}}AuthnContext/{{{SAML}}}"
     return Assertion(
         issuer=expected.idp_entity_id,
-        name_id=_text(name_id, "NameID"),
+        name_id=read_text(name_id, "NameID"),
         name_id_format=name_id.get("Format") if name_id is not None else None,
         authn_instant=statement.get("AuthnInstant"),
-        authn_context_class_ref=_text(statement.find(context + "AuthnContextClassRef"), "AuthnContextClassRef"),
-        authenticating_authority=_text(statement.find(context + "AuthenticatingAuthority"),
+        authn_context_class_ref=read_text(statement.find(context + "AuthnContextClassRef"), "AuthnContextClassRef"),
+        authenticating_authority=read_text(statement.find(context + "AuthenticatingAuthority"),
                                        "AuthenticatingAuthority"),
         attributes=_attributes(assertion),
         proxy_count=proxy_count,
+        name_qualifier=name_id.get("NameQualifier") if name_id is not None else None,
+        sp_name_qualifier=name_id.get("SPNameQualifier") if name_id is not None else None,
+        session_index=statement.get("SessionIndex"),
     )
 
 
@@ -369,7 +380,7 @@ def _attributes(assertion: etree._Element) -> dict[str, list[str]]:
         for value in attribute.iterfind(f"{{{SAML}}}AttributeValue"):
             if len(value) and not _declared_simple(value):
                 continue
-            text = _text(value, "AttributeValue")
+            text = read_text(value, "AttributeValue")
             if text:
                 values.append(text)
     return attributes
@@ -405,9 +416,9 @@ def _check_bearer(subject: etree._Element, expected: Expected, now: float) -> No
             reason = "the bearer confirmation answers another request (InResponseTo)"
         elif not not_on_or_after:
             reason = "the bearer confirmation has no NotOnOrAfter"
-        elif _instant(not_on_or_after, "NotOnOrAfter") <= now - expected.skew:
+        elif instant(not_on_or_after, "NotOnOrAfter") <= now - expected.skew:
             reason = "the bearer confirmation has expired (NotOnOrAfter)"
-        elif not_before and _instant(not_before, "NotBefore") > now + expected.skew:
+        elif not_before and instant(not_before, "NotBefore") > now + expected.skew:
             reason = "the bearer confirmation is not yet valid (NotBefore)"
         else:
             return
@@ -429,10 +440,10 @@ def _check_conditions(assertion: etree._Element, expected: Expected, now: float)
             raise InvalidResponse(f"the assertion's Conditions hold {name}, a condition the broker does not "
                                   "evaluate: the assertion is Indeterminate (Core §2.5.1, §2.5.1.1)")
     not_before = conditions.get("NotBefore")
-    if not_before and _instant(not_before, "NotBefore") > now + expected.skew:
+    if not_before and instant(not_before, "NotBefore") > now + expected.skew:
         raise InvalidResponse("the assertion is not yet valid (NotBefore, Core §2.5.1.2)")
     not_on_or_after = conditions.get("NotOnOrAfter")
-    if not_on_or_after and _instant(not_on_or_after, "NotOnOrAfter") <= now - expected.skew:
+    if not_on_or_after and instant(not_on_or_after, "NotOnOrAfter") <= now - expected.skew:
         raise InvalidResponse("the assertion has expired (NotOnOrAfter, Core §2.5.1.2)")
     restrictions = conditions.findall(_AUDIENCE_RESTRICTION)
     # Core §2.5.1.4: every AudienceRestriction must name us; Profiles §4.1.4.2: at least one.
@@ -472,10 +483,10 @@ def _own_type(condition: etree._Element) -> bool:
 
 
 def _audiences(restriction: etree._Element) -> set[str | None]:
-    return {_text(audience, "Audience") for audience in restriction.iterfind(_AUDIENCE)}
+    return {read_text(audience, "Audience") for audience in restriction.iterfind(_AUDIENCE)}
 
 
-def _instant(value: str | None, what: str) -> float:
+def instant(value: str | None, what: str) -> float:
     if not value:
         raise InvalidResponse(f"{what} missing")
     try:
@@ -487,7 +498,7 @@ def _instant(value: str | None, what: str) -> float:
     return parsed.timestamp()
 
 
-def _text(element: etree._Element | None, what: str) -> str | None:
+def read_text(element: etree._Element | None, what: str) -> str | None:
     """The whole text of a text-only SAML element (Issuer, NameID, Audience, AuthnContextClassRef, ...).
 
     The one way values are read (ADR 0009): an element with any child node (an element,
@@ -501,7 +512,7 @@ def _text(element: etree._Element | None, what: str) -> str | None:
     return (element.text or "").strip() or None
 
 
-def _pem(certificate: str) -> bytes:
+def certificate_pem(certificate: str) -> bytes:
     body = "".join(certificate.split())
     lines = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
     return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n".encode()

@@ -1,9 +1,17 @@
-"""The broker session: who signed in in this browser, and which services received what.
+"""The broker session and single logout.
 
-:class:`SsoSessions` keeps sessions in the store behind a random cookie token; the
-login reads it for single sign-on and writes it when a login finishes.
+=============  ======================================================================
+module         concern
+=============  ======================================================================
+``model``      the session, what the city's IdP needs to end its own, and per-service ids
+``store``      sessions in the shared store (O(1) each), ended atomically
+``logout``     single logout: the logout flow and its steps (back-channel, front-channel,
+               SAML SPs, the city's IdP, back to whoever asked)
+``delivery``   OIDC back-channel logout tokens, delivered in parallel with retries
+=============  ======================================================================
 """
 
-from broker.sessions.sso import SsoSessions
+from broker.sessions.model import BrokerSession, ServiceEntry, UpstreamSession
+from broker.sessions.store import EndedSession, Limits, SessionStore
 
-__all__ = ["SsoSessions"]
+__all__ = ["BrokerSession", "EndedSession", "Limits", "ServiceEntry", "SessionStore", "UpstreamSession"]

@@ -89,6 +89,9 @@ class Delivery:
     url: str            # the client's registered backchannel_logout_uri
     logout_token: str = dataclasses.field(repr=False)   # already signed; never in a repr or a log
     id: str = ""        # assigned by enqueue
+    #: What a retry needs to sign a fresh token (a token lives two minutes; retries go on for longer).
+    sub: str | None = None
+    sid: str | None = None
 
 
 class BackchannelDelivery:
@@ -102,7 +105,8 @@ class BackchannelDelivery:
     def __init__(self, store: Store, *, http: requests.Session | None = None,
                  timeout: tuple[float, float] = (2.0, 3.0), attempts: int = 6,
                  backoff: Sequence[float] = (2, 10, 60, 300, 1800), concurrency: int = 8,
-                 ttl: int = 24 * 3600, clock: Callable[[], float] = time.time, lease: float = 60.0):
+                 ttl: int = 24 * 3600, clock: Callable[[], float] = time.time, lease: float = 60.0,
+                 renew: Callable[[str, str | None, str | None], str | None] | None = None):
         if attempts < 1 or concurrency < 1 or not backoff or ttl < 1 or lease < 0:
             raise ValueError("attempts, concurrency and ttl must be positive, backoff not empty, lease >= 0")
         self._store = store
@@ -114,6 +118,9 @@ class BackchannelDelivery:
         self._ttl = ttl
         self._clock = clock
         self._lease = float(lease)   # how long a job being attempted stays off the queue
+        #: ``renew(client_id, sub, sid) -> token``: a retry posts a freshly signed logout token, since
+        #: receivers refuse old ones (Back-Channel Logout §2.6: iat); ``None`` keeps the first token.
+        self._renew = renew
         self._sessions = threading.local()
         self._now = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="backchannel-now")
         self._retries = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="backchannel-retry")
@@ -236,8 +243,11 @@ class BackchannelDelivery:
         job_id, client_id = record["id"], record["client_id"]
         code: int | None = None
         error = ""
+        token = record["logout_token"]
+        if attempt > 1 and self._renew is not None:
+            token = self._renew(client_id, record.get("sub"), record.get("sid")) or token
         try:
-            code = self._post(record["url"], record["logout_token"])
+            code = self._post(record["url"], token)
         except _UNSENDABLE as exc:
             self._finish(record, DROPPED, attempt)
             logger.warning("backchannel logout dropped id=%s client_id=%s attempt=%d error=%s (unusable URL)",
@@ -335,7 +345,7 @@ class BackchannelDelivery:
 
     def _record(self, d: Delivery, *, attempt: int, status: str, created: float) -> dict[str, Any]:
         return {"id": d.id, "client_id": d.client_id, "url": d.url, "logout_token": d.logout_token,
-                "attempt": attempt, "status": status, "created": created}
+                "sub": d.sub, "sid": d.sid, "attempt": attempt, "status": status, "created": created}
 
     def _remaining(self, record: dict[str, Any]) -> int:
         """Seconds left of the job's ``ttl`` (counted from when it was queued), at least 1."""

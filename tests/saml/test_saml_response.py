@@ -204,7 +204,7 @@ def test_text_is_never_read_in_part_even_past_the_comment_check(peers, keys, mon
     """The second layer: with the message-wide comment check switched off, reading the values
     still refuses an element with a child node instead of reading its first text node."""
     xml = attacks.insert_comment(peers.response_xml(mutate=_name_id("bob.attacker")), "NameID", "bob")
-    monkeypatch.setattr(saml_response, "_no_comments", lambda *_: None)
+    monkeypatch.setattr(saml_response, "refuse_comments", lambda *_: None)
     with pytest.raises(InvalidResponse, match="NameID holds child nodes"):
         _process(xml, keys)
 

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import threading
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from saml2 import samlp
@@ -642,10 +643,27 @@ def test_flow_cookie_sealed_with_another_secret_is_refused(stack, rp, city_idps,
 
 @pytest.mark.parametrize("city", ["turku", "espoo"])
 @pytest.mark.parametrize("status", [samlp.STATUS_AUTHN_FAILED, samlp.STATUS_REQUEST_DENIED])
-def test_idp_error_status_shows_the_idp_error_page(stack, rp, city_idps, caplog, visitor, city, status):
+def test_the_person_declining_at_the_idp_is_access_denied_to_the_service(stack, rp, city_idps, caplog, city,
+                                                                          status):
+    """The IdP says the person did not sign in (cancelled, declined): the service hears access_denied, with its
+    state, and no session is left behind (issue 9: never a stranded error page)."""
+    log_capture(caplog)
+    flow = begin(stack, rp, city_idps, city)
+    xml = city_idps(city).error_response(flow.request, status, "The user cancelled the sign-in")
+    response = deliver(flow, xml)
+    assert response.is_redirect, response.text[:300]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
+    assert response.headers["Location"].startswith(rp.redirect_uri)
+    assert query["error"] == "access_denied" and query["state"] == flow.authz.state and "code" not in query
+    assert_not_signed_in(flow.person, rp, f"{city}/koulu")
+
+
+@pytest.mark.parametrize("city", ["turku"])
+def test_another_error_status_from_the_idp_shows_the_idp_error_page(stack, rp, city_idps, caplog, visitor, city):
     log_capture(caplog)
     flow = begin(stack, rp, city_idps, city, visitor)
-    xml = city_idps(city).error_response(flow.request, status, "The user cancelled the sign-in")
+    xml = city_idps(city).error_response(flow.request, "urn:oasis:names:tc:SAML:2.0:status:UnknownPrincipal",
+                                         "no such user")
     refused(flow, deliver(flow, xml), caplog, rp, status=502, code="idp_error", message_key="error.idp_error")
 
 

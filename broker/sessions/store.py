@@ -1,0 +1,173 @@
+"""Broker sessions in the shared store: every operation O(1) in the number of sessions.
+
+Layout (every key has a TTL; ``<id>`` is the SHA-256 of the cookie token)::
+
+    sso:<id>                  the session (TTL: what is left of its idle timeout, capped by its
+                              maximum lifetime; every sign-in from it extends the idle part)
+    sso:<id>:svcs             the services that received something in it (a set of requesters)
+    sso:<id>:svc:<requester>  what each of them received: its subject and its sid/SessionIndex
+    sso:<id>:grants           the OIDC grants issued in it (refresh-token families), revoked at logout
+    sso:idx:svc:<h>           a service's (requester, sid) -> session id, for logout requests that
+                              name the session (id_token_hint's sid, a SAML SessionIndex)
+    sso:idx:up:<h>            the city IdP's (idp, SessionIndex or sid) -> session id, for logouts
+                              the city starts
+    user:sessions:<user_id>   the user's live session ids
+
+Sessions are read by the login on every sign-in in the browser (single sign-on); the
+rest is read only at logout.  :meth:`SessionStore.end` takes the session atomically, so of
+two logouts racing (two instances, two tabs) exactly one fans out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from broker.sessions.model import BrokerSession, ServiceEntry, UpstreamSession, new_secret, session_id_of
+from broker.store import Store
+
+SESSION_KEY = "sso:"
+USER_SESSIONS_KEY = "user:sessions:"
+_INDEX_SERVICE = "sso:idx:svc:"
+_INDEX_UPSTREAM = "sso:idx:up:"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How long a session may live: in all, and without being used (seconds)."""
+
+    max_lifetime: int = 8 * 3600
+    idle_timeout: int = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class EndedSession:
+    """A session that has just been ended, with everything its logout must reach."""
+
+    session: BrokerSession
+    services: tuple[ServiceEntry, ...]
+    grants: tuple[str, ...]
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class SessionStore:
+    def __init__(self, store: Store, *, limits: Limits = Limits(), per_tenant: Mapping[str, Limits] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.limits = limits
+        self.per_tenant = dict(per_tenant or {})
+        self._clock = clock
+
+    def limits_for(self, tenant: str) -> Limits:
+        return self.per_tenant.get(tenant, self.limits)
+
+    # -- the login's side ---------------------------------------------------------------------
+
+    def create(self, *, identity: Mapping[str, Any], idp: str, auth_info: Mapping[str, Any],
+               upstream: UpstreamSession | None = None) -> tuple[str, BrokerSession]:
+        """Start a session; return ``(cookie token, session)``."""
+        token = secrets.token_urlsafe(32)
+        now = int(self._clock())
+        limits = self.limits_for(idp.split("/", 1)[0])
+        session = BrokerSession(
+            id=session_id_of(token), secret=new_secret(), user_id=str(identity["user_id"]), identity=dict(identity),
+            idp=idp, auth_info=dict(auth_info), auth_time=now, created=now, expires=now + limits.max_lifetime,
+            idle_timeout=limits.idle_timeout, last_seen=now, upstream=upstream)
+        self.store.put(SESSION_KEY + session.id, session.to_dict(), session.remaining(now))
+        self.store.set_add(USER_SESSIONS_KEY + session.user_id, session.id, limits.max_lifetime)
+        if upstream is not None:
+            for value in (upstream.session_index, upstream.sid, upstream.name_id):
+                if value:
+                    self.store.put(_INDEX_UPSTREAM + _h(upstream.idp, value), session.id, limits.max_lifetime)
+        return token, session
+
+    def get(self, token: str | None) -> BrokerSession | None:
+        """The live session of a cookie token, or ``None`` (unknown, expired, idle too long)."""
+        if not token or len(token) > 64:
+            return None
+        return self.by_id(session_id_of(token))
+
+    def by_id(self, session_id: str) -> BrokerSession | None:
+        data = self.store.get(SESSION_KEY + session_id)
+        if not data:
+            return None
+        session = BrokerSession.from_dict(data)
+        return session if session.alive(self._clock()) else None
+
+    def record_service(self, session: BrokerSession, *, requester: str, protocol: Literal["oidc", "saml"],
+                       subject: str, sid: str | None = None) -> ServiceEntry:
+        """``requester`` received something in ``session``: remember it (for logout) and mark the session used.
+
+        Written without reading (set member, entry, index): a batch around the release
+        sends it with the code in one round trip.
+        """
+        now = int(self._clock())
+        entry = ServiceEntry(requester=requester, protocol=protocol, subject=subject,
+                             sid=sid or session.sid_for(requester, protocol), at=now)
+        used = dataclasses.replace(session, last_seen=now)
+        ttl = max(1, session.expires - now)
+        self.store.put(SESSION_KEY + session.id, used.to_dict(), used.remaining(now))
+        self.store.set_add(f"{SESSION_KEY}{session.id}:svcs", requester, ttl)
+        self.store.put(f"{SESSION_KEY}{session.id}:svc:{requester}", entry.to_dict(), ttl)
+        self.store.put(_INDEX_SERVICE + _h(requester, entry.sid), session.id, ttl)
+        return entry
+
+    def add_grant(self, session_id: str, client_id: str, gid: str) -> bool:
+        """An OIDC grant was just written in the session: record it; ``False`` if the session has ended.
+
+        The grant is recorded *before* the session is checked.  A logout takes the session
+        first and reads the grants after, so whichever order the two run in, the grant is
+        either seen by the logout (and revoked) or refused here (and deleted by the caller).
+        """
+        self.store.set_add(f"{SESSION_KEY}{session_id}:grants", gid, self.limits.max_lifetime)
+        return self.by_id(session_id) is not None
+
+    # -- the logout's side ---------------------------------------------------------------------------
+
+    def find_by_service(self, requester: str, sid: str) -> str | None:
+        """The session in which ``requester`` was given ``sid`` (its ID token's sid, its SessionIndex)."""
+        value = self.store.get(_INDEX_SERVICE + _h(requester, sid))
+        return value if isinstance(value, str) else None
+
+    def find_by_upstream(self, idp: str, value: str) -> str | None:
+        """The session the city IdP ``idp`` knows by ``value`` (its SessionIndex, NameID or sid)."""
+        found = self.store.get(_INDEX_UPSTREAM + _h(idp, value))
+        return found if isinstance(found, str) else None
+
+    def services(self, session_id: str) -> tuple[ServiceEntry, ...]:
+        requesters = sorted(self.store.set_members(f"{SESSION_KEY}{session_id}:svcs"))
+        entries = self.store.get_many(*(f"{SESSION_KEY}{session_id}:svc:{r}" for r in requesters))
+        return tuple(ServiceEntry.from_dict(e) for e in entries if e)
+
+    def end(self, session_id: str) -> EndedSession | None:
+        """End a session: taken atomically (so one logout fans out), with its services and grants.
+
+        Everything under the session is deleted in one round trip; the caller revokes the
+        grants and tells the services.
+        """
+        data = self.store.take(SESSION_KEY + session_id)
+        if not data:
+            return None
+        session = BrokerSession.from_dict(data)
+        services = self.services(session_id)
+        grants = tuple(sorted(self.store.set_members(f"{SESSION_KEY}{session_id}:grants")))
+        keys = [f"{SESSION_KEY}{session_id}:svcs", f"{SESSION_KEY}{session_id}:grants",
+                *(f"{SESSION_KEY}{session_id}:svc:{s.requester}" for s in services),
+                *(_INDEX_SERVICE + _h(s.requester, s.sid) for s in services)]
+        if session.upstream is not None:
+            keys += [_INDEX_UPSTREAM + _h(session.upstream.idp, v) for v in
+                     (session.upstream.session_index, session.upstream.sid, session.upstream.name_id) if v]
+        with self.store.batch():
+            self.store.delete(*keys)
+            self.store.set_remove(USER_SESSIONS_KEY + session.user_id, session_id)
+        return EndedSession(session=session, services=services, grants=grants)
+
+    def sessions_of(self, user_id: str) -> set[str]:
+        return self.store.set_members(USER_SESSIONS_KEY + user_id)
