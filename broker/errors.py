@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from broker.i18n import negotiate, text
@@ -128,10 +129,26 @@ def log(error: BrokerError, correlation_id: str, **fields: str | None) -> None:
                    correlation_id, error.status, error.code, error.detail, extra)
 
 
+LANGUAGE_NAMES = {"fi": "Suomeksi", "sv": "På svenska", "en": "In English"}
+
+
+def language_nav(current: str, urls: Mapping[str, str]) -> str:
+    """The language switch every broker page carries: a link per language, the current one marked."""
+    links = []
+    for lang, url in urls.items():
+        attr = ' aria-current="true"' if lang == current else ""
+        links.append(f'<a lang="{lang}" href="{html.escape(url)}"{attr}>{LANGUAGE_NAMES.get(lang, lang)}</a>')
+    return f'<nav class="lang" aria-label="{html.escape(text("disco.language", current))}">{"".join(links)}</nav>'
+
+
 def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
            accept_language: str | None = None, as_json: bool = False,
-           restart_url: str | None = None) -> tuple[int, str, bytes]:
-    """Return ``(status, content_type, body)`` for ``error``."""
+           restart_url: str | None = None, languages: Mapping[str, str] | None = None) -> tuple[int, str, bytes]:
+    """Return ``(status, content_type, body)`` for ``error``.
+
+    ``languages`` (language -> URL) puts the language switch on the page; ``restart_url``
+    offers the way back to the city list while the service's request is still valid.
+    """
     if as_json:
         # The detail may carry library internals: it goes to the log, never to the client.
         body = {"error": error.code, "error_description": text(error.message_key, "en"),
@@ -140,7 +157,8 @@ def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
     lang = negotiate(lang, accept_language)
     return error.status, "text/html; charset=utf-8", page(
         lang, text("error.title", lang),
-        f'<p class="lead">{html.escape(text(error.message_key, lang))}</p>'
+        (language_nav(lang, languages) if languages else "")
+        + f'<p class="lead">{html.escape(text(error.message_key, lang))}</p>'
         f'<p>{html.escape(text("error.help", lang))}</p>'
         f'<p class="cid">{html.escape(text("error.correlation", lang))}: '
         f'<code id="correlation-id">{html.escape(correlation_id)}</code></p>'

@@ -14,7 +14,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlencode
 
-from broker.errors import page
+from broker.errors import language_nav, page
 from broker.i18n import LANGUAGES, negotiate, text
 from broker.registry.tenants import IdentityProvider, Tenants
 from broker.web import csp
@@ -119,10 +119,5 @@ class DiscoveryPages:
         return page(lang, text("disco.method", lang), body)
 
     def _languages(self, current: str, tenant_id: str) -> str:
-        names = {"fi": "Suomeksi", "sv": "På svenska", "en": "In English"}
-        links = []
-        for lang in LANGUAGES:
-            query = {"lang": lang, **({"tenant": tenant_id} if tenant_id else {})}
-            attr = ' aria-current="true"' if lang == current else ""
-            links.append(f'<a lang="{lang}" href="{self.base_url}/disco?{urlencode(query)}"{attr}>{names[lang]}</a>')
-        return f'<nav class="lang" aria-label="{escape(text("disco.language", current))}">{"".join(links)}</nav>'
+        return language_nav(current, {lang: f"{self.base_url}/disco?" + urlencode(
+            {"lang": lang, **({"tenant": tenant_id} if tenant_id else {})}) for lang in LANGUAGES})

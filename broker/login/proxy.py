@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from satosa.exception import SATOSAAuthenticationError, SATOSAError
 from satosa.response import Response
 
 from broker import errors
 from broker.errors import BrokerError, ExpiredFlow, IdpError, InvalidResponse, NotFound
+from broker.i18n import LANGUAGES
 from broker.login.context import LoginContext
 from broker.login.cookies import Cookies
 from broker.login.flow import FlowMismatch, LoginFlow
@@ -112,10 +114,20 @@ class Proxy:
             restart = None
         status, content_type, body = errors.render(
             error, context.correlation_id, lang=context.lang, accept_language=context.header("Accept-Language"),
-            as_json=errors.wants_json(context.header("Accept")), restart_url=restart)
+            as_json=errors.wants_json(context.header("Accept")), restart_url=restart,
+            languages=self._language_links(context, flow is not None))
         response = Response(body.decode(), status=_status_line(status), content=content_type)
         response.headers.append(("Cache-Control", "no-store"))
         return response
+
+    def _language_links(self, context: LoginContext, in_flow: bool) -> dict[str, str]:
+        """Where each language's link of an error page goes: the same page again (GET), else the city list."""
+        if context.request_method == "GET" and context.path:
+            params = {k: v for k, v in (context.qs_params or {}).items() if k != "lang" and isinstance(v, str)}
+            base = f"{self.base_url}/{context.path}?"
+            return {lang: base + urlencode({**params, "lang": lang}) for lang in LANGUAGES}
+        target = f"{self.base_url}/disco?" if in_flow else f"{self.base_url}/?"
+        return {lang: target + urlencode({"lang": lang}) for lang in LANGUAGES}
 
     # -- the flow cookie -------------------------------------------------------------------------
 

@@ -450,3 +450,35 @@ def test_a_bare_get_cannot_sign_anyone_out(stack, rps, sp, receiver, signed):
     token = _authlib_login(stack, signed.person, rps["front-rp"], prompt="none")
     assert token["claims"]["sub"]
     assert receiver.received == {}
+
+
+def _sso_cookie(person: Person) -> str:
+    return next(c.value for c in person.http.cookies if c.name == "digione_sso")
+
+
+def test_a_new_sign_in_in_the_same_browser_rotates_the_cookie_and_ends_the_old_session(stack, rps, sp, receiver,
+                                                                                       signed):
+    old_cookie = _sso_cookie(signed.person)
+    # The next pupil at the same computer signs in (prompt=login: the city IdP asks again).
+    token = _authlib_login(stack, signed.person, rps["authlib-rp"], idp_hint="tampere/koulu", prompt="login")
+    assert _sso_cookie(signed.person) != old_cookie, "a new sign-in gets a new session cookie"
+    assert token["claims"]["sid"] != signed.tokens["authlib-rp"]["claims"]["sid"]
+    # The old session ended: its services are told and its tokens are dead.
+    assert_told_by_backchannel(stack, receiver, signed, ("authlib-rp", "pyoidc-rp"))
+    assert_everything_revoked(stack, rps, signed)
+
+
+def test_an_idle_session_signs_nobody_in(stack, rps, sp, receiver, signed):
+    """A pupil who walked away: once the idle timeout has passed, prompt=none gets login_required."""
+    from broker.sessions.model import session_id_of
+    from broker.sessions.store import SESSION_KEY
+
+    store = stack.app.store
+    key = SESSION_KEY + session_id_of(_sso_cookie(signed.person))
+    record = store.get(key)
+    record["last_seen"] -= record["idle_timeout"] + 1   # as if an hour had passed without use
+    store.put(key, record, 60)
+    rp = rps["pyoidc-rp"]
+    silent = signed.person.get(f"{stack.broker_url}/authorize?response_type=code&client_id={rp.client_id}"
+                               f"&redirect_uri={rp.redirect_uri}&scope=openid&state=s&nonce=n&prompt=none")
+    assert parse_qs(urlsplit(silent.headers["Location"]).query)["error"] == ["login_required"]
