@@ -41,7 +41,8 @@ class BrokerApp:
         # A retry signs a fresh token with the registry version current then (a token lives two minutes).
         self.delivery = BackchannelDelivery(store, http=http,
                                             renew=lambda *args: self.proxy.logout.renew_token(*args))
-        self.delivery.start()
+        if store.shared:  # every instance retries what any instance queued; in memory, the first logout starts it
+            self.delivery.start()
         self.proxy = assemble(settings, registry, store, keyring=keyring, http=http, delivery=self.delivery)
         self._guarded = protect_broker(self._dispatch, settings)
 
@@ -57,6 +58,11 @@ class BrokerApp:
 
     def __call__(self, environ, start_response):
         return self._guarded(environ, start_response)
+
+    def close(self) -> None:
+        """Stop the background retries (waiting for deliveries in flight) and release the store."""
+        self.delivery.close()
+        self.store.close()
 
     def _dispatch(self, environ, start_response):
         path = environ.get("PATH_INFO", "")

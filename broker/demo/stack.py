@@ -189,6 +189,8 @@ class DemoStack:
         for handle in reversed(self.servers):
             handle.shutdown()
         self.servers.clear()
+        if self.app is not None:
+            self.app.close()
 
     def describe(self) -> str:
         a, b = self.service_urls

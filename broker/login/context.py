@@ -24,6 +24,7 @@ from satosa.internal import AuthenticationInformation
 from satosa.state import State
 
 from broker.errors import ExpiredFlow
+from broker.i18n import LANGUAGES
 from broker.login.cookies import parse as parse_cookies
 from broker.login.flow import LoginFlow, ServiceRequest
 from broker.sessions.model import BrokerSession, UpstreamSession
@@ -114,13 +115,20 @@ class LoginContext(Context):
     def open_flow_with(self, opener: Callable[[], LoginFlow | None]) -> None:
         self._flow_opener = opener
 
+    #: The name of the cookie holding the language chosen for the visit (set by the proxy).
+    lang_cookie: str = ""
+
     @property
     def lang(self) -> str | None:
-        """The language of this request: the flow's, else a ``lang`` parameter."""
-        if self.flow is not None and self.flow.lang:
-            return self.flow.lang
+        """The language of this request: a ``lang`` parameter, the flow's, or the one chosen earlier in the visit."""
         value = (self.qs_params or {}).get("lang")
-        return value if isinstance(value, str) else None
+        if isinstance(value, str) and value in LANGUAGES:
+            return value
+        flow = self.flow_if_loaded
+        if flow is not None and flow.lang:
+            return flow.lang
+        chosen = self.cookies.get(self.lang_cookie) if self.lang_cookie else None
+        return chosen if chosen in LANGUAGES else None
 
     def service_for(self, frontend: str) -> ServiceRequest:
         """The service request of the flow, which ``frontend`` must be the one to answer."""

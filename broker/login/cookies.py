@@ -3,7 +3,9 @@
 * ``flow`` — the sealed login flow (:mod:`broker.login.seal`), for the length of one login;
 * ``sso`` — the broker session's random token (:mod:`broker.sessions`);
 * ``idp`` — the IdP this browser last signed in with, offered first on the city page
-  (a registry key, not a secret; never applied without the person's click).
+  (a registry key, not a secret; never applied without the person's click);
+* ``lang`` — the language the person chose on a broker page, for the rest of the visit
+  (a browser-session cookie: it goes when the browser closes).
 
 On https every name carries the ``__Host-`` prefix (RFC 6265bis §4.1.3.2): the
 browser then accepts the cookie only with ``Secure``, ``Path=/`` and no ``Domain``,
@@ -27,6 +29,7 @@ from http.cookies import CookieError, SimpleCookie
 FLOW = "digione_flow"
 SSO = "digione_sso"
 IDP = "digione_idp"
+LANG = "digione_lang"
 _HOST_PREFIX = "__Host-"
 
 
@@ -52,8 +55,12 @@ class Cookies:
         return self.name(IDP)
 
     @property
+    def lang(self) -> str:
+        return self.name(LANG)
+
+    @property
     def names(self) -> tuple[str, ...]:
-        return self.flow, self.sso, self.idp
+        return self.flow, self.sso, self.idp, self.lang
 
     def header(self, name: str, value: str, *, max_age: int | None = None) -> tuple[str, str]:
         parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=None; Secure" if self.secure else "SameSite=Lax"]

@@ -58,6 +58,11 @@ class Proxy:
 
     def run(self, context: LoginContext) -> Response:
         context.open_flow_with(lambda: self._open_flow(context))
+        context.lang_cookie = self.cookies.lang
+        chosen = (context.qs_params or {}).get("lang")
+        if chosen in LANGUAGES and context.cookies.get(self.cookies.lang) != chosen:
+            # The language a person picks on any broker page stays for the rest of the visit.
+            context.set_cookie(self.cookies.header(self.cookies.lang, str(chosen)))
         try:
             hit = self.router.find(context.path or "")
             if hit is None:

@@ -344,6 +344,7 @@ class Logout:
                                           session_index=service.sid))
         failed: list[str] = []
         if deliveries:
+            self.delivery.start()  # idempotent: retries run in the background from now on
             queued = self.delivery.enqueue(deliveries)
             outcomes = self.delivery.deliver(queued, deadline=now + BACKCHANNEL_DEADLINE)
             failed = [self._service_name(d.client_id) for d in queued if outcomes.get(d.id) == "refused"]

@@ -50,6 +50,7 @@ def outage(stack):
     state = {"url": f"http://localhost:{port}", "redis": redis_process, "redis_port": redis_port}
     yield state
     handle.shutdown()
+    app.close()
     state["redis"].terminate()
     state["redis"].wait(timeout=10)
 

@@ -16,8 +16,8 @@ from broker.store import MemoryStore
 
 def test_cookie_names_and_attributes_by_scheme():
     secure, plain = Cookies(secure=True), Cookies(secure=False)
-    assert secure.names == ("__Host-digione_flow", "__Host-digione_sso", "__Host-digione_idp")
-    assert plain.names == ("digione_flow", "digione_sso", "digione_idp")
+    assert secure.names == ("__Host-digione_flow", "__Host-digione_sso", "__Host-digione_idp", "__Host-digione_lang")
+    assert plain.names == ("digione_flow", "digione_sso", "digione_idp", "digione_lang")
     name, value = secure.header(secure.flow, "v")
     assert name == "Set-Cookie"
     # RFC 6265bis §4.1.3.2: __Host- cookies need Secure and Path=/, and must not name a Domain.
