@@ -33,6 +33,7 @@ from broker.mapping.model import (
     Trace,
 )
 from broker.mapping.release import (
+    CLAIMS_BY_SCOPE,
     DEFAULT_SCOPES,
     NAME_FORMAT_URI,
     SAML_FRIENDLY_NAMES,
@@ -45,7 +46,8 @@ from broker.mapping.roles import parse_role_string, role_code
 from broker.mapping.ruleset import Ruleset
 
 __all__ = [
-    "DEFAULT_SCOPES", "Drop", "InputError", "MPASSID_ROLE_NAMES", "MappingResult", "NAME_FORMAT_URI", "PRESETS",
+    "CLAIMS_BY_SCOPE", "DEFAULT_SCOPES", "Drop", "InputError", "MPASSID_ROLE_NAMES", "MappingResult",
+    "NAME_FORMAT_URI", "PRESETS",
     "PolicyLike", "ROLE_CODES", "ROLE_NAMES", "RuleError", "Ruleset", "SAML_FRIENDLY_NAMES", "SCOPES", "School",
     "TenantScope", "Trace", "explain", "format_explanation", "load_upstream", "parse_role_string",
     "release_claims", "release_saml_attributes", "released_scopes", "role_code", "stable_user_id", "subject_for",

@@ -67,6 +67,20 @@ MPASSID_GIVEN_NAME = "urn:oid:2.5.4.42"
 MPASSID_FAMILY_NAME = "urn:oid:2.5.4.4"
 MPASSID_LEARNER_ID = "urn:oid:1.3.6.1.4.1.16161.1.1.27"
 
+#: The OIDC claim names each scope releases, in either profile: what a refresh that narrows the
+#: scope keeps (RFC 6749 §6), so names and learner ids stop with their scope in both profiles.
+CLAIMS_BY_SCOPE: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "openid": ("sub", "urn:mpass.id:uid"),
+    "roles": ("roles", "urn:mpass.id:role", "urn:mpass.id:role_v1.1"),
+    "schools": ("schools", "urn:mpass.id:schoolInfo"),
+    "education_providers": ("education_providers", "urn:mpass.id:educationProviderInfo",
+                            "urn:mpass.id:originalIssuer"),
+    "profile": ("given_name", "family_name", "nickname", "urn:mpass.id:nickname"),
+    "learner_id": ("learner_id", MPASSID_LEARNER_ID),
+    "class_level": ("class_level", "urn:mpass.id:classLevel"),
+    "learning_materials": ("learning_materials_charges", "urn:mpass.id:learningMaterialsCharge"),
+})
+
 
 def released_scopes(policy: PolicyLike, granted_scopes: Iterable[str] | None = None) -> tuple[str, ...]:
     """The scopes released: the policy's known scopes, limited to ``granted_scopes``

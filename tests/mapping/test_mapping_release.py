@@ -153,3 +153,16 @@ def test_role_without_school_in_mpassid_format():
                                                                    profile="mpassid"))
     assert attrs["urn:mpass.id:role"] == ["1.2.246.562.10.67019405611;;;Hallintohenkilö;3;;"]
     assert attrs["urn:mpass.id:originalIssuer"] == ["1.2.246.562.10.67019405611"]
+
+
+@pytest.mark.parametrize("profile", ["digione", "mpassid"])
+def test_every_released_claim_is_named_by_its_scope(identity, profile):
+    """A refresh that narrows the scope keeps only CLAIMS_BY_SCOPE of what remains: every claim a scope
+    releases, in either profile, must be listed under it, or it would leak past (or be lost from) a narrowing."""
+    from broker.mapping import CLAIMS_BY_SCOPE, SCOPES, release_claims
+
+    for scope in SCOPES:
+        policy = ReleasePolicy(scopes=("openid", scope), profile=profile)
+        released = set(release_claims(identity, policy=policy, granted_scopes={"openid", scope}, subject="s"))
+        allowed = set(CLAIMS_BY_SCOPE["openid"]) | set(CLAIMS_BY_SCOPE[scope])
+        assert released <= allowed, (profile, scope, released - allowed)
