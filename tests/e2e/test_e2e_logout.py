@@ -168,7 +168,7 @@ def _claims(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def _authlib_login(stack, person: Person, rp: Rp, **extra: str) -> dict[str, Any]:
+def _authlib_login(stack, person: Person, rp: Rp, *, username: str = USER, **extra: str) -> dict[str, Any]:
     meta = _meta(stack)
     session = OAuth2Session(rp.client_id, rp.secret, scope="openid roles profile", redirect_uri=rp.redirect_uri,
                             code_challenge_method="S256")
@@ -176,9 +176,8 @@ def _authlib_login(stack, person: Person, rp: Rp, **extra: str) -> dict[str, Any
     url, _ = session.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier, nonce="n",
                                               **extra)
     response = person.get(url)
-    if "password" in "".join(f.fields.get("password", "x") for f in forms(response)) or any(
-            "password" in f.fields for f in forms(response)):
-        response = person.sign_in(response, USER)
+    if any("password" in f.fields for f in forms(response)):
+        response = person.sign_in(response, username)
     callback = Person.callback(response)
     token = session.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     token["claims"] = _claims(token["id_token"])
@@ -482,3 +481,44 @@ def test_an_idle_session_signs_nobody_in(stack, rps, sp, receiver, signed):
     silent = signed.person.get(f"{stack.broker_url}/authorize?response_type=code&client_id={rp.client_id}"
                                f"&redirect_uri={rp.redirect_uri}&scope=openid&state=s&nonce=n&prompt=none")
     assert parse_qs(urlsplit(silent.headers["Location"]).query)["error"] == ["login_required"]
+
+
+def test_signing_out_at_entra_ends_the_broker_session_through_its_front_channel_url(stack, rps, receiver):
+    """The city's Entra frames the broker's front-channel logout URL; the broker ends the session there."""
+    receiver.clear()
+    person = Person(stop_at=("https://", f"{receiver.url}/front/cb"))
+    token = _authlib_login(stack, person, rps["authlib-rp"], idp_hint="vantaa/entra", username="pupil@vantaa.example")
+    _pyoidc_login(stack, person, rps["pyoidc-rp"])
+    assert token["claims"]["sid"]
+    from broker.demo.directory import DEMO_DIRECTORY
+
+    tenant = DEMO_DIRECTORY["vantaa"]["entra_tenant_id"]
+    form = next(f for f in forms(person.get(f"{stack.entra_url}/{tenant}/logout")) if f.method == "POST")
+    page = person.post(form.action, form.fields)    # "Sign out" at Entra
+    frames = lxml.html.fromstring(page.text).xpath("//iframe/@src")
+    ours = f"{stack.broker_url}/oidc/vantaa/entra/frontchannel_logout"
+    broker_frames = [src for src in frames if src.startswith(ours)]
+    assert broker_frames, frames
+    framed = person.get(broker_frames[0])       # what the browser loads in Entra's iframe
+    assert framed.status_code == 200
+    assert "frame-ancestors http://localhost:" in framed.headers["Content-Security-Policy"]
+    deadline = time.monotonic() + 5
+    while set(receiver.received) < {"authlib-rp", "pyoidc-rp"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(receiver.received) == {"authlib-rp", "pyoidc-rp"}
+    silent = person.get(f"{stack.broker_url}/authorize?response_type=code&client_id=pyoidc-rp"
+                        f"&redirect_uri={rps['pyoidc-rp'].redirect_uri}&scope=openid&state=s&nonce=n&prompt=none")
+    assert parse_qs(urlsplit(silent.headers["Location"]).query)["error"] == ["login_required"]
+
+
+def test_a_front_channel_call_for_another_issuer_or_session_ends_nothing(stack, rps, receiver):
+    receiver.clear()
+    person = Person(stop_at=("https://", f"{receiver.url}/front/cb"))
+    _authlib_login(stack, person, rps["authlib-rp"], idp_hint="vantaa/entra", username="pupil@vantaa.example")
+    url = f"{stack.broker_url}/oidc/vantaa/entra/frontchannel_logout"
+    forged = person.get(f"{url}?iss=https://login.evil.example/v2.0&sid=x")
+    assert forged.status_code == 400
+    other = person.get(f"{url}?sid=not-this-session")
+    assert other.status_code == 200 and receiver.received == {}, "an unknown sid ends nothing"
+    token = _authlib_login(stack, person, rps["front-rp"], prompt="none")
+    assert token["claims"]["sub"], "the session is intact"
