@@ -170,23 +170,21 @@ class Logout:
 
     def session_for_service(self, context: LoginContext, requester: str, session_indexes: tuple[str, ...],
                             subject: str | None) -> str | None:
-        """The session a service's logout request names (by its SessionIndex or sid, for that subject).
+        """The browser's session, if the service's logout request names it (Profiles §4.4.4.1).
 
-        Without an index, the browser's own session, if that service received something in it.
+        The request arrives through the browser (front-channel): it ends the browser's own
+        session, and only if ``requester`` received something in it, for that subject, with
+        that SessionIndex when the request names one.
         """
-        for index in session_indexes:
-            session_id = self.sessions.find_by_service(requester, index)
-            if session_id is None:
-                continue
-            if subject is None or any(s.requester == requester and s.subject == subject
-                                      for s in self.sessions.services(session_id)):
-                return session_id
-        if session_indexes:
-            return None
         session = self.sessions.get(context.cookies.get(self.cookies.sso))
-        if session is not None and any(s.requester == requester for s in self.sessions.services(session.id)):
-            return session.id
-        return None
+        entry = self.sessions.service(session.id, requester) if session is not None else None
+        if session is None or entry is None:
+            return None
+        if subject is not None and entry.subject != subject:
+            return None
+        if session_indexes and entry.sid not in session_indexes:
+            return None
+        return session.id
 
     def session_for_upstream(self, context: LoginContext, idp: str, values: tuple[str, ...]) -> str | None:
         """The session the city IdP ``idp`` names (by SessionIndex, NameID or sid), else the browser's own."""

@@ -43,7 +43,7 @@ class UpstreamSession:
     sid: str | None = None                  # OIDC: the IdP's sid claim (Front-Channel Logout §3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {f.name: getattr(self, f.name) for f in _UPSTREAM_FIELDS if getattr(self, f.name) is not None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UpstreamSession:
@@ -62,7 +62,8 @@ class ServiceEntry:
     at: int
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"requester": self.requester, "protocol": self.protocol, "subject": self.subject, "sid": self.sid,
+                "at": self.at}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceEntry:
@@ -108,10 +109,11 @@ class BrokerSession:
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["identity"], data["auth_info"] = dict(self.identity), dict(self.auth_info)
-        data["upstream"] = self.upstream.to_dict() if self.upstream else None
-        return data
+        # Written on every sign-in: by hand, without asdict's deep copy of the identity.
+        return {"id": self.id, "secret": self.secret, "user_id": self.user_id, "identity": self.identity,
+                "idp": self.idp, "auth_info": self.auth_info, "auth_time": self.auth_time, "created": self.created,
+                "expires": self.expires, "idle_timeout": self.idle_timeout, "last_seen": self.last_seen,
+                "upstream": self.upstream.to_dict() if self.upstream else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BrokerSession:
@@ -121,6 +123,9 @@ class BrokerSession:
                    created=int(data["created"]), expires=int(data["expires"]),
                    idle_timeout=int(data["idle_timeout"]), last_seen=int(data["last_seen"]),
                    upstream=UpstreamSession.from_dict(upstream) if upstream else None)
+
+
+_UPSTREAM_FIELDS = dataclasses.fields(UpstreamSession)
 
 
 def new_secret() -> str:

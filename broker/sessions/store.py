@@ -7,11 +7,9 @@ Layout (every key has a TTL; ``<id>`` is the SHA-256 of the cookie token)::
     sso:<id>:svcs             the services that received something in it (a set of requesters)
     sso:<id>:svc:<requester>  what each of them received: its subject and its sid/SessionIndex
     sso:<id>:grants           the OIDC grants issued in it (refresh-token families), revoked at logout
-    sso:idx:svc:<h>           a service's (requester, sid) -> session id, for logout requests that
-                              name the session (id_token_hint's sid, a SAML SessionIndex)
-    sso:idx:up:<h>            the city IdP's (idp, SessionIndex or sid) -> session id, for logouts
-                              the city starts
-    user:sessions:<user_id>   the user's live session ids
+    sso:idx:up:<h>            the city IdP's (idp, SessionIndex, NameID or sid) -> session id, for
+                              logouts the city starts where the browser's cookie may not come along
+                              (an Entra front-channel iframe)
 
 Sessions are read by the login on every sign-in in the browser (single sign-on); the
 rest is read only at logout.  :meth:`SessionStore.end` takes the session atomically, so of
@@ -31,8 +29,6 @@ from broker.sessions.model import BrokerSession, ServiceEntry, UpstreamSession, 
 from broker.store import Store
 
 SESSION_KEY = "sso:"
-USER_SESSIONS_KEY = "user:sessions:"
-_INDEX_SERVICE = "sso:idx:svc:"
 _INDEX_UPSTREAM = "sso:idx:up:"
 
 
@@ -81,11 +77,9 @@ class SessionStore:
             idp=idp, auth_info=dict(auth_info), auth_time=now, created=now, expires=now + limits.max_lifetime,
             idle_timeout=limits.idle_timeout, last_seen=now, upstream=upstream)
         self.store.put(SESSION_KEY + session.id, session.to_dict(), session.remaining(now))
-        self.store.set_add(USER_SESSIONS_KEY + session.user_id, session.id, limits.max_lifetime)
-        if upstream is not None:
-            for value in (upstream.session_index, upstream.sid, upstream.name_id):
-                if value:
-                    self.store.put(_INDEX_UPSTREAM + _h(upstream.idp, value), session.id, limits.max_lifetime)
+        key = _upstream_key(upstream)
+        if key is not None:
+            self.store.put(_INDEX_UPSTREAM + key, session.id, limits.max_lifetime)
         return token, session
 
     def get(self, token: str | None) -> BrokerSession | None:
@@ -105,18 +99,18 @@ class SessionStore:
                        subject: str, sid: str | None = None) -> ServiceEntry:
         """``requester`` received something in ``session``: remember it (for logout) and mark the session used.
 
-        Written without reading (set member, entry, index): a batch around the release
-        sends it with the code in one round trip.
+        Written without reading (set member, entry): a batch around the release sends it with
+        the code in one round trip.  A session created in this same request is not written again.
         """
         now = int(self._clock())
         entry = ServiceEntry(requester=requester, protocol=protocol, subject=subject,
                              sid=sid or session.sid_for(requester, protocol), at=now)
-        used = dataclasses.replace(session, last_seen=now)
         ttl = max(1, session.expires - now)
-        self.store.put(SESSION_KEY + session.id, used.to_dict(), used.remaining(now))
+        if session.last_seen != now:
+            used = dataclasses.replace(session, last_seen=now)
+            self.store.put(SESSION_KEY + session.id, used.to_dict(), used.remaining(now))
         self.store.set_add(f"{SESSION_KEY}{session.id}:svcs", requester, ttl)
         self.store.put(f"{SESSION_KEY}{session.id}:svc:{requester}", entry.to_dict(), ttl)
-        self.store.put(_INDEX_SERVICE + _h(requester, entry.sid), session.id, ttl)
         return entry
 
     def add_grant(self, session_id: str, client_id: str, gid: str) -> bool:
@@ -131,10 +125,10 @@ class SessionStore:
 
     # -- the logout's side ---------------------------------------------------------------------------
 
-    def find_by_service(self, requester: str, sid: str) -> str | None:
-        """The session in which ``requester`` was given ``sid`` (its ID token's sid, its SessionIndex)."""
-        value = self.store.get(_INDEX_SERVICE + _h(requester, sid))
-        return value if isinstance(value, str) else None
+    def service(self, session_id: str, requester: str) -> ServiceEntry | None:
+        """What ``requester`` received in the session, if anything."""
+        data = self.store.get(f"{SESSION_KEY}{session_id}:svc:{requester}")
+        return ServiceEntry.from_dict(data) if data else None
 
     def find_by_upstream(self, idp: str, value: str) -> str | None:
         """The session the city IdP ``idp`` knows by ``value`` (its SessionIndex, NameID or sid)."""
@@ -159,15 +153,17 @@ class SessionStore:
         services = self.services(session_id)
         grants = tuple(sorted(self.store.set_members(f"{SESSION_KEY}{session_id}:grants")))
         keys = [f"{SESSION_KEY}{session_id}:svcs", f"{SESSION_KEY}{session_id}:grants",
-                *(f"{SESSION_KEY}{session_id}:svc:{s.requester}" for s in services),
-                *(_INDEX_SERVICE + _h(s.requester, s.sid) for s in services)]
-        if session.upstream is not None:
-            keys += [_INDEX_UPSTREAM + _h(session.upstream.idp, v) for v in
-                     (session.upstream.session_index, session.upstream.sid, session.upstream.name_id) if v]
-        with self.store.batch():
-            self.store.delete(*keys)
-            self.store.set_remove(USER_SESSIONS_KEY + session.user_id, session_id)
+                *(f"{SESSION_KEY}{session_id}:svc:{s.requester}" for s in services)]
+        key = _upstream_key(session.upstream)
+        if key is not None:
+            keys.append(_INDEX_UPSTREAM + key)
+        self.store.delete(*keys)
         return EndedSession(session=session, services=services, grants=grants)
 
-    def sessions_of(self, user_id: str) -> set[str]:
-        return self.store.set_members(USER_SESSIONS_KEY + user_id)
+
+def _upstream_key(upstream: UpstreamSession | None) -> str | None:
+    """The one index key of the city's session: its SessionIndex (else NameID) for SAML, its sid for OIDC."""
+    if upstream is None:
+        return None
+    value = upstream.sid if upstream.kind == "oidc" else (upstream.session_index or upstream.name_id)
+    return _h(upstream.idp, value) if value else None

@@ -92,13 +92,13 @@ def test_every_service_gets_its_own_sid_and_none_is_the_session_id(backing):
     assert other.sid_for("rp-a", "oidc") != sids["rp-a"], "and different in every session"
 
 
-def test_logout_finds_the_session_by_a_service_sid_or_the_city_session(backing):
+def test_logout_finds_what_a_service_got_and_the_session_by_the_city_session(backing):
     sessions = _sessions(backing)
     upstream = UpstreamSession(kind="saml", idp="espoo/koulu", name_id="nid", session_index="idx-1")
     _, session = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={}, upstream=upstream)
     entry = sessions.record_service(session, requester="rp-a", protocol="oidc", subject="sub-a")
-    assert sessions.find_by_service("rp-a", entry.sid) == session.id
-    assert sessions.find_by_service("rp-b", entry.sid) is None, "a sid means nothing for another service"
+    assert sessions.service(session.id, "rp-a") == entry
+    assert sessions.service(session.id, "rp-b") is None, "nothing for a service that got nothing"
     assert sessions.find_by_upstream("espoo/koulu", "idx-1") == session.id
     assert sessions.find_by_upstream("vantaa/entra", "idx-1") is None
 
@@ -125,6 +125,6 @@ def test_ending_is_atomic_and_takes_everything_with_it(backing):
     assert len(ended) == 1, "exactly one logout fans out"
     assert [s.requester for s in ended[0].services] == ["rp-a"] and ended[0].grants == ("gid-1",)
     assert sessions.get(token) is None
-    assert sessions.find_by_service("rp-a", entry.sid) is None
+    assert sessions.service(session.id, entry.requester) is None
     assert sessions.find_by_upstream("espoo/koulu", "up-sid") is None
     assert not sessions.add_grant(session.id, "rp-a", "gid-2"), "no grant after the end"
