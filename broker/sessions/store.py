@@ -89,7 +89,9 @@ class SessionStore:
         return self.by_id(session_id_of(token))
 
     def by_id(self, session_id: str) -> BrokerSession | None:
-        data = self.store.get(SESSION_KEY + session_id)
+        return self._live(self.store.get(SESSION_KEY + session_id))
+
+    def _live(self, data: Any) -> BrokerSession | None:
         if not data:
             return None
         session = BrokerSession.from_dict(data)
@@ -121,7 +123,8 @@ class SessionStore:
         either seen by the logout (and revoked) or refused here (and deleted by the caller).
         """
         self.store.set_add(f"{SESSION_KEY}{session_id}:grants", gid, self.limits.max_lifetime)
-        return self.by_id(session_id) is not None
+        # In the grant's batch (the GrantHook contract): the record and this read, one round trip.
+        return self._live(self.store.get_after_writes(SESSION_KEY + session_id)) is not None
 
     # -- the logout's side ---------------------------------------------------------------------------
 

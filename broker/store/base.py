@@ -112,6 +112,16 @@ class Store(abc.ABC):
         """The values under ``keys`` (``None`` where absent), in one round trip."""
         return [self.get(key) for key in keys]
 
+    def get_after_writes(self, key: str) -> Any | None:
+        """The value under ``key``, read after every write made so far in the open batch.
+
+        Inside a batch the queued writes and this read go together, in order, in one round
+        trip, and the batch goes on empty: for a step that must write before it reads (a
+        record that a racing reader must see) without paying a round trip for each.  Outside
+        a batch, and in stores that write at once, it is :meth:`get`.
+        """
+        return self.get(key)
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Send the writes made inside (``put``, ``delete``, ``set_add``, ``set_remove``) together.

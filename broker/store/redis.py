@@ -235,6 +235,15 @@ class RedisStore(Store):
         raw = self._run(("GET", self._k(key)))[0]
         return None if raw is None else json.loads(raw)
 
+    def get_after_writes(self, key: str) -> Any | None:
+        queued = getattr(self._batches, "commands", None)
+        if not queued:
+            return self.get(key)
+        commands = (*queued, ("GET", self._k(key)))
+        queued.clear()   # sent now, whatever the outcome: the batch's exit must not send them again
+        raw = self._run(*commands)[-1]
+        return None if raw is None else json.loads(raw)
+
     def get_many(self, *keys: str) -> list[Any | None]:
         if not keys:
             return []

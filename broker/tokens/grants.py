@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 #: ``audience(client, scopes) -> aud`` of an access token.
 Audience = Callable[["Client", tuple[str, ...]], list[str]]
 #: ``grant_hook(session, client_id, gid) -> bool``: may a grant of the broker session
-#: ``session`` be issued to ``client_id``?  False once the session has ended.
+#: ``session`` be issued to ``client_id``?  False once the session has ended.  Called inside
+#: the store batch that writes the grant: its writes join it, and a read that must follow them
+#: uses ``Store.get_after_writes`` (the same round trip).
 GrantHook = Callable[[str, str, str], bool]
 
 logger = logging.getLogger("broker.tokens.grants")
@@ -174,20 +176,25 @@ class Grants:
         grant = {"c": client.client_id, "sub": record["sub"], "s": record["s"], "cl": record["cl"],
                  "ro": record["ro"], "at": record["at"], "acr": record["acr"], "amr": record["amr"],
                  "sid": record["sid"], "ses": session, "exp": grant_exp}
-        with self.store.batch():  # the grant and its refresh token: one round trip
+        allowed, failure = True, None
+        # The grant, its refresh token and the hook's record and check: one round trip (the
+        # hook's writes join the batch; its read goes after them, Store.get_after_writes).
+        with self.store.batch():
             self.store.put(f"tok:grant:{gid}", grant, grant_exp - int(now))
             tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
                                   nonce=record["n"], refresh=refresh)
-        if session is not None and self.grant_hook is not None:
-            try:
-                allowed = self.grant_hook(session, client.client_id, gid)
-            except BaseException:
-                self._unwrite(gid, tokens, client.client_id)
-                raise
-            if not allowed:
-                self._unwrite(gid, tokens, client.client_id)
-                logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
-                raise invalid_grant("the sign-in session has ended")
+            if session is not None and self.grant_hook is not None:
+                try:
+                    allowed = self.grant_hook(session, client.client_id, gid)
+                except BaseException as exc:  # taken back below, once the batch is closed
+                    failure = exc
+        if failure is not None:
+            self._unwrite(gid, tokens, client.client_id)
+            raise failure
+        if not allowed:
+            self._unwrite(gid, tokens, client.client_id)
+            logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
+            raise invalid_grant("the sign-in session has ended")
         return tokens
 
     def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str) -> None:

@@ -65,3 +65,23 @@ def test_batched_writes_land_together_or_not_at_all(store):
         raise RuntimeError("abandon")
     if store.shared:
         assert store.get("b3") is None, "a batch that raised writes nothing"
+
+
+def test_a_read_after_the_batchs_writes_sees_them_in_the_same_round_trip(store):
+    """``get_after_writes``: the writes queued so far, then the read, in order; the batch goes on."""
+    sent: list[int] = []
+    if store.shared:
+        run = store._run
+        store._run = lambda *commands: sent.append(len(commands)) or run(*commands)
+    store.put("w0", "before", 60)
+    with store.batch():
+        store.put("w1", {"n": 1}, 60)
+        store.set_add("ws", "m", 60)
+        assert store.get_after_writes("w1") == {"n": 1}, "the queued write is read back"
+        assert store.get_after_writes("missing") is None
+        store.put("w2", 2, 60)
+    assert store.get_many("w1", "w2") == [{"n": 1}, 2] and store.set_members("ws") == {"m"}
+    assert store.get_after_writes("w0") == "before", "outside a batch it is get"
+    if store.shared:
+        # put w0; [SET w1, SADD, EXPIRE, GET w1]; [GET missing]; [SET w2]; MGET; SMEMBERS; GET w0
+        assert sent == [1, 4, 1, 1, 1, 1, 1]
