@@ -186,7 +186,7 @@ class Grants:
             if session is not None and self.grant_hook is not None:
                 try:
                     allowed = self.grant_hook(session, client.client_id, gid)
-                except BaseException as exc:  # taken back below, once the batch is closed
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, once the grant is taken back
                     failure = exc
         if failure is not None:
             self._unwrite(gid, tokens, client.client_id)
