@@ -54,7 +54,8 @@ from broker.saml.metadata import MetadataUnavailable, pinned_metadata
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
 from broker.sessions import Limits, SessionStore
-from broker.sessions.logout import Initiator, Logout
+from broker.sessions.logout import Logout
+from broker.sessions.logout_flow import Initiator
 from broker.settings import ROOT, Settings
 from broker.store import Store
 

@@ -179,11 +179,9 @@ class SamlBackend(BackendModule):
 
     def handle_logout_message(self, context: LoginContext, binding: str) -> Response:
         """A city IdP's LogoutResponse (to ours), or its own LogoutRequest (the city starts a logout)."""
-        received = self.slo.receive(binding=binding, raw_query=context.raw_query, form=context.request or {})
-        if received.response is not None:
-            return self.logout.answered(context, relay_state=received.relay_state,
-                                        in_response_to=received.response.in_response_to,
-                                        success=received.response.success, from_upstream=True)
+        received, answered = self.logout.receive_saml(context, self.slo, binding, from_upstream=True)
+        if answered is not None:
+            return answered
         request = received.request
         idp = self.by_entity.get(received.peer)
         if request is None or idp is None:

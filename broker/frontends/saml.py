@@ -264,11 +264,9 @@ class SamlIdpFrontend(FrontendModule):
 
     def handle_logout_message(self, context: LoginContext, binding: str) -> Response:
         """A service provider's LogoutRequest (it starts a logout) or LogoutResponse (to ours)."""
-        received = self.slo.receive(binding=binding, raw_query=context.raw_query, form=context.request or {})
-        if received.response is not None:
-            return self.logout.answered(context, relay_state=received.relay_state,
-                                        in_response_to=received.response.in_response_to,
-                                        success=received.response.success, from_upstream=False)
+        received, answered = self.logout.receive_saml(context, self.slo, binding, from_upstream=False)
+        if answered is not None:
+            return answered
         request = received.request
         assert request is not None
         session_id = self.logout.session_for_service(context, received.peer, request.session_indexes,

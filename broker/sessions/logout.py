@@ -40,21 +40,24 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from html import escape
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from satosa.response import Redirect, Response
 
 from broker import logs
-from broker.errors import BrokerError, page
+from broker.errors import page
 from broker.i18n import negotiate, text
 from broker.login.context import LoginContext
 from broker.login.cookies import Cookies
 from broker.login.router import Router
 from broker.login.seal import FlowSeal, SealError
-from broker.sessions.model import UpstreamSession
+from broker.sessions.logout_flow import Initiator, Kind, LogoutFlow, LogoutRefused, PendingSp
 from broker.sessions.store import EndedSession, SessionStore
 from broker.web import csp
+
+if TYPE_CHECKING:
+    from broker.saml.slo import Received, SingleLogout
 
 logger = logging.getLogger("broker.logout")
 
@@ -62,70 +65,6 @@ LOGOUT_COOKIE = "digione_logout"
 PAGE = "logout"
 #: Seconds the person waits at most for the back-channel deliveries (the rest are retried in the background).
 BACKCHANNEL_DEADLINE = 3.0
-
-Kind = Literal["oidc", "saml", "broker", "upstream"]
-
-
-class LogoutRefused(BrokerError):
-    code = "invalid_request"
-    message_key = "error.invalid_request"
-
-
-@dataclasses.dataclass(frozen=True)
-class Initiator:
-    """Who asked for the logout, and how they get their answer."""
-
-    kind: Kind
-    requester: str | None = None        # OIDC client_id, SAML SP entity id, or the city IdP's key
-    return_to: str | None = None        # OIDC: the registered post_logout_redirect_uri
-    state: str | None = None            # OIDC: state to return
-    request_id: str | None = None       # SAML: the LogoutRequest to answer (InResponseTo)
-    relay_state: str | None = None      # SAML: RelayState to return
-
-
-@dataclasses.dataclass(frozen=True)
-class PendingSp:
-    sp: str
-    name_id: str
-    session_index: str
-
-
-@dataclasses.dataclass(frozen=True)
-class LogoutFlow:
-    """A logout in progress: what is still to be done, what was done."""
-
-    id: str
-    created: int
-    initiator: Initiator
-    lang: str | None = None
-    saml_sps: tuple[PendingSp, ...] = ()        # SAML SPs still to be visited, in order
-    upstream: UpstreamSession | None = None      # the city IdP, still to be told
-    waiting: str | None = None                   # the request id of the LogoutRequest we wait an answer to
-    waiting_for: str | None = None               # "sp:<entity id>" or "upstream"
-    signed_out: tuple[str, ...] = ()             # names of the services signed out (for the page)
-    failed: tuple[str, ...] = ()                 # names of the services that did not confirm
-    frontchannel: tuple[str, ...] = ()           # iframe URLs (Front-Channel Logout 1.0)
-    upstream_left: str | None = None             # the city service that could not be signed out
-    upstream_idp: str | None = None              # the city IdP a LogoutRequest went to (for the page)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["upstream"] = self.upstream.to_dict() if self.upstream else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LogoutFlow:
-        try:
-            return cls(id=str(data["id"]), created=int(data["created"]), initiator=Initiator(**data["initiator"]),
-                       lang=data.get("lang"), saml_sps=tuple(PendingSp(**s) for s in data.get("saml_sps") or ()),
-                       upstream=UpstreamSession.from_dict(data["upstream"]) if data.get("upstream") else None,
-                       waiting=data.get("waiting"), waiting_for=data.get("waiting_for"),
-                       signed_out=tuple(data.get("signed_out") or ()), failed=tuple(data.get("failed") or ()),
-                       frontchannel=tuple(data.get("frontchannel") or ()), upstream_left=data.get("upstream_left"),
-                       upstream_idp=data.get("upstream_idp"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SealError(f"not a logout flow: {exc.__class__.__name__}") from None
-
 
 class Logout:
     """The logout steps, with the parts of the broker they reach.
@@ -390,6 +329,20 @@ class Logout:
                                                                    upstream_idp=upstream.idp), url)
             flow = dataclasses.replace(flow, upstream_left=self._idp_name(upstream.idp, flow.lang))
         return self.finish(context, flow)
+
+    def receive_saml(self, context: LoginContext, slo: SingleLogout, binding: str, *,
+                     from_upstream: bool) -> tuple[Received, Response | None]:
+        """A SAML logout message at one of our SLO endpoints, its signature checked (``slo.receive``).
+
+        A LogoutResponse is answered here: the logout it belongs to goes on (the response).  A
+        LogoutRequest comes back with no response, for its endpoint to start a logout.
+        """
+        received = slo.receive(binding=binding, raw_query=context.raw_query, form=context.request or {})
+        if received.response is None:
+            return received, None
+        return received, self.answered(context, relay_state=received.relay_state,
+                                       in_response_to=received.response.in_response_to,
+                                       success=received.response.success, from_upstream=from_upstream)
 
     def answered(self, context: LoginContext, *, relay_state: str | None, in_response_to: str | None,
                  success: bool, from_upstream: bool) -> Response:

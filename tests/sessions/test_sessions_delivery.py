@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -11,15 +10,12 @@ import urllib.parse
 import uuid
 
 import pytest
-import redis
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from broker.sessions.delivery import JOB_KEY, QUEUE_KEY, BackchannelDelivery, Delivery
 from broker.store import MemoryStore, StoreError, StoreOutcomeUnknown
-from broker.store.redis import RedisStore
 
-REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FAST = (0.5, 0.5)   # connect and read timeouts for endpoints that answer at once
 
 
@@ -69,47 +65,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _redis_store(prefix: str) -> RedisStore:
-    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
-    try:
-        store.client.ping()
-    except redis.RedisError as exc:
-        store.close()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__})")
-    return store
-
-
-@pytest.fixture(params=["memory", "redis"])
-def kind(request):
-    return request.param
-
-
-@pytest.fixture
-def make_store(kind):
-    """``make_store()``: the store; on Redis every call is another client on the same keys (another instance)."""
-    prefix = f"test:sessions:{uuid.uuid4().hex}:"
-    stores: list = []
-    memory = MemoryStore()
-
-    def make():
-        store = memory if kind == "memory" else _redis_store(prefix)
-        stores.append(store)
-        return store
-
-    yield make
-    if kind == "redis" and stores:
-        keys = list(stores[0].client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            stores[0].client.delete(*keys)
-        for store in stores:
-            store.close()
-
-
-@pytest.fixture
-def store(make_store):
-    return make_store()
 
 
 @pytest.fixture

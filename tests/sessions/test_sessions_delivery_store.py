@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 
 import pytest
-import redis
 
 from broker.store import MemoryStore, StoreOutcomeUnknown
-from broker.store.redis import RedisStore
-
-REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _redis_store(prefix: str) -> RedisStore:
-    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
-    try:
-        store.client.ping()
-    except redis.RedisError as exc:
-        store.close()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__})")
-    return store
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    prefix = f"test:sessions:{uuid.uuid4().hex}:"
-    store = _redis_store(prefix)
-    yield store
-    keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        store.client.delete(*keys)
-    store.close()
 
 
 def test_claim_takes_due_members_lowest_first_and_rescores_them(store):
@@ -106,33 +76,26 @@ def test_sorted_set_expires_with_its_ttl():
     assert store.zset_claim("q", max_score=5.0, count=1, new_score=9.0) == []
 
 
-def test_redis_set_has_a_ttl_and_a_claim_is_never_sent_twice():
-    prefix = f"test:sessions:{uuid.uuid4().hex}:"
-    store = _redis_store(prefix)
-    try:
-        store.zset_add("q", "a", 1.0, 60)
-        assert 0 < store.client.ttl(prefix + "q") <= 60
-        assert store.client.zscore(prefix + "q", "a") == 1.0
-        with store.batch():   # deferred with the batch, like the other writes
-            store.zset_add("q", "b", 2.0, 60)
-            store.zset_remove("q", "a")
-            assert store.client.zscore(prefix + "q", "b") is None
-        assert store.client.zrange(prefix + "q", 0, -1, withscores=True) == [(b"b", 2.0)]
+def test_redis_set_has_a_ttl_and_a_claim_is_never_sent_twice(redis_store):
+    store = redis_store
+    store.zset_add("q", "a", 1.0, 60)
+    assert 0 < store.client.ttl(store._k("q")) <= 60
+    assert store.client.zscore(store._k("q"), "a") == 1.0
+    with store.batch():   # deferred with the batch, like the other writes
+        store.zset_add("q", "b", 2.0, 60)
+        store.zset_remove("q", "a")
+        assert store.client.zscore(store._k("q"), "b") is None
+    assert store.client.zrange(store._k("q"), 0, -1, withscores=True) == [(b"b", 2.0)]
 
-        sent: list[bool] = []
+    sent: list[bool] = []
 
-        def lost(connection, payload, commands, resendable):
-            sent.append(resendable)
-            raise StoreOutcomeUnknown("reply lost")
+    def lost(connection, payload, commands, resendable):
+        sent.append(resendable)
+        raise StoreOutcomeUnknown("reply lost")
 
-        store._exchange = lost   # type: ignore[method-assign]
-        with pytest.raises(StoreOutcomeUnknown):
-            store.zset_claim("q", max_score=5.0, count=1, new_score=9.0)
-        with pytest.raises(StoreOutcomeUnknown):
-            store.zset_add("q", "c", 3.0, 60)
-        assert sent == [False, False]
-    finally:
-        keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            store.client.delete(*keys)
-        store.close()
+    store._exchange = lost   # type: ignore[method-assign]
+    with pytest.raises(StoreOutcomeUnknown):
+        store.zset_claim("q", max_score=5.0, count=1, new_score=9.0)
+    with pytest.raises(StoreOutcomeUnknown):
+        store.zset_add("q", "c", 3.0, 60)
+    assert sent == [False, False]

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-
-import pytest
 
 from broker.sessions import Limits, SessionStore, UpstreamSession
-from broker.store import MemoryStore
-from broker.store.redis import RedisStore
 
-REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IDENTITY = {"user_id": "u" * 64, "tenant": "espoo", "idp": "koulu", "given_name": "Aino"}
 
 
@@ -24,31 +17,15 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backing(request):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    prefix = f"test-sessions:{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
-    if not store.ping():
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    yield store
-    keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        store.client.delete(*keys)
-    store.close()
-
-
-def _sessions(backing, clock=None, **kw) -> SessionStore:
-    return SessionStore(backing, limits=Limits(max_lifetime=8 * 3600, idle_timeout=3600), clock=clock or Clock(),
+def _sessions(store, clock=None, **kw) -> SessionStore:
+    return SessionStore(store, limits=Limits(max_lifetime=8 * 3600, idle_timeout=3600), clock=clock or Clock(),
                         **kw)
 
 
-def test_idle_timeout_and_maximum_lifetime(backing):
+def test_idle_timeout_and_maximum_lifetime(store):
     """A session unused for its idle timeout is gone; use extends it, never beyond the maximum lifetime."""
     clock = Clock()
-    sessions = _sessions(backing, clock)
+    sessions = _sessions(store, clock)
     token, session = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={})
     assert sessions.get(token) == session
     clock.now += 3599
@@ -72,17 +49,17 @@ def test_idle_timeout_and_maximum_lifetime(backing):
     assert sessions.get(token) is None, "the maximum lifetime ends it whatever the use"
 
 
-def test_a_city_sets_its_own_limits(backing):
+def test_a_city_sets_its_own_limits(store):
     clock = Clock()
-    sessions = _sessions(backing, clock, per_tenant={"espoo": Limits(max_lifetime=1800, idle_timeout=600)})
+    sessions = _sessions(store, clock, per_tenant={"espoo": Limits(max_lifetime=1800, idle_timeout=600)})
     espoo, _ = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={})
     vantaa, _ = sessions.create(identity=IDENTITY, idp="vantaa/entra", auth_info={})
     clock.now += 601
     assert sessions.get(espoo) is None and sessions.get(vantaa) is not None
 
 
-def test_every_service_gets_its_own_sid_and_none_is_the_session_id(backing):
-    sessions = _sessions(backing)
+def test_every_service_gets_its_own_sid_and_none_is_the_session_id(store):
+    sessions = _sessions(store)
     _, session = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={})
     sids = {r: session.sid_for(r, "oidc") for r in ("rp-a", "rp-b", "rp-c")}
     assert len(set(sids.values())) == 3 and session.id not in sids.values()
@@ -92,8 +69,8 @@ def test_every_service_gets_its_own_sid_and_none_is_the_session_id(backing):
     assert other.sid_for("rp-a", "oidc") != sids["rp-a"], "and different in every session"
 
 
-def test_logout_finds_what_a_service_got_and_the_session_by_the_city_session(backing):
-    sessions = _sessions(backing)
+def test_logout_finds_what_a_service_got_and_the_session_by_the_city_session(store):
+    sessions = _sessions(store)
     upstream = UpstreamSession(kind="saml", idp="espoo/koulu", name_id="nid", session_index="idx-1")
     _, session = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={}, upstream=upstream)
     entry = sessions.record_service(session, requester="rp-a", protocol="oidc", subject="sub-a")
@@ -103,8 +80,8 @@ def test_logout_finds_what_a_service_got_and_the_session_by_the_city_session(bac
     assert sessions.find_by_upstream("vantaa/entra", "idx-1") is None
 
 
-def test_ending_is_atomic_and_takes_everything_with_it(backing):
-    sessions = _sessions(backing)
+def test_ending_is_atomic_and_takes_everything_with_it(store):
+    sessions = _sessions(store)
     token, session = sessions.create(identity=IDENTITY, idp="espoo/koulu", auth_info={},
                                      upstream=UpstreamSession(kind="oidc", idp="espoo/koulu", sid="up-sid"))
     entry = sessions.record_service(session, requester="rp-a", protocol="oidc", subject="sub-a")

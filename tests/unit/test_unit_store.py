@@ -2,29 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
 from broker.store import MemoryStore
-from broker.store.redis import RedisStore
-
-REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    prefix = f"test:{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
-    yield store
-    keys = list(store.client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        store.client.delete(*keys)
-    store.close()
 
 
 def test_store_semantics(store):
