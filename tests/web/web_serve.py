@@ -75,6 +75,10 @@ class Broker:
                 self.process.wait(timeout=5)
 
 
+#: The line each uWSGI worker writes once its application is loaded.
+_UWSGI_READY = "WSGI app 0 (mountpoint='') ready"
+
+
 def start_broker(root: Path, *, workers: int = 2, server: str = "uwsgi", access_log: bool = True,
                  extra_env: dict | None = None, timeout: float = 40.0) -> Broker:
     """``broker serve`` with the demo's environment (no demo IdPs needed) on a free port, on Redis."""
@@ -98,9 +102,12 @@ def start_broker(root: Path, *, workers: int = 2, server: str = "uwsgi", access_
         if process.poll() is not None:
             raise AssertionError(f"broker serve exited:\n{broker.log_text()[-3000:]}")
         try:
-            # every worker answers: each builds its own application after the fork
+            # every worker answers: each builds its own application after the fork.  The
+            # requests may all reach one worker, so under uWSGI every worker must also have
+            # said it is ready (its line would otherwise land in a test's part of the log).
             if requests.get(f"{broker.url}/healthz", timeout=1).status_code == 200 and \
-                    all(requests.get(f"{broker.url}/healthz", timeout=2).ok for _ in range(workers * 3)):
+                    all(requests.get(f"{broker.url}/healthz", timeout=2).ok for _ in range(workers * 3)) and \
+                    (server != "uwsgi" or broker.log_text().count(_UWSGI_READY) >= workers):
                 return broker
         except requests.RequestException:
             pass
