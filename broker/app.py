@@ -45,6 +45,11 @@ class BrokerApp:
             self.delivery.start()
         self.proxy = assemble(settings, registry, store, keyring=keyring, http=http, delivery=self.delivery)
         self._guarded = protect_broker(self._dispatch, settings)
+        from broker.saml.metadata_refresh import MetadataRefreshThread
+
+        # IdP metadata by URL kept current in the background; a changed document rebuilds the proxy.
+        self.metadata_refresh = MetadataRefreshThread.for_app(self)
+        self.metadata_refresh.start()
 
     def rebuild(self) -> None:
         """Reload tenants and relying parties and swap in a new proxy (all or nothing)."""
@@ -61,6 +66,7 @@ class BrokerApp:
 
     def close(self) -> None:
         """Stop the background retries (waiting for deliveries in flight) and release the store."""
+        self.metadata_refresh.stop()
         self.delivery.close()
         self.store.close()
 
