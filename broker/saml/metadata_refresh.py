@@ -394,11 +394,13 @@ class MetadataRefresher:
                 state = self._seen.get(source)
                 if state is None:
                     state = self._baseline(source, record, now)
+                fetched = None
                 if record is None or record["at"] <= now:
-                    record = self._refresh(source, record, state, now)
+                    record, fetched = self._refresh(source, record, state, now)
                 digest = record.get("digest") if record else None
                 if digest != state.schedule_digest:
-                    document = self._stored(source, now)
+                    document = fetched if fetched is not None and fetched.digest == digest else \
+                        self._stored(source, now)
                     new = document.digest if document else None
                     if new != state.digest:
                         changed = True
@@ -443,13 +445,14 @@ class MetadataRefresher:
         return _Seen(digest, document.digest if document else None, document.valid_until if document else None)
 
     def _refresh(self, source: PinnedSource, record: dict[str, Any] | None, state: _Seen,
-                 now: float) -> dict[str, Any] | None:
-        """Fetch ``source`` if this instance wins the claim; the schedule record after it."""
+                 now: float) -> tuple[dict[str, Any] | None, PinnedDocument | None]:
+        """Fetch ``source`` if this instance wins the claim: the schedule record after it, and the
+        document fetched and stored (``None`` if none was)."""
         try:
             if not self.store.add(source.claim_key, self._claim, max(int(self.policy.lease), 1)):
-                return record               # another instance is fetching it
+                return record, None         # another instance is fetching it
         except StoreError:
-            return record
+            return record, None
         try:
             document = _fetch_and_check(source, self.http, self.policy, now)
         except MetadataRejected as exc:
@@ -458,16 +461,16 @@ class MetadataRefresher:
             if _save(self.store, source, None, failed, now):
                 self._release(source)
             _log_failure(source, exc, failed, now, serving=state.digest is not None, valid_until=state.valid_until)
-            return failed
+            return failed, None
         fresh = _success_record(document, now, self.policy)
         if not _save(self.store, source, document, fresh, now):
-            return record
+            return record, None
         self._release(source)
         logger.info("metadata refreshed idp=%s url=%s changed=%s next_in=%ds", source.idp, display_url(source.url),
                     document.digest != (record or {}).get("digest"), int(fresh["at"] - now),
                     extra={"event": "metadata_refresh", "outcome": "success", "idp": source.idp})
         _log_expiry(source, document, self.store, now)
-        return fresh
+        return fresh, document
 
 
     def _release(self, source: PinnedSource) -> None:
