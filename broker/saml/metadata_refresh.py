@@ -390,34 +390,45 @@ class MetadataRefresher:
             changed = False
             seen: dict[PinnedSource, _Seen] = {}
             for source, value in zip(sources, records, strict=True):
-                record = _record(value)
-                state = self._seen.get(source)
-                if state is None:
-                    state = self._baseline(source, record, now)
-                fetched = None
-                if record is None or record["at"] <= now:
-                    record, fetched = self._refresh(source, record, state, now)
-                digest = record.get("digest") if record else None
-                if digest != state.schedule_digest:
-                    document = fetched if fetched is not None and fetched.digest == digest else \
-                        self._stored(source, now)
-                    new = document.digest if document else None
-                    if new != state.digest:
-                        changed = True
-                        logger.info("metadata changed idp=%s url=%s", source.idp, display_url(source.url),
-                                    extra={"event": "metadata_refresh", "outcome": "changed", "idp": source.idp})
-                    state = _Seen(digest, new, document.valid_until if document else None)
-                if state.digest is not None and state.valid_until is not None and state.valid_until <= now:
-                    logger.warning("metadata expired (validUntil) and no valid copy replaced it: the IdP is "
-                                   "unavailable idp=%s url=%s", source.idp, display_url(source.url),
-                                   extra={"event": "metadata_refresh", "outcome": "expired", "idp": source.idp})
-                    state = _Seen(state.schedule_digest, None, None)
-                    changed = True
-                seen[source] = state
-                self._records[source] = record
+                try:
+                    seen[source], changed_now = self._tick(source, _record(value), now)
+                except Exception:  # noqa: BLE001 - one city's document must not hold up the others
+                    logger.exception("metadata refresh failed idp=%s", source.idp)
+                    if source in self._seen:
+                        seen[source] = self._seen[source]
+                    continue
+                changed = changed or changed_now
             self._seen = seen
             self._records = {s: r for s, r in self._records.items() if s in seen}
             return changed
+
+    def _tick(self, source: PinnedSource, record: dict[str, Any] | None, now: float) -> tuple[_Seen, bool]:
+        """One source at one tick: what is in use after it, and whether that changed."""
+        changed = False
+        state = self._seen.get(source)
+        if state is None:
+            state = self._baseline(source, record, now)
+        fetched = None
+        if record is None or record["at"] <= now:
+            record, fetched = self._refresh(source, record, state, now)
+        digest = record.get("digest") if record else None
+        if digest != state.schedule_digest:
+            document = fetched if fetched is not None and fetched.digest == digest else \
+                self._stored(source, now)
+            new = document.digest if document else None
+            if new != state.digest:
+                changed = True
+                logger.info("metadata changed idp=%s url=%s", source.idp, display_url(source.url),
+                            extra={"event": "metadata_refresh", "outcome": "changed", "idp": source.idp})
+            state = _Seen(digest, new, document.valid_until if document else None)
+        if state.digest is not None and state.valid_until is not None and state.valid_until <= now:
+            logger.warning("metadata expired (validUntil) and no valid copy replaced it: the IdP is "
+                           "unavailable idp=%s url=%s", source.idp, display_url(source.url),
+                           extra={"event": "metadata_refresh", "outcome": "expired", "idp": source.idp})
+            state = _Seen(state.schedule_digest, None, None)
+            changed = True
+        self._records[source] = record
+        return state, changed
 
     def status(self) -> list[SourceStatus]:
         """What was known of each document at the last tick."""

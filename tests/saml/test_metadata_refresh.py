@@ -366,3 +366,40 @@ def test_the_thread_starts_and_stops(keys, host, store):
     thread.stop()
     assert host.hits == 1, "fetched once (no copy yet), then not due"
     assert etree.fromstring(store.get(source.copy_key).encode()).get("entityID") == ENTITY
+
+
+def test_one_citys_unexpected_failure_does_not_hold_up_the_others(keys, store, monkeypatch, caplog):
+    import broker.saml.metadata_refresh as refresh
+
+    hosts = [MetadataHost(signed_metadata(keys["old"])), MetadataHost(signed_metadata(keys["old"]))]
+    try:
+        sources = [PinnedSource(idp=f"city{i}/koulu", url=host.url, pins=(keys["old"].pin,), entity_id=ENTITY)
+                   for i, host in enumerate(hosts)]
+        real = refresh._fetch_and_check
+
+        def fetch(source, *args):
+            if source is sources[0]:
+                raise RuntimeError("a bug")
+            return real(source, *args)
+
+        monkeypatch.setattr(refresh, "_fetch_and_check", fetch)
+        refresher = MetadataRefresher(sources, store, http=requests.Session())
+        assert refresher.refresh_due(time.time()) is True, "the second city's document, fetched"
+        assert [h.hits for h in hosts] == [0, 1]
+        assert any("metadata refresh failed idp=city0/koulu" in r.getMessage() for r in caplog.records)
+        assert refresh.last_good_copies([_Tenant(sources)], store) == {"city0/koulu": None,
+                                                                       "city1/koulu": hosts[1].body.decode()}
+    finally:
+        for host in hosts:
+            host.close()
+
+
+class _Tenant:
+    """Just what pinned_sources reads of a tenant."""
+
+    def __init__(self, sources):
+        from types import SimpleNamespace
+
+        self.identity_providers = [
+            SimpleNamespace(type="saml", key=s.idp, entity_id=s.entity_id,
+                            metadata=SimpleNamespace(url=s.url, signing_cert_sha256=s.pins)) for s in sources]
