@@ -48,8 +48,18 @@ from broker.login.router import Router
 from broker.login.seal import FlowSeal
 from broker.login.steps import Login
 from broker.pki import ensure_keypair
-from broker.registry.relying_parties import RelyingParties
-from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
+from broker.registry.documents import of_kind, tenant_documents
+from broker.registry.relying_parties import RelyingParties, read_registration_files
+from broker.registry.tenants import (
+    IdentityProvider,
+    Tenant,
+    Tenants,
+    crypto_warnings,
+    display_path,
+    read_tenant_files,
+    tenants_from_documents,
+)
+from broker.registry.versions import Documents
 from broker.saml.metadata import MetadataUnavailable, pinned_metadata
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
@@ -81,11 +91,30 @@ def tenant_scope(tenant: Tenant) -> mapping.TenantScope:
 
 
 def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Registry:
-    """Load and validate tenants, their mapping rules and the relying parties.
+    """Load and validate the file form of the registry: ``tenants/*.yaml`` and the registry directory.
 
-    Raises :class:`~broker.registry.tenants.TenantError` (every problem, with file
-    and field) or :class:`~broker.registry.relying_parties.RegistrationError`.
+    What ``broker check`` checks and ``broker registry import`` imports.  Raises
+    :class:`~broker.registry.tenants.TenantError` (every problem, with file and field)
+    or :class:`~broker.registry.relying_parties.RegistrationError`.
     """
+    tenant_files = read_tenant_files(settings.tenants_dir, root=ROOT)
+    clients, sps = read_registration_files(settings.registry_dir)
+    return build_registry(settings, tenant_files, clients=clients, sps=sps, environ=environ)
+
+
+def registry_of(settings: Settings, documents: Documents, *, environ: Mapping[str, str] | None = None) -> Registry:
+    """Validate a registry version's documents into a :class:`Registry`; raises as :func:`load_registry`."""
+    # A tenant is named as its file would be (what export writes, what import read): one message, both forms.
+    sources = {key: display_path(settings.tenants_dir / f"{key}.yaml", ROOT) for (kind, key) in documents
+               if kind == "tenant"}
+    return build_registry(settings, tenant_documents(documents, sources), clients=of_kind(documents, "client"),
+                          sps=of_kind(documents, "sp"), environ=environ)
+
+
+def build_registry(settings: Settings, tenant_docs: Mapping[str, tuple[str, Any]], *,
+                   clients: Mapping[str, Any], sps: Mapping[str, Any],
+                   environ: Mapping[str, str] | None = None) -> Registry:
+    """The one validation of a whole registry, whatever form it comes in (all or nothing)."""
     rulesets: dict[str, Any] = {}
 
     def check_mapping(tenant: Tenant, idp: IdentityProvider) -> str | None:
@@ -97,10 +126,11 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
                    f"expected {exc.expected}"
         return None
 
-    tenants = load_tenants(settings.tenants_dir, metadata_dir=settings.metadata_dir, root=ROOT,
-                           environ=settings.environ if environ is None else environ, check_mapping=check_mapping,
-                           allowed_env=settings.tenant_env, secrets_dir=settings.secrets_dir)
-    parties = RelyingParties.load(settings.registry_dir)
+    tenants = tenants_from_documents(tenant_docs, metadata_dir=settings.metadata_dir, root=ROOT,
+                                     environ=settings.environ if environ is None else environ,
+                                     check_mapping=check_mapping, allowed_env=settings.tenant_env,
+                                     secrets_dir=settings.secrets_dir)
+    parties = RelyingParties.from_documents(clients, sps)
     return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
 
 

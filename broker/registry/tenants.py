@@ -39,7 +39,7 @@ from broker.registry.environment import (
     secret_file_owner,
     secret_variable_owner,
 )
-from broker.registry.metadata import MetadataError, load_idp_metadata
+from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
 from broker.registry.paths import contained
 
 LANGS = ("fi", "sv", "en")
@@ -231,42 +231,84 @@ class _Checker:
         return {lang: value[lang].strip() for lang in LANGS}
 
 
-def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
-                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
-    """Load and validate every ``*.yaml`` in ``directory``.
+def read_tenant_files(directory: Path, *, root: Path | None = None) -> dict[str, tuple[str, Any]]:
+    """Parse every ``*.yaml`` in ``directory``: ``{tenant id: (source, content)}``.
 
-    ``environ`` is what tenant files may read: a
-    :class:`~broker.registry.environment.TenantEnvironment` (``Settings.environ``
-    is one: it carries the allow-list and the secrets directory of the settings), or
-    a plain mapping (default ``os.environ``) from which one is made, with
-    ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
-    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
-    Relative secret file paths are taken from ``root`` (default: the parent of
-    ``directory``).
-
-    ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
-    section (the registry does not compile rules itself).  Raises
-    :class:`TenantError` with every problem of every file.
+    A tenant's id is its file's name.  Content that is not valid YAML is a
+    :class:`TenantProblem` (reported by :func:`tenants_from_documents` with the others).
     """
     root = Path(root or Path(directory).parent)
-    try:
-        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
-    except ValueError as exc:
-        raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
     directory = Path(directory)
-    problems: list[str] = []
-    tenants: dict[str, Tenant] = {}
     if not directory.is_dir():
         raise TenantError([f"{directory}: expected a directory of tenant files"])
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise TenantError([f"{directory}: expected at least one tenant file (*.yaml)"])
-    tenant_ids = frozenset(path.stem for path in files)   # a tenant's id is its file's name
+    documents: dict[str, tuple[str, Any]] = {}
     for path in files:
-        checker = _Checker(_display(path, root), tenant_environ, root=root, tenant_ids=tenant_ids)
-        tenant = _load_one(path, checker, metadata_dir=Path(metadata_dir))
+        try:
+            content: Any = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            content = TenantProblem(f"line {mark.line + 1}" if mark else "file",
+                                    f"valid YAML ({getattr(exc, 'problem', exc)})")
+        documents[path.stem] = (display_path(path, root), content)
+    return documents
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantProblem:
+    """A tenant document that could not even be parsed: where, and what was expected."""
+
+    where: str
+    expected: str
+
+
+def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
+                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
+    """Load and validate every ``*.yaml`` in ``directory`` (:func:`tenants_from_documents`)."""
+    root = Path(root or Path(directory).parent)
+    return tenants_from_documents(read_tenant_files(directory, root=root), metadata_dir=metadata_dir, root=root,
+                                  environ=environ, check_mapping=check_mapping, allowed_env=allowed_env,
+                                  secrets_dir=secrets_dir)
+
+
+def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata_dir: Path, root: Path,
+                           environ: Mapping[str, str] | None = None,
+                           check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
+                           allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
+    """Validate tenant documents ``{tenant id: (source, content)}`` completely.
+
+    The one validation of tenants, whatever they come from: files (``broker check``,
+    ``broker registry import``) or a registry version in the database (start-up,
+    every activation).
+
+    ``environ`` is what tenant documents may read: a
+    :class:`~broker.registry.environment.TenantEnvironment` (``Settings.environ``
+    is one: it carries the allow-list and the secrets directory of the settings), or
+    a plain mapping (default ``os.environ``) from which one is made, with
+    ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
+    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
+    Relative secret file paths are taken from ``root``.
+
+    ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
+    section (the registry does not compile rules itself).  Raises
+    :class:`TenantError` with every problem of every document.
+    """
+    try:
+        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
+    except ValueError as exc:
+        raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
+    if not documents:
+        raise TenantError(["tenants: expected at least one tenant"])
+    problems: list[str] = []
+    tenants: dict[str, Tenant] = {}
+    tenant_ids = frozenset(documents)
+    for name, (source, content) in sorted(documents.items()):
+        checker = _Checker(source, tenant_environ, root=root, tenant_ids=tenant_ids)
+        tenant = _load_one(name, content, checker, metadata_dir=Path(metadata_dir))
         if tenant is not None and check_mapping is not None:
             for index, idp in enumerate(tenant.identity_providers):
                 message = check_mapping(tenant, idp)
@@ -305,20 +347,17 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
     )
 
 
-def _display(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (how problems name a tenant file)."""
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
 
 
-def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
-    try:
-        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "file"
-        c.fail(where, f"valid YAML ({getattr(exc, 'problem', exc)})")
+def _load_one(name: str, raw: Any, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
+    if isinstance(raw, TenantProblem):
+        c.fail(raw.where, raw.expected)
         return None
     if not isinstance(raw, dict):
         c.fail("(top level)", "a mapping with id, names, municipality_code, education_provider, schools, "
@@ -331,8 +370,8 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
         if key not in known:
             c.fail(str(key), f"one of the known keys ({', '.join(sorted(known))})")
     tenant_id = c.string(data, "id", "", _ID, "a lowercase id of letters, digits and '-' (e.g. vantaa)")
-    if tenant_id and tenant_id != path.stem:
-        c.fail("id", f"the file name without .yaml ('{path.stem}')")
+    if tenant_id and tenant_id != name:
+        c.fail("id", f"the tenant's name, which is its file name without .yaml ('{name}')")
     names = c.names(data, "names", "")
     municipality = c.string(data, "municipality_code", "", _MUNICIPALITY, "a 3-digit municipality code (e.g. '092')")
     provider = data.get("education_provider")
@@ -472,9 +511,22 @@ def _unknown(item: Mapping, allowed: set[str], path: str, c: _Checker) -> None:
 def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path, entity_id: str | None,
                      entity_path: str) -> tuple[SamlMetadataSource | None, str | None]:
     """The metadata source and, for a file, the entityID it declares (validated)."""
-    if not isinstance(raw, dict) or ("file" in raw) == ("url" in raw):
-        c.fail(path, "either {file: NAME under metadata/} or {url: https URL, signing_cert_sha256: FINGERPRINT}")
+    forms = [form for form in ("file", "url", "xml") if isinstance(raw, dict) and form in raw]
+    if len(forms) != 1:
+        c.fail(path, "one of {file: NAME under metadata/}, {url: https URL, signing_cert_sha256: FINGERPRINT} or "
+                     "{xml: THE METADATA DOCUMENT}")
         return None, None
+    if "xml" in raw:
+        text = raw["xml"]
+        if not isinstance(text, str) or not text.strip():
+            c.fail(f"{path}.xml", "the IdP's SAML metadata document")
+            return None, None
+        try:
+            checked = check_idp_metadata(text.encode(), entity_id=entity_id)
+        except MetadataError as exc:
+            c.fail(entity_path if exc.field == "entity_id" else f"{path}.xml", exc.expected)
+            return None, None
+        return SamlMetadataSource(xml=checked.xml), checked.entity_id
     if "file" in raw:
         name = raw["file"]
         if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
