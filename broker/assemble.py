@@ -129,7 +129,7 @@ def build_registry(settings: Settings, tenant_docs: Mapping[str, tuple[str, Any]
     tenants = tenants_from_documents(tenant_docs, metadata_dir=settings.metadata_dir, root=ROOT,
                                      environ=settings.environ if environ is None else environ,
                                      check_mapping=check_mapping, allowed_env=settings.tenant_env,
-                                     secrets_dir=settings.secrets_dir)
+                                     secrets_dir=settings.secrets_dir, master_secret=settings.master_secret)
     parties = RelyingParties.from_documents(clients, sps)
     return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
 

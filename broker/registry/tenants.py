@@ -41,6 +41,7 @@ from broker.registry.environment import (
 )
 from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
 from broker.registry.paths import contained
+from broker.registry.sealed_secrets import SealedSecretError, open_secret
 
 LANGS = ("fi", "sv", "en")
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -174,8 +175,10 @@ class Tenants:
 class _Checker:
     """Collects problems for one file, each naming the field path and what was expected."""
 
-    def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = ()):
+    def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = (),
+                 master_secret: bytes | None = None):
         self.source = source
+        self.master_secret = master_secret
         self.environ = environ
         self.root = root
         self.tenant_ids = tenant_ids
@@ -278,7 +281,8 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
 def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata_dir: Path, root: Path,
                            environ: Mapping[str, str] | None = None,
                            check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
-                           allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
+                           allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None,
+                           master_secret: bytes | None = None) -> Tenants:
     """Validate tenant documents ``{tenant id: (source, content)}`` completely.
 
     The one validation of tenants, whatever they come from: files (``broker check``,
@@ -294,8 +298,9 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
     Relative secret file paths are taken from ``root``.
 
     ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
-    section (the registry does not compile rules itself).  Raises
-    :class:`TenantError` with every problem of every document.
+    section (the registry does not compile rules itself).  ``master_secret`` opens
+    client secrets sealed in the registry (:mod:`broker.registry.sealed_secrets`).
+    Raises :class:`TenantError` with every problem of every document.
     """
     try:
         tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
@@ -307,7 +312,7 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
     tenants: dict[str, Tenant] = {}
     tenant_ids = frozenset(documents)
     for name, (source, content) in sorted(documents.items()):
-        checker = _Checker(source, tenant_environ, root=root, tenant_ids=tenant_ids)
+        checker = _Checker(source, tenant_environ, root=root, tenant_ids=tenant_ids, master_secret=master_secret)
         tenant = _load_one(name, content, checker, metadata_dir=Path(metadata_dir))
         if tenant is not None and check_mapping is not None:
             for index, idp in enumerate(tenant.identity_providers):
@@ -585,9 +590,19 @@ def _secret(raw: Any, path: str, c: _Checker, *, tenant_id: str) -> str | None:
     if isinstance(raw, str):
         c.fail(path, "{env: VARIABLE} or {file: PATH}; a secret is never written in a tenant file")
         return None
-    if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file"} & raw.keys()):
-        c.fail(path, "{env: VARIABLE} or {file: PATH}")
+    if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file", "encrypted"} & raw.keys()):
+        c.fail(path, "{env: VARIABLE} or {file: PATH} (or {encrypted: …}, sealed by the admin console)")
         return None
+    if "encrypted" in raw:
+        if c.master_secret is None or not tenant_id:
+            c.fail(f"{path}.encrypted", "a secret reference ({env: …} or {file: …}): sealed secrets open only "
+                                        "in the registry")
+            return None
+        try:
+            return open_secret(c.master_secret, raw["encrypted"], tenant_id=tenant_id)
+        except SealedSecretError as exc:
+            c.fail(f"{path}.encrypted", str(exc))
+            return None
     own_prefix = f"{SECRET_PREFIX}{env_name(tenant_id or 'city')}_"
     if "env" in raw:
         name = raw["env"]
