@@ -49,6 +49,7 @@ from broker.login.seal import FlowSeal
 from broker.login.steps import Login
 from broker.pki import ensure_keypair
 from broker.registry.relying_parties import RelyingParties
+from broker.registry.services import ServiceNames
 from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
 from broker.saml.metadata import MetadataUnavailable, pinned_metadata
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
@@ -281,7 +282,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     login = Login(base_url=settings.base_url, request_services=request_services,
                   response_services=response_services, tenants=registry.tenants, rulesets=registry.rulesets,
                   user_id_salt=settings.user_id_salt, log_salt=derive_key(settings.master_secret, b"log-user-ref"),
-                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice)
+                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice,
+                  services=ServiceNames(registry.parties))
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
     frontends: dict[str, Any] = {}
