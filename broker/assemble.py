@@ -50,6 +50,7 @@ from broker.login.steps import Login
 from broker.pki import ensure_keypair
 from broker.registry.documents import of_kind, tenant_documents
 from broker.registry.relying_parties import RelyingParties, read_registration_files
+from broker.registry.services import ServiceNames
 from broker.registry.tenants import (
     IdentityProvider,
     Tenant,
@@ -91,14 +92,21 @@ def tenant_scope(tenant: Tenant) -> mapping.TenantScope:
 
 
 def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Registry:
-    """Load and validate the file form of the registry: ``tenants/*.yaml`` and the registry directory.
+    """Load and validate the registry as ``broker registry import`` would make it (what ``broker check`` checks).
 
-    What ``broker check`` checks and ``broker registry import`` imports.  Raises
+    The tenants are the tenant files; the relying parties are those of the database's
+    active version (when it exists: this never creates one) with the registry
+    directory's files laid over.  Raises
     :class:`~broker.registry.tenants.TenantError` (every problem, with file and field)
     or :class:`~broker.registry.relying_parties.RegistrationError`.
     """
+    from broker.registry.database import existing_state
+
     tenant_files = read_tenant_files(settings.tenants_dir, root=ROOT)
+    active = existing_state(settings.database_url) or {}
     clients, sps = read_registration_files(settings.registry_dir)
+    clients = {**of_kind(active, "client"), **clients}
+    sps = {**of_kind(active, "sp"), **sps}
     return build_registry(settings, tenant_files, clients=clients, sps=sps, environ=environ)
 
 
@@ -311,7 +319,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     login = Login(base_url=settings.base_url, request_services=request_services,
                   response_services=response_services, tenants=registry.tenants, rulesets=registry.rulesets,
                   user_id_salt=settings.user_id_salt, log_salt=derive_key(settings.master_secret, b"log-user-ref"),
-                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice)
+                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice,
+                  services=ServiceNames(registry.parties))
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
     frontends: dict[str, Any] = {}

@@ -124,15 +124,17 @@ def _active_version_builds(settings: Settings) -> bool:
 
 def _check(args) -> int:
     """Validate everything start-up validates, through the same loaders (tenant files, SAML
-    metadata, mapping rules, registrations); warnings (weak cryptography an IdP opted into)
-    are printed but do not fail the check."""
+    metadata, mapping rules, registrations); warnings (weak cryptography an IdP opted into,
+    services a tenant's allowed_services names that are not registered) are printed but do
+    not fail the check."""
+    from broker.registry.services import unknown_service_warnings
     from broker.registry.tenants import crypto_warnings
 
     settings = _settings()
     registry = _load_registry_or_report(settings)
     if registry is None:
         return 1
-    for warning in crypto_warnings(registry.tenants):
+    for warning in crypto_warnings(registry.tenants) + unknown_service_warnings(registry.tenants, registry.parties):
         print(f"warning: {warning}", file=sys.stderr)
     idps = sum(len(t.identity_providers) for t in registry.tenants)
     print(f"ok: {len(registry.tenants)} tenants, {idps} identity providers, "

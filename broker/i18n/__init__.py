@@ -72,6 +72,23 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error.internal": {
         "fi": "Tapahtui odottamaton virhe.", "sv": "Ett oväntat fel inträffade.", "en": "An unexpected error occurred.",
     },
+    # A service the person's school has not enabled (tenant file: allowed_services)
+    "access.title": {"fi": "Koulusi ei ole ottanut palvelua käyttöön", "sv": "Din skola har inte tagit tjänsten i bruk",
+                     "en": "Your school has not enabled this service"},
+    "access.not_enabled": {
+        "fi": "Koulusi ei ole ottanut käyttöön palvelua {service}.",
+        "sv": "Din skola har inte tagit i bruk tjänsten {service}.",
+        "en": "Your school has not enabled {service}.",
+    },
+    "access.help": {
+        "fi": "Olet kirjautunut sisään, ja koulusi muut palvelut toimivat. Jos tarvitset tätä palvelua, kysy "
+              "opettajaltasi tai koulusi tukihenkilöltä.",
+        "sv": "Du är inloggad, och skolans andra tjänster fungerar. Om du behöver den här tjänsten, fråga din lärare "
+              "eller skolans stödperson.",
+        "en": "You are signed in, and your school's other services work. If you need this service, ask your teacher "
+              "or your school's support person.",
+    },
+    "access.back": {"fi": "Palaa palveluun", "sv": "Tillbaka till tjänsten", "en": "Back to the service"},
     # Discovery
     "disco.title": {"fi": "Valitse kotikuntasi", "sv": "Välj din hemkommun", "en": "Choose your city"},
     "disco.search": {"fi": "Hae kuntaa tai koulua", "sv": "Sök kommun eller skola", "en": "Search city or school"},

@@ -121,6 +121,26 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def existing_state(url: str) -> dict[tuple[str, str], dict] | None:
+    """The active objects of the database at ``url`` if it exists and has a version; never creates one."""
+    import json
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("registry_current"):
+                return None
+            rows = conn.execute(sa.select(current.c.kind, current.c.key, blobs.c.content)
+                                .join(blobs, blobs.c.sha256 == current.c.sha256))
+            return {(r.kind, r.key): json.loads(r.content) for r in rows}
+    except sa.exc.OperationalError:
+        return None
+    finally:
+        engine.dispose()
+
+
 def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
     engine = create_engine(url)
     if migrate_schema:

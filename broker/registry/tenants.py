@@ -42,6 +42,7 @@ from broker.registry.environment import (
 from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
 from broker.registry.paths import contained
 from broker.registry.sealed_secrets import SealedSecretError, open_secret
+from broker.registry.services import ALLOW_ALL, ServiceAccess, parse_allowed_services
 
 LANGS = ("fi", "sv", "en")
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -135,6 +136,8 @@ class Tenant:
     #: The city's own limits on broker sessions (seconds), where they differ from config/broker.yaml.
     session_max_lifetime: int | None = None
     session_idle_timeout: int | None = None
+    #: Which services the city's schools allow (``allowed_services``; broker.registry.services).
+    allowed_services: ServiceAccess = ALLOW_ALL
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((i for i in self.identity_providers if i.id == idp_id), None)
@@ -370,7 +373,7 @@ def _load_one(name: str, raw: Any, c: _Checker, *, metadata_dir: Path) -> Tenant
         return None
     data = c.expand(raw, "")
     known = {"id", "names", "municipality_code", "education_provider", "schools", "identity_providers", "domains",
-             "sessions"}
+             "sessions", "allowed_services"}
     for key in data:
         if key not in known:
             c.fail(str(key), f"one of the known keys ({', '.join(sorted(known))})")
@@ -394,6 +397,7 @@ def _load_one(name: str, raw: Any, c: _Checker, *, metadata_dir: Path) -> Tenant
     schools = _schools(data.get("schools"), c)
     idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir)
     limits = _session_limits(data.get("sessions"), c)
+    access = parse_allowed_services(data.get("allowed_services"), {s.code for s in schools}, c)
     if c.problems:
         return None
     # c.string returns None for a required value only after recording a problem.
@@ -401,7 +405,8 @@ def _load_one(name: str, raw: Any, c: _Checker, *, metadata_dir: Path) -> Tenant
     return Tenant(id=tenant_id, names=names, municipality_code=municipality, provider_oid=provider_oid,
                   provider_names=provider_names, schools=tuple(schools), identity_providers=tuple(idps),
                   domains=tuple(d.lower() for d in domains), source=c.source,
-                  session_max_lifetime=limits.get("max_lifetime"), session_idle_timeout=limits.get("idle_timeout"))
+                  session_max_lifetime=limits.get("max_lifetime"), session_idle_timeout=limits.get("idle_timeout"),
+                  allowed_services=access)
 
 
 #: Bounds a city may choose within: at least five minutes, at most a week (max) or a day (idle).
