@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 
 from broker.assemble import Registry, assemble, registry_of
 from broker.logs import quiet_library_loggers
@@ -57,6 +58,7 @@ class BrokerApp:
         registry_service.after_activation(lambda _seq: self.watcher.wake())
         if watch:
             self.watcher.start()
+        self._admin: Any = None
         self._guarded = protect_broker(self._dispatch, settings)
 
     def _build(self) -> int:
@@ -93,7 +95,18 @@ class BrokerApp:
             ready = self.store.ping()
             return _json(start_response, "200 OK" if ready else "503 Service Unavailable",
                          {"status": "ok" if ready else "store unavailable", "store": type(self.store).__name__})
+        if path == "/admin" or path.startswith("/admin/"):
+            return self.admin(environ, start_response)
         return self.proxy(environ, start_response)
+
+    @property
+    def admin(self) -> Any:
+        """The admin API and console (:mod:`broker.admin`), built at their first request."""
+        if self._admin is None:
+            from broker.admin import create_admin_app
+
+            self._admin = create_admin_app(self)
+        return self._admin
 
 
 def _json(start_response, status: str, body: dict):
