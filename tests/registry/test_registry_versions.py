@@ -155,3 +155,24 @@ def test_two_activations_racing_never_interleave(versions):
     seqs = sorted(versions.version(v.id).activated_seq for v in staged)
     assert seqs == list(range(2, 8)), "every activation got its own sequence number"
     assert len(versions.state().documents) == 7 and versions.head()[0] == 7
+
+
+def test_two_cities_may_not_register_the_same_oidc_client_at_the_same_issuer(tmp_path):
+    """Validation across tenants (entityIDs already are): one issuer + client id belongs to one IdP."""
+    import tenant_data
+
+    from broker.assemble import load_registry
+    from broker.registry.tenants import TenantError
+    from broker.settings import Settings
+
+    site = tenant_data.Site(tmp_path)
+    espoo, vantaa = site.write_secret("espoo-entra", "s1"), site.write_secret("vantaa-entra", "s2")
+    site.write_tenant(tenant_data.tenant("espoo", tenant_data.oidc_idp({"file": str(espoo)}), code="049"))
+    site.write_tenant(tenant_data.tenant("vantaa", tenant_data.oidc_idp({"file": str(vantaa)})))
+    with pytest.raises(TenantError) as refused:
+        load_registry(Settings.from_env(site.env()))
+    assert any("identity_providers[entra].client_id: expected a client id not used by another IdP" in p
+               for p in refused.value.problems)
+    site.write_tenant(tenant_data.tenant("vantaa", tenant_data.oidc_idp({"file": str(vantaa)},
+                                                                        client_id="another")))
+    load_registry(Settings.from_env(site.env()))
