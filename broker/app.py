@@ -4,9 +4,11 @@
 Everything is built when it is called, never at import.  Every request passes the
 guard first (:func:`broker.web.protect_broker`: correlation id, request limits,
 duplicate cookies, security headers), whichever server runs the application.
-:meth:`BrokerApp.rebuild` loads the registry again and swaps in a new login path
-atomically: requests in flight finish on the old one, and a registry that fails
-validation changes nothing.
+:meth:`BrokerApp.rebuild` builds the registry's active version (the database,
+:mod:`broker.registry.versions`) and swaps in a new login path atomically: requests
+in flight finish on the old one, and a version that fails to build changes nothing.
+A :class:`~broker.registry.watch.RegistryWatcher` thread calls it whenever another
+version is activated, on this instance or any other.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 
-from broker.assemble import Registry, assemble, load_registry
+from broker.assemble import Registry, assemble, registry_of
 from broker.logs import quiet_library_loggers
+from broker.registry.preview import PATH as PREVIEW_PATH
+from broker.registry.preview import Previews
+from broker.registry.service import RegistryService
+from broker.registry.versions import Documents
+from broker.registry.watch import RegistryWatcher
 from broker.settings import Settings
 from broker.store import Store, open_store
 from broker.web import protect_broker
@@ -28,10 +36,11 @@ class BrokerApp:
     #: The guard is built in (every request passes it), so ``broker.web.protect`` never wraps this twice.
     digione_guarded = True
 
-    def __init__(self, settings: Settings, store: Store, registry: Registry, *, keyring=None, http=None):
+    def __init__(self, settings: Settings, store: Store, registry_service: RegistryService, *, keyring=None,
+                 http=None, watch: bool = True):
         self.settings = settings
         self.store = store
-        self.registry = registry
+        self.registry_service = registry_service
         self._keyring = keyring
         self._http = http
         self._lock = threading.Lock()
@@ -43,29 +52,52 @@ class BrokerApp:
                                             renew=lambda *args: self.proxy.logout.renew_token(*args))
         if store.shared:  # every instance retries what any instance queued; in memory, the first logout starts it
             self.delivery.start()
-        self.proxy = assemble(settings, registry, store, keyring=keyring, http=http, delivery=self.delivery)
+        registry_service.seed()
+        self.registry: Registry
+        self.seq = self._build()
+        self.watcher = RegistryWatcher(lambda: registry_service.versions.head()[0], self._build, built=self.seq,
+                                       redis=store.client if store.shared and hasattr(store, "client") else None,
+                                       prefix=settings.redis_prefix)
+        registry_service.after_activation(lambda _seq: self.watcher.wake())
+        if watch:
+            self.watcher.start()
+        self._admin: Any = None
+        self.previews = Previews(self)
         self._guarded = protect_broker(self._dispatch, settings)
         from broker.saml.metadata_refresh import MetadataRefreshThread
 
-        # IdP metadata by URL kept current in the background; a changed document rebuilds the proxy.
+        # IdP metadata by URL kept current in the background; a changed document rebuilds the served version.
         self.metadata_refresh = MetadataRefreshThread.for_app(self)
-        self.metadata_refresh.start()
+        if watch:
+            self.metadata_refresh.start()
 
-    def rebuild(self) -> None:
-        """Reload tenants and relying parties and swap in a new proxy (all or nothing)."""
+    def build_proxy(self, documents: Documents, *, cookie_suffix: str = "") -> tuple[Registry, Any]:
+        """The registry and login path of ``documents`` (a whole registry); raises if they do not validate."""
+        registry = registry_of(self.settings, documents)
+        return registry, assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
+                                  delivery=self.delivery, cookie_suffix=cookie_suffix)
+
+    def _build(self) -> int:
+        """Build the active version and serve it; return its sequence (all or nothing)."""
         with self._lock:
-            registry = load_registry(self.settings)
-            proxy = assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
-                             delivery=self.delivery)
-            self.registry, self.proxy = registry, proxy
-        logger.info("configuration rebuilt tenants=%d clients=%d sps=%d", len(registry.tenants),
-                    len(registry.parties.clients), len(registry.parties.sps))
+            state = self.registry_service.versions.state()
+            registry, proxy = self.build_proxy(state.documents)
+            self.registry, self.proxy, self.seq, self.version_id = registry, proxy, state.seq, state.version_id
+        logger.info("registry version served version=%s seq=%s tenants=%d clients=%d sps=%d", state.version_id,
+                    state.seq, len(registry.tenants), len(registry.parties.clients), len(registry.parties.sps))
+        return state.seq
+
+    def rebuild(self) -> bool:
+        """Serve the active version now if it is not the one served (what the watcher does within seconds)."""
+        return self.watcher.check()
 
     def __call__(self, environ, start_response):
         return self._guarded(environ, start_response)
 
     def close(self) -> None:
-        """Stop the background retries (waiting for deliveries in flight) and release the store."""
+        """Stop watching the registry and the IdP metadata, and the background retries (waiting for
+        deliveries in flight); release the store."""
+        self.watcher.stop()
         self.metadata_refresh.stop()
         self.delivery.close()
         self.store.close()
@@ -78,7 +110,23 @@ class BrokerApp:
             ready = self.store.ping()
             return _json(start_response, "200 OK" if ready else "503 Service Unavailable",
                          {"status": "ok" if ready else "store unavailable", "store": type(self.store).__name__})
+        if path == "/admin" or path.startswith("/admin/"):
+            return self.admin(environ, start_response)
+        if path.startswith(PREVIEW_PATH):
+            return self.previews.endpoint(environ, start_response)
+        preview = self.previews.version_of(environ)
+        if preview is not None:
+            return self.previews.serve(preview, environ, start_response)
         return self.proxy(environ, start_response)
+
+    @property
+    def admin(self) -> Any:
+        """The admin API and console (:mod:`broker.admin`), built at their first request."""
+        if self._admin is None:
+            from broker.admin import create_admin_app
+
+            self._admin = create_admin_app(self)
+        return self._admin
 
 
 def _json(start_response, status: str, body: dict):
@@ -103,4 +151,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         else:
             logger.warning("shared state in process memory: one process only (set BROKER_REDIS_URL "
                            "to run several workers or instances)")
-    return BrokerApp(settings, store, load_registry(settings), **kwargs)
+    return BrokerApp(settings, store, open_registry(settings, store), **kwargs)
+
+
+def open_registry(settings: Settings, store: Store | None = None) -> RegistryService:
+    """The registry in ``settings.database_url`` (migrated to the newest schema); activations are
+    announced over ``store``'s Redis when it has one."""
+    from broker.registry.database import open_database
+    from broker.registry.versions import RegistryVersions
+    from broker.registry.watch import announcer
+
+    service = RegistryService(settings, RegistryVersions(open_database(settings.database_url)))
+    if store is not None and store.shared and hasattr(store, "client"):
+        service.after_activation(announcer(store.client, settings.redis_prefix))
+    return service

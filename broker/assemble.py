@@ -48,9 +48,20 @@ from broker.login.router import Router
 from broker.login.seal import FlowSeal
 from broker.login.steps import Login
 from broker.pki import ensure_keypair
+from broker.registry.documents import of_kind, tenant_documents
 from broker.registry.expiry import expiry_report, log_expiry_warnings
-from broker.registry.relying_parties import RelyingParties
-from broker.registry.tenants import IdentityProvider, Tenant, Tenants, crypto_warnings, load_tenants
+from broker.registry.relying_parties import RelyingParties, read_registration_files
+from broker.registry.services import ServiceNames
+from broker.registry.tenants import (
+    IdentityProvider,
+    Tenant,
+    Tenants,
+    crypto_warnings,
+    display_path,
+    read_tenant_files,
+    tenants_from_documents,
+)
+from broker.registry.versions import Documents
 from broker.saml.metadata_refresh import documents_for_build
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
@@ -82,11 +93,37 @@ def tenant_scope(tenant: Tenant) -> mapping.TenantScope:
 
 
 def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Registry:
-    """Load and validate tenants, their mapping rules and the relying parties.
+    """Load and validate the registry as ``broker registry import`` would make it (what ``broker check`` checks).
 
-    Raises :class:`~broker.registry.tenants.TenantError` (every problem, with file
-    and field) or :class:`~broker.registry.relying_parties.RegistrationError`.
+    The tenants are the tenant files; the relying parties are those of the database's
+    active version (when it exists: this never creates one) with the registry
+    directory's files laid over.  Raises
+    :class:`~broker.registry.tenants.TenantError` (every problem, with file and field)
+    or :class:`~broker.registry.relying_parties.RegistrationError`.
     """
+    from broker.registry.database import existing_state
+
+    tenant_files = read_tenant_files(settings.tenants_dir, root=ROOT)
+    active = existing_state(settings.database_url) or {}
+    clients, sps = read_registration_files(settings.registry_dir)
+    clients = {**of_kind(active, "client"), **clients}
+    sps = {**of_kind(active, "sp"), **sps}
+    return build_registry(settings, tenant_files, clients=clients, sps=sps, environ=environ)
+
+
+def registry_of(settings: Settings, documents: Documents, *, environ: Mapping[str, str] | None = None) -> Registry:
+    """Validate a registry version's documents into a :class:`Registry`; raises as :func:`load_registry`."""
+    # A tenant is named as its file would be (what export writes, what import read): one message, both forms.
+    sources = {key: display_path(settings.tenants_dir / f"{key}.yaml", ROOT) for (kind, key) in documents
+               if kind == "tenant"}
+    return build_registry(settings, tenant_documents(documents, sources), clients=of_kind(documents, "client"),
+                          sps=of_kind(documents, "sp"), environ=environ)
+
+
+def build_registry(settings: Settings, tenant_docs: Mapping[str, tuple[str, Any]], *,
+                   clients: Mapping[str, Any], sps: Mapping[str, Any],
+                   environ: Mapping[str, str] | None = None) -> Registry:
+    """The one validation of a whole registry, whatever form it comes in (all or nothing)."""
     rulesets: dict[str, Any] = {}
 
     def check_mapping(tenant: Tenant, idp: IdentityProvider) -> str | None:
@@ -98,10 +135,11 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
                    f"expected {exc.expected}"
         return None
 
-    tenants = load_tenants(settings.tenants_dir, metadata_dir=settings.metadata_dir, root=ROOT,
-                           environ=settings.environ if environ is None else environ, check_mapping=check_mapping,
-                           allowed_env=settings.tenant_env, secrets_dir=settings.secrets_dir)
-    parties = RelyingParties.load(settings.registry_dir)
+    tenants = tenants_from_documents(tenant_docs, metadata_dir=settings.metadata_dir, root=ROOT,
+                                     environ=settings.environ if environ is None else environ,
+                                     check_mapping=check_mapping, allowed_env=settings.tenant_env,
+                                     secrets_dir=settings.secrets_dir, master_secret=settings.master_secret)
+    parties = RelyingParties.from_documents(clients, sps)
     return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
 
 
@@ -232,11 +270,12 @@ def remote_saml_metadata(registry: Registry, store: Store, http: requests.Sessio
 # -- building ---------------------------------------------------------------------------------------
 
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
-             keyring: Any = None, delivery: Any = None) -> Proxy:
+             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "") -> Proxy:
     """Build the login path for ``registry``; reads keys and upstream metadata, once.
 
     ``keyring`` and ``delivery`` (the back-channel logout queue) outlive a registry version:
-    the application passes the same ones to every rebuild.
+    the application passes the same ones to every rebuild.  ``cookie_suffix`` names the
+    cookies of a test login through a staged version (:mod:`broker.registry.preview`).
     """
     from broker.sessions.delivery import BackchannelDelivery
     from broker.tokens import KeyRing, build_provider
@@ -268,7 +307,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         name_id = mapping.subject_for(identity, policy=sp.policy, salt=pairwise_salt, sector=sp.sector)
         return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
 
-    cookies = Cookies(secure=settings.secure_cookies)
+    cookies = Cookies(secure=settings.secure_cookies, suffix=cookie_suffix)
     sessions = SessionStore(store, limits=Limits(settings.lifetimes.sso_session, settings.lifetimes.sso_idle),
                             per_tenant={t.id: Limits(t.session_max_lifetime or settings.lifetimes.sso_session,
                                                      t.session_idle_timeout or settings.lifetimes.sso_idle)
@@ -278,7 +317,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     login = Login(base_url=settings.base_url, request_services=request_services,
                   response_services=response_services, tenants=registry.tenants, rulesets=registry.rulesets,
                   user_id_salt=settings.user_id_salt, log_salt=derive_key(settings.master_secret, b"log-user-ref"),
-                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice)
+                  sessions=sessions, cookies=cookies, remember_ttl=settings.lifetimes.discovery_choice,
+                  services=ServiceNames(registry.parties))
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
     frontends: dict[str, Any] = {}

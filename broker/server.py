@@ -57,6 +57,8 @@ def uwsgi_args(settings: Settings, *, workers: int, bind: str) -> list[str]:
         "--http-socket", bind,              # HTTP parsed in C, no separate router process
         "--master", "--processes", str(workers),
         "--lazy-apps",                      # each worker imports broker.wsgi after the fork
+        # Background threads (the registry watcher, logout retries) run while the worker waits.
+        "--enable-threads",
         "--module", "broker.wsgi:application", "--need-app",
         "--die-on-term", "--vacuum", "--single-interpreter",
         # A reload re-executes the interpreter: the virtualenv's, not the one behind it, so the

@@ -87,6 +87,14 @@ class Settings:
     #: What tenant files may read (a TenantEnvironment from :meth:`from_env`): the allow-listed
     #: variables and ``TENANT_SECRET_*``, never the rest of the environment.
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    #: The registry's database (SQLAlchemy URL): PostgreSQL in production; by default a SQLite
+    #: file in the registry directory (``BROKER_DATABASE_URL`` / ``database_url``).
+    database_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url",
+                               f"sqlite:///{Path(self.registry_dir).resolve() / 'registry.sqlite3'}")
 
     @property
     def user_id_salt(self) -> bytes:
@@ -136,6 +144,7 @@ class Settings:
             "log_level": (env.get("BROKER_LOG_LEVEL") or file_conf.get("log_level", "INFO")).upper(),
             "lifetimes": lifetimes,
             "extra": file_conf,
+            "database_url": env.get("BROKER_DATABASE_URL") or file_conf.get("database_url") or "",
         }
         values.update(overrides)
         values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)

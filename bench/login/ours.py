@@ -44,17 +44,19 @@ class Ours:
         tenants = root / "tenants"
         self.registry_counts = tenant_files.write(root, idp_keys=idp_keys, entra_secret=entra_secret,
                                                   generated=generated_tenants, idps=idps)
-        from broker.registry.relying_parties import RelyingParties
+        from broker.registry.relying_parties import client_document, write_registration_files
 
-        parties = RelyingParties.load(root / "registry")
-        _, self.client_secret = parties.add_client({
+        client, self.client_secret = client_document({
             "client_id": CLIENT_ID, "name": "Benchmark RP", "redirect_uris": [REDIRECT_URI],
             "client_secret": secrets.token_urlsafe(32),
             "policy": {"scopes": SCOPE.split(), "profile": "digione"}})
         # A platform service that introspects tokens (RFC 7662), as services will at ~10x the login rate.
-        _, self.rs_secret = parties.add_client({
+        resource_server, self.rs_secret = client_document({
             "client_id": RESOURCE_SERVER, "name": "Benchmark resource server",
             "redirect_uris": ["https://rs.bench.example/cb"], "client_secret": secrets.token_urlsafe(32)})
+        # The file form: the broker makes it the registry's first version when it starts.
+        write_registration_files(root / "registry", {c.client_id: c.to_dict() for c in (client, resource_server)},
+                                 {})
         config_dir = root / "config"
         config_dir.mkdir()
         shared = (ROOT / "config" / "broker.yaml").read_text()

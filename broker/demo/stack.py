@@ -98,9 +98,12 @@ class DemoStack:
             saml_idp.write_idp_metadata(self.saml_url, city, keys, self.metadata_dir / "demo" / f"{city}-idp.xml")
         for city in ENTRA_CITIES:
             self._secret(f"entra-{city}")
-        from broker.registry.relying_parties import RelyingParties
+        from broker.app import open_registry
+        from broker.registry.relying_parties import client_document
 
-        parties = RelyingParties.load(self.registry_dir)
+        registry = open_registry(self.settings())
+        registry.seed()
+        clients = []
         for index, url in enumerate(self.service_urls):
             client_id = f"demo-service-{'ab'[index]}"
             # A hears of a broker logout by back-channel (a logout token POSTed by the broker),
@@ -109,7 +112,7 @@ class DemoStack:
                        "backchannel_logout_session_required": True} if index == 0 else
                       {"frontchannel_logout_uri": f"{url}/frontchannel-logout",
                        "frontchannel_logout_session_required": True})
-            parties.add_client({
+            clients.append({
                 "client_id": client_id, "name": f"Demo service {'AB'[index]}",
                 "client_secret": self._secret(client_id),
                 "redirect_uris": [f"{url}/callback"], "post_logout_redirect_uris": [url + "/"], **logout,
@@ -118,6 +121,8 @@ class DemoStack:
                            # Both run on localhost: distinct sectors show that subjects are pairwise.
                            "profile": "digione", "sector": client_id},
             })
+        registry.ensure({("client", c.client_id): c.to_dict() for c in (client_document(d)[0] for d in clients)},
+                        by="demo", comment="the demo services")
 
     def _secret(self, name: str) -> str:
         path = self.demo_dir / "secrets" / f"{name}.secret"

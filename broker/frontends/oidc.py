@@ -14,7 +14,8 @@ Its part of a login (:mod:`broker.login.steps`):
    identity; the provider issues the code (``sid`` is the broker session's) and
    redirects with ``code``, ``state`` and ``iss``.
 3. :meth:`OIDCFrontend.deny`: the login ends without one (``login_required``,
-   ``access_denied``...), redirected as an error to the validated ``redirect_uri``.
+   ``access_denied``...), redirected as an error to the validated ``redirect_uri``
+   (with a notice, a page for the person whose link is that redirect).
 
 Token, userinfo, introspection and revocation requests never touch the flow.
 """
@@ -32,6 +33,7 @@ from satosa.internal import InternalData
 from satosa.response import Response as SatosaResponse
 
 from broker.errors import ExpiredFlow
+from broker.login.access import Notice
 from broker.login.context import LoginContext
 from broker.login.flow import ServiceRequest
 from broker.tokens.authorize import AuthorizationRequest
@@ -149,13 +151,17 @@ class OIDCFrontend(FrontendModule):
             session=context.session.id if context.session is not None else None)
         return to_satosa(response)
 
-    def deny(self, context: LoginContext, error: str, description: str) -> SatosaResponse:
+    def deny(self, context: LoginContext, error: str, description: str, *,
+             notice: Notice | None = None) -> SatosaResponse:
         authz = self._authz(context)
         if error not in PASSED_ERRORS:
             logger.warning("login error mapped to server_error: %s", error)
             error, description = "server_error", "the sign-in could not be completed"
         # The description is ours, never upstream text (which might not be meant for the client).
-        return to_satosa(self.provider.authorization_error(authz, error, description))
+        response = self.provider.authorization_error(authz, error, description)
+        if notice is not None and response.status in (302, 303) and response.location:
+            return notice.link(response.location)   # the person reads the page; its link is the redirect
+        return to_satosa(response)
 
     def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool:
         """OIDC Core §3.1.2.1: an ``id_token_hint`` names the user the client expects."""

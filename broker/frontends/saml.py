@@ -47,6 +47,7 @@ from satosa.internal import InternalData
 from satosa.response import Response
 
 from broker.errors import BrokerError, ExpiredFlow, UnknownClient
+from broker.login.access import Notice
 from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
 from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
@@ -226,14 +227,16 @@ class SamlIdpFrontend(FrontendModule):
             sign_response=True, sign_assertion=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
         return self._post(context, request, str(response))
 
-    def deny(self, context: LoginContext, error: str, description: str) -> Response:
+    def deny(self, context: LoginContext, error: str, description: str, *, notice: Notice | None = None) -> Response:
+        """A signed Response with an error status; with a ``notice``, on a page the person reads first,
+        its button posting the Response (not submitted by script)."""
         request = self._request(context)
         status = STATUS.get(error, samlp.STATUS_AUTHN_FAILED)
         if status == samlp.STATUS_NO_PASSIVE and not request.is_passive:
             status = samlp.STATUS_AUTHN_FAILED  # e.g. the requested Subject is not who signed in
         response = self.idp.create_error_response(request.request_id, request.acs_url, (status, description),
                                                   sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
-        return self._post(context, request, str(response))
+        return self._post(context, request, str(response), notice=notice)
 
     def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool:
         """Core §3.4.1: with a requested ``<Subject>``, only that user may be answered."""
@@ -246,11 +249,13 @@ class SamlIdpFrontend(FrontendModule):
         """The pairwise NameID this SP gets (recorded in the broker session for single logout)."""
         return self.release(service.requester, identity)[1]
 
-    def _post(self, context: LoginContext, request: SamlRequest, xml: str) -> Response:
+    def _post(self, context: LoginContext, request: SamlRequest, xml: str, *, notice: Notice | None = None) -> Response:
         """The HTTP-POST binding's page (Bindings §3.5.4): auto-submitted, never cached, posting only to the ACS."""
         fields = {"SAMLResponse": base64.b64encode(xml.encode("utf-8")).decode()}
         if request.relay_state is not None:
             fields["RelayState"] = request.relay_state
+        if notice is not None:
+            return notice.form(request.acs_url, fields)
         flow = context.flow
         body, headers = csp.autopost_page(request.acs_url, fields, lang=(flow.lang if flow else None) or "fi")
         response = Response(body.decode("utf-8"), content="text/html; charset=utf-8")

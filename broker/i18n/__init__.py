@@ -72,6 +72,23 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error.internal": {
         "fi": "Tapahtui odottamaton virhe.", "sv": "Ett oväntat fel inträffade.", "en": "An unexpected error occurred.",
     },
+    # A service the person's school has not enabled (tenant file: allowed_services)
+    "access.title": {"fi": "Koulusi ei ole ottanut palvelua käyttöön", "sv": "Din skola har inte tagit tjänsten i bruk",
+                     "en": "Your school has not enabled this service"},
+    "access.not_enabled": {
+        "fi": "Koulusi ei ole ottanut käyttöön palvelua {service}.",
+        "sv": "Din skola har inte tagit i bruk tjänsten {service}.",
+        "en": "Your school has not enabled {service}.",
+    },
+    "access.help": {
+        "fi": "Olet kirjautunut sisään, ja koulusi muut palvelut toimivat. Jos tarvitset tätä palvelua, kysy "
+              "opettajaltasi tai koulusi tukihenkilöltä.",
+        "sv": "Du är inloggad, och skolans andra tjänster fungerar. Om du behöver den här tjänsten, fråga din lärare "
+              "eller skolans stödperson.",
+        "en": "You are signed in, and your school's other services work. If you need this service, ask your teacher "
+              "or your school's support person.",
+    },
+    "access.back": {"fi": "Palaa palveluun", "sv": "Tillbaka till tjänsten", "en": "Back to the service"},
     # Discovery
     "disco.title": {"fi": "Valitse kotikuntasi", "sv": "Välj din hemkommun", "en": "Choose your city"},
     "disco.search": {"fi": "Hae kuntaa tai koulua", "sv": "Sök kommun eller skola", "en": "Search city or school"},
@@ -106,6 +123,35 @@ MESSAGES: dict[str, dict[str, str]] = {
     "logout.confirm.button": {"fi": "Kirjaudu ulos kaikkialta", "sv": "Logga ut överallt",
                               "en": "Sign out everywhere"},
     # The broker's front page (nothing to sign in to here)
+    # Test logins through a staged registry version (broker.registry.preview)
+    "preview.title": {"fi": "Testikirjautuminen", "sv": "Testinloggning", "en": "Test sign-in"},
+    "preview.started": {
+        "fi": "Tämä selain käyttää nyt testattavaa versiota {version}. Avaa palvelu ja kirjaudu sisään "
+              "testattavan kirjautumistavan kautta.",
+        "sv": "Den här webbläsaren använder nu version {version} som testas. Öppna en tjänst och logga in "
+              "med inloggningssättet som testas.",
+        "en": "This browser now uses version {version}, which is being tested. Open a service and sign in "
+              "through the sign-in method under test.",
+    },
+    "preview.stop": {"fi": "Lopeta testaus", "sv": "Sluta testa", "en": "Stop testing"},
+    "preview.stopped": {"fi": "Testaus on lopetettu: tämä selain käyttää taas voimassa olevaa versiota.",
+                        "sv": "Testet är avslutat: den här webbläsaren använder igen den gällande versionen.",
+                        "en": "Testing has ended: this browser uses the live version again."},
+    "preview.invalid": {"fi": "Testilinkki ei kelpaa tai se on vanhentunut. Pyydä uusi linkki hallinnasta.",
+                        "sv": "Testlänken är ogiltig eller har gått ut. Be om en ny länk i administrationen.",
+                        "en": "The test link is not valid or has expired. Get a new one from the admin console."},
+    "preview.broken": {
+        "fi": "Versiota {version} ei voi testata, koska se ei läpäise tarkistuksia. Korjaa muutos hallinnassa.",
+        "sv": "Version {version} kan inte testas eftersom den inte klarar kontrollerna. Rätta ändringen i "
+              "administrationen.",
+        "en": "Version {version} cannot be tested because it does not pass the checks. Fix the change in the "
+              "admin console.",
+    },
+    "preview.gone": {
+        "fi": "Versiota {version} ei voi enää testata: se on otettu käyttöön tai hylätty.",
+        "sv": "Version {version} kan inte längre testas: den har tagits i bruk eller förkastats.",
+        "en": "Version {version} can no longer be tested: it has been activated or discarded.",
+    },
     "home.title": {"fi": "DigiOne-kirjautuminen", "sv": "DigiOne-inloggning", "en": "DigiOne Login"},
     "home.body": {
         "fi": "Tämä on oppimispalvelujen yhteinen kirjautumispalvelu. Avaa palvelu, jota haluat käyttää: "

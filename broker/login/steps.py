@@ -8,6 +8,7 @@
     3. upstream     the backend sends the person to the city's IdP   -> to_upstream()
     4. response     the backend verified the answer against the flow -> upstream_answered()
     5. mapping      the tenant's rules make the canonical identity
+                    the city's schools allow the service?            -> _respond()
                     response micro-services (SATOSA plugins)
     6. release      the broker session is written; the frontend      -> release()
     7. answer       issues the code or the signed assertion
@@ -15,7 +16,10 @@
 Error exits are explicit: :meth:`Login.deny` answers the *service* (OIDC
 ``error=login_required``/``access_denied``, a SAML ``<Status>``); any
 :class:`~broker.errors.BrokerError` raised on the way is shown to the *person*
-by the proxy (:mod:`broker.login.proxy`) with a correlation id.
+by the proxy (:mod:`broker.login.proxy`) with a correlation id.  A service the
+person's school has not enabled (:mod:`broker.login.access`) is both:
+:meth:`Login.not_allowed` shows the person a page whose button carries
+``access_denied`` to the service.
 
 Every step reads and writes :attr:`LoginContext.flow` and nothing else carries
 the login: the flow names the IdP it waits for, so an answer from any other IdP
@@ -39,10 +43,12 @@ from satosa.response import Redirect, Response
 from broker import logs
 from broker.errors import BrokerError, ExpiredFlow, IdpError, InvalidResponse, NoUserId
 from broker.login import plugins
+from broker.login.access import NOT_ALLOWED, Notice, ServiceGate
 from broker.login.context import Answer, LoginContext
 from broker.login.cookies import Cookies
 from broker.login.flow import LoginFlow, ServiceRequest
 from broker.login.selection import Choice, IdpSelector
+from broker.registry.services import ServiceNames
 from broker.registry.tenants import IdentityProvider, Tenants
 from broker.sessions import BrokerSession, SessionStore
 
@@ -56,7 +62,11 @@ class Frontend(Protocol):
 
     def handle_authn_response(self, context: LoginContext, internal_response: InternalData) -> Response: ...
 
-    def deny(self, context: LoginContext, error: str, description: str) -> Response: ...
+    def deny(self, context: LoginContext, error: str, description: str, *,
+             notice: Notice | None = None) -> Response:
+        """Answer the service with ``error``; with a ``notice``, the person reads it first and its
+        button delivers the answer (:class:`broker.login.access.Notice`)."""
+        ...
 
     def session_fits(self, service: ServiceRequest, identity: Mapping[str, Any]) -> bool: ...
 
@@ -68,7 +78,8 @@ class Login:
 
     def __init__(self, *, base_url: str, request_services: list[MicroService],
                  response_services: list[MicroService], tenants: Tenants, rulesets: Mapping[str, Any],
-                 user_id_salt: bytes, log_salt: bytes, sessions: SessionStore, cookies: Cookies, remember_ttl: int):
+                 user_id_salt: bytes, log_salt: bytes, sessions: SessionStore, cookies: Cookies, remember_ttl: int,
+                 services: ServiceNames | None = None):
         self.base_url = base_url
         self.frontends: Mapping[str, Frontend] = {}
         self.backends: Mapping[str, Any] = {}
@@ -77,6 +88,8 @@ class Login:
         self.sessions = sessions
         self.cookies = cookies
         self.selector = IdpSelector(tenants)
+        #: The cities' choice of services (``allowed_services``); ``services`` names them.
+        self.gate = ServiceGate(tenants, services)
         self.remember_ttl = remember_ttl
         self._user_id_salt = user_id_salt
         self._log_salt = log_salt
@@ -180,8 +193,14 @@ class Login:
                                              session=session))
 
     def _respond(self, context: LoginContext, answer: Answer) -> Response:
-        """Run the response micro-services on the answer; the chain ends in :meth:`release`."""
+        """Run the response micro-services on the answer; the chain ends in :meth:`release`.
+
+        First, once for a fresh sign-in and for SSO alike: the person's city must allow the
+        service for their schools, else :meth:`not_allowed`.
+        """
         context.answer = answer
+        if not self.gate.allows(_flow(context).service, answer):
+            return self.not_allowed(context)
         if not self.response_services:  # nothing to narrow: the chain is release itself
             return self.release(context, None)
         service = _flow(context).service
@@ -209,23 +228,8 @@ class Login:
             return self.deny(context, "login_required", "the signed-in user is not the one the service named")
         auth = answer.auth
         service = flow.service
-        replaced = None
         with self.sessions.store.batch():
-            session = answer.session
-            if session is None:
-                # A new sign-in: a new session and a new cookie.  The identity is kept as the city's IdP
-                # asserted it (plugins narrow per service); a session this browser had before ends.
-                old = context.cookies.get(self.cookies.sso)
-                replaced = self.sessions.get(old) if old else None
-                token, session = self.sessions.create(
-                    identity=answer.identity, idp=answer.idp,
-                    auth_info={"auth_class_ref": auth.auth_class_ref, "timestamp": auth.timestamp,
-                               "issuer": auth.issuer, "authority": auth.authority},
-                    upstream=answer.upstream)
-                context.set_cookie(self.cookies.header(self.cookies.sso, token))
-                # Offered first on this browser's next city page; never applied without a click.
-                context.set_cookie(self.cookies.header(self.cookies.idp, answer.idp, max_age=self.remember_ttl))
-            context.session = session
+            session, replaced = self._open_session(context, answer)
             context.sso_sid = session.sid_for(service.requester, service.protocol)
             response = frontend.handle_authn_response(context, InternalData(
                 auth_info=auth, requester=service.requester, attributes=identity,
@@ -233,14 +237,66 @@ class Login:
             self.sessions.record_service(session, requester=service.requester, protocol=service.protocol,
                                          subject=frontend.subject_for(service, identity),
                                          sid=context.service_session_index or context.sso_sid)
-        if replaced is not None and replaced.id != session.id and self.on_session_replaced is not None:
-            self.on_session_replaced(replaced.id)
+        self._ended_replaced(session, replaced)
         self._log(context, logs.SUCCESS, idp=answer.idp, user_id=identity.get("user_id"),
                   sso=answer.session is not None, rotated=replaced is not None)
         context.flow = None
         return response
 
+    def _open_session(self, context: LoginContext, answer: Answer) -> tuple[BrokerSession, BrokerSession | None]:
+        """The broker session the answer is released in, and the one it replaced in this browser (if any).
+
+        From a session: that session.  A new sign-in: a new session and a new cookie.  The identity
+        is kept as the city's IdP asserted it (plugins narrow per service).  Call inside a store batch.
+        """
+        session = answer.session
+        replaced = None
+        if session is None:
+            auth = answer.auth
+            old = context.cookies.get(self.cookies.sso)
+            replaced = self.sessions.get(old) if old else None
+            token, session = self.sessions.create(
+                identity=answer.identity, idp=answer.idp,
+                auth_info={"auth_class_ref": auth.auth_class_ref, "timestamp": auth.timestamp,
+                           "issuer": auth.issuer, "authority": auth.authority},
+                upstream=answer.upstream)
+            context.set_cookie(self.cookies.header(self.cookies.sso, token))
+            # Offered first on this browser's next city page; never applied without a click.
+            context.set_cookie(self.cookies.header(self.cookies.idp, answer.idp, max_age=self.remember_ttl))
+        context.session = session
+        return session, replaced
+
+    def _ended_replaced(self, session: BrokerSession, replaced: BrokerSession | None) -> None:
+        """A session this browser had before the new sign-in ends (its services are told)."""
+        if replaced is not None and replaced.id != session.id and self.on_session_replaced is not None:
+            self.on_session_replaced(replaced.id)
+
     # -- error exits ---------------------------------------------------------------------------------
+
+    def not_allowed(self, context: LoginContext) -> Response:
+        """The person's school has not enabled the service (:mod:`broker.login.access`).
+
+        The person signed in all the same: a new sign-in gets its broker session (another
+        service works by SSO), but this service is not recorded in it and receives nothing but
+        ``access_denied``, delivered by the button of a page telling the person why (at once,
+        without the page, for a passive request).
+        """
+        flow = _flow(context)
+        answer = context.answer
+        if answer is None:
+            raise ExpiredFlow("no answer to check")
+        service = flow.service
+        with self.sessions.store.batch():
+            session, replaced = self._open_session(context, answer)
+        self._ended_replaced(session, replaced)
+        notice = None if service.passive else self.gate.notice(context, service)
+        self._log(context, NOT_ALLOWED, idp=answer.idp, sso=answer.session is not None,
+                  service_id=self.gate.service_id(service), answered="service" if notice is None else "person",
+                  correlation_id=context.correlation_id)
+        response = self.frontends[service.frontend].deny(
+            context, "access_denied", "the person's school has not enabled this service", notice=notice)
+        context.flow = None
+        return response
 
     def deny(self, context: LoginContext, error: str, description: str) -> Response:
         """End the flow with ``error`` sent back to the service (its frontend decides the form)."""

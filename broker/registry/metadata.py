@@ -56,7 +56,7 @@ class MetadataError(ValueError):
 class IdpMetadata:
     """A validated IdP metadata document."""
 
-    path: Path | None                            # resolved, inside the metadata directory (None: fetched)
+    path: Path | None                            # resolved, inside the metadata directory (None: inline)
     entity_id: str
     xml: str = dataclasses.field(repr=False)     # the exact text validated
     signing_certificates: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)   # DER
@@ -77,18 +77,13 @@ def load_idp_metadata(name: str | Path, *, metadata_dir: Path, entity_id: str | 
         raise MetadataError(f"an existing metadata file ({Path(metadata_dir) / name} not found)")
     with path.open("rb") as handle:
         data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise MetadataError(f"a metadata file of at most {MAX_BYTES // (1024 * 1024)} MiB")
     return check_idp_metadata(data, entity_id=entity_id, path=path)
 
 
 def check_idp_metadata(data: bytes, *, entity_id: str | None = None, path: Path | None = None) -> IdpMetadata:
-    """Validate an IdP metadata document held in memory, as :func:`load_idp_metadata` does a file.
-
-    The same checks (no DOCTYPE, the hardened parser, one EntityDescriptor for ``entity_id``
-    with an IDPSSODescriptor, pysaml2's own parse, X.509 signing certificates) for a document
-    fetched by URL (:mod:`broker.saml.metadata_refresh`).  Raises :class:`MetadataError`.
-    """
+    """Validate IdP metadata given as bytes (an upload, or inline in a registry version) exactly as a file."""
+    if len(data) > MAX_BYTES:
+        raise MetadataError(f"a metadata file of at most {MAX_BYTES // (1024 * 1024)} MiB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

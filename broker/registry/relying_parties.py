@@ -1,10 +1,11 @@
 """Relying parties: OIDC clients and SAML service providers registered with the broker.
 
-Registrations are files under the registry directory (``BROKER_REGISTRY_DIR``,
-``var/registry`` by default): ``clients/<client_id>.json`` and ``sps/<name>.xml``
-plus ``sps/<name>.json`` for its release policy.  Files survive restarts and can be
-shipped to every instance (a volume, a ConfigMap); they are read once when the
-configuration is built, never on the login path.
+Registrations are objects of the versioned registry (:mod:`broker.registry.versions`):
+``("client", <client_id>)`` holds :meth:`Client.to_dict`, ``("sp", <name>)`` holds the
+SP's metadata and release policy (:func:`sp_document`).  Their file form, for import
+and export, is ``clients/<client_id>.json`` and ``sps/<name>.xml`` plus
+``sps/<name>.json`` for its release policy (:func:`read_registration_files`).  They
+are read when the login path is built, never on the login path.
 
 Client secrets are never stored: only their SHA-256.  A generated secret has 256
 bits of entropy, so a fast hash is enough and comparison is constant-time.
@@ -18,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 PROFILES = ("digione", "mpassid")
 SUBJECT_TYPES = ("pairwise", "public")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_SP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class RegistrationError(ValueError):
@@ -209,28 +212,51 @@ class ServiceProvider:
         """The pairwise sector: the registered sector identifier, else the entity id."""
         return self.policy.sector or self.entity_id
 
+    @classmethod
+    def from_document(cls, name: str, data: Mapping[str, Any]) -> ServiceProvider:
+        """The SP registered as ``name``: ``{metadata_xml, policy}`` (:func:`sp_document`)."""
+        xml = data.get("metadata_xml")
+        if not isinstance(xml, str):
+            raise RegistrationError(f"sp {name}: metadata_xml: expected the SP's SAML metadata")
+        raw = data.get("policy") or {}
+        if not isinstance(raw, dict) or not set(raw) <= {f.name for f in dataclasses.fields(ReleasePolicy)}:
+            raise RegistrationError(f"sp {name}: policy: expected scopes, profile, subject_type and sector")
+        try:
+            fields: dict[str, Any] = {k: tuple(v) if k == "scopes" else v for k, v in raw.items()}
+            policy = ReleasePolicy(**fields)
+        except TypeError as exc:
+            raise RegistrationError(f"sp {name}: policy: expected a release policy ({exc})") from None
+        if policy.profile not in PROFILES or policy.subject_type not in SUBJECT_TYPES:
+            raise RegistrationError(f"sp {name}: policy: expected profile {' or '.join(PROFILES)} and subject_type "
+                                    f"{' or '.join(SUBJECT_TYPES)}")
+        return cls(name=name, entity_id=_entity_id(xml, source=f"sp {name}"), metadata_xml=xml, policy=policy)
+
 
 class RelyingParties:
-    """The registered relying parties, loaded from the registry directory.
+    """The registered relying parties of one registry version, with dictionary lookups."""
 
-    Lookups are dictionary reads; :meth:`add_client` and :meth:`add_sp` write the
-    file first, so a registration that fails validation leaves nothing behind.
-    """
-
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
+    def __init__(self) -> None:
         self.clients: dict[str, Client] = {}
         self.sps: dict[str, ServiceProvider] = {}
         self._sps_by_entity: dict[str, ServiceProvider] = {}
 
     @classmethod
-    def load(cls, directory: Path) -> RelyingParties:
-        parties = cls(directory)
-        for path in sorted((parties.directory / "clients").glob("*.json")):
-            client = Client.from_dict(_read_json(path), source=str(path))
-            parties.clients[client.client_id] = client
-        for path in sorted((parties.directory / "sps").glob("*.xml")):
-            parties._keep_sp(_load_sp(path))
+    def from_documents(cls, clients: Mapping[str, Mapping[str, Any]],
+                       sps: Mapping[str, Mapping[str, Any]]) -> RelyingParties:
+        """Validate registration documents by key; raises :class:`RegistrationError` naming the first fault."""
+        parties = cls()
+        for client_id, data in sorted(clients.items()):
+            client = Client.from_dict(dict(data), source=f"client {client_id}")
+            if client.client_id != client_id:
+                raise RegistrationError(f"client {client_id}: client_id: expected '{client_id}'")
+            parties.clients[client_id] = client
+        for name, data in sorted(sps.items()):
+            sp = ServiceProvider.from_document(name, data)
+            other = parties._sps_by_entity.get(sp.entity_id)
+            if other is not None:
+                raise RegistrationError(f"sp {name}: entityID: expected one not registered by another SP "
+                                        f"('{sp.entity_id}' is also {other.name})")
+            parties._keep_sp(sp)
         return parties
 
     def _keep_sp(self, sp: ServiceProvider) -> None:
@@ -244,30 +270,68 @@ class RelyingParties:
         return self._sps_by_entity.get(entity_id)
 
     def add_client(self, data: dict[str, Any]) -> tuple[Client, str | None]:
-        """Register (or replace) a client; return it and its new secret, if it has one."""
-        data = dict(data)
-        secret = None
-        if data.get("token_endpoint_auth_method", "client_secret_basic") in ("client_secret_basic",
-                                                                             "client_secret_post"):
-            secret = data.pop("client_secret", None) or secrets.token_urlsafe(32)
-            data["secret_sha256"] = hash_secret(secret)
-        client = Client.from_dict(data)
-        _write_atomic(self.directory / "clients" / f"{client.client_id}.json",
-                      json.dumps(client.to_dict(), indent=2, sort_keys=True))
+        """Add (or replace) a client here, in memory; return it and its new secret, if it has one."""
+        client, secret = client_document(data)
         self.clients[client.client_id] = client
         return client, secret
 
     def add_sp(self, metadata_xml: str, *, name: str | None = None,
                policy: ReleasePolicy | None = None) -> ServiceProvider:
-        entity_id = _entity_id(metadata_xml, source=name or "metadata")
-        name = name or re.sub(r"[^A-Za-z0-9._-]+", "_",
-                              urlsplit(entity_id).netloc + urlsplit(entity_id).path).strip("_")
-        policy = policy or ReleasePolicy(profile="mpassid")
-        sp = ServiceProvider(name=name, entity_id=entity_id, metadata_xml=metadata_xml, policy=policy)
-        _write_atomic(self.directory / "sps" / f"{name}.json", json.dumps(policy.to_dict(), indent=2))
-        _write_atomic(self.directory / "sps" / f"{name}.xml", metadata_xml)
+        """Add (or replace) a SAML SP here, in memory."""
+        sp = ServiceProvider.from_document(*sp_document(metadata_xml, name=name, policy=policy))
         self._keep_sp(sp)
         return sp
+
+
+def client_document(data: Mapping[str, Any]) -> tuple[Client, str | None]:
+    """Validate a client registration; hash its secret (generated unless given) into it.
+
+    Returns the client (whose :meth:`Client.to_dict` is the registry object) and the
+    secret in clear, which is shown once and never stored.
+    """
+    data = dict(data)
+    secret = None
+    if data.get("token_endpoint_auth_method", "client_secret_basic") in ("client_secret_basic", "client_secret_post"):
+        secret = data.pop("client_secret", None) or secrets.token_urlsafe(32)
+        data["secret_sha256"] = hash_secret(secret)
+    else:
+        data.pop("client_secret", None)
+    return Client.from_dict(data), secret
+
+
+def sp_document(metadata_xml: str, *, name: str | None = None,
+                policy: ReleasePolicy | None = None) -> tuple[str, dict[str, Any]]:
+    """``(name, registry object)`` of a SAML SP registration; the name defaults to one made of its entityID."""
+    entity_id = _entity_id(metadata_xml, source=name or "metadata")
+    name = name or re.sub(r"[^A-Za-z0-9._-]+", "_",
+                          urlsplit(entity_id).netloc + urlsplit(entity_id).path).strip("_")
+    if not _SP_NAME.match(name):
+        raise RegistrationError(f"{name}: name: expected 1-128 letters, digits, '.', '_' or '-'")
+    policy = policy or ReleasePolicy(profile="mpassid")
+    return name, {"metadata_xml": metadata_xml, "policy": policy.to_dict()}
+
+
+def read_registration_files(directory: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The file form: ``(clients by id, SPs by name)`` from ``clients/*.json`` and ``sps/*.xml`` (+ ``.json``)."""
+    directory = Path(directory)
+    clients = {path.stem: _read_json(path) for path in sorted((directory / "clients").glob("*.json"))}
+    sps: dict[str, dict[str, Any]] = {}
+    for path in sorted((directory / "sps").glob("*.xml")):
+        policy_path = path.with_suffix(".json")
+        policy = _read_json(policy_path) if policy_path.exists() else ReleasePolicy(profile="mpassid").to_dict()
+        sps[path.stem] = {"metadata_xml": path.read_text(), "policy": policy}
+    return clients, sps
+
+
+def write_registration_files(directory: Path, clients: Mapping[str, Mapping[str, Any]],
+                             sps: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write registrations in their file form (``broker registry export``)."""
+    directory = Path(directory)
+    for client_id, data in clients.items():
+        _write_atomic(directory / "clients" / f"{client_id}.json", json.dumps(data, indent=2, sort_keys=True))
+    for name, data in sps.items():
+        _write_atomic(directory / "sps" / f"{name}.json", json.dumps(data.get("policy") or {}, indent=2))
+        _write_atomic(directory / "sps" / f"{name}.xml", data["metadata_xml"])
 
 
 def _entity_id(metadata_xml: str, *, source: str) -> str:
@@ -282,18 +346,6 @@ def _entity_id(metadata_xml: str, *, source: str) -> str:
     if not root.findall(".//{urn:oasis:names:tc:SAML:2.0:metadata}SPSSODescriptor"):
         raise RegistrationError(f"{source}: expected an SPSSODescriptor (a SAML service provider)")
     return root.get("entityID")
-
-
-def _load_sp(path: Path) -> ServiceProvider:
-    xml = path.read_text()
-    policy_path = path.with_suffix(".json")
-    policy = ReleasePolicy(profile="mpassid")
-    if policy_path.exists():
-        raw = _read_json(policy_path)
-        fields: dict[str, Any] = {k: tuple(v) if k == "scopes" else v for k, v in raw.items()}
-        policy = ReleasePolicy(**fields)
-    return ServiceProvider(name=path.stem, entity_id=_entity_id(xml, source=str(path)), metadata_xml=xml,
-                           policy=policy)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -39,9 +39,11 @@ from broker.registry.environment import (
     secret_file_owner,
     secret_variable_owner,
 )
-from broker.registry.metadata import MetadataError, load_idp_metadata
+from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
 from broker.registry.paths import contained
 from broker.registry.pins import signing_pins
+from broker.registry.sealed_secrets import SealedSecretError, open_secret
+from broker.registry.services import ALLOW_ALL, ServiceAccess, parse_allowed_services
 
 LANGS = ("fi", "sv", "en")
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -135,6 +137,8 @@ class Tenant:
     #: The city's own limits on broker sessions (seconds), where they differ from config/broker.yaml.
     session_max_lifetime: int | None = None
     session_idle_timeout: int | None = None
+    #: Which services the city's schools allow (``allowed_services``; broker.registry.services).
+    allowed_services: ServiceAccess = ALLOW_ALL
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((i for i in self.identity_providers if i.id == idp_id), None)
@@ -175,8 +179,10 @@ class Tenants:
 class _Checker:
     """Collects problems for one file, each naming the field path and what was expected."""
 
-    def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = ()):
+    def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = (),
+                 master_secret: bytes | None = None):
         self.source = source
+        self.master_secret = master_secret
         self.environ = environ
         self.root = root
         self.tenant_ids = tenant_ids
@@ -232,42 +238,86 @@ class _Checker:
         return {lang: value[lang].strip() for lang in LANGS}
 
 
-def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
-                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
-    """Load and validate every ``*.yaml`` in ``directory``.
+def read_tenant_files(directory: Path, *, root: Path | None = None) -> dict[str, tuple[str, Any]]:
+    """Parse every ``*.yaml`` in ``directory``: ``{tenant id: (source, content)}``.
 
-    ``environ`` is what tenant files may read: a
-    :class:`~broker.registry.environment.TenantEnvironment` (``Settings.environ``
-    is one: it carries the allow-list and the secrets directory of the settings), or
-    a plain mapping (default ``os.environ``) from which one is made, with
-    ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
-    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
-    Relative secret file paths are taken from ``root`` (default: the parent of
-    ``directory``).
-
-    ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
-    section (the registry does not compile rules itself).  Raises
-    :class:`TenantError` with every problem of every file.
+    A tenant's id is its file's name.  Content that is not valid YAML is a
+    :class:`TenantProblem` (reported by :func:`tenants_from_documents` with the others).
     """
     root = Path(root or Path(directory).parent)
-    try:
-        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
-    except ValueError as exc:
-        raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
     directory = Path(directory)
-    problems: list[str] = []
-    tenants: dict[str, Tenant] = {}
     if not directory.is_dir():
         raise TenantError([f"{directory}: expected a directory of tenant files"])
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise TenantError([f"{directory}: expected at least one tenant file (*.yaml)"])
-    tenant_ids = frozenset(path.stem for path in files)   # a tenant's id is its file's name
+    documents: dict[str, tuple[str, Any]] = {}
     for path in files:
-        checker = _Checker(_display(path, root), tenant_environ, root=root, tenant_ids=tenant_ids)
-        tenant = _load_one(path, checker, metadata_dir=Path(metadata_dir))
+        try:
+            content: Any = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            content = TenantProblem(f"line {mark.line + 1}" if mark else "file",
+                                    f"valid YAML ({getattr(exc, 'problem', exc)})")
+        documents[path.stem] = (display_path(path, root), content)
+    return documents
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantProblem:
+    """A tenant document that could not even be parsed: where, and what was expected."""
+
+    where: str
+    expected: str
+
+
+def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
+                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
+    """Load and validate every ``*.yaml`` in ``directory`` (:func:`tenants_from_documents`)."""
+    root = Path(root or Path(directory).parent)
+    return tenants_from_documents(read_tenant_files(directory, root=root), metadata_dir=metadata_dir, root=root,
+                                  environ=environ, check_mapping=check_mapping, allowed_env=allowed_env,
+                                  secrets_dir=secrets_dir)
+
+
+def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata_dir: Path, root: Path,
+                           environ: Mapping[str, str] | None = None,
+                           check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
+                           allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None,
+                           master_secret: bytes | None = None) -> Tenants:
+    """Validate tenant documents ``{tenant id: (source, content)}`` completely.
+
+    The one validation of tenants, whatever they come from: files (``broker check``,
+    ``broker registry import``) or a registry version in the database (start-up,
+    every activation).
+
+    ``environ`` is what tenant documents may read: a
+    :class:`~broker.registry.environment.TenantEnvironment` (``Settings.environ``
+    is one: it carries the allow-list and the secrets directory of the settings), or
+    a plain mapping (default ``os.environ``) from which one is made, with
+    ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
+    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
+    Relative secret file paths are taken from ``root``.
+
+    ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
+    section (the registry does not compile rules itself).  ``master_secret`` opens
+    client secrets sealed in the registry (:mod:`broker.registry.sealed_secrets`).
+    Raises :class:`TenantError` with every problem of every document.
+    """
+    try:
+        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
+    except ValueError as exc:
+        raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
+    if not documents:
+        raise TenantError(["tenants: expected at least one tenant"])
+    problems: list[str] = []
+    tenants: dict[str, Tenant] = {}
+    tenant_ids = frozenset(documents)
+    for name, (source, content) in sorted(documents.items()):
+        checker = _Checker(source, tenant_environ, root=root, tenant_ids=tenant_ids, master_secret=master_secret)
+        tenant = _load_one(name, content, checker, metadata_dir=Path(metadata_dir))
         if tenant is not None and check_mapping is not None:
             for index, idp in enumerate(tenant.identity_providers):
                 message = check_mapping(tenant, idp)
@@ -287,6 +337,18 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
                                 f"not used by another IdP (also {other.key})")
             elif idp.entity_id:
                 entities[idp.entity_id] = idp
+    # One city's OIDC client at an issuer is that city's: another city naming the same issuer and
+    # client would sign in the first city's people as its own.  Cities may share an issuer (Google
+    # Workspace: https://accounts.google.com), each with a client of its own.
+    oidc_clients: dict[tuple[str, str], IdentityProvider] = {}
+    for tenant in tenants.values():
+        for idp in tenant.identity_providers:
+            if idp.type != "oidc" or not idp.issuer or not idp.client_id:
+                continue
+            other = oidc_clients.setdefault((idp.issuer.rstrip("/"), idp.client_id), idp)
+            if other.tenant_id != idp.tenant_id:
+                problems.append(f"{tenant.source}: identity_providers[{idp.id}].client_id: expected a client id "
+                                f"not used by another IdP with the issuer {idp.issuer} (also {other.key})")
     # A login_hint user@<domain> picks the city claiming the domain: no city may claim another's.
     claims: dict[str, list[Tenant]] = {}
     for tenant in tenants.values():
@@ -306,20 +368,17 @@ def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = Non
     )
 
 
-def _display(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (how problems name a tenant file)."""
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
 
 
-def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
-    try:
-        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "file"
-        c.fail(where, f"valid YAML ({getattr(exc, 'problem', exc)})")
+def _load_one(name: str, raw: Any, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
+    if isinstance(raw, TenantProblem):
+        c.fail(raw.where, raw.expected)
         return None
     if not isinstance(raw, dict):
         c.fail("(top level)", "a mapping with id, names, municipality_code, education_provider, schools, "
@@ -327,13 +386,13 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
         return None
     data = c.expand(raw, "")
     known = {"id", "names", "municipality_code", "education_provider", "schools", "identity_providers", "domains",
-             "sessions"}
+             "sessions", "allowed_services"}
     for key in data:
         if key not in known:
             c.fail(str(key), f"one of the known keys ({', '.join(sorted(known))})")
     tenant_id = c.string(data, "id", "", _ID, "a lowercase id of letters, digits and '-' (e.g. vantaa)")
-    if tenant_id and tenant_id != path.stem:
-        c.fail("id", f"the file name without .yaml ('{path.stem}')")
+    if tenant_id and tenant_id != name:
+        c.fail("id", f"the tenant's name, which is its file name without .yaml ('{name}')")
     names = c.names(data, "names", "")
     municipality = c.string(data, "municipality_code", "", _MUNICIPALITY, "a 3-digit municipality code (e.g. '092')")
     provider = data.get("education_provider")
@@ -351,6 +410,7 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
     schools = _schools(data.get("schools"), c)
     idps = _idps(data.get("identity_providers"), c, tenant_id or "", metadata_dir=metadata_dir)
     limits = _session_limits(data.get("sessions"), c)
+    access = parse_allowed_services(data.get("allowed_services"), {s.code for s in schools}, c)
     if c.problems:
         return None
     # c.string returns None for a required value only after recording a problem.
@@ -358,7 +418,8 @@ def _load_one(path: Path, c: _Checker, *, metadata_dir: Path) -> Tenant | None:
     return Tenant(id=tenant_id, names=names, municipality_code=municipality, provider_oid=provider_oid,
                   provider_names=provider_names, schools=tuple(schools), identity_providers=tuple(idps),
                   domains=tuple(d.lower() for d in domains), source=c.source,
-                  session_max_lifetime=limits.get("max_lifetime"), session_idle_timeout=limits.get("idle_timeout"))
+                  session_max_lifetime=limits.get("max_lifetime"), session_idle_timeout=limits.get("idle_timeout"),
+                  allowed_services=access)
 
 
 #: Bounds a city may choose within: at least five minutes, at most a week (max) or a day (idle).
@@ -473,10 +534,22 @@ def _unknown(item: Mapping, allowed: set[str], path: str, c: _Checker) -> None:
 def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path, entity_id: str | None,
                      entity_path: str) -> tuple[SamlMetadataSource | None, str | None]:
     """The metadata source and, for a file, the entityID it declares (validated)."""
-    if not isinstance(raw, dict) or ("file" in raw) == ("url" in raw):
-        c.fail(path, "either {file: NAME under metadata/} or {url: https URL, signing_cert_sha256: FINGERPRINT "
-                     "or a list of up to 3}")
+    forms = [form for form in ("file", "url", "xml") if isinstance(raw, dict) and form in raw]
+    if len(forms) != 1:
+        c.fail(path, "one of {file: NAME under metadata/}, {url: https URL, signing_cert_sha256: FINGERPRINT or a "
+                     "list of up to 3} or {xml: THE METADATA DOCUMENT}")
         return None, None
+    if "xml" in raw:
+        text = raw["xml"]
+        if not isinstance(text, str) or not text.strip():
+            c.fail(f"{path}.xml", "the IdP's SAML metadata document")
+            return None, None
+        try:
+            checked = check_idp_metadata(text.encode(), entity_id=entity_id)
+        except MetadataError as exc:
+            c.fail(entity_path if exc.field == "entity_id" else f"{path}.xml", exc.expected)
+            return None, None
+        return SamlMetadataSource(xml=checked.xml), checked.entity_id
     if "file" in raw:
         name = raw["file"]
         if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
@@ -535,9 +608,19 @@ def _secret(raw: Any, path: str, c: _Checker, *, tenant_id: str) -> str | None:
     if isinstance(raw, str):
         c.fail(path, "{env: VARIABLE} or {file: PATH}; a secret is never written in a tenant file")
         return None
-    if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file"} & raw.keys()):
-        c.fail(path, "{env: VARIABLE} or {file: PATH}")
+    if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file", "encrypted"} & raw.keys()):
+        c.fail(path, "{env: VARIABLE} or {file: PATH} (or {encrypted: …}, sealed by the admin console)")
         return None
+    if "encrypted" in raw:
+        if c.master_secret is None or not tenant_id:
+            c.fail(f"{path}.encrypted", "a secret reference ({env: …} or {file: …}): sealed secrets open only "
+                                        "in the registry")
+            return None
+        try:
+            return open_secret(c.master_secret, raw["encrypted"], tenant_id=tenant_id)
+        except SealedSecretError as exc:
+            c.fail(f"{path}.encrypted", str(exc))
+            return None
     own_prefix = f"{SECRET_PREFIX}{env_name(tenant_id or 'city')}_"
     if "env" in raw:
         name = raw["env"]

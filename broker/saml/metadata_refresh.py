@@ -520,8 +520,9 @@ class MetadataRefreshThread:
 
     @classmethod
     def for_app(cls, app: Any, **kwargs: Any) -> MetadataRefreshThread:
-        """The refresher of a :class:`broker.app.BrokerApp`: its registry's sources, its store, and
-        ``app.rebuild`` on a change; the expiry warnings logged once a day."""
+        """The refresher of a :class:`broker.app.BrokerApp`: its registry's sources, its store, and a
+        build of the active registry version on a change (``app._build``: ``app.rebuild`` builds only
+        when another version is active); the expiry warnings logged once a day."""
         from broker.registry.expiry import expiry_report, log_expiry_warnings
 
         refresher = MetadataRefresher(lambda: pinned_sources(app.registry.tenants), app.store,
@@ -533,7 +534,7 @@ class MetadataRefreshThread:
             log_expiry_warnings(expiry_report(tenants, remote=last_good_copies(tenants, app.store),
                                               keys_dir=app.settings.keys_dir), store=app.store)
 
-        return cls(refresher, app.rebuild, daily=daily, **kwargs)
+        return cls(refresher, app._build, daily=daily, **kwargs)
 
     def run_once(self) -> bool:
         """One tick: refresh what is due, call ``on_change`` if needed; True if it was called and succeeded."""

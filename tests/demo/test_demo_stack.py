@@ -14,7 +14,11 @@ def test_prepare_registers_the_services_logout_urls_and_writes_slo_metadata(tmp_
     stack = DemoStack(demo_dir=tmp_path / "demo", metadata_dir=tmp_path / "metadata",
                       ports=Ports(8000, 8101, 8102, 8201, 8202), environ={})
     stack.prepare()
-    clients = RelyingParties.load(stack.registry_dir).clients
+    from broker.app import open_registry
+    from broker.registry.documents import of_kind
+
+    clients = RelyingParties.from_documents(of_kind(open_registry(stack.settings()).versions.state().documents,
+                                                    "client"), {}).clients
     a, b = clients["demo-service-a"], clients["demo-service-b"]
     assert a.backchannel_logout_uri == "http://localhost:8201/backchannel-logout"
     assert a.backchannel_logout_session_required is True and a.frontchannel_logout_uri is None

@@ -131,7 +131,7 @@ class Person:
 
 
 def register_client(stack, **data):
-    """Register an OIDC client with the running broker, as `broker clients add` does, then rebuild."""
-    client, secret = stack.app.registry.parties.add_client(data)
+    """Register an OIDC client with the running broker, as `broker clients add` does, and serve it now."""
+    client, secret, _ = stack.app.registry_service.register_client(data, by="test")
     stack.app.rebuild()
     return client, secret

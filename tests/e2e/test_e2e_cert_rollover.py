@@ -36,7 +36,8 @@ class Rollover:
         self.original = self.file.read_text()
 
     def publish(self, *pairs: KeyPair) -> None:
-        """Rewrite the city's metadata with a signing KeyDescriptor per pair, in that order; rebuild."""
+        """Rewrite the city's metadata with a signing KeyDescriptor per pair, in that order, and build the
+        login path again (what SIGHUP or the next activation does: every build reads the file)."""
         root = etree.fromstring(self.original.encode())
         idp = root.find(f"{{{MD}}}IDPSSODescriptor")
         template = next(k for k in idp.findall(f"{{{MD}}}KeyDescriptor") if k.get("use") == "signing")
@@ -49,7 +50,7 @@ class Rollover:
             idp.insert(position + offset, key)
         self.file.write_text(etree.tostring(root, encoding="unicode"), encoding="utf-8")
         if self.stack.app is not None:
-            self.stack.app.rebuild()
+            self.stack.app._build()
 
 
 @pytest.fixture(scope="module")

@@ -140,8 +140,9 @@ def sp(stack, tmp_path_factory) -> Saml2Client:
     })
     client = Saml2Client(config)
     configure_signatures(client)
-    stack.app.registry.parties.add_sp(create_metadata_string(None, config=config).decode(), name="logout-sp",
-                                      policy=ReleasePolicy(scopes=("openid", "roles"), profile="mpassid"))
+    stack.app.registry_service.register_sp(create_metadata_string(None, config=config).decode(), name="logout-sp",
+                                           by="test", policy=ReleasePolicy(scopes=("openid", "roles"),
+                                                                           profile="mpassid"))
     stack.app.rebuild()
     return client
 

@@ -31,9 +31,10 @@ def sp(stack, tmp_path_factory):
                            "want_assertions_signed": True, "want_response_signed": True,
                            "allow_unsolicited": False}},
     })
-    stack.app.registry.parties.add_sp(create_metadata_string(None, config=config).decode(), name="e2e-sp",
-                                      policy=ReleasePolicy(scopes=("openid", "roles", "schools", "profile",
-                                                                   "education_providers"), profile="mpassid"))
+    stack.app.registry_service.register_sp(
+        create_metadata_string(None, config=config).decode(), name="e2e-sp", by="test",
+        policy=ReleasePolicy(scopes=("openid", "roles", "schools", "profile", "education_providers"),
+                             profile="mpassid"))
     stack.app.rebuild()
     return Saml2Client(config)
 

@@ -16,9 +16,9 @@ import requests
 from agent import Person
 from authlib.integrations.requests_client import OAuth2Session
 
+from broker.app import open_registry
 from broker.demo.servers import free_port
 from broker.demo.stack import DemoStack, Ports
-from broker.registry.relying_parties import RelyingParties
 
 REDIS_URL = os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REDIRECT = "https://two.example.org/cb"
@@ -31,8 +31,8 @@ def instances(tmp_path_factory):
     second = free_port()
     stack = DemoStack(demo_dir=root / "demo", metadata_dir=root / "metadata", ports=ports, environ={})
     stack.prepare()
-    _, secret = RelyingParties.load(stack.registry_dir).add_client(
-        {"client_id": "two-rp", "redirect_uris": [REDIRECT], "policy": {"scopes": ["openid", "roles"]}})
+    _, secret, _ = open_registry(stack.settings()).register_client(
+        {"client_id": "two-rp", "redirect_uris": [REDIRECT], "policy": {"scopes": ["openid", "roles"]}}, by="test")
     stack.start_idps()
     prefix = f"test-two:{secrets.token_hex(6)}:"   # this run's keys only; other tests share db 15
     env = {**os.environ, **stack.env(), "BROKER_REDIS_URL": REDIS_URL, "BROKER_REDIS_PREFIX": prefix,

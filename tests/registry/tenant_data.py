@@ -60,6 +60,14 @@ def entity_id(city: str = "vantaa") -> str:
     return f"{SAML_BASE}/{city}/idp"
 
 
+def active_registry(settings: Any):
+    """The :class:`~broker.assemble.Registry` of the registry database's active version."""
+    from broker.app import open_registry
+    from broker.assemble import registry_of
+
+    return registry_of(settings, open_registry(settings).versions.state().documents)
+
+
 @dataclass
 class Site:
     """A broker's folders in a temporary directory: tenants, metadata, secrets, keys, registry."""

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from broker.registry.relying_parties import Client, RegistrationError, RelyingParties
+from broker.registry.relying_parties import (
+    Client,
+    RegistrationError,
+    RelyingParties,
+    read_registration_files,
+    write_registration_files,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CB = "https://app.example/cb"
@@ -105,17 +111,18 @@ def test_session_required_flags_are_booleans(flag):
 
 
 def test_round_trip_through_the_registry_files(tmp_path):
-    parties = RelyingParties(tmp_path)
+    parties = RelyingParties()
     client, secret = parties.add_client({
         "client_id": "app", "redirect_uris": [CB], "post_logout_redirect_uris": ["https://app.example/bye"],
         "backchannel_logout_uri": "https://api.app.example/bcl", "backchannel_logout_session_required": False,
         "frontchannel_logout_uri": "https://app.example/fcl?a=1", "frontchannel_logout_session_required": False})
     assert secret
+    write_registration_files(tmp_path, {c.client_id: c.to_dict() for c in parties.clients.values()}, {})
     stored = json.loads((tmp_path / "clients" / "app.json").read_text())
     assert stored["backchannel_logout_uri"] == "https://api.app.example/bcl"
     assert stored["frontchannel_logout_uri"] == "https://app.example/fcl?a=1"
     assert stored["backchannel_logout_session_required"] is False
-    loaded = RelyingParties.load(tmp_path).client("app")
+    loaded = _load(tmp_path).client("app")
     assert loaded == client
     assert Client.from_dict(client.to_dict()) == client
 
@@ -125,13 +132,34 @@ def test_an_older_registration_file_loads_with_the_defaults(tmp_path):
     (tmp_path / "clients" / "old.json").write_text(json.dumps({
         "client_id": "old", "redirect_uris": [CB], "secret_sha256": "0" * 64,
         "post_logout_redirect_uris": ["https://app.example/bye"]}))
-    old = RelyingParties.load(tmp_path).client("old")
+    old = _load(tmp_path).client("old")
     assert old is not None and old.backchannel_logout_uri is None and old.backchannel_logout_session_required
 
 
+def _load(directory: Path) -> RelyingParties:
+    return RelyingParties.from_documents(*read_registration_files(directory))
+
+
+def _active(tmp_path: Path) -> RelyingParties:
+    """The relying parties of the registry database's active version."""
+    from broker.registry.database import open_database
+    from broker.registry.documents import of_kind
+    from broker.registry.versions import RegistryVersions
+
+    documents = RegistryVersions(open_database(
+        f"sqlite:///{tmp_path / 'registry' / 'registry.sqlite3'}")).state().documents
+    return RelyingParties.from_documents(of_kind(documents, "client"), of_kind(documents, "sp"))
+
+
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BROKER_VAR_DIR": str(tmp_path / "var"),
-           "BROKER_REGISTRY_DIR": str(tmp_path / "registry"), "BROKER_SECRET": "x" * 32}
+    """The real ``broker`` command on a site of its own: one valid tenant, the registry in SQLite."""
+    from tenant_data import Site, saml_idp, tenant
+
+    site = Site(tmp_path)
+    if not any(site.tenants.iterdir()):
+        site.write_metadata()
+        site.write_tenant(tenant("vantaa", saml_idp()))
+    env = {**site.env(), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return subprocess.run([sys.executable, "-m", "broker", *args], env=env, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
 
@@ -143,7 +171,7 @@ def test_clients_add_takes_the_logout_uris(tmp_path):
                   "--backchannel-logout-uri", "https://api.app.example/oidc/bcl",
                   "--frontchannel-logout-uri", "https://app.example/oidc/fcl")
     assert result.returncode == 0, result.stderr
-    client = RelyingParties.load(tmp_path / "registry").client("cli-rp")
+    client = _active(tmp_path).client("cli-rp")
     assert client is not None
     assert client.post_logout_redirect_uris == ("https://app.example/bye", "https://app.example/bye2")
     assert client.backchannel_logout_uri == "https://api.app.example/oidc/bcl"
@@ -156,7 +184,7 @@ def test_clients_add_takes_the_logout_uris(tmp_path):
     bad = _cli(tmp_path, "clients", "add", "--client-id", "bad", "--redirect-uri", CB,
                "--backchannel-logout-uri", "http://app.example/bcl")
     assert bad.returncode == 1 and "backchannel_logout_uri" in bad.stderr
-    assert RelyingParties.load(tmp_path / "registry").client("bad") is None  # nothing written
+    assert _active(tmp_path).client("bad") is None  # nothing activated
 
     helptext = _cli(tmp_path, "clients", "add", "--help").stdout
     for option in ("--backchannel-logout-uri", "--frontchannel-logout-uri", "--post-logout-redirect-uri"):

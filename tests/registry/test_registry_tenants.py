@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tenant_data import active_registry
 
 from broker.assemble import load_registry
 from broker.demo.stack import DemoStack, Ports
@@ -108,7 +109,13 @@ def test_broker_check_passes_and_fails_with_the_same_messages(demo, tmp_path):
     bad = _cli(demo, "check", env_extra={"BROKER_TENANTS_DIR": str(tenants)})
     assert bad.returncode == 1
     assert "turku.yaml: municipality_code: expected a 3-digit municipality code" in bad.stderr
-    serve = _cli(demo, "serve", env_extra={"BROKER_TENANTS_DIR": str(tenants)})
+    # Files are the GitOps form: importing them as a version is refused with the same message ...
+    imported = _cli(demo, "registry", "import", env_extra={"BROKER_TENANTS_DIR": str(tenants)})
+    assert imported.returncode == 1 and "nothing was activated" in imported.stderr
+    assert "turku.yaml: municipality_code: expected a 3-digit municipality code" in imported.stderr
+    # ... and a broker whose empty database would be seeded from them does not start.
+    serve = _cli(demo, "serve", env_extra={"BROKER_TENANTS_DIR": str(tenants),
+                                           "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"})
     assert serve.returncode == 1 and "will not start" in serve.stderr
 
 
@@ -124,9 +131,9 @@ def test_clients_add_prints_credentials_and_persists(demo):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["client_id"] == "cli-rp" and len(out["client_secret"]) >= 32
-    stored = json.loads((demo.registry_dir / "clients" / "cli-rp.json").read_text())
+    registry = active_registry(demo.settings())
+    stored = registry.parties.client("cli-rp").to_dict()
     assert out["client_secret"] not in json.dumps(stored), "only the secret's hash is stored"
-    registry = load_registry(demo.settings())
     assert registry.parties.client("cli-rp").check_secret(out["client_secret"])
     bad = _cli(demo, "clients", "add", "--client-id", "bad", "--redirect-uri", "http://evil.example/cb")
     assert bad.returncode == 1 and "redirect_uris[0]" in bad.stderr
@@ -161,7 +168,8 @@ def test_sps_add_registers_a_saml_sp_and_refuses_what_is_not_one(demo, tmp_path)
     result = _cli(demo, "sps", "add", str(metadata), "--name", "cli-sp")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["entity_id"] == "https://cli-sp.example/sp"
-    assert load_registry(demo.settings()).parties.sp_for_entity("https://cli-sp.example/sp").policy.profile == "mpassid"
+    assert active_registry(demo.settings()).parties.sp_for_entity(
+        "https://cli-sp.example/sp").policy.profile == "mpassid"
     (tmp_path / "idp.xml").write_text('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
                                       'entityID="https://x"><md:IDPSSODescriptor/></md:EntityDescriptor>')
     bad = _cli(demo, "sps", "add", str(tmp_path / "idp.xml"))

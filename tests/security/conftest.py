@@ -68,9 +68,9 @@ def stack(tmp_path_factory, hostile):
 
 
 def register_rp(stack: DemoStack, client_id: str = "security-rp") -> RelyingParty:
-    client, secret = stack.app.registry.parties.add_client({
+    client, secret, _ = stack.app.registry_service.register_client({
         "client_id": client_id, "redirect_uris": [REDIRECT],
-        "policy": {"scopes": ["openid", "profile", "roles", "schools"], "profile": "digione"}})
+        "policy": {"scopes": ["openid", "profile", "roles", "schools"], "profile": "digione"}}, by="test")
     stack.app.rebuild()
     return RelyingParty(stack.broker_url, client.client_id, secret)
 

@@ -51,8 +51,9 @@ def _sp(stack, directory: Path, name: str, *, signs: bool, register: bool = True
     client = Saml2Client(config)
     configure_signatures(client)
     if register:
-        stack.app.registry.parties.add_sp(create_metadata_string(None, config=config).decode(), name=name,
-                                          policy=ReleasePolicy(scopes=("openid", "roles"), profile="mpassid"))
+        stack.app.registry_service.register_sp(create_metadata_string(None, config=config).decode(), name=name,
+                                               by="test", policy=ReleasePolicy(scopes=("openid", "roles"),
+                                                                               profile="mpassid"))
     return Sp(client, entity_id, acs)
 
 

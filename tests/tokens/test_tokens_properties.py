@@ -44,7 +44,7 @@ def provider(tmp_path_factory):
     store = MemoryStore()
     keyring = KeyRing(store, MASTER_SECRET)
     keyring.ensure()
-    registry = RelyingParties(tmp_path_factory.mktemp("registry"))
+    registry = RelyingParties()
     registry.add_client({"client_id": "rp1", "redirect_uris": ["https://rp1.example/cb"], "client_secret": "secret"})
     registry.add_client({"client_id": "spa", "redirect_uris": ["https://spa.example/cb"],
                          "token_endpoint_auth_method": "none"})

@@ -136,7 +136,7 @@ def make_env(store, clock: Clock, server: Server, tmp_path: Path, *, mode: str =
     keyring = KeyRing(store, MASTER_SECRET, retention=retention, prepublish=prepublish,
                       refresh_interval=refresh_interval, clock=clock)
     keyring.ensure()
-    registry = RelyingParties(tmp_path / "registry")
+    registry = RelyingParties()
     env = Env(issuer=server.url, provider=None, keyring=keyring, store=store, clock=clock, login=Login(),
               registry=registry)
     _register(registry, env, "rp1")
