@@ -92,6 +92,14 @@ class AdminOperations:
         self.subjects = SubjectGrants(self.registry_versions.engine)
         self._http = http
 
+    @classmethod
+    def for_app(cls, app: Any) -> AdminOperations:
+        """The operations of a Flask admin application (``app.config["BROKER"]``), made once per app."""
+        ops = app.extensions.get("digione.admin.operations")
+        if ops is None:
+            ops = app.extensions["digione.admin.operations"] = cls(app.config["BROKER"])
+        return ops
+
     # -- principals -----------------------------------------------------------------------------
 
     def principal_for_token(self, token: str | None) -> Principal | None:
@@ -107,6 +115,7 @@ class AdminOperations:
     def _refuse(self, p: Principal, action: str, obj: str, error: AdminError) -> NoReturn:
         logger.warning("admin refused correlation_id=%s principal=%s action=%s object=%s status=%s reason=%s",
                        current_correlation_id() or "-", p.name, action, obj, error.status, error.code)
+        error.logged = True
         raise error
 
     def _platform(self, p: Principal, action: str, obj: str) -> None:
