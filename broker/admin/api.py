@@ -13,7 +13,8 @@ checked.  This layer only:
   surrogates, matching the route's published schema (else 400 naming the field);
   query parameters by their published schemas;
 * **answers JSON**, errors as ``{"error", "description", "correlation_id",
-  "problems"?}`` (RFC 6750 ``WWW-Authenticate`` on 401).  Unknown paths and methods
+  "problems"?}`` (RFC 6750 ``WWW-Authenticate`` on 401); every answer carries its
+  correlation id in ``X-Correlation-ID``.  Unknown paths and methods
   under ``/admin/api`` are JSON 404 and 405 too.  Bad input is always a 4xx; a 500
   means a bug in the broker, and is logged with the correlation id.
 
@@ -139,8 +140,9 @@ for _route in ROUTES:
 
 
 def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False, default=str), status=status, headers=headers,
-                    mimetype="application/json")
+    # Every answer names its correlation id (errors in the body as well), for support to find it in the log.
+    return Response(json.dumps(data, ensure_ascii=False, default=str), status=status,
+                    headers={**(headers or {}), "X-Correlation-ID": correlation_id()}, mimetype="application/json")
 
 
 def error_response(error: AdminError) -> Response:

@@ -34,6 +34,7 @@ the others.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -62,7 +63,7 @@ from broker.admin.tokens import TokenStore, parse_duration
 from broker.admin.views import served_tenant, service_summary, visible_problems
 from broker.logs import current_correlation_id
 from broker.registry.diff import unified
-from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError
+from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError, canonical
 
 __all__ = ["AdminOperations", "AdminError", "BadRequest", "Forbidden", "NotFound", "StateConflict",
            "Unauthorized", "ValidationFailed", "NotAvailable"]
@@ -231,9 +232,12 @@ class AdminOperations:
             if not p.writes(kind, key):  # every caller checked already: this is the last line
                 self._refuse(p, action, f"{kind}:{key}", Forbidden(f"{kind} {key}: not yours to change"))
         current = self.registry_versions.state().documents
-        effective = {k: v for k, v in changes.items() if current.get(k) != v}
+        # As JSON: a tuple and a list are one thing once stored.
+        effective = {k: None if v is None else json.loads(canonical(v)) for k, v in changes.items()
+                     if (None if current.get(k) is None else canonical(current[k])) != (None if v is None
+                                                                                       else canonical(v))}
         if not effective:
-            raise BadRequest("document", "a change (the registry already holds exactly this)")
+            raise StateConflict("nothing to stage: the registry already holds exactly this")
         candidate: Documents = dict(current)
         for k, v in effective.items():
             candidate.pop(k, None) if v is None else candidate.__setitem__(k, v)
