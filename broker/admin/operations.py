@@ -60,7 +60,7 @@ from broker.admin.principals import (
     service_key,
 )
 from broker.admin.tokens import TokenStore, parse_duration
-from broker.admin.views import served_tenant, service_summary, visible_problems
+from broker.admin.views import served_tenant, service_summary, validator_failed, visible_problems
 from broker.logs import current_correlation_id
 from broker.registry.diff import unified
 from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError, canonical
@@ -262,6 +262,8 @@ class AdminOperations:
             report = self.registry_service.validate(documents)
         except Invalid as exc:
             raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise validator_failed(exc) from None
         return self._report(p, report)
 
     def _activate(self, p: Principal, action: str, version: Version) -> Version:
@@ -269,6 +271,8 @@ class AdminOperations:
             activated = self.registry_service.activate(version.id, by=p.name)
         except Invalid as exc:
             raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise validator_failed(exc) from None
         except Conflict as exc:
             raise StateConflict(str(exc)) from None
         except VersionError as exc:
