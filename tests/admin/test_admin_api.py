@@ -101,8 +101,8 @@ def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(site, client, t
 
 
 def test_a_body_larger_than_the_limit_is_413(client, tokens):
-    response = client.post("/admin/api/tenants/vantaa/idps/koulu/metadata", data=b'{"xml": "' + b"x" * (1 << 20) + b'"}',
-                           content_type="application/json",
+    big = b'{"xml": "' + b"x" * (1 << 20) + b'"}'
+    response = client.post("/admin/api/tenants/vantaa/idps/koulu/metadata", data=big, content_type="application/json",
                            headers={**bearer(tokens["vantaa_admin"]), "Accept": "application/json"})
     assert response.status_code == 413
 
@@ -124,8 +124,9 @@ def test_unknown_paths_and_methods_are_json_too(client, tokens):
 
 
 def test_a_staged_change_answers_201_with_the_version_report_and_diff(site, client, tokens):
-    response = client.put("/admin/api/tenants/vantaa/allowed-services", json={
-        "allowed_services": {"default": ["svc-vantaa"]}, "comment": "only ours"}, headers=bearer(tokens["vantaa_admin"]))
+    response = client.put("/admin/api/tenants/vantaa/allowed-services",
+                          json={"allowed_services": {"default": ["svc-vantaa"]}, "comment": "only ours"},
+                          headers=bearer(tokens["vantaa_admin"]))
     assert response.status_code == 201
     staged = response.get_json()
     assert staged["version"]["status"] == "staged" and staged["version"]["comment"] == "only ours"

@@ -39,7 +39,8 @@ def test_tokens_and_grants_from_the_shell(tmp_path):
     two = _broker(tmp_path, "token", "create", "--grant", "city_admin:vantaa", "--grant", "service_owner:sp/kirjasto")
     assert [g["role"] for g in json.loads(two.stdout)["grants"]] == ["city_admin", "service_owner"]
 
-    assert _broker(tmp_path, "grant", "--subject", "sub-1", "--role", "platform_admin", "--note", "Maija").returncode == 0
+    given = _broker(tmp_path, "grant", "--subject", "sub-1", "--role", "platform_admin", "--note", "Maija")
+    assert given.returncode == 0
     assert _broker(tmp_path, "grant", "--subject", "sub-1", "--grant", "city_viewer:espoo").returncode == 0
     grants = json.loads(_broker(tmp_path, "grants", "--json").stdout)
     assert grants[0]["subject"] == "sub-1" and grants[0]["note"] == "Maija" and len(grants[0]["grants"]) == 2
