@@ -417,7 +417,7 @@ class AdminOperations:
         if version.status not in _CHANGEABLE:
             raise StateConflict(f"version {version.id} is {version.status}: only a staged version has a test link")
         try:
-            from broker.registry import preview  # type: ignore[attr-defined]
+            from broker.registry import preview
         except ImportError:
             raise NotAvailable("test logins through staged versions are not available in this broker yet") from None
         link: str = preview.test_link(self.settings, version.id)
