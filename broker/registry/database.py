@@ -74,6 +74,32 @@ head = sa.Table(
     sa.Column("version_id", sa.Integer, nullable=True),
 )
 
+#: Admin API tokens (migration 0002): only the SHA-256 of each token is kept (broker.admin.tokens).
+admin_tokens = sa.Table(
+    "admin_tokens", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    #: The grants, JSON: [{"role", "tenant"?, "service"?}] (broker.admin.principals).
+    sa.Column("roles", sa.Text, nullable=False),
+    sa.Column("note", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+#: Console users' grants (migration 0002): the broker's ``sub`` for its admin client -> grants JSON.
+admin_grants = sa.Table(
+    "admin_grants", metadata,
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("roles", sa.Text, nullable=False),
+    sa.Column("note", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
