@@ -110,7 +110,7 @@ class BrokerApp:
             ready = self.store.ping()
             return _json(start_response, "200 OK" if ready else "503 Service Unavailable",
                          {"status": "ok" if ready else "store unavailable", "store": type(self.store).__name__})
-        if path == "/admin" or path.startswith("/admin/"):
+        if path in ("/admin", "/register") or path.startswith(("/admin/", "/register/")):
             return self.admin(environ, start_response)
         if path.startswith(PREVIEW_PATH):
             return self.previews.endpoint(environ, start_response)

@@ -332,7 +332,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                 scopes_supported=tuple(mapping.SCOPES), resource_audiences=settings.resource_audiences,
                 introspection_clients=settings.introspection_clients,
                 claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}),
-                grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE)
+                grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
+                registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
                                                    settings.base_url, spec["name"])
         else:

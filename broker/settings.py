@@ -90,6 +90,8 @@ class Settings:
     #: The registry's database (SQLAlchemy URL): PostgreSQL in production; by default a SQLite
     #: file in the registry directory (``BROKER_DATABASE_URL`` / ``database_url``).
     database_url: str = ""
+    #: RFC 7591/7592 dynamic client registration at /register (``dynamic_registration``), off by default.
+    dynamic_registration: bool = False
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -145,6 +147,8 @@ class Settings:
             "lifetimes": lifetimes,
             "extra": file_conf,
             "database_url": env.get("BROKER_DATABASE_URL") or file_conf.get("database_url") or "",
+            "dynamic_registration": _flag(env.get("BROKER_DYNAMIC_REGISTRATION"),
+                                          bool(file_conf.get("dynamic_registration", False))),
         }
         values.update(overrides)
         values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)

@@ -16,10 +16,11 @@ def create_admin_app(broker: Any) -> Any:
     """The admin application for ``broker`` (a :class:`~broker.app.BrokerApp`)."""
     from flask import Flask
 
-    from broker.admin import api, console
+    from broker.admin import api, console, dynamic_registration
 
     app = Flask("broker.admin", root_path=__path__[0])
     app.config["BROKER"] = broker
     app.register_blueprint(api.blueprint, url_prefix="/admin/api")
     app.register_blueprint(console.blueprint, url_prefix="/admin")
+    app.register_blueprint(dynamic_registration.blueprint, url_prefix="/register")
     return app

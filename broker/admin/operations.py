@@ -464,6 +464,14 @@ class AdminOperations:
                              status=prepared.status)
         return {**result, "client_secret": prepared.secret} if prepared.secret else result
 
+    def remove_client(self, p: Principal, client_id: str, comment: str = "") -> dict[str, Any]:
+        """Remove an owned OIDC client, at once (removing a service never widens what anyone receives)."""
+        cid = self._own_service(p, "remove_client", client_id)
+        if service_key(cid)[0] != "client" or ("client", cid) not in self.registry_versions.state().documents:
+            raise NotFound(f"no client {cid}")
+        return self._stage(p, "remove_client", {("client", cid): None}, edits.comment(comment, f"remove client {cid}"),
+                           activate=True)
+
     def register_sp(self, p: Principal, metadata_xml: str, name: str | None, policy: Any, reason: Any,
                     comment: str = "") -> dict[str, Any]:
         """Stage a SAML SP registration under ``name`` (``sp/<name>`` must be ``p``'s)."""

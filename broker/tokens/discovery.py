@@ -30,7 +30,8 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", 
 def document(issuer: str, *, signing_algs: Iterable[str], scopes_supported: Iterable[str],
              claims_supported: Iterable[str], acr_values_supported: Iterable[str] = (),
              ui_locales_supported: Iterable[str] = ("fi", "sv", "en"),
-             subject_types_supported: Iterable[str] = ("pairwise", "public")) -> dict[str, Any]:
+             subject_types_supported: Iterable[str] = ("pairwise", "public"),
+             registration_endpoint: str | None = None) -> dict[str, Any]:
     url = {name: issuer + path for name, path in PATHS.items()}
     doc: dict[str, Any] = {
         "issuer": issuer,
@@ -72,6 +73,8 @@ def document(issuer: str, *, signing_algs: Iterable[str], scopes_supported: Iter
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
     }
+    if registration_endpoint:   # RFC 7591 §3 / OIDC Discovery §3: only where dynamic registration is on
+        doc["registration_endpoint"] = registration_endpoint
     if acr_values_supported:
         doc["acr_values_supported"] = list(acr_values_supported)
     return doc

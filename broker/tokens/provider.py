@@ -70,7 +70,8 @@ class Provider:
                  acr_values_supported: Iterable[str] = (), http_get: Callable[[str], bytes] | None = None,
                  clock: Callable[[], float] = time.time, claims_in_id_token: bool = True,
                  jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public"),
-                 grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None):
+                 grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None,
+                 registration_endpoint: str | None = None):
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
@@ -99,7 +100,7 @@ class Provider:
         self.discovery = discovery_doc.document(
             self.issuer, signing_algs=keyring.algs, scopes_supported=self.scopes_supported,
             claims_supported=claims_supported, acr_values_supported=acr_values_supported,
-            subject_types_supported=subject_types_supported)
+            subject_types_supported=subject_types_supported, registration_endpoint=registration_endpoint)
         self._discovery_json = json.dumps(self.discovery, separators=(",", ":")).encode()
         self._handlers: dict[str, Callable[[Request], Response]] = {
             self.base_path + discovery_doc.PATHS["discovery"]: self._discovery,
@@ -353,7 +354,8 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                    claims_in_id_token: bool = True, jwks_max_age: int = 300,
                    subject_types_supported: Iterable[str] = ("pairwise", "public"),
                    grant_hook: GrantHook | None = None,
-                   claims_by_scope: Mapping[str, Iterable[str]] | None = None) -> Provider:
+                   claims_by_scope: Mapping[str, Iterable[str]] | None = None,
+                   registration_endpoint: str | None = None) -> Provider:
     """Build the provider, checking that the parts fit together.
 
     :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
@@ -376,6 +378,8 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
         refresh that narrows ``scope`` then carries only the claims of the scopes it kept, in
         the ID token, the access token (``roles`` only with ``roles``) and at userinfo.
         ``None``: a narrowed refresh keeps every claim released at code time.
+    :param registration_endpoint: published in discovery when dynamic client registration
+        (RFC 7591, :mod:`broker.admin.dynamic_registration`) is on.
     """
     lifetimes = Lifetimes.coerce(lifetimes)
     needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
@@ -391,4 +395,4 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                     acr_values_supported=acr_values_supported, http_get=http_get, clock=clock,
                     claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
                     subject_types_supported=subject_types_supported, grant_hook=grant_hook,
-                    claims_by_scope=claims_by_scope)
+                    claims_by_scope=claims_by_scope, registration_endpoint=registration_endpoint)
