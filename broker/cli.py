@@ -6,6 +6,7 @@
     broker registry ...               the versioned registry: import, export, versions, diff, activate, rollback
     broker clients add ...            register an OIDC relying party (a registry change); prints its credentials
     broker sps add METADATA_FILE      register a SAML service provider (a registry change)
+    broker admin token|grant ...      admin API tokens and console users' grants
     broker keys rotate|list           token-signing keys
     broker mapping explain ...        what a city's IdP response becomes, and what each service gets
     broker config dump                the generated SATOSA configuration (no secrets)
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     from broker.registry.cli import add_commands
 
     add_commands(sub)
+    from broker.admin.cli import add_commands as add_admin_commands
+    add_admin_commands(sub)
 
     keys = sub.add_parser("keys", help="token-signing keys").add_subparsers(metavar="ACTION")
     p = keys.add_parser("rotate", help="promote the pre-published key and publish a new next key")

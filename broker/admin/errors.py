@@ -17,6 +17,8 @@ class AdminError(Exception):
 
     status = 400
     code = "invalid_request"
+    #: Set once the refusal has been logged (permission refusals are, where they are decided).
+    logged = False
 
     def __init__(self, description: str):
         super().__init__(description)
@@ -83,6 +85,20 @@ class ValidationFailed(AdminError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "problems": [split_problem(p) for p in self.problems]}
+
+
+class PayloadTooLarge(AdminError):
+    """The request body is larger than the API takes (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AdminError):
+    """A request body that is not ``application/json`` (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class NotAvailable(AdminError):

@@ -34,6 +34,7 @@ the others.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -59,10 +60,10 @@ from broker.admin.principals import (
     service_key,
 )
 from broker.admin.tokens import TokenStore, parse_duration
-from broker.admin.views import served_tenant, service_summary, visible_problems
+from broker.admin.views import served_tenant, service_summary, validator_failed, visible_problems
 from broker.logs import current_correlation_id
 from broker.registry.diff import unified
-from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError
+from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError, canonical
 
 __all__ = ["AdminOperations", "AdminError", "BadRequest", "Forbidden", "NotFound", "StateConflict",
            "Unauthorized", "ValidationFailed", "NotAvailable"]
@@ -92,6 +93,14 @@ class AdminOperations:
         self.subjects = SubjectGrants(self.registry_versions.engine)
         self._http = http
 
+    @classmethod
+    def for_app(cls, app: Any) -> AdminOperations:
+        """The operations of a Flask admin application (``app.config["BROKER"]``), made once per app."""
+        ops = app.extensions.get("digione.admin.operations")
+        if ops is None:
+            ops = app.extensions["digione.admin.operations"] = cls(app.config["BROKER"])
+        return ops
+
     # -- principals -----------------------------------------------------------------------------
 
     def principal_for_token(self, token: str | None) -> Principal | None:
@@ -107,6 +116,7 @@ class AdminOperations:
     def _refuse(self, p: Principal, action: str, obj: str, error: AdminError) -> NoReturn:
         logger.warning("admin refused correlation_id=%s principal=%s action=%s object=%s status=%s reason=%s",
                        current_correlation_id() or "-", p.name, action, obj, error.status, error.code)
+        error.logged = True
         raise error
 
     def _platform(self, p: Principal, action: str, obj: str) -> None:
@@ -222,9 +232,12 @@ class AdminOperations:
             if not p.writes(kind, key):  # every caller checked already: this is the last line
                 self._refuse(p, action, f"{kind}:{key}", Forbidden(f"{kind} {key}: not yours to change"))
         current = self.registry_versions.state().documents
-        effective = {k: v for k, v in changes.items() if current.get(k) != v}
+        # As JSON: a tuple and a list are one thing once stored.
+        effective = {k: None if v is None else json.loads(canonical(v)) for k, v in changes.items()
+                     if (None if current.get(k) is None else canonical(current[k])) != (None if v is None
+                                                                                       else canonical(v))}
         if not effective:
-            raise BadRequest("document", "a change (the registry already holds exactly this)")
+            raise StateConflict("nothing to stage: the registry already holds exactly this")
         candidate: Documents = dict(current)
         for k, v in effective.items():
             candidate.pop(k, None) if v is None else candidate.__setitem__(k, v)
@@ -249,6 +262,8 @@ class AdminOperations:
             report = self.registry_service.validate(documents)
         except Invalid as exc:
             raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise validator_failed(exc) from None
         return self._report(p, report)
 
     def _activate(self, p: Principal, action: str, version: Version) -> Version:
@@ -256,6 +271,8 @@ class AdminOperations:
             activated = self.registry_service.activate(version.id, by=p.name)
         except Invalid as exc:
             raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise validator_failed(exc) from None
         except Conflict as exc:
             raise StateConflict(str(exc)) from None
         except VersionError as exc:

@@ -9,12 +9,16 @@ client registration is shown without its secret's hash.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from broker.admin.errors import BadRequest, ValidationFailed
 from broker.admin.principals import Principal
 from broker.admin.registrations import public_client
+from broker.logs import current_correlation_id
+
+logger = logging.getLogger("broker.admin")
 
 
 def tenant_source(settings: Any, tenant_id: str) -> str:
@@ -40,6 +44,15 @@ def visible_problems(settings: Any, p: Principal, problems: Iterable[str]) -> li
         seen.append(f"the registry: expected no problems in objects you do not administer ({hidden} found; "
                     "the platform admins can see them)")
     return seen
+
+
+def validator_failed(exc: Exception) -> ValidationFailed:
+    """The registry's validator failed on a document instead of naming a problem: a gap in the validator
+    (logged as an error for the broker's developers), answered as the invalid input it is (422, not 500)."""
+    logger.error("registry validator failed correlation_id=%s exc_type=%s", current_correlation_id() or "-",
+                 type(exc).__name__, exc_info=exc)
+    return ValidationFailed(["the document: expected a shape the registry's validator reads (it failed with "
+                             f"{type(exc).__name__}; the correlation id finds it in the log)"])
 
 
 def served_tenant(broker: Any, tenant_id: str) -> dict[str, Any] | None:
@@ -108,6 +121,8 @@ def explain_sample(broker: Any, p: Principal, tenant_id: str, idp_id: str, docum
         raise ValidationFailed(visible_problems(settings, p, exc.problems)) from None
     except RegistrationError as exc:  # pragma: no cover - no registrations are given
         raise ValidationFailed([str(exc)]) from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise validator_failed(exc) from None
     ruleset = registry.rulesets.get(f"{tenant_id}/{idp_id}")
     if ruleset is None:
         raise ValidationFailed([f"{tenant_source(settings, tenant_id)}: identity_providers: expected an IdP "

@@ -46,6 +46,26 @@ def metadata_text(city: str) -> str:
     return demo_idp.metadata_xml(SAML_BASE, city, _KEYS)
 
 
+def sp_metadata(name: str) -> str:
+    """A real SAML SP's metadata (pysaml2's own), entityID ``https://<name>.sp.example/sp``."""
+    global _KEYS
+    from saml2 import BINDING_HTTP_POST
+    from saml2.config import SPConfig
+    from saml2.metadata import create_metadata_string
+
+    from broker.pki import ensure_keypair
+
+    if _KEYS is None:
+        metadata_text("vantaa")
+    assert _KEYS is not None
+    entity = f"https://{name}.sp.example/sp"
+    key, cert = ensure_keypair(_KEYS, f"sp-{name}", common_name=entity)
+    config = SPConfig().load({"entityid": entity, "key_file": str(key), "cert_file": str(cert),
+                              "service": {"sp": {"endpoints": {"assertion_consumer_service": [
+                                  (f"https://{name}.sp.example/acs", BINDING_HTTP_POST)]}}}})
+    return create_metadata_string(None, config=config).decode()
+
+
 def entity_id(city: str) -> str:
     return f"{SAML_BASE}/{city}/idp"
 
@@ -120,6 +140,7 @@ class AdminSite:
         for client_id in CLIENTS:
             service.register_client({"client_id": client_id, "redirect_uris": [REDIRECT.replace("svc", client_id)],
                                      "policy": {"scopes": ["openid", "roles"]}}, by="test")
+        service.register_sp(sp_metadata("sp-other"), name="sp-other", by="test")
         self.app.rebuild()
         return self.app
 
@@ -134,7 +155,7 @@ ROLES: dict[str, list[dict[str, str]]] = {
     "platform": [{"role": "platform_admin"}],
     "vantaa_admin": [{"role": "city_admin", "tenant": "vantaa"}],
     "vantaa_viewer": [{"role": "city_viewer", "tenant": "vantaa"}],
-    "owner": [{"role": "service_owner", "service": "svc-vantaa"}],
+    "owner": [{"role": "service_owner", "service": "svc-vantaa"}, {"role": "service_owner", "service": "sp/sp-mine"}],
     "owner_new": [{"role": "service_owner", "service": "svc-new"}, {"role": "service_owner", "service": "sp/sp-new"}],
 }
 
@@ -169,3 +190,7 @@ def snapshot(app: Any) -> tuple[Any, ...]:
                                                                 db.admin_tokens.c.roles)
                                                       .order_by(db.admin_tokens.c.id)))
     return tables + (tokens,)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
