@@ -20,7 +20,10 @@ from typing import Any
 
 from broker.assemble import Registry, assemble, registry_of
 from broker.logs import quiet_library_loggers
+from broker.registry.preview import PATH as PREVIEW_PATH
+from broker.registry.preview import Previews
 from broker.registry.service import RegistryService
+from broker.registry.versions import Documents
 from broker.registry.watch import RegistryWatcher
 from broker.settings import Settings
 from broker.store import Store, open_store
@@ -59,15 +62,20 @@ class BrokerApp:
         if watch:
             self.watcher.start()
         self._admin: Any = None
+        self.previews = Previews(self)
         self._guarded = protect_broker(self._dispatch, settings)
+
+    def build_proxy(self, documents: Documents, *, cookie_suffix: str = "") -> tuple[Registry, Any]:
+        """The registry and login path of ``documents`` (a whole registry); raises if they do not validate."""
+        registry = registry_of(self.settings, documents)
+        return registry, assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
+                                  delivery=self.delivery, cookie_suffix=cookie_suffix)
 
     def _build(self) -> int:
         """Build the active version and serve it; return its sequence (all or nothing)."""
         with self._lock:
             state = self.registry_service.versions.state()
-            registry = registry_of(self.settings, state.documents)
-            proxy = assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
-                             delivery=self.delivery)
+            registry, proxy = self.build_proxy(state.documents)
             self.registry, self.proxy, self.seq, self.version_id = registry, proxy, state.seq, state.version_id
         logger.info("registry version served version=%s seq=%s tenants=%d clients=%d sps=%d", state.version_id,
                     state.seq, len(registry.tenants), len(registry.parties.clients), len(registry.parties.sps))
@@ -97,6 +105,11 @@ class BrokerApp:
                          {"status": "ok" if ready else "store unavailable", "store": type(self.store).__name__})
         if path == "/admin" or path.startswith("/admin/"):
             return self.admin(environ, start_response)
+        if path.startswith(PREVIEW_PATH):
+            return self.previews.endpoint(environ, start_response)
+        preview = self.previews.version_of(environ)
+        if preview is not None:
+            return self.previews.serve(preview, environ, start_response)
         return self.proxy(environ, start_response)
 
     @property

@@ -275,11 +275,12 @@ def remote_saml_metadata(registry: Registry, store: Store, http: requests.Sessio
 # -- building ---------------------------------------------------------------------------------------
 
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
-             keyring: Any = None, delivery: Any = None) -> Proxy:
+             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "") -> Proxy:
     """Build the login path for ``registry``; reads keys and upstream metadata, once.
 
     ``keyring`` and ``delivery`` (the back-channel logout queue) outlive a registry version:
-    the application passes the same ones to every rebuild.
+    the application passes the same ones to every rebuild.  ``cookie_suffix`` names the
+    cookies of a test login through a staged version (:mod:`broker.registry.preview`).
     """
     from broker.sessions.delivery import BackchannelDelivery
     from broker.tokens import KeyRing, build_provider
@@ -309,7 +310,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         name_id = mapping.subject_for(identity, policy=sp.policy, salt=pairwise_salt, sector=sp.sector)
         return mapping.release_saml_attributes(identity, policy=sp.policy, subject=name_id), name_id
 
-    cookies = Cookies(secure=settings.secure_cookies)
+    cookies = Cookies(secure=settings.secure_cookies, suffix=cookie_suffix)
     sessions = SessionStore(store, limits=Limits(settings.lifetimes.sso_session, settings.lifetimes.sso_idle),
                             per_tenant={t.id: Limits(t.session_max_lifetime or settings.lifetimes.sso_session,
                                                      t.session_idle_timeout or settings.lifetimes.sso_idle)

@@ -75,3 +75,23 @@ def redis_store():
     if keys:
         store.client.delete(*keys)
     store.close()
+
+
+# -- the registry's databases ------------------------------------------------------------------
+
+@pytest.fixture
+def postgres_database():
+    """A fresh PostgreSQL database on the test server, dropped afterwards (not skipped: CI starts one)."""
+    from databases import create_database, drop_database
+
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The registry database URL: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    return request.getfixturevalue("postgres_database")

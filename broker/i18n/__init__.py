@@ -123,6 +123,35 @@ MESSAGES: dict[str, dict[str, str]] = {
     "logout.confirm.button": {"fi": "Kirjaudu ulos kaikkialta", "sv": "Logga ut överallt",
                               "en": "Sign out everywhere"},
     # The broker's front page (nothing to sign in to here)
+    # Test logins through a staged registry version (broker.registry.preview)
+    "preview.title": {"fi": "Testikirjautuminen", "sv": "Testinloggning", "en": "Test sign-in"},
+    "preview.started": {
+        "fi": "Tämä selain käyttää nyt testattavaa versiota {version}. Avaa palvelu ja kirjaudu sisään "
+              "testattavan kirjautumistavan kautta.",
+        "sv": "Den här webbläsaren använder nu version {version} som testas. Öppna en tjänst och logga in "
+              "med inloggningssättet som testas.",
+        "en": "This browser now uses version {version}, which is being tested. Open a service and sign in "
+              "through the sign-in method under test.",
+    },
+    "preview.stop": {"fi": "Lopeta testaus", "sv": "Sluta testa", "en": "Stop testing"},
+    "preview.stopped": {"fi": "Testaus on lopetettu: tämä selain käyttää taas voimassa olevaa versiota.",
+                        "sv": "Testet är avslutat: den här webbläsaren använder igen den gällande versionen.",
+                        "en": "Testing has ended: this browser uses the live version again."},
+    "preview.invalid": {"fi": "Testilinkki ei kelpaa tai se on vanhentunut. Pyydä uusi linkki hallinnasta.",
+                        "sv": "Testlänken är ogiltig eller har gått ut. Be om en ny länk i administrationen.",
+                        "en": "The test link is not valid or has expired. Get a new one from the admin console."},
+    "preview.broken": {
+        "fi": "Versiota {version} ei voi testata, koska se ei läpäise tarkistuksia. Korjaa muutos hallinnassa.",
+        "sv": "Version {version} kan inte testas eftersom den inte klarar kontrollerna. Rätta ändringen i "
+              "administrationen.",
+        "en": "Version {version} cannot be tested because it does not pass the checks. Fix the change in the "
+              "admin console.",
+    },
+    "preview.gone": {
+        "fi": "Versiota {version} ei voi enää testata: se on otettu käyttöön tai hylätty.",
+        "sv": "Version {version} kan inte längre testas: den har tagits i bruk eller förkastats.",
+        "en": "Version {version} can no longer be tested: it has been activated or discarded.",
+    },
     "home.title": {"fi": "DigiOne-kirjautuminen", "sv": "DigiOne-inloggning", "en": "DigiOne Login"},
     "home.body": {
         "fi": "Tämä on oppimispalvelujen yhteinen kirjautumispalvelu. Avaa palvelu, jota haluat käyttää: "

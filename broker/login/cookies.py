@@ -38,9 +38,11 @@ class Cookies:
     """The cookie names and attributes of one deployment (``secure``: served over https)."""
 
     secure: bool
+    #: Added to every name: a test login through a staged version (``_preview``) keeps cookies of its own.
+    suffix: str = ""
 
     def name(self, base: str) -> str:
-        return _HOST_PREFIX + base if self.secure else base
+        return (_HOST_PREFIX + base if self.secure else base) + self.suffix
 
     @property
     def flow(self) -> str:

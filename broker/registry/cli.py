@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.registry.relying_parties import RegistrationError
-from broker.registry.versions import Invalid, VersionError
+from broker.registry.versions import Invalid, NothingToChange, VersionError
 
 
 def add_commands(sub: Any) -> None:
@@ -210,6 +210,9 @@ def _import(args: argparse.Namespace) -> int:
                                        comment=args.comment, activate=not args.stage)
     except TenantError as exc:
         return _refused(Invalid(exc.problems))
+    except NothingToChange:
+        print("the files hold what the active version holds: nothing to import", file=sys.stderr)
+        return 0
     except VersionError as exc:
         return _refused(exc)
     if args.stage:

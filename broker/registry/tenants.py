@@ -336,6 +336,18 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
                                 f"not used by another IdP (also {other.key})")
             elif idp.entity_id:
                 entities[idp.entity_id] = idp
+    # One city's OIDC client at an issuer is that city's: another city naming the same issuer and
+    # client would sign in the first city's people as its own.  Cities may share an issuer (Google
+    # Workspace: https://accounts.google.com), each with a client of its own.
+    oidc_clients: dict[tuple[str, str], IdentityProvider] = {}
+    for tenant in tenants.values():
+        for idp in tenant.identity_providers:
+            if idp.type != "oidc" or not idp.issuer or not idp.client_id:
+                continue
+            other = oidc_clients.setdefault((idp.issuer.rstrip("/"), idp.client_id), idp)
+            if other.tenant_id != idp.tenant_id:
+                problems.append(f"{tenant.source}: identity_providers[{idp.id}].client_id: expected a client id "
+                                f"not used by another IdP with the issuer {idp.issuer} (also {other.key})")
     # A login_hint user@<domain> picks the city claiming the domain: no city may claim another's.
     claims: dict[str, list[Tenant]] = {}
     for tenant in tenants.values():

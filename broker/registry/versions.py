@@ -47,6 +47,10 @@ class VersionError(ValueError):
     """The request names no such version, or the version cannot take this step."""
 
 
+class NothingToChange(VersionError):
+    """Every object is already as the change asks: no version is made."""
+
+
 class Conflict(VersionError):
     """An object changed since the version was staged: stage the change again on the new state."""
 
@@ -257,7 +261,7 @@ class RegistryVersions:
                     self._keep_blob(conn, after, text)
                 rows.append({"kind": kind, "key": key, "before_sha256": before, "after_sha256": after})
             if not rows:
-                raise VersionError("nothing to change: every object is already as asked")
+                raise NothingToChange("nothing to change: every object is already as asked")
             inserted = conn.execute(sa.insert(db.versions).values(
                 created_at=_now(), created_by=by[:200], comment=comment, status=status, base_seq=seq,
                 restores=restores)).inserted_primary_key

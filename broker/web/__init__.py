@@ -22,8 +22,10 @@ __all__ = ["BODY_TIMEOUT", "DRAIN_LIMIT", "MAX_BODY", "REQUEST_TIME_LIMIT", "Gua
 def broker_cookies(app: Any = None) -> tuple[str, ...]:
     """The broker's own cookie names (flow, broker session, remembered IdP), with and without ``__Host-``."""
     from broker.login.cookies import Cookies
+    from broker.registry.preview import COOKIE, COOKIE_SUFFIX
 
-    return Cookies(secure=True).names + Cookies(secure=False).names
+    return tuple(name for secure in (True, False) for suffix in ("", COOKIE_SUFFIX)
+                 for name in Cookies(secure=secure, suffix=suffix).names) + (COOKIE,)
 
 
 def broker_script_hashes() -> tuple[str, ...]:
