@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -264,7 +265,13 @@ def _is_console() -> bool:
 @blueprint.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     if not _is_console():
-        return exc
+        # No route of the API matched: answer as the API answers (its own errors are its blueprint's).
+        import json
+
+        body = {"error": {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.code or 0,
+                                                                                             "invalid_request"),
+                "description": exc.name, "correlation_id": correlation_id()}
+        return Response(json.dumps(body), status=exc.code or 400, content_type="application/json")
     if not hasattr(g, "lang"):
         c = console()
         g.lang = negotiate(_cookies().get(c.lang_cookie), request.headers.get("Accept-Language"))
@@ -298,6 +305,10 @@ def _unexpected(exc: Exception) -> ResponseReturnValue:
     return error_page(500, "error.internal")
 
 
+#: The file a validator names a tenant document by (a server path): the field that follows is what matters here.
+_SOURCE = re.compile(r"^[^\s:]*\.yaml: ")
+
+
 def problem_list(exc: Exception, fields: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     """The problems of a refused change, each ``{"field": form field id or "", "text"}``.
 
@@ -320,5 +331,5 @@ def problem_list(exc: Exception, fields: Mapping[str, str] | None = None) -> lis
             if needle and needle in where:
                 field = field_id
                 break
-        out.append({"field": field, "text": message})
+        out.append({"field": field, "text": _SOURCE.sub("", message, count=1)})
     return out
