@@ -185,7 +185,10 @@ def test_city_admin_registers_tests_activates_and_rolls_back_an_idp(site, open_s
     admin.goto(site.admin + "/signin")
     admin.click("#signin-oidc")
     admin.wait_for_url(site.admin + "/")
-    assert "Lahden pääkäyttäjä" in admin.inner_text("header")
+    from broker.demo.directory import find_user
+
+    person = find_user("lahti", "principal.lahti")
+    assert f"{person['given_name']} {person['family_name']}" in admin.inner_text("header"), "the name from the ID token"
     assert admin.locator("[data-tenant=vantaa]").count() == 0, "another city is listed"
 
     # Register the second IdP by uploading its metadata file.
@@ -242,6 +245,13 @@ def test_city_admin_registers_tests_activates_and_rolls_back_an_idp(site, open_s
     again = open_session("fi-FI").page
     service_login_via(site, again, "lahti", None, "pupil.lahti")
     assert_no_leak(admin)
+
+    # Signing out ends the broker's session too: the next "Sign in" asks for the city again.
+    admin.click("header button[type=submit]")
+    admin.wait_for_url(site.admin + "/signin?signed_out=1")
+    assert admin.locator("main .notice").count() == 1
+    admin.click("#signin-oidc")
+    admin.wait_for_url(f"{stack.broker_url}/disco**")
 
 
 # -- refusals ------------------------------------------------------------------------------------
@@ -416,6 +426,21 @@ def test_every_console_page_has_no_axe_violations(site, open_session, pages, lan
     page.click("#register-client")
     page.wait_for_selector("#error-summary")
     check("client form with errors")
+    # The signed-out page of a person who signed in through the broker (it moves on to the broker's
+    # logout at once; held here so that it can be checked).
+    from broker.admin.principals import grants_from_json
+
+    site.ops.subjects.assign("axe-subject", grants_from_json([{"role": "platform_admin"}]), by="cli:test")
+    sessions = site.stack.app.admin.extensions["digione_console"].sessions
+    person = sessions.create(method="oidc", subject="axe-subject", name="Axe")
+    page.context.clear_cookies()
+    page.context.add_cookies([{"name": "digione_admin", "value": person.sid, "url": site.admin + "/"}])
+    page.route("**/end_session**", lambda route: route.fulfill(status=204))
+    page.goto(site.admin + "/")
+    assert "Axe" in page.inner_text("header")
+    page.click("header button[type=submit]")
+    page.wait_for_selector("#end-session")
+    check("signed out")
     assert not found, "\n\n".join(f"{name}:\n{text}" for name, text in found.items())
 
 

@@ -58,7 +58,18 @@ def callback_url(settings: Any) -> str:
 
 
 def signed_out_url(settings: Any) -> str:
-    return f"{settings.base_url}/admin/signin"
+    """Where the broker sends the browser after signing out (registered as the client's only one)."""
+    return f"{settings.base_url}/admin/signin?signed_out=1"
+
+
+def end_session_url(settings: Any) -> str:
+    """RP-initiated logout at the broker: its session ends too, so the next "Sign in" asks again.
+
+    The client id with its registered ``post_logout_redirect_uri`` is proof enough for the
+    broker to proceed without asking (broker/tokens/logout.py).
+    """
+    query = {"client_id": CLIENT_ID, "post_logout_redirect_uri": signed_out_url(settings)}
+    return f"{settings.base_url}{PATHS['end_session']}?{urlencode(query)}"
 
 
 def registration(settings: Any) -> dict[str, Any]:

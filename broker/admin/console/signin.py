@@ -6,14 +6,16 @@ authorization endpoint (``/admin/signin/start``) and the broker back to
 ``operations.principal_for_subject``.  A person the broker knows but who holds no
 grant sees their subject, to give to a platform admin.  The token form is for
 automation and break-glass access: the token is checked by the operations, each
-request again.  ``POST /admin/signout`` ends the console session.
+request again.  ``POST /admin/signout`` ends the console session and, after a sign-in
+through the broker, the broker's session too (RP-initiated logout), so that the next person
+at a shared computer is asked to sign in.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import g, redirect, request
+from flask import g, make_response, redirect, request
 from flask.typing import ResponseReturnValue
 
 from broker.admin.console import blueprint
@@ -126,8 +128,18 @@ def _start_session(*, method: str, next_path: str, name: str, subject: str | Non
 @blueprint.post("/signout")
 def signout() -> ResponseReturnValue:
     c = console()
+    expired = cookie_header(c.session_cookie, "", secure=c.secure, max_age=0)
     if g.session is not None:
         c.sessions.end(g.session.sid)
+        if g.session.method == "oidc":
+            # The broker's own session ends too (shared computers).  A page, not a redirect: the
+            # broker may send the browser on to the city's IdP, and browsers check the redirects that
+            # follow a form against its form-action; a page's own navigation is not a form's.
+            g.principal = None
+            body, status = render("signed_out.html", end_session=console_oidc.end_session_url(c.broker.settings))
+            response = make_response(body, status)
+            response.headers.add("Set-Cookie", expired)
+            return response
     response = redirect(f"{base()}/admin/signin?signed_out=1", code=303)
-    response.headers.add("Set-Cookie", cookie_header(c.session_cookie, "", secure=c.secure, max_age=0))
+    response.headers.add("Set-Cookie", expired)
     return response

@@ -214,6 +214,7 @@ def _context() -> dict[str, Any]:
         return {}
     return {"t": t, "lang": g.get("lang", "fi"), "lang_urls": lang_urls, "language_names": LANGUAGE_NAMES,
             "csrf_token": csrf_token, "principal": g.get("principal"), "base": base(),
+            "session_name": g.session.name if g.get("session") is not None else "",
             "correlation_id": correlation_id()}
 
 
