@@ -137,9 +137,9 @@ def signout() -> ResponseReturnValue:
             # follow a form against its form-action; a page's own navigation is not a form's.
             g.principal = None
             body, status = render("signed_out.html", end_session=console_oidc.end_session_url(c.broker.settings))
-            response = make_response(body, status)
-            response.headers.add("Set-Cookie", expired)
-            return response
+            page = make_response(body, status)
+            page.headers.add("Set-Cookie", expired)
+            return page
     response = redirect(f"{base()}/admin/signin?signed_out=1", code=303)
     response.headers.add("Set-Cookie", expired)
     return response
