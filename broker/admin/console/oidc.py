@@ -90,8 +90,13 @@ def ensure_client(broker: Any) -> None:
     served = broker.registry.parties.client(CLIENT_ID)
     if served is not None and served.to_dict() == wanted:
         return
-    broker.registry_service.ensure({("client", CLIENT_ID): wanted}, by="system",
-                                   comment="the admin console's own sign-in client (digione-admin)")
+    from broker.registry.versions import Conflict
+
+    try:
+        broker.registry_service.ensure({("client", CLIENT_ID): wanted}, by="system",
+                                       comment="the admin console's own sign-in client (digione-admin)")
+    except Conflict:
+        pass    # another instance registered it at the same moment: theirs is the same document
     broker.rebuild()
 
 

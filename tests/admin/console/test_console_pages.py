@@ -264,3 +264,85 @@ def test_viewer_sees_no_changes_and_cannot_make_them(browser, tokens):
     html = person.get("/admin/tenants/vantaa/services").get_data(as_text=True)
     assert 'id="save-services"' not in html and "disabled" in html
     assert person.post("/admin/tenants/vantaa/services", {"mode-city": "all"}).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    """An OIDC issuer on localhost publishing its discovery document (and one that names another issuer)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    documents = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = documents.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    for path, named in (("/good/v2.0", "/good/v2.0"), ("/liar/v2.0", "/someone-else")):
+        documents[path + "/.well-known/openid-configuration"] = json.dumps({
+            "issuer": url + named, "authorization_endpoint": url + path + "/authorize",
+            "token_endpoint": url + path + "/token", "jwks_uri": url + path + "/jwks"}).encode()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_oidc_idp_is_added_by_its_issuer_and_the_secret_never_shown(browser, tokens, site, issuer):
+    person = browser(tokens["vantaa_admin"])
+    person.get("/admin/tenants/vantaa/new-idp/oidc")
+    form = {"idp_id": "google", "names_fi": "Google", "names_sv": "Google", "names_en": "Google",
+            "issuer": issuer + "/liar/v2.0", "client_id": "digione-vantaa-g", "client_secret": "s3cret-value-1"}
+    response = person.post("/admin/tenants/vantaa/new-idp/oidc", form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="issuer-error"' in html and 'href="#issuer"' in html
+    assert "s3cret-value-1" not in html, "the secret is typed again, never echoed"
+    response = person.post("/admin/tenants/vantaa/new-idp/oidc", {**form, "issuer": issuer + "/good/v2.0"})
+    assert response.status_code == 303, response.get_data(as_text=True)[:2000]
+    staged = version_of(response)
+    html = person.get(f"/admin/versions/{staged}").get_data(as_text=True)
+    assert "encrypted" in html and "s3cret-value-1" not in html
+    person.post(f"/admin/versions/{staged}/discard")
+    assert site.app.registry_service.versions.version(staged).status == "discarded"
+
+
+SP_METADATA = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp-new.example/sp">
+<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+ Location="https://sp-new.example/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"""
+
+
+def test_a_saml_service_is_registered_with_reasons_and_waits_for_approval(browser, tokens, site):
+    owner = browser(tokens["owner_new"], "sv")
+    owner.get("/admin/services/sps/new")
+    form = {"name": "sp-new", "scope-schools": "1", "reason-openid": "inloggning", "reason-roles": "roller",
+            "reason-schools": "", "profile": "mpassid", "scope-roles": "1"}
+    response = owner.post("/admin/services/sps/new", {**form, "metadata_file": (io.BytesIO(SP_METADATA.encode()),
+                                                                                "sp.xml")},
+                          content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="reason-schools-error"' in html
+    response = owner.post("/admin/services/sps/new", {**form, "reason-schools": "skolans namn",
+                                                      "metadata_file": (io.BytesIO(SP_METADATA.encode()), "sp.xml")},
+                          content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200, html[:3000]
+    assert 'id="registered-status"' in html and 'id="client-secret"' not in html
+    version = int(re.search(r'/admin/versions/(\d+)" id="version-link"', html).group(1))
+    found = site.app.registry_service.versions.version(version)
+    assert found.status == "pending_approval" and "skolans namn" in found.comment
+    # Someone else's SP name is not the owner's to register.
+    response = owner.post("/admin/services/sps/new", {**form, "name": "sp-other", "reason-schools": "x",
+                                                      "metadata_file": (io.BytesIO(SP_METADATA.encode()), "sp.xml")},
+                          content_type="multipart/form-data")
+    assert response.status_code == 404
