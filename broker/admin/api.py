@@ -11,7 +11,7 @@ checked.  This layer only:
 * **reads the input**: a request body only as ``application/json`` (else 415), of at
   most :data:`MAX_BODY` bytes (else 413), valid UTF-8 JSON without NaN, NUL or lone
   surrogates, matching the route's published schema (else 400 naming the field);
-  query parameters by their published schemas;
+  query parameters by their published schemas (an unknown or repeated one is 400);
 * **answers JSON**, errors as ``{"error", "description", "correlation_id",
   "problems"?}`` (RFC 6750 ``WWW-Authenticate`` on 401); every answer carries its
   correlation id in ``X-Correlation-ID``.  Unknown paths and methods
@@ -79,6 +79,10 @@ def _authenticate(ops: AdminOperations) -> Any:
 
 def _query(route: Route) -> dict[str, Any]:
     found: dict[str, Any] = {}
+    for name in request.args:
+        if name not in route.query or len(request.args.getlist(name)) > 1:
+            known = ", ".join(route.query) or "none"
+            raise BadRequest(name[:100], f"only the query parameters of this route, once each ({known})")
     for name in route.query:
         raw = request.args.get(name)
         if raw is None:

@@ -208,6 +208,32 @@ def with_allowed_services(document: Mapping[str, Any], allowed: Any) -> dict[str
     return doc
 
 
+def oidc_inputs(issuer: Any, client_id: Any, client_secret: Any, new_names: Any,
+                mapping: Any) -> tuple[str, dict[str, str] | None]:
+    """Check what a person typed for an OIDC IdP; returns the issuer and the names (``None``: keep)."""
+    checked = https_url(issuer, "issuer", localhost=True)
+    if not (isinstance(client_id, str) and 0 < len(client_id) <= 200):
+        raise BadRequest("client_id", "the client id the IdP issued to the broker (1-200 characters)")
+    if client_secret is not None and not (isinstance(client_secret, str) and 0 < len(client_secret) <= 1000):
+        raise BadRequest("client_secret", "the client secret the IdP issued (1-1000 characters)")
+    if mapping is not None and not isinstance(mapping, dict):
+        raise BadRequest("mapping", "mapping rules (an object)")
+    return checked, names(new_names, required=False)
+
+
+def http_session() -> Any:
+    """The session of discovery fetches (one per process; requests' own defaults, no proxy magic added)."""
+    global _SESSION
+    if _SESSION is None:
+        import requests
+
+        _SESSION = requests.Session()
+    return _SESSION
+
+
+_SESSION: Any = None
+
+
 def fetch_discovery(http: Any, issuer: str) -> dict[str, Any]:
     """Fetch and check ``<issuer>/.well-known/openid-configuration`` (OIDC Discovery 1.0 §4).
 

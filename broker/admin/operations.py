@@ -34,7 +34,6 @@ the others.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -59,11 +58,12 @@ from broker.admin.principals import (
     service_id,
     service_key,
 )
+from broker.admin.staging import Staging
 from broker.admin.tokens import TokenStore, parse_duration
-from broker.admin.views import served_tenant, service_summary, validator_failed, visible_problems
+from broker.admin.views import served_tenant, service_summary
 from broker.logs import current_correlation_id
 from broker.registry.diff import unified
-from broker.registry.versions import Conflict, Documents, Invalid, Key, Version, VersionError, canonical
+from broker.registry.versions import Key, Version, VersionError
 
 __all__ = ["AdminOperations", "AdminError", "BadRequest", "Forbidden", "NotFound", "StateConflict",
            "Unauthorized", "ValidationFailed", "NotAvailable"]
@@ -89,6 +89,7 @@ class AdminOperations:
         self.settings = broker_app.settings
         self.registry_service = broker_app.registry_service
         self.registry_versions = self.registry_service.versions
+        self.staging = Staging(self.settings, self.registry_service)
         self.tokens = TokenStore(self.registry_versions.engine)
         self.subjects = SubjectGrants(self.registry_versions.engine)
         self._http = http
@@ -213,16 +214,10 @@ class AdminOperations:
         return {**self._version_dict(p, version), "changes": changes}
 
     def _version_dict(self, p: Principal, version: Version) -> dict[str, Any]:
-        data = version.to_dict()
-        data["touches"] = [t for t in data["touches"] if p.reads(t["kind"], t["key"])]
-        if data.get("report"):
-            data["report"] = self._report(p, data["report"])
-        return data
+        return self.staging.version_dict(p, version)
 
     def _report(self, p: Principal, report: Mapping[str, Any]) -> dict[str, Any]:
-        if p.is_platform_admin:
-            return {"valid": True, **report}
-        return {"valid": True, "warnings": visible_problems(self.settings, p, report.get("warnings") or [])}
+        return self.staging.report(p, report)
 
     # -- staging --------------------------------------------------------------------------------
 
@@ -231,55 +226,10 @@ class AdminOperations:
         for kind, key in changes:
             if not p.writes(kind, key):  # every caller checked already: this is the last line
                 self._refuse(p, action, f"{kind}:{key}", Forbidden(f"{kind} {key}: not yours to change"))
-        current = self.registry_versions.state().documents
-        # As JSON: a tuple and a list are one thing once stored.
-        effective = {k: None if v is None else json.loads(canonical(v)) for k, v in changes.items()
-                     if (None if current.get(k) is None else canonical(current[k])) != (None if v is None
-                                                                                       else canonical(v))}
-        if not effective:
-            raise StateConflict("nothing to stage: the registry already holds exactly this")
-        candidate: Documents = dict(current)
-        for k, v in effective.items():
-            candidate.pop(k, None) if v is None else candidate.__setitem__(k, v)
-        report = self._validate(p, candidate)
-        try:
-            version = self.registry_versions.stage(effective, by=p.name, comment=comment, status=status,
-                                                   restores=restores)
-        except VersionError as exc:
-            raise BadRequest("document", str(exc).split(": expected ", 1)[-1]) from None
-        logger.info("admin staged correlation_id=%s principal=%s action=%s version=%s status=%s objects=%s",
-                    current_correlation_id() or "-", p.name, action, version.id, status,
-                    ",".join(f"{k}:{key}" for k, key in sorted(effective)))
-        if activate:
-            version = self._activate(p, action, version)
-        changes_seen = [c for c in self.registry_versions.changes(version.id) if p.reads(c.kind, c.key)]
-        return {"version": self._version_dict(p, version), "report": report,
-                "diff": "".join(unified(c) for c in changes_seen),
-                "changes": [{"kind": c.kind, "key": c.key, "action": c.action} for c in changes_seen]}
-
-    def _validate(self, p: Principal, documents: Documents) -> dict[str, Any]:
-        try:
-            report = self.registry_service.validate(documents)
-        except Invalid as exc:
-            raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
-        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-            raise validator_failed(exc) from None
-        return self._report(p, report)
+        return self.staging.stage(p, action, changes, comment, status=status, restores=restores, activate=activate)
 
     def _activate(self, p: Principal, action: str, version: Version) -> Version:
-        try:
-            activated = self.registry_service.activate(version.id, by=p.name)
-        except Invalid as exc:
-            raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
-        except (AttributeError, TypeError, KeyError, IndexError) as exc:
-            raise validator_failed(exc) from None
-        except Conflict as exc:
-            raise StateConflict(str(exc)) from None
-        except VersionError as exc:
-            raise StateConflict(str(exc)) from None
-        logger.info("admin activated correlation_id=%s principal=%s action=%s version=%s seq=%s",
-                    current_correlation_id() or "-", p.name, action, activated.id, activated.activated_seq)
-        return activated
+        return self.staging.activate(p, action, version.id)
 
     def stage_tenant(self, p: Principal, tenant_id: str, document: Any, comment: str = "") -> dict[str, Any]:
         """Stage ``document`` as the whole tenant document (a platform admin may add a tenant this way)."""
@@ -342,28 +292,14 @@ class AdminOperations:
 
         document = self._tenant_document(p, "add_oidc_idp", tenant_id, write=True)
         wanted = edits.idp_id(idp_id)
-        issuer = edits.https_url(issuer, "issuer", localhost=True)
-        if not (isinstance(client_id, str) and 0 < len(client_id) <= 200):
-            raise BadRequest("client_id", "the client id the IdP issued to the broker (1-200 characters)")
-        if client_secret is not None and not (isinstance(client_secret, str) and 0 < len(client_secret) <= 1000):
-            raise BadRequest("client_secret", "the client secret the IdP issued (1-1000 characters)")
-        if mapping is not None and not isinstance(mapping, dict):
-            raise BadRequest("mapping", "mapping rules (an object)")
-        checked_names = edits.names(names, required=False)
-        discovery = edits.fetch_discovery(self._http_session(), issuer)
+        issuer, checked_names = edits.oidc_inputs(issuer, client_id, client_secret, names, mapping)
+        discovery = edits.fetch_discovery(self._http or edits.http_session(), issuer)
         sealed = seal_secret(self.settings.master_secret, client_secret, tenant_id=tenant_id) if client_secret else None
         edited = edits.with_oidc(document, wanted, issuer=issuer, client_id=client_id, sealed_secret=sealed,
                                  new_names=checked_names, mapping=mapping)
         result = self._stage(p, "add_oidc_idp", {("tenant", tenant_id): edited},
                              edits.comment(comment, f"{tenant_id}/{wanted}: OIDC IdP {issuer}"))
         return {**result, "discovery": discovery}
-
-    def _http_session(self) -> Any:
-        if self._http is None:
-            import requests
-
-            self._http = requests.Session()
-        return self._http
 
     def set_mapping(self, p: Principal, tenant_id: str, idp_id: str, mapping: Any,
                     comment: str = "") -> dict[str, Any]:
@@ -455,15 +391,7 @@ class AdminOperations:
             self._platform(p, "rollback", "registry")
             if to_version is not None and not (isinstance(to_version, int) and 0 < to_version <= _MAX_ID):
                 raise BadRequest("to_version", "an activated version's number")
-            try:
-                version = (self.registry_service.restore(to_version, by=p.name, comment=text) if to_version
-                           else self.registry_service.rollback(by=p.name, comment=text))
-            except Invalid as exc:
-                raise ValidationFailed(visible_problems(self.settings, p, exc.problems)) from None
-            except VersionError as exc:
-                raise StateConflict(str(exc)) from None
-            logger.info("admin restored correlation_id=%s principal=%s version=%s", current_correlation_id() or "-",
-                        p.name, version.id)
+            version = self.staging.restore(p, to_version, text)
             return {"version": self._version_dict(p, version), "report": self._report(p, version.report or {})}
         tid = self._write_tenant(p, "rollback", tenant_id)
         if not (isinstance(to_version, int) and not isinstance(to_version, bool) and 0 < to_version <= _MAX_ID):
@@ -489,7 +417,7 @@ class AdminOperations:
         if version.status not in _CHANGEABLE:
             raise StateConflict(f"version {version.id} is {version.status}: only a staged version has a test link")
         try:
-            from broker.registry import preview  # type: ignore[attr-defined]
+            from broker.registry import preview
         except ImportError:
             raise NotAvailable("test logins through staged versions are not available in this broker yet") from None
         link: str = preview.test_link(self.settings, version.id)
@@ -539,18 +467,13 @@ class AdminOperations:
     def register_sp(self, p: Principal, metadata_xml: str, name: str | None, policy: Any, reason: Any,
                     comment: str = "") -> dict[str, Any]:
         """Stage a SAML SP registration under ``name`` (``sp/<name>`` must be ``p``'s)."""
-        if name is not None:
+        if name is not None:   # refused before the metadata is even read
             self._own_service(p, "register_sp", f"sp/{name}" if isinstance(name, str) else name)
-        documents = self.registry_versions.state().documents
-        prepared = registrations.prepare_sp(metadata_xml, name, policy, reason,
-                                            documents.get(("sp", name)) if isinstance(name, str) else None,
+        key = registrations.sp_name(metadata_xml, name)     # the name made of its entityID, when not given
+        self._own_service(p, "register_sp", f"sp/{key}")
+        prepared = registrations.prepare_sp(metadata_xml, key, policy, reason,
+                                            self.registry_versions.state().documents.get(("sp", key)),
                                             comment=edits.comment(comment, ""), approved_by_author=p.is_platform_admin)
-        if name is None:  # the name made of the entityID: check it, then judge against its registration
-            self._own_service(p, "register_sp", f"sp/{prepared.key}")
-            prepared = registrations.prepare_sp(metadata_xml, prepared.key, policy, reason,
-                                                documents.get(("sp", prepared.key)),
-                                                comment=edits.comment(comment, ""),
-                                                approved_by_author=p.is_platform_admin)
         return self._stage(p, "register_sp", {("sp", prepared.key): prepared.document}, prepared.comment,
                            status=prepared.status)
 

@@ -147,6 +147,18 @@ def _check_client_shape(data: Mapping[str, Any]) -> None:
             raise BadRequest(field, "a list of at most 20 URIs")
 
 
+def sp_name(metadata_xml: Any, name: Any) -> str:
+    """The registration name of an SP: ``name``, or one made of the metadata's entityID."""
+    if name is not None and not isinstance(name, str):
+        raise BadRequest("name", "the SP's registration name (letters, digits, '.', '_' or '-')")
+    if not (isinstance(metadata_xml, str) and metadata_xml.strip()):
+        raise BadRequest("metadata_xml", "the SP's SAML metadata (an EntityDescriptor with an SPSSODescriptor)")
+    try:
+        return sp_document(metadata_xml, name=name)[0]
+    except RegistrationError as exc:
+        raise ValidationFailed([str(exc)]) from None
+
+
 def policy_of(value: Any, *, default_profile: str = "mpassid") -> ReleasePolicy:
     """A release policy from ``{scopes, profile?, subject_type?, sector?}`` (SP default profile: mpassid)."""
     if value is None:

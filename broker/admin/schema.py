@@ -33,6 +33,11 @@ def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
+def _child(where: str, name: Any) -> str:
+    """The field name of member ``name`` of ``where`` (the body's own members are named bare)."""
+    return (str(name) if where == "body" else f"{where}.{name}")[:200]
+
+
 def _describe(schema: Mapping[str, Any]) -> str:
     if "description" in schema:
         return str(schema["description"])
@@ -68,10 +73,9 @@ def check(schema: Mapping[str, Any], value: Any, where: str = "body") -> None:
         properties = schema.get("properties", {})
         for name in schema.get("required", ()):
             if name not in value:
-                raise BadRequest(f"{where}.{name}" if where != "body" else name,
-                                 _describe(properties.get(name, {})))
+                raise BadRequest(_child(where, name), _describe(properties.get(name, {})))
         for name, item in value.items():
-            field = f"{where}.{name}" if where != "body" else name
+            field = _child(where, name)
             if name in properties:
                 check(properties[name], item, field)
             elif schema.get("additionalProperties", True) is False:
@@ -93,7 +97,7 @@ def clean(value: Any, where: str = "body", depth: int = 0) -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             clean(key, where, depth + 1)
-            clean(item, f"{where}.{key}"[:200], depth + 1)
+            clean(item, _child(where, key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             clean(item, f"{where}[{index}]"[:200], depth + 1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ import yaml
 
 SECRET = "admin-test-master-secret-" + "y" * 40
 SAML_BASE = "http://localhost:8101"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CITIES = ("vantaa", "espoo")
 CLIENTS = ("svc-vantaa", "svc-other")
 REDIRECT = "https://svc.example.org/cb"
@@ -82,25 +80,14 @@ def tenant(city: str, code: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL (skipped without one), dropped afterwards."""
-    import pytest
-    import sqlalchemy as sa
+    """A fresh database on the test PostgreSQL (tests/databases.py: CI starts one), dropped afterwards."""
+    from databases import create_database, drop_database
 
-    name = f"admin_test_{secrets.token_hex(6)}"
-    admin = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
+    url = create_database("admin_test")
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL} ({exc.__class__.__name__})")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(url)
 
 
 @dataclass

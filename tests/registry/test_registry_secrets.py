@@ -92,9 +92,10 @@ def test_symlinks_inside_the_directory_work_like_a_kubernetes_secret_volume(site
     (site.secrets / "lahti-entra").symlink_to("..data/lahti-entra")
     (site.secrets / "lahti").mkdir()
     (site.secrets / "lahti" / "google").write_text("lahti-google-secret")
-    site.write_tenant(tenant("lahti", oidc_idp({"file": str(site.secrets / "lahti-entra")}),
-                             oidc_idp({"file": str(site.secrets / "lahti" / "google")}) | {"id": "google"},
-                             code="398"))
+    lahti = "https://login.example/lahti/v2.0"   # Lahti's own Entra tenant (vantaa's is the default issuer)
+    site.write_tenant(tenant("lahti", oidc_idp({"file": str(site.secrets / "lahti-entra")}, issuer=lahti),
+                             oidc_idp({"file": str(site.secrets / "lahti" / "google")}, issuer=lahti)
+                             | {"id": "google"}, code="398"))
     loaded = _load(site)
     assert loaded.idps["lahti/entra"].client_secret == "lahti-secret"
     assert loaded.idps["lahti/google"].client_secret == "lahti-google-secret"
