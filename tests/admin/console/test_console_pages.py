@@ -346,3 +346,22 @@ def test_a_saml_service_is_registered_with_reasons_and_waits_for_approval(browse
                                                       "metadata_file": (io.BytesIO(SP_METADATA.encode()), "sp.xml")},
                           content_type="multipart/form-data")
     assert response.status_code == 404
+
+
+def test_expiry_warnings_are_shown_when_the_operations_give_them(browser, tokens, monkeypatch):
+    from broker.admin.operations import AdminOperations
+
+    real = AdminOperations.tenant
+
+    def tenant(self, p, tenant_id):
+        return {**real(self, p, tenant_id), "expiry": [
+            {"idp": "vantaa/koulu", "what": "signing certificate", "subject": "CN=idp (ab:cd)",
+             "not_after": "2030-01-05T00:00:00Z", "days_left": 6, "level": "critical"},
+            {"idp": None, "what": "the broker's SAML SP certificate", "subject": "CN=sp",
+             "not_after": "2029-12-01T00:00:00Z", "days_left": -2, "level": "expired"}]}
+
+    monkeypatch.setattr(AdminOperations, "tenant", tenant)
+    html = browser(tokens["vantaa_admin"], "fi").get("/admin/tenants/vantaa").get_data(as_text=True)
+    assert 'id="expiry"' in html
+    assert "Kiireellinen" in html and "vanhenee 2030-01-05 (6 päivän kuluttua)" in html
+    assert "Vanhentunut" in html and "vanheni 2029-12-01" in html
