@@ -250,3 +250,18 @@ def test_no_form_input_makes_a_server_error(site, browser, tokens, path_index, f
     html = response.get_data(as_text=True)
     assert response.status_code < 500, (path, fields, html[:3000])
     assert "Traceback" not in html
+
+
+def test_a_citys_allowed_services_never_lock_its_admins_out_of_the_console():
+    from types import SimpleNamespace
+
+    from broker.login.access import ServiceGate
+    from broker.registry.services import ServiceAccess
+
+    nothing = ServiceAccess(default=frozenset(), codes=frozenset({"90921"}))
+    tenants = SimpleNamespace(by_id={"vantaa": SimpleNamespace(allowed_services=nothing)})
+    names = SimpleNamespace(service_id=lambda protocol, requester: requester)
+    gate = ServiceGate(tenants, names)  # type: ignore[arg-type]
+    answer = SimpleNamespace(idp="vantaa/koulu", identity={"schools": [{"code": "90921"}]})
+    assert gate.allows(SimpleNamespace(protocol="oidc", requester=oidc.CLIENT_ID), answer)
+    assert not gate.allows(SimpleNamespace(protocol="oidc", requester="demo-service-a"), answer)
