@@ -64,6 +64,12 @@ class BrokerApp:
         self._admin: Any = None
         self.previews = Previews(self)
         self._guarded = protect_broker(self._dispatch, settings)
+        from broker.saml.metadata_refresh import MetadataRefreshThread
+
+        # IdP metadata by URL kept current in the background; a changed document rebuilds the served version.
+        self.metadata_refresh = MetadataRefreshThread.for_app(self)
+        if watch:
+            self.metadata_refresh.start()
 
     def build_proxy(self, documents: Documents, *, cookie_suffix: str = "") -> tuple[Registry, Any]:
         """The registry and login path of ``documents`` (a whole registry); raises if they do not validate."""
@@ -89,9 +95,10 @@ class BrokerApp:
         return self._guarded(environ, start_response)
 
     def close(self) -> None:
-        """Stop watching the registry and the background retries (waiting for deliveries in flight);
-        release the store."""
+        """Stop watching the registry and the IdP metadata, and the background retries (waiting for
+        deliveries in flight); release the store."""
         self.watcher.stop()
+        self.metadata_refresh.stop()
         self.delivery.close()
         self.store.close()
 

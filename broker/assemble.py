@@ -49,6 +49,7 @@ from broker.login.seal import FlowSeal
 from broker.login.steps import Login
 from broker.pki import ensure_keypair
 from broker.registry.documents import of_kind, tenant_documents
+from broker.registry.expiry import expiry_report, log_expiry_warnings
 from broker.registry.relying_parties import RelyingParties, read_registration_files
 from broker.registry.services import ServiceNames
 from broker.registry.tenants import (
@@ -61,7 +62,7 @@ from broker.registry.tenants import (
     tenants_from_documents,
 )
 from broker.registry.versions import Documents
-from broker.saml.metadata import MetadataUnavailable, pinned_metadata
+from broker.saml.metadata_refresh import documents_for_build
 from broker.saml.pysaml2_crypto import configure_signatures, pysaml2_config_overrides
 from broker.saml.xml_parsing import check_libxml2
 from broker.sessions import Limits, SessionStore
@@ -259,17 +260,11 @@ def upstream_providers(registry: Registry, store: Store,
 
 
 def remote_saml_metadata(registry: Registry, store: Store, http: requests.Session) -> dict[str, str | None]:
-    """Metadata of SAML IdPs named by URL, verified against their pins; ``None`` if unavailable."""
-    documents: dict[str, str | None] = {}
-    for idp in _saml_idps(registry):
-        if idp.metadata and idp.metadata.url and idp.metadata.signing_cert_sha256:
-            try:
-                documents[idp.key] = pinned_metadata(idp.metadata.url, idp.metadata.signing_cert_sha256,
-                                                     store=store, http=http)
-            except MetadataUnavailable as exc:
-                logger.error("upstream IdP unavailable idp=%s reason=%s", idp.key, exc)
-                documents[idp.key] = None
-    return documents
+    """Metadata of SAML IdPs named by URL, verified against their pins; ``None`` if unavailable.
+
+    The stored copy the background refresher keeps current, else a fetch (:mod:`broker.saml.metadata_refresh`).
+    """
+    return documents_for_build(registry.tenants, store=store, http=http)
 
 
 # -- building ---------------------------------------------------------------------------------------
@@ -290,8 +285,10 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     for warning in crypto_warnings(registry.tenants):
         logger.warning("%s", warning)
     http = http or requests.Session()
+    remote = remote_saml_metadata(registry, store, http)
     config = plugin_config(settings, registry, providers=upstream_providers(registry, store, http),
-                           remote_metadata=remote_saml_metadata(registry, store, http))
+                           remote_metadata=remote)
+    log_expiry_warnings(expiry_report(registry.tenants, remote=remote, keys_dir=settings.keys_dir), store=store)
     pairwise_salt = settings.pairwise_salt
     keyring = keyring or KeyRing(store, settings.master_secret)
     keyring.ensure()

@@ -97,11 +97,15 @@ def ensure_idp_keys(key_dir: Path, cities: Iterable[str] = tuple(DEMO_DIRECTORY)
         idp_keys(key_dir, city)
 
 
-def idp_config(base_url: str, city: str, key_dir: Path, sp_metadata_xml: str | None = None) -> IdPConfig:
-    """The pysaml2 configuration of ``city``'s IdP, trusting the SPs in ``sp_metadata_xml``."""
+def idp_config(base_url: str, city: str, key_dir: Path, sp_metadata_xml: str | None = None, *,
+               keys: KeyPair | None = None) -> IdPConfig:
+    """The pysaml2 configuration of ``city``'s IdP, trusting the SPs in ``sp_metadata_xml``.
+
+    ``keys`` is the pair it signs with (default: the city's own in ``key_dir``).
+    """
     base_url = base_url.rstrip("/")
     entry = DEMO_DIRECTORY[city]
-    keys = idp_keys(key_dir, city)
+    keys = keys or idp_keys(key_dir, city)
     display_name = [{"text": f"{entry['names'][lang]} (demo)", "lang": lang} for lang in ("fi", "sv", "en")]
     config = IdPConfig()
     config.load(
@@ -320,25 +324,32 @@ class _Refused(Exception):
 
 
 class _Servers:
-    """One pysaml2 ``Server`` per city, built on first use from one cached SP metadata."""
+    """One pysaml2 ``Server`` per city, built on first use from one cached SP metadata.
 
-    def __init__(self, base_url: str, key_dir: Path, sp_metadata: Callable[[], str]):
+    ``signing_key(city)`` names the key pair a city signs with now; a city whose pair
+    changes (a certificate rollover) gets a new ``Server``.
+    """
+
+    def __init__(self, base_url: str, key_dir: Path, sp_metadata: Callable[[], str],
+                 signing_key: Callable[[str], KeyPair] | None = None):
         self._base_url = base_url
         self._key_dir = key_dir
         self._sp_metadata = sp_metadata
+        self._signing_key = signing_key or (lambda city: idp_keys(key_dir, city))
         self._lock = threading.Lock()
         self._xml: str | None = None
-        self._servers: dict[str, Server] = {}
+        self._servers: dict[str, tuple[KeyPair, Server]] = {}
 
     def get(self, city: str) -> Server:
         with self._lock:
             if self._xml is None:
                 self._xml = self._fetch()
-            if city not in self._servers:
-                server = Server(config=idp_config(self._base_url, city, self._key_dir, self._xml))
+            keys = self._signing_key(city)
+            if city not in self._servers or self._servers[city][0] != keys:
+                server = Server(config=idp_config(self._base_url, city, self._key_dir, self._xml, keys=keys))
                 configure_signatures(server)
-                self._servers[city] = server
-            return self._servers[city]
+                self._servers[city] = (keys, server)
+            return self._servers[city][1]
 
     def refresh(self) -> bool:
         """Fetch the SP metadata again; true if it changed (and the servers were dropped)."""
@@ -356,12 +367,14 @@ class _Servers:
             raise _Refused("unavailable", f"SP metadata unavailable: {type(exc).__name__}", 503) from exc
 
 
-def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metadata: Callable[[], str]) -> Flask:
+def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metadata: Callable[[], str],
+               signing_key: Callable[[str], KeyPair] | None = None) -> Flask:
     """The demo SAML IdPs of ``cities``, served under ``base_url`` (no trailing path).
 
     ``sp_metadata`` returns the SAML metadata (an EntityDescriptor or
     EntitiesDescriptor) of the SPs the IdPs may answer; it is called lazily.
-    Keys are created in ``key_dir`` if missing.
+    Keys are created in ``key_dir`` if missing.  ``signing_key(city)``, if given, names the
+    key pair each city signs with at the moment (a certificate rollover in the tests).
     """
     base_url = base_url.rstrip("/")
     unknown = [city for city in cities if city not in DEMO_DIRECTORY]
@@ -369,7 +382,7 @@ def create_app(*, base_url: str, cities: Sequence[str], key_dir: Path, sp_metada
         raise ValueError(f"cities: not in the demo directory: {', '.join(unknown)}")
     key_dir = Path(key_dir)
     ensure_idp_keys(key_dir, cities)
-    servers = _Servers(base_url, key_dir, sp_metadata)
+    servers = _Servers(base_url, key_dir, sp_metadata, signing_key)
     sessions = _IdpSessions()
     logouts: dict[str, _PendingLogout] = {}   # IdP-initiated logouts by LogoutRequest ID
     logouts_lock = threading.Lock()

@@ -134,7 +134,8 @@ class DemoStack:
 
     # -- running -----------------------------------------------------------------------
 
-    def start_idps(self) -> None:
+    def start_idps(self, *, saml_signing_key: Any = None) -> None:
+        """Serve the demo IdPs; ``saml_signing_key(city)`` overrides the key pair a SAML IdP signs with."""
         keys = self.demo_dir / "keys"
         sp_metadata_url = f"{self.broker_url}/saml2/sp/metadata"
 
@@ -144,7 +145,7 @@ class DemoStack:
             return requests.get(sp_metadata_url, timeout=5).text
 
         self._serve(saml_idp.create_app(base_url=self.saml_url, cities=list(DEMO_DIRECTORY), key_dir=keys,
-                                        sp_metadata=sp_metadata), self.ports.saml)
+                                        sp_metadata=sp_metadata, signing_key=saml_signing_key), self.ports.saml)
         broker_callbacks = [f"{self.broker_url}/oidc/{city}/entra/callback" for city in ENTRA_CITIES]
         # Where the broker comes back after signing out at Entra; its front-channel logout URL
         # (.../frontchannel_logout) the demo Entra derives from the callback it signed in at.

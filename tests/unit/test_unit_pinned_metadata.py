@@ -6,11 +6,13 @@ import pytest
 import requests
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
-from saml2.metadata import create_metadata_string
+from saml2.metadata import entity_descriptor, sign_entity_descriptor
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from broker.demo.servers import serve_in_thread
 from broker.pki import ensure_keypair, sha256_fingerprint
 from broker.saml.metadata import MetadataRejected, MetadataUnavailable, pinned_metadata, verify_pinned
+from broker.saml.pysaml2_crypto import InProcessSecurityContext, pysaml2_config_overrides
 from broker.store import MemoryStore
 
 ENTITY = "https://idp.city.example/idp"
@@ -23,8 +25,10 @@ def signed(tmp_path_factory):
     config = IdPConfig().load({
         "entityid": ENTITY, "key_file": str(key), "cert_file": str(cert),
         "service": {"idp": {"endpoints": {"single_sign_on_service": [
-            ("https://idp.city.example/sso", BINDING_HTTP_REDIRECT)]}}}})
-    xml = create_metadata_string(None, config=config, valid=24, sign=True)
+            ("https://idp.city.example/sso", BINDING_HTTP_REDIRECT)]}}}, **pysaml2_config_overrides()})
+    # pysaml2 signs, with our in-process XML-DSig backend (no xmlsec1 program).
+    _, xml = sign_entity_descriptor(entity_descriptor(config), None, InProcessSecurityContext.from_config(config),
+                                    SIG_RSA_SHA256, DIGEST_SHA256)
     xml = xml.encode() if isinstance(xml, str) else xml
     attacker_key, attacker_cert = ensure_keypair(directory, "attacker", common_name=ENTITY)
     return xml, sha256_fingerprint(cert.read_bytes()), sha256_fingerprint(attacker_cert.read_bytes())
