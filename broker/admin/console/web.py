@@ -266,13 +266,10 @@ def _is_console() -> bool:
 @blueprint.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     if not _is_console():
-        # No route of the API matched: answer as the API answers (its own errors are its blueprint's).
-        import json
+        # One handler per application and exception class: the API's paths get the API's JSON error.
+        from broker.admin.api import json_http_error
 
-        body = {"error": {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.code or 0,
-                                                                                             "invalid_request"),
-                "description": exc.name, "correlation_id": correlation_id()}
-        return Response(json.dumps(body), status=exc.code or 400, content_type="application/json")
+        return json_http_error(exc)
     if not hasattr(g, "lang"):
         c = console()
         g.lang = negotiate(_cookies().get(c.lang_cookie), request.headers.get("Accept-Language"))
