@@ -98,6 +98,11 @@ class Notice:
                                  ("Referrer-Policy", "no-referrer")])
 
 
+#: Services a city's ``allowed_services`` does not govern: the admin console's own sign-in
+#: client (:mod:`broker.admin.console.oidc`), so that a city admin can always reach the console.
+NOT_GOVERNED = frozenset({"digione-admin"})
+
+
 class ServiceGate:
     """The tenants' ``allowed_services`` applied to one login (dictionary reads only)."""
 
@@ -119,8 +124,11 @@ class ServiceGate:
         tenant = self.tenants.by_id.get(answer.idp.partition("/")[0])
         if tenant is None or tenant.allowed_services.allows_all:
             return True
+        service_id = self.service_id(service)
+        if service_id in NOT_GOVERNED:
+            return True
         schools = [s.get("code") for s in answer.identity.get("schools") or () if isinstance(s, Mapping)]
-        return tenant.allowed_services.allows(self.service_id(service), [c for c in schools if isinstance(c, str)])
+        return tenant.allowed_services.allows(service_id, [c for c in schools if isinstance(c, str)])
 
     def notice(self, context: LoginContext, service: ServiceRequest) -> Notice:
         """The page for a person whose school has not enabled ``service``, in their language."""
