@@ -60,7 +60,7 @@ from broker.admin.principals import (
 )
 from broker.admin.staging import Staging
 from broker.admin.tokens import TokenStore, parse_duration
-from broker.admin.views import served_tenant, service_summary
+from broker.admin.views import served_tenant, service_summary, tenant_expiry
 from broker.logs import current_correlation_id
 from broker.registry.diff import unified
 from broker.registry.versions import Key, Version, VersionError
@@ -193,7 +193,7 @@ class AdminOperations:
         staged = self.registry_versions.versions(
             limit=20, touching=lambda kind, key: (kind, key) == ("tenant", tenant_id))
         return {"id": tenant_id, "document": document, "writable": p.writes_tenant(tenant_id),
-                "served": served_tenant(self.broker, tenant_id),
+                "served": served_tenant(self.broker, tenant_id), "expiry": tenant_expiry(self.broker, tenant_id),
                 "staged": [self._version_dict(p, v) for v in staged if v.status in _CHANGEABLE]}
 
     def versions(self, p: Principal, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:

@@ -55,6 +55,24 @@ def validator_failed(exc: Exception) -> ValidationFailed:
                              f"{type(exc).__name__}; the correlation id finds it in the log)"])
 
 
+def tenant_expiry(broker: Any, tenant_id: str) -> list[dict[str, Any]]:
+    """The served tenant's certificates and metadata expiring within 30 days (or past), soonest first.
+
+    The same items ``broker check`` prints and the log warns of (:mod:`broker.registry.expiry`);
+    metadata by URL is read in its last good copy in the store, never fetched here.
+    """
+    from broker.registry.expiry import expiry_warnings
+    from broker.saml.metadata_refresh import last_good_copies
+
+    registry = getattr(broker, "registry", None)
+    tenant = registry.tenants.by_id.get(tenant_id) if registry is not None else None
+    if tenant is None:
+        return []
+    remote = last_good_copies([tenant], broker.store) if any(
+        i.metadata is not None and i.metadata.url for i in tenant.identity_providers) else {}
+    return [item.as_dict() for item in expiry_warnings([tenant], remote=remote)]
+
+
 def served_tenant(broker: Any, tenant_id: str) -> dict[str, Any] | None:
     """What the broker serves of ``tenant_id`` now (``None``: not served), without secrets."""
     registry = getattr(broker, "registry", None)

@@ -369,3 +369,25 @@ class engine_text:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_city_page_lists_certificates_that_expire_soon(site, ops, principals, tmp_path):
+    """The same expiry items `broker check` prints and the log warns of, for the city's own IdPs."""
+    from broker.demo import saml_idp as demo_idp
+    from broker.pki import ensure_keypair
+
+    ensure_keypair(tmp_path, "saml-idp-jyvaskyla", common_name="short-lived signing", days=10)
+    xml = demo_idp.metadata_xml("http://localhost:8101", "jyvaskyla", tmp_path)
+    admin = principals["vantaa_admin"]
+    before = ops.registry_versions.head()[1]
+    assert not [i for i in ops.tenant(admin, "vantaa")["expiry"] if i["idp"] == "vantaa/lyhyt"]
+    staged = ops.upload_idp_metadata(admin, "vantaa", "lyhyt", xml, "short-lived", names=names("Lyhyt"))
+    ops.activate(admin, staged["version"]["id"])
+    site.app.rebuild()
+    try:
+        items = [i for i in ops.tenant(admin, "vantaa")["expiry"] if i["idp"] == "vantaa/lyhyt"]
+        assert items and items[0]["level"] == "warning" and items[0]["days_left"] in (9, 10)
+        assert "BEGIN CERTIFICATE" not in json.dumps(items), "names and dates, not the certificate"
+    finally:
+        ops.rollback(admin, "vantaa", before)
+        site.app.rebuild()
