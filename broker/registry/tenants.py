@@ -1,9 +1,10 @@
-"""Tenants: one per city, declared in ``tenants/<city>.yaml``.
+"""Validating tenants: one per city, a tenant file (``tenants/<city>.yaml``) or a registry object.
 
-:func:`load_tenants` reads every tenant file, validates it completely and returns
-immutable :class:`Tenant` objects, or raises :class:`TenantError` listing *every*
-problem found (file, field, what was expected).  There is no partial result: the
-broker either starts with all tenants valid or refuses to start.
+:func:`tenants_from_documents` validates tenant documents completely and returns the
+immutable model (:mod:`broker.registry.tenant_model`), or raises :class:`TenantError`
+listing *every* problem found (file, field, what was expected); :func:`load_tenants`
+does so for a folder of tenant files.  There is no partial result: a registry version
+is valid as a whole or not activated, and the broker starts only on a valid one.
 
 Tenant files are written by city administrators and are treated as untrusted
 input (decision 8, :mod:`broker.registry.environment`):
@@ -12,7 +13,8 @@ input (decision 8, :mod:`broker.registry.environment`):
   ``${NAME:-default}`` (one tenant file serves the demo, tests and production), but
   only variables on the allow-list; ``BROKER_*`` settings and secrets never;
 * secrets (OIDC client secrets) are never inline: a tenant names a variable
-  ``TENANT_SECRET_<CITY>_…`` or a file of its own inside the secrets directory;
+  ``TENANT_SECRET_<CITY>_…`` or a file of its own inside the secrets directory, or
+  holds one the console sealed (:mod:`broker.registry.tenant_secrets`);
 * SAML metadata files are read only inside the metadata directory, and validated
   by :func:`broker.registry.metadata.load_idp_metadata` (the text kept on
   :attr:`SamlMetadataSource.xml` is the text checked);
@@ -22,30 +24,36 @@ input (decision 8, :mod:`broker.registry.environment`):
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from broker.registry.environment import (
-    SECRET_PREFIX,
-    TenantEnvironment,
-    env_name,
-    never_expandable,
-    secret_file_owner,
-    secret_variable_owner,
-)
+from broker.registry.environment import SECRET_PREFIX, TenantEnvironment, never_expandable
 from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
-from broker.registry.paths import contained
 from broker.registry.pins import signing_pins
-from broker.registry.sealed_secrets import SealedSecretError, open_secret
-from broker.registry.services import ALLOW_ALL, ServiceAccess, parse_allowed_services
+from broker.registry.services import parse_allowed_services
+from broker.registry.tenant_model import (
+    LANGS,
+    LEGACY_CRYPTO,
+    IdentityProvider,
+    SamlMetadataSource,
+    School,
+    Tenant,
+    TenantError,
+    TenantProblem,
+    Tenants,
+    crypto_warnings,
+)
+from broker.registry.tenant_secrets import MAX_SECRET_BYTES, resolve_secret
 
-LANGS = ("fi", "sv", "en")
+__all__ = ["LANGS", "LEGACY_CRYPTO", "MAX_SECRET_BYTES", "IdentityProvider", "SamlMetadataSource", "School", "Tenant",
+           "TenantError", "TenantProblem", "Tenants", "crypto_warnings", "display_path", "load_tenants",
+           "read_tenant_files", "tenants_from_documents"]
+
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _SCHOOL_CODE = re.compile(r"^[0-9]{5,6}$")
@@ -53,127 +61,6 @@ _MUNICIPALITY = re.compile(r"^[0-9]{3}$")
 #: libyaml's safe loader when present (ten times faster for 300 tenant files), else PyYAML's.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-#: A client secret file is at most this long (a secret, not a document).
-MAX_SECRET_BYTES = 64 * 1024
-
-#: ``legacy_crypto:`` items a SAML IdP may opt into, and what each lets through.
-LEGACY_CRYPTO = {
-    "sha1": "SHA-1 digests and rsa-sha1/ecdsa-sha1 signatures",
-    "rsa-1_5": "RSA PKCS#1 v1.5 key transport",
-    "cbc": "AES-CBC and 3DES-CBC data encryption",
-}
-
-
-class TenantError(ValueError):
-    """One or more tenant files are invalid.  ``problems`` lists each, one line each."""
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-@dataclasses.dataclass(frozen=True)
-class School:
-    code: str
-    oid: str
-    names: Mapping[str, str]
-    active: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class SamlMetadataSource:
-    """Where a SAML IdP's metadata comes from: a file under ``metadata/`` or a pinned URL."""
-
-    file: Path | None = None                 # resolved, inside the metadata directory
-    url: str | None = None
-    #: Pins of the certificates that may sign the URL's document (normalized; up to 3 during a rollover).
-    signing_cert_sha256: tuple[str, ...] = ()
-    #: The metadata text validated by :func:`~broker.registry.metadata.load_idp_metadata`
-    #: (files only): start-up gives pysaml2 this text as ``inline`` metadata.
-    xml: str | None = dataclasses.field(default=None, repr=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class IdentityProvider:
-    tenant_id: str
-    id: str
-    type: str                               # "saml" or "oidc"
-    names: Mapping[str, str]
-    mapping: Mapping[str, Any]              # raw rules, compiled by broker.mapping
-    # SAML
-    metadata: SamlMetadataSource | None = None
-    entity_id: str | None = None
-    #: Weak algorithms this IdP may still use (items of :data:`LEGACY_CRYPTO`); empty by default.
-    legacy_crypto: frozenset[str] = frozenset()
-    # OIDC
-    issuer: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = dataclasses.field(default=None, repr=False)
-    scopes: tuple[str, ...] = ("openid", "profile", "email")
-    login_hint_domains: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        """Globally unique id ``<tenant>/<idp>``, used in hints and routing."""
-        return f"{self.tenant_id}/{self.id}"
-
-    @property
-    def backend_name(self) -> str:
-        """The SATOSA backend serving this IdP (all SAML IdPs share one SP backend)."""
-        return "saml" if self.type == "saml" else f"oidc_{self.tenant_id}_{self.id}".replace("-", "_")
-
-
-@dataclasses.dataclass(frozen=True)
-class Tenant:
-    id: str
-    names: Mapping[str, str]
-    municipality_code: str
-    provider_oid: str
-    provider_names: Mapping[str, str]
-    schools: tuple[School, ...]
-    identity_providers: tuple[IdentityProvider, ...]
-    domains: tuple[str, ...] = ()
-    source: str = ""
-    #: The city's own limits on broker sessions (seconds), where they differ from config/broker.yaml.
-    session_max_lifetime: int | None = None
-    session_idle_timeout: int | None = None
-    #: Which services the city's schools allow (``allowed_services``; broker.registry.services).
-    allowed_services: ServiceAccess = ALLOW_ALL
-
-    def idp(self, idp_id: str) -> IdentityProvider | None:
-        return next((i for i in self.identity_providers if i.id == idp_id), None)
-
-
-@dataclasses.dataclass(frozen=True)
-class Tenants:
-    """All tenants, with the lookups the login path needs (dictionary reads only)."""
-
-    by_id: Mapping[str, Tenant]
-    idps: Mapping[str, IdentityProvider]            # by "<tenant>/<idp>"
-    saml_idps_by_entity: Mapping[str, IdentityProvider]
-
-    def __iter__(self):
-        return iter(self.by_id.values())
-
-    def __len__(self) -> int:
-        return len(self.by_id)
-
-    def resolve_hint(self, hint: str | None) -> tuple[Tenant | None, IdentityProvider | None]:
-        """Resolve ``<tenant>`` or ``<tenant>/<idp>``; unknown parts give ``None``."""
-        if not hint:
-            return None, None
-        tenant_id, _, idp_id = hint.strip().partition("/")
-        tenant = self.by_id.get(tenant_id)
-        if tenant is None:
-            return None, None
-        if not idp_id:
-            only = tenant.identity_providers[0] if len(tenant.identity_providers) == 1 else None
-            return tenant, only
-        return tenant, tenant.idp(idp_id)
-
-    def tenant_for_domain(self, domain: str) -> Tenant | None:
-        domain = domain.lower()
-        return next((t for t in self.by_id.values() if domain in t.domains), None)
 
 
 class _Checker:
@@ -261,14 +148,6 @@ def read_tenant_files(directory: Path, *, root: Path | None = None) -> dict[str,
                                     f"valid YAML ({getattr(exc, 'problem', exc)})")
         documents[path.stem] = (display_path(path, root), content)
     return documents
-
-
-@dataclasses.dataclass(frozen=True)
-class TenantProblem:
-    """A tenant document that could not even be parsed: where, and what was expected."""
-
-    where: str
-    expected: str
 
 
 def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
@@ -513,7 +392,7 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
             if issuer and not _valid_issuer(issuer):
                 c.fail(f"{path}issuer", "an https URL (http only for localhost) without query or fragment")
             client_id = c.string(item, "client_id", path, expected="the client id registered at the IdP")
-            secret = _secret(item.get("client_secret"), f"{path}client_secret", c, tenant_id=tenant_id)
+            secret = resolve_secret(item.get("client_secret"), f"{path}client_secret", c, tenant_id=tenant_id)
             scopes = item.get("scopes", ["openid", "profile", "email"])
             if not isinstance(scopes, list) or "openid" not in scopes:
                 c.fail(f"{path}scopes", "a list of scopes including openid")
@@ -580,86 +459,8 @@ def _legacy_crypto(raw: Any, path: str, c: _Checker) -> frozenset[str]:
     return frozenset(raw)
 
 
-def crypto_warnings(tenants: Iterable[Tenant]) -> list[str]:
-    """One warning per IdP that opts into weak cryptography with ``legacy_crypto``.
-
-    ``broker check`` prints them and start-up logs them; they never stop either.
-    """
-    warnings: list[str] = []
-    for tenant in tenants:
-        for index, idp in enumerate(tenant.identity_providers):
-            if idp.legacy_crypto:
-                accepted = "; ".join(f"{LEGACY_CRYPTO[item]} ({item})" for item in LEGACY_CRYPTO
-                                     if item in idp.legacy_crypto)
-                warnings.append(f"{tenant.source}: identity_providers[{index}].legacy_crypto: {idp.key} accepts weak "
-                                f"cryptography: {accepted}. Ask the IdP to move to RSA-OAEP, AES-GCM and SHA-256, "
-                                "then remove legacy_crypto")
-    return warnings
-
-
 def _valid_issuer(issuer: str) -> bool:
     parts = urlsplit(issuer)
     if parts.query or parts.fragment or not parts.netloc:
         return False
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1"))
-
-
-def _secret(raw: Any, path: str, c: _Checker, *, tenant_id: str) -> str | None:
-    if isinstance(raw, str):
-        c.fail(path, "{env: VARIABLE} or {file: PATH}; a secret is never written in a tenant file")
-        return None
-    if not isinstance(raw, dict) or len(raw) != 1 or not ({"env", "file", "encrypted"} & raw.keys()):
-        c.fail(path, "{env: VARIABLE} or {file: PATH} (or {encrypted: …}, sealed by the admin console)")
-        return None
-    if "encrypted" in raw:
-        if c.master_secret is None or not tenant_id:
-            c.fail(f"{path}.encrypted", "a secret reference ({env: …} or {file: …}): sealed secrets open only "
-                                        "in the registry")
-            return None
-        try:
-            return open_secret(c.master_secret, raw["encrypted"], tenant_id=tenant_id)
-        except SealedSecretError as exc:
-            c.fail(f"{path}.encrypted", str(exc))
-            return None
-    own_prefix = f"{SECRET_PREFIX}{env_name(tenant_id or 'city')}_"
-    if "env" in raw:
-        name = raw["env"]
-        if not isinstance(name, str) or not name:
-            c.fail(f"{path}.env", f"the name of an environment variable ({own_prefix}…)")
-            return None
-        if secret_variable_owner(name, c.tenant_ids) != tenant_id or not tenant_id:
-            c.fail(f"{path}.env", f"a variable named for this city, {own_prefix}<NAME> ({name} is not one; "
-                                  "secrets of other cities and the broker's own settings cannot be named)")
-            return None
-        value = c.environ.get(name)
-        if not value:
-            c.fail(f"{path}.env", f"environment variable {name} to be set")
-        return value
-    name = raw["file"]
-    secrets_dir = c.environ.secrets_dir
-    if not isinstance(name, str) or not name:
-        c.fail(f"{path}.file", "the path of a file in the secrets directory")
-        return None
-    found = contained(secrets_dir, name, relative_to=c.root)
-    if found is None:
-        c.fail(f"{path}.file", f"a file inside the secrets directory {secrets_dir} ({name} is outside it; the "
-                               "operator sets the directory with secrets_dir / BROKER_SECRETS_DIR)")
-        return None
-    file, relative = found
-    if not tenant_id or secret_file_owner(relative, c.tenant_ids) != tenant_id:
-        city = tenant_id or "<city>"
-        c.fail(f"{path}.file", f"a secret file of this city: {city}/<NAME>, {city}, {city}-<NAME> or <NAME>-{city} "
-                               f"in the secrets directory ({relative} is not {city}'s)")
-        return None
-    if not file.is_file():
-        c.fail(f"{path}.file", f"a readable file ({secrets_dir / relative} not found)")
-        return None
-    with file.open("rb") as handle:
-        data = handle.read(MAX_SECRET_BYTES + 1)
-    if len(data) > MAX_SECRET_BYTES:
-        c.fail(f"{path}.file", f"a secret of at most {MAX_SECRET_BYTES // 1024} KiB")
-        return None
-    value = data.decode("utf-8", "replace").strip()
-    if not value:
-        c.fail(f"{path}.file", f"a non-empty secret in {secrets_dir / relative}")
-    return value or None
