@@ -34,6 +34,7 @@ from broker.backends.saml import SLO_PATHS as SP_SLO_PATHS
 from broker.backends.unavailable import UnavailableBackend
 from broker.derive import derive_key
 from broker.discovery import DiscoveryPages
+from broker.discovery.site import SiteTexts
 from broker.errors import UnknownClient
 from broker.frontends.oidc import OIDCFrontend
 from broker.frontends.saml import METADATA_PATH as IDP_METADATA_PATH
@@ -269,6 +270,12 @@ def remote_saml_metadata(registry: Registry, store: Store, http: requests.Sessio
 
 # -- building ---------------------------------------------------------------------------------------
 
+def service_logo(parties: Any, service: Any) -> str | None:
+    """The registered logo of the OIDC client signing in (``logo_uri``), shown on the city page."""
+    client = parties.client(service.requester) if service.protocol == "oidc" else None
+    return getattr(client, "logo_uri", None)
+
+
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
              keyring: Any = None, delivery: Any = None, cookie_suffix: str = "") -> Proxy:
     """Build the login path for ``registry``; reads keys and upstream metadata, once.
@@ -374,7 +381,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
 
     router = Router()
     HomePage(settings.base_url).register(router)
-    DiscoveryEndpoints(login, DiscoveryPages(registry.tenants, settings.base_url)).register(router)
+    # The city search's index is built here, once per registry version (never on a request).
+    pages = DiscoveryPages(registry.tenants, settings.base_url, site=SiteTexts.load(settings.config_dir))
+    DiscoveryEndpoints(login, pages, logo=functools.partial(service_logo, registry.parties)).register(router)
     logout.register(router)
     for name, frontend in frontends.items():
         router.add_endpoints(frontend.register_endpoints(list(backends)), owner=("frontend", name))

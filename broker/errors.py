@@ -187,11 +187,16 @@ code{background:#eef0f2;padding:.1rem .3rem;border-radius:.25rem}
 """
 
 
-def page(lang: str, title: str, body_html: str) -> str:
-    """The one HTML frame every page of the broker uses (responsive, no external assets)."""
+def page(lang: str, title: str, body_html: str, *, header: str = "", footer: str = "", style: str = "") -> str:
+    """The one HTML frame every page of the broker uses (responsive, no external assets).
+
+    ``header`` and ``footer`` (trusted markup) go before and after ``<main>``; ``style`` is
+    appended to the shared :data:`STYLE`.
+    """
     return (
         f'<!doctype html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)} · DigiOne</title><style>{STYLE}</style></head>"
-        f'<body><main><h1>{html.escape(title)}</h1><div class="card">{body_html}</div></main></body></html>'
+        f"<title>{html.escape(title)} · DigiOne</title><style>{STYLE}{style}</style></head>"
+        f'<body>{header}<main><h1>{html.escape(title)}</h1><div class="card">{body_html}</div></main>{footer}'
+        "</body></html>"
     )

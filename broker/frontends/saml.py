@@ -62,7 +62,7 @@ logger = logging.getLogger("broker.frontends.saml")
 SSO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/idp/sso/redirect", BINDING_HTTP_POST: "saml2/idp/sso/post"}
 SLO_PATHS = {BINDING_HTTP_REDIRECT: "saml2/idp/slo/redirect", BINDING_HTTP_POST: "saml2/idp/slo/post"}
 METADATA_PATH = "saml2/idp/metadata"
-_HINT_PREFIXES = ("urn:digione:idp:", "urn:mpass.id:authnsource:")
+_HINT_PREFIXES = ("urn:digione:idp:", "urn:mpass.id:authnsource:", "urn:digione:school:")
 _SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 _SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 _DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -188,6 +188,8 @@ class SamlIdpFrontend(FrontendModule):
         hint = next((ref for ref in refs if ref.startswith(_HINT_PREFIXES)), None)
         if hint and hint.startswith("urn:digione:idp:"):
             hint = hint[len("urn:digione:idp:"):]
+        elif hint and hint.startswith("urn:digione:school:"):   # a school: its city (broker.login.selection)
+            hint = "school:" + hint[len("urn:digione:school:"):]
         passive = str(message.is_passive).lower() in ("true", "1")
         force = str(message.force_authn).lower() in ("true", "1")
         subject = _text(message.subject.name_id) if message.subject is not None and message.subject.name_id else None

@@ -139,6 +139,10 @@ class Login:
 
     def to_discovery(self, context: LoginContext, choice: Choice) -> Response:
         query = {"tenant": choice.tenant.id} if choice.tenant else {}
+        if choice.tenant and choice.school:
+            query["school"] = choice.school
+        elif choice.query:
+            query["q"] = choice.query
         lang = _flow(context).lang
         if lang:
             query["lang"] = lang

@@ -81,6 +81,8 @@ class Client:
     #: out" page (with ``iss`` and ``sid`` when ``..._session_required``).
     frontchannel_logout_uri: str | None = None
     frontchannel_logout_session_required: bool = True
+    #: The service's logo (https only), shown on the city page next to its name (RFC 7591 §2 ``logo_uri``).
+    logo_uri: str | None = None
 
     @property
     def public(self) -> bool:
@@ -99,6 +101,8 @@ class Client:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["redirect_uris"] = list(self.redirect_uris)
+        if data["logo_uri"] is None:   # registrations without a logo keep the shape they had
+            del data["logo_uri"]
         return data
 
     @classmethod
@@ -156,6 +160,9 @@ class Client:
              "with the scheme, host and port of a registered redirect URI")
         for flag in ("backchannel_logout_session_required", "frontchannel_logout_session_required"):
             need(isinstance(data.get(flag, True), bool), flag, "true or false")
+        logo = data.get("logo_uri")
+        need(logo is None or (isinstance(logo, str) and len(logo) <= 2048 and _valid_logo_uri(logo)), "logo_uri",
+             "an absolute https URL without a fragment")
         return cls(
             client_id=client_id,
             redirect_uris=tuple(uris),
@@ -172,7 +179,19 @@ class Client:
             backchannel_logout_session_required=data.get("backchannel_logout_session_required", True),
             frontchannel_logout_uri=frontchannel,
             frontchannel_logout_session_required=data.get("frontchannel_logout_session_required", True),
+            logo_uri=logo,
         )
+
+
+def _valid_logo_uri(uri: str) -> bool:
+    """https with a host, no fragment, no credentials, no quotes or spaces (it goes into an ``<img src>``)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        return False
+    return (parts.scheme == "https" and bool(parts.hostname) and not parts.fragment and "#" not in uri
+            and "@" not in parts.netloc and not any(c in uri for c in " \"'<>\\") and uri.isprintable())
 
 
 def _valid_redirect_uri(uri: str) -> bool:

@@ -27,7 +27,10 @@ from broker.verify import InvalidToken, PublicKey, verify_jws
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 #: ``acr_values`` entries of this form name the IdP: ``urn:digione:idp:<tenant>[/<idp>]``.
 IDP_ACR_PREFIX = "urn:digione:idp:"
-_IDP_HINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")
+#: ... and of this form a school, ``urn:digione:school:<school code or OID>`` (``idp_hint=school:<…>``).
+SCHOOL_ACR_PREFIX = "urn:digione:school:"
+_IDP_HINT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?"
+                       r"|school:[0-9][0-9.]{0,63})$")
 _S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _MAX_AGE = re.compile(r"^[0-9]{1,10}$")  # ASCII digits only (str.isdigit also accepts "²")
 _SINGLE = ("response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt",
@@ -112,6 +115,8 @@ def idp_hint_from(param: str | None, acr_values: Iterable[str]) -> str | None:
     for acr in acr_values:
         if acr.startswith(IDP_ACR_PREFIX) and len(acr) > len(IDP_ACR_PREFIX):
             return acr[len(IDP_ACR_PREFIX):]
+        if acr.startswith(SCHOOL_ACR_PREFIX) and len(acr) > len(SCHOOL_ACR_PREFIX):
+            return "school:" + acr[len(SCHOOL_ACR_PREFIX):]
     return None
 
 
@@ -213,7 +218,7 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
     acr_values = tuple((one["acr_values"] or "").split())
     idp_hint = idp_hint_from(one["idp_hint"], acr_values)
     if idp_hint is not None and not _IDP_HINT.fullmatch(idp_hint):
-        raise fail("invalid_request", "idp_hint must be <tenant> or <tenant>/<idp>")
+        raise fail("invalid_request", "idp_hint must be <tenant>, <tenant>/<idp> or school:<code>")
 
     hint_sub = None
     if one["id_token_hint"]:

@@ -29,10 +29,10 @@ def broker_cookies(app: Any = None) -> tuple[str, ...]:
 
 
 def broker_script_hashes() -> tuple[str, ...]:
-    """CSP hashes of the inline scripts the broker's own pages carry (the discovery page's filter)."""
-    from broker.discovery import pages
+    """CSP hashes of the inline scripts the broker's own pages carry (the city page's search)."""
+    from broker.discovery import script
 
-    return (script_hash(pages.FILTER_SCRIPT),)
+    return (script_hash(script.SEARCH_SCRIPT),)
 
 
 def protect_broker(app: Callable, settings: Any, **options: Any) -> Callable:

@@ -1,8 +1,8 @@
 """Content-Security-Policy values for the broker's pages, and an auto-POST page that fits them.
 
 The broker's pages use inline ``<style>`` (:func:`broker.errors.page`), one inline
-``<script>`` (the discovery page's search filter) and, on the SAML auto-POST pages, an
-inline script that submits the form.  Nothing is loaded from elsewhere.  So the policy is
+``<script>`` (the city page's search as you type, :mod:`broker.discovery.script`) and, on
+the SAML auto-POST pages, an inline script that submits the form.  Nothing is loaded from elsewhere.  So the policy is
 ``default-src 'none'`` with inline styles, ``data:`` images, scripts allowed by hash only
 (never ``'unsafe-inline'`` for scripts), forms posting only where the page must post,
 no framing and no ``<base>``:
@@ -76,17 +76,23 @@ def origin(url: str) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def policy(*, form_action: Iterable[str] | None = DEFAULT_FORM_ACTION, script_src: Iterable[str] = ()) -> str:
+def policy(*, form_action: Iterable[str] | None = DEFAULT_FORM_ACTION, script_src: Iterable[str] = (),
+           img_src: Iterable[str] = (), connect_src: Iterable[str] = ()) -> str:
     """The HTML policy: nothing but inline styles, ``data:`` images, hashed scripts and ``form_action``.
 
     ``form_action=None`` leaves the directive out, for a page whose own form is answered with a
     redirect to a site that cannot be named in advance (the city page: its choice redirects to
     the chosen city's IdP, and browsers check that redirect against ``form-action`` too).
+    ``img_src`` adds image origins (a service's registered logo); ``connect_src`` lets the
+    page's scripts fetch from those sources (the city search: ``'self'``).
     """
     scripts = " ".join(dict.fromkeys(script_src))
     targets = None if form_action is None else " ".join(dict.fromkeys(form_action)) or "'none'"
-    return ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    images = " ".join(dict.fromkeys(("'self'", "data:", *img_src)))
+    connect = " ".join(dict.fromkeys(connect_src))
+    return (f"default-src 'none'; style-src 'self' 'unsafe-inline'; img-src {images}; "
             + (f"script-src {scripts}; " if scripts else "")
+            + (f"connect-src {connect}; " if connect else "")
             + (f"form-action {targets}; " if targets is not None else "")
             + "frame-ancestors 'none'; base-uri 'none'")
 
