@@ -11,17 +11,22 @@ A query word matches a word of the index, best first:
 
 =========  ===========================================================================
 exact      the same folded word (``jyvaskyla`` for ``Jyväskylä``)
+stem       the word with an ending of up to 3 letters (``vantaan`` for ``Vantaa``), from 5 letters on
 prefix     the beginning of a word (``tikkuri`` for ``Tikkurilan``): the person is typing
-infix      a part inside a word of at least 3 characters (``koulu`` in ``demokoulu``:
-           Finnish and Swedish school names are compound words)
+infix      a part of 4 letters or more inside a word (``koulu`` in ``demokoulu``: Finnish
+           and Swedish school names are compound words)
 typo       1 edit away (2 for words of 8 characters or more) from a word or from the
            beginning of one (``tikurila`` for ``Tikkurilan``); from 4 characters on
 =========  ===========================================================================
 
 Codes (digits) match exactly or by prefix only.  A name matches a query when each query
-word matches one of its words; the names of one city (or one school) count once, by the
-best of them.  Results say what matched: the :class:`Hit` carries the text that matched
-as registered, its language and the spans to mark.
+word matches one of its words, or, for a school and a query of several words, a word of its
+city's name (``keskuskoulu vantaa``: the many *Keskuskoulu* narrowed to Vantaa's).  The names
+of one city (or one school) count once, by the best of them.  Results with fewer typos come
+first, then by score: how well each word matched, a city before its schools, the name
+beginning with the query, the words in the order typed, how much of the name was typed.
+Results say what matched: the :class:`Hit` carries the text that matched as registered,
+its language and the spans to mark.
 
 Cost per query: a dictionary read and a binary search for each query word, an
 intersection of trigram lists for infixes, a count over trigram lists (of the distinct
@@ -50,10 +55,12 @@ _KIND_BONUS = {"city": 25, "municipality_code": 25, "provider": 5, "school": 0, 
 MAX_QUERY = 100         #: characters of a query looked at
 MAX_WORDS = 6           #: words of a query looked at
 MAX_EXPANSIONS = 400    #: index words a query word may match by prefix or infix
-MAX_VERIFIED = 80       #: typo candidates verified per query word
+MAX_VERIFIED = 60       #: typo candidates verified per query word
 MAX_FIELDS = 5000       #: names scored per query
 _SHORT_CACHE = 4096     #: results of one- and two-character queries kept (the broadest queries)
 _SHORT_KEPT = 50        #: hits kept per such query
+_WORD_CACHE = 2048      #: query words of 4+ letters whose matches are kept
+_TYPOS_FOUND = 16       #: typo matches enough for one query word
 _LANG_BONUS = 6         #: for a name in the page's language
 
 
@@ -85,6 +92,7 @@ class _Field:
     text: str
     folded: str
     tokens: tuple[int, ...]             # vocabulary ids, in the text's order
+    context: frozenset[int] = frozenset()   # a school's: the words of its city's names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,19 +107,34 @@ class SearchIndex:
     """Every tenant's and active school's names and codes, ready to be searched (immutable)."""
 
     def __init__(self, tenants: Iterable[Tenant]):
-        fields = sorted(_fields(tenants), key=lambda f: (_KIND_RANK[f[1]], fold(f[3]), f[0][0], f[0][1] or ""))
+        tenants = list(tenants)
+        size = {tenant.id: len(tenant.schools) for tenant in tenants}
+        # The static order (of equal results): kind, name, then the larger municipality first.
+        fields = sorted(_fields(tenants), key=lambda f: (_KIND_RANK[f[1]], fold(f[3]), -size[f[0][0]], f[0][0],
+                                                         f[0][1] or ""))
         self._vocabulary: dict[str, int] = {}
         self._words: list[str] = []
         self._postings: list[list[int]] = []
+        #: Per word of a city's name: that city's school names (a school is found by its name and city).
+        self._context_postings: dict[int, list[int]] = {}
+        #: Per word: the names it begins (one letter typed finds only names beginning with it).
+        self._first_postings: dict[int, list[int]] = {}
         self._fields: list[_Field] = []
+        city_words = {tenant.id: frozenset(self._word_id(word.text) for lang in LANGS
+                                           for word in words(tenant.names.get(lang) or "")) for tenant in tenants}
         for entry, kind, lang, text in fields:
             tokens = tuple(self._word_id(word.text) for word in words(text))
             if not tokens:
                 continue
             field_id = len(self._fields)
-            self._fields.append(_Field(entry, kind, lang, text, " ".join(self._words[t] for t in tokens), tokens))
+            context = city_words[entry[0]] if entry[1] is not None else frozenset()
+            self._fields.append(_Field(entry, kind, lang, text, " ".join(self._words[t] for t in tokens), tokens,
+                                       context))
             for token in dict.fromkeys(tokens):
                 self._postings[token].append(field_id)
+            self._first_postings.setdefault(tokens[0], []).append(field_id)
+            for token in context:
+                self._context_postings.setdefault(token, []).append(field_id)
         order = sorted(range(len(self._words)), key=self._words.__getitem__)
         self._sorted = [self._words[i] for i in order]
         self._sorted_ids = order
@@ -122,6 +145,7 @@ class SearchIndex:
                     grams.setdefault(gram, []).append(token)
         self._grams = grams
         self._short: dict[tuple[str, str | None], Results] = {}
+        self._words_seen: dict[str, Mapping[int, _Match]] = {}
 
     def __len__(self) -> int:
         """How many names and codes are indexed."""
@@ -155,7 +179,7 @@ class SearchIndex:
         short = len(folded) <= 2
         results = self._short.get(key) if short else None
         if results is None:
-            matches = [self._matches(word) for word in query_words]
+            matches = [self._word_matches(word) for word in query_words]
             results = self._rank(folded, matches, lang=lang, limit=max(limit, _SHORT_KEPT) if short else limit)
             if short:
                 if len(self._short) >= _SHORT_CACHE:
@@ -165,12 +189,31 @@ class SearchIndex:
             return dataclasses.replace(results, hits=results.hits[:limit], more=True)
         return results
 
+    def _word_matches(self, word: str) -> Mapping[int, _Match]:
+        """:meth:`_matches`, kept for words of 4 letters or more (as a person types on, the words
+        before the one being typed stay the same); the kept ones are few, and forgotten all at once
+        when :data:`_WORD_CACHE` are kept."""
+        if len(word) < 4:
+            return self._matches(word)
+        found = self._words_seen.get(word)
+        if found is None:
+            if len(self._words_seen) >= _WORD_CACHE:
+                self._words_seen.clear()
+            found = self._words_seen[word] = self._matches(word)
+        return found
+
     def _matches(self, word: str) -> dict[int, _Match]:
         """The index words ``word`` matches, by vocabulary id, each with its best way of matching."""
         found: dict[int, _Match] = {}
         exact = self._vocabulary.get(word)
         if exact is not None:
             found[exact] = _Match(100, "exact", len(word))
+        if len(word) >= 5 and not word.isdigit():
+            # A word and an ending: "vantaan" (genitive) finds "Vantaa", "tikkurilassa" finds "Tikkurila".
+            for cut in (1, 2, 3):
+                stem = self._vocabulary.get(word[:-cut])
+                if stem is not None and stem not in found and len(word) - cut >= 4:
+                    found[stem] = _Match(75 - 5 * cut, "stem", len(word) - cut)
         start = bisect.bisect_left(self._sorted, word)
         for index in range(start, min(start + MAX_EXPANSIONS, len(self._sorted))):
             candidate = self._sorted[index]
@@ -181,7 +224,7 @@ class SearchIndex:
                 found[token] = _Match(70 + (20 * len(word)) // len(candidate), "prefix", len(word))
         if word.isdigit():
             return found
-        if len(word) >= 3:
+        if len(word) >= 4:
             self._infixes(word, found)
         typos = allowed_typos(len(word))
         if typos:
@@ -209,31 +252,51 @@ class SearchIndex:
     def _typos(self, word: str, typos: int, found: dict[int, _Match]) -> None:
         grams = list(dict.fromkeys(_grams(word)))
         counts = Counter(chain.from_iterable(self._grams.get(gram, ()) for gram in grams))
-        # Each edit changes at most 3 of a word's trigrams (q-gram lemma).
-        needed = max(1, len(grams) - 3 * typos)
+        # An edit changes at most 3 of a word's trigrams (q-gram lemma), a transposition 4.
+        needed = max(1, len(grams) - 4 * typos)
         candidates = [token for token, shared in counts.most_common() if shared >= needed and token not in found]
+        matched = 0
         for token in candidates[:MAX_VERIFIED]:
             candidate = self._words[token]
             distance = edit_distance(word, candidate, typos)
             if distance is not None:
                 found[token] = _Match(40 - 10 * (distance - 1), "typo", len(candidate))
-                continue
-            distance = prefix_distance(word, candidate, typos)
-            if distance is not None:
+            else:
+                distance = prefix_distance(word, candidate, typos)
+                if distance is None:
+                    continue
                 found[token] = _Match(35 - 10 * (distance - 1), "typo", min(len(word), len(candidate)))
+            matched += 1
+            if matched >= _TYPOS_FOUND:
+                break
 
     def _rank(self, folded: str, matches: Sequence[Mapping[int, _Match]], *, lang: str | None,
               limit: int) -> Results:
         if any(not found for found in matches):
             return Results(folded, ())
-        driver = min(range(len(matches)),
-                     key=lambda i: sum(len(self._postings[token]) for token in matches[i]))
+        several = len(matches) > 1      # only then may a word name the city of a school ("keskuskoulu vantaa")
+        letter = len(folded) == 1       # a name beginning with it, not every name with a word beginning with it
+        empty: list[int] = []
+
+        def direct_postings(token: int) -> list[int]:
+            return self._first_postings.get(token, empty) if letter else self._postings[token]
+
+        def postings(token: int) -> Iterable[int]:
+            direct = direct_postings(token)
+            context = self._context_postings.get(token, empty) if several else empty
+            return chain(direct, context) if context else direct
+
+        def size(token: int) -> int:
+            return len(direct_postings(token)) + (len(self._context_postings.get(token, empty)) if several else 0)
+
+        # Every result is in the postings of every query word: go through the shortest.
+        driver = min(range(len(matches)), key=lambda i: sum(size(token) for token in matches[i]))
         ordered = sorted(matches[driver].items(), key=lambda item: -item[1].quality)
         best: dict[tuple[str, str | None], tuple[tuple[int, int, int], list[tuple[int, _Match]]]] = {}
         seen: set[int] = set()
         capped = False
         for token, _match in ordered:
-            for field_id in self._postings[token]:
+            for field_id in postings(token):
                 if field_id in seen:
                     continue
                 if len(seen) >= MAX_FIELDS:
@@ -271,11 +334,19 @@ class SearchIndex:
                 if match is not None and (chosen is None or match.quality > chosen[1].quality):
                     chosen = (position, match)
             if chosen is None:
-                return None
+                # Not in the name: the name of the school's city, if the query has other words.
+                city = max((m.quality for t, m in found.items() if t in field.context), default=None)
+                if city is None or len(matches) == 1:
+                    return None
+                score += city - 20
+                typos += any(m.how == "typo" for t, m in found.items() if t in field.context and m.quality == city)
+                continue
             score += chosen[1].quality
             typos += chosen[1].how == "typo"
             positions.append(chosen[0])
             marks.append(chosen)
+        if not positions:
+            return None                                   # only the city matched: that is the city's own result
         if positions[0] == 0:
             score += 15                                   # the name begins with what was typed
         if positions == sorted(positions):
