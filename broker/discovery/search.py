@@ -258,14 +258,14 @@ class SearchIndex:
         matched = 0
         for token in candidates[:MAX_VERIFIED]:
             candidate = self._words[token]
-            distance = edit_distance(word, candidate, typos)
-            if distance is not None:
-                found[token] = _Match(40 - 10 * (distance - 1), "typo", len(candidate))
-            else:
-                distance = prefix_distance(word, candidate, typos)
-                if distance is None:
-                    continue
-                found[token] = _Match(35 - 10 * (distance - 1), "typo", min(len(word), len(candidate)))
+            whole = edit_distance(word, candidate, typos)
+            start = prefix_distance(word, candidate, typos)
+            options = [_Match(40 - 10 * (whole - 1), "typo", len(candidate))] if whole is not None else []
+            if start is not None:           # the word still being typed: its beginning
+                options.append(_Match(35 - 10 * (start - 1), "typo", min(len(word), len(candidate))))
+            if not options:
+                continue
+            found[token] = max(options, key=lambda match: match.quality)
             matched += 1
             if matched >= _TYPOS_FOUND:
                 break
