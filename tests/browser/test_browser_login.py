@@ -35,8 +35,15 @@ ERROR = {
 # -- helpers: what a person sees and does ---------------------------------------------------------
 
 def visible_cities(page) -> list[str]:
+    """The cities of the list of every city, if it is shown."""
     return page.eval_on_selector_all(
-        "#cities [data-tenant]", "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.tenant)")
+        "#all [data-tenant]", "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.tenant)")
+
+
+def results(page) -> list[str]:
+    """The city of each search result shown, in order."""
+    return page.eval_on_selector_all(
+        "#result-list [data-tenant]", "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.tenant)")
 
 
 def horizontal_overflow(page) -> int:
@@ -45,10 +52,15 @@ def horizontal_overflow(page) -> int:
 
 
 def search(page, typed: str) -> list[str]:
-    """Type into the search box as a person does, key by key; the cities still shown."""
+    """Type into the search box as a person does, key by key; once the broker has answered, the
+    city of each result (or, with the box empty, every city listed)."""
     page.fill("#q", "")
     page.locator("#q").press_sequentially(typed, delay=20)
-    return visible_cities(page)
+    if not typed.strip():
+        page.wait_for_selector("#all", state="visible")
+        return visible_cities(page)
+    page.wait_for_selector(f'#results[data-query="{typed.strip()}"]', state="visible")
+    return results(page)
 
 
 def start_at_service(stack, page) -> None:
@@ -82,12 +94,12 @@ def assert_no_leak(html: str) -> None:
 
 # -- (a) sign in, then single sign-on to the second service -------------------------------------------
 
-# The search matches any part of a city's or its schools' names, in all three languages:
-# "vant" is also in Hervanta, a Tampere school; typing on narrows the list to Vantaa.
+# The broker searches cities' and schools' names in all three languages as the person types:
+# "vant" is Vantaa, and also inside Hervanta, a Tampere school; typing on leaves Vantaa.
 @pytest.mark.parametrize("typing,city,method,username,family_name", [
     ({"Tur": ["turku"]},                                                # one method: SAML, MPASSid attributes
      "turku", None, "teacher.turku", "Saarinen"),
-    ({"vant": ["tampere", "vantaa"], "vantaa": ["vantaa"]},              # two methods: pick Microsoft (Entra)
+    ({"vant": ["vantaa", "tampere"], "vantaa": ["vantaa"]},              # two methods: pick Microsoft (Entra)
      "vantaa", "entra", "pupil@vantaa.example", "Virtanen"),
 ], ids=["turku-saml", "vantaa-entra"])
 def test_sign_in_through_discovery_then_sso_to_service_b(stack, open_session, typing, city, method, username,
@@ -96,7 +108,7 @@ def test_sign_in_through_discovery_then_sso_to_service_b(stack, open_session, ty
     page = session.page
     start_at_service(stack, page)
 
-    # The discovery page, in Finnish: every city, then the list filters as the person types.
+    # The discovery page, in Finnish: every city, then the broker's results as the person types.
     assert page.get_attribute("html", "lang") == "fi"
     assert page.inner_text("h1") == DISCO["fi"]["title"]
     assert page.inner_text("label[for=q]") == DISCO["fi"]["search"]
@@ -105,7 +117,7 @@ def test_sign_in_through_discovery_then_sso_to_service_b(stack, open_session, ty
     assert search(page, "") == ALL_CITIES, "clearing the search shows every city again"
     for typed, shown in typing.items():
         assert search(page, typed) == shown, typed
-    page.click(f"#cities [data-tenant={city}]")
+    page.click(f"#result-list [data-tenant={city}]")
 
     if method:   # the city has several sign-in methods: the broker asks which
         page.wait_for_url(f"{stack.broker_url}/disco?**tenant={city}**")
@@ -157,11 +169,14 @@ def test_swedish_discovery_and_error_page(stack, open_session, tmp_path):
     assert page.get_attribute("html", "lang") == "sv"
     assert page.inner_text("h1") == DISCO["sv"]["title"]
     assert page.inner_text("label[for=q]") == DISCO["sv"]["search"]
-    assert page.inner_text("#cities [data-tenant=turku]") == "Åbo"
-    assert page.inner_text("#cities [data-tenant=vantaa]") == "Vanda"
+    assert page.inner_text("#all [data-tenant=turku]") == "Åbo"
+    assert page.inner_text("#all [data-tenant=vantaa]") == "Vanda"
     assert search(page, "dickursby") == ["vantaa"], "Swedish school names are searchable too"
-    assert search(page, "Åbo") == ["oulu", "turku"], "Åbo, and Uleåborg (Oulu)"
-    page.click("#cities [data-tenant=turku]")
+    assert search(page, "Åbo") == ["turku"]
+    assert search(page, "turku") == ["turku"], "a Finnish name on the Swedish page"
+    assert page.inner_text("#result-list [data-tenant=turku] .name") == "Åbo"
+    assert page.inner_text("#result-list [data-tenant=turku] .matched") == "(Turku)"
+    page.click("#result-list [data-tenant=turku]")
 
     # The city's login form follows the browser's language; the person cancels there.
     page.wait_for_selector("#username")
@@ -196,7 +211,7 @@ def test_phone_sized_discovery_has_no_horizontal_scroll(stack, open_session, tmp
     assert horizontal_overflow(page) <= 0, "the city list scrolls sideways on a phone"
     page.screenshot(path=tmp_path / "discovery-phone.png", full_page=True)
     assert search(page, "vantaa") == ["vantaa"]
-    page.click("#cities [data-tenant=vantaa]")
+    page.click("#result-list [data-tenant=vantaa]")
     page.wait_for_url(f"{stack.broker_url}/disco?**tenant=vantaa**")
     assert horizontal_overflow(page) <= 0, "the method page scrolls sideways on a phone"
     page.screenshot(path=tmp_path / "methods-phone.png", full_page=True)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from discovery_data import demo_tenants, tenant, tenants
+from discovery_data import demo_tenants, tenant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -1,12 +1,13 @@
 """Issue 11 in a real browser (headless Debian Chromium): the policies the guard sends let the
 broker's pages work — pysaml2's auto-POST page and :func:`broker.web.csp.autopost_page` post
-to their target, the discovery page's search filter runs — and stop what they should: a page
-posting anywhere else, a script the policy does not name."""
+to their target, the city page's search runs (its script by hash, its requests to the
+broker) — and stop what they should: a page posting anywhere else, a script the policy does
+not name."""
 
 from __future__ import annotations
 
 import base64
-import html
+import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -56,7 +57,22 @@ def _service(received: list):
     return app
 
 
-def _pages(acs: str):
+def _city_pages():
+    """The real city page of three cities (one IdP each), as the login path renders it."""
+    from broker.discovery import DiscoveryPages
+    from broker.registry.tenant_model import IdentityProvider, School, Tenant, Tenants
+
+    cities = [Tenant(city, {"fi": name, "sv": name, "en": name}, code, f"1.2.246.562.10.{code}", {
+        "fi": name, "sv": name, "en": name}, (School(f"9{code}1", f"1.2.246.562.10.9{code}1", {
+            "fi": f"{name}n koulu", "sv": f"{name}n koulu", "en": f"{name}n koulu"}),),
+        (IdentityProvider(city, "koulu", "saml", {"fi": "Koulu", "sv": "Skola", "en": "School"}, {}),))
+        for city, name, code in (("vantaa", "Vantaa", "092"), ("espoo", "Espoo", "049"), ("oulu", "Oulu", "564"))]
+    return DiscoveryPages(Tenants(by_id={t.id: t for t in cities}, idps={i.key: i for t in cities
+                                                                         for i in t.identity_providers},
+                                  saml_idps_by_entity={}), "")
+
+
+def _pages(acs: str, page_policy: str | None = None):
     """The broker's side: a pysaml2 auto-POST page, ours, and one posting where its policy forbids."""
     def app(environ, start_response):
         path = environ["PATH_INFO"]
@@ -74,14 +90,16 @@ def _pages(acs: str):
                         if n == "Content-Security-Policy" else v) for n, v in headers]
             start_response("200 OK", headers)
             return [body]
-        if path.startswith("/disco"):
-            from broker.discovery import pages
-
-            cities = "".join(f'<a class="choice" id="{c}" data-search="{c}" href="#">{html.escape(c)}</a>'
-                             for c in ("vantaa", "espoo", "oulu"))
-            body = (f'<!doctype html><title>disco</title><input type="search" id="q"><nav>{cities}</nav>'
-                    + f"<script>{pages.FILTER_SCRIPT}</script>")
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        if path == "/disco/search":
+            answer = json.dumps(_city_pages().search(parse_qs(environ["QUERY_STRING"])["q"][0], "fi"))
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [answer.encode()]
+        if path == "/disco":
+            pages = _city_pages()
+            body = pages.render(tenant_id=None, lang="fi", accept_language=None, remembered=None, csrf="t")
+            policy = pages.csp() if page_policy is None else page_policy
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                      ("Content-Security-Policy", policy)])
             return [body.encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no"]
@@ -144,19 +162,32 @@ def test_a_redirect_after_the_post_is_followed_to_another_origin(serve, page):
     assert "/app" in landed and not page.violations, page.violations
 
 
-def test_the_discovery_filter_runs_under_the_policy_with_its_hash(serve, page):
+def test_the_city_search_runs_under_the_page_policy_with_its_hash(serve, page):
     broker = serve(guard(_pages("http://unused.example/acs"), script_hashes=broker_script_hashes()))
     page.goto(broker + "/disco")
     page.fill("#q", "esp")
-    page.wait_for_function("document.getElementById('vantaa').style.display === 'none'")
-    assert page.is_visible("#espoo") and not page.is_visible("#oulu")
+    page.wait_for_selector('#results[data-query="esp"]')
+    assert page.eval_on_selector_all("#result-list [data-tenant]", "els => els.map(e => e.dataset.tenant + ' ' "
+                                     "+ e.dataset.kind)") == ["espoo city", "espoo school"]
+    assert not page.is_visible("#all"), "the list of every city makes way for the results"
     assert not page.violations, page.violations
 
 
 def test_without_the_hash_the_script_is_blocked(serve, page):
-    broker = serve(guard(_pages("http://unused.example/acs")))  # no script hashes
+    no_hash = csp.policy(form_action=None, connect_src=["'self'"])
+    broker = serve(guard(_pages("http://unused.example/acs", page_policy=no_hash)))
     page.goto(broker + "/disco")
     page.fill("#q", "esp")
     page.wait_for_timeout(500)
-    assert page.is_visible("#vantaa"), "the filter must not have run"
+    assert page.is_visible("#all") and not page.is_visible("#results"), "the search must not have run"
     assert any("script-src" in v for v in page.violations), page.violations
+
+
+def test_without_connect_src_the_script_cannot_reach_the_broker(serve, page):
+    no_connect = csp.policy(form_action=None, script_src=broker_script_hashes())
+    broker = serve(guard(_pages("http://unused.example/acs", page_policy=no_connect)))
+    page.goto(broker + "/disco")
+    page.fill("#q", "esp")
+    page.wait_for_timeout(700)
+    assert not page.is_visible("#results")
+    assert any("connect-src" in v or "default-src" in v for v in page.violations), page.violations
