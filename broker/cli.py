@@ -130,12 +130,18 @@ def _check(args) -> int:
     metadata, mapping rules, registrations); warnings (weak cryptography an IdP opted into,
     services a tenant's allowed_services names that are not registered) are printed but do
     not fail the check."""
+    from broker.discovery.site import SiteTextError, SiteTexts
     from broker.registry.services import unknown_service_warnings
     from broker.registry.tenants import crypto_warnings
 
     settings = _settings()
     registry = _load_registry_or_report(settings)
     if registry is None:
+        return 1
+    try:
+        SiteTexts.load(settings.config_dir)     # the city page's texts (config/site.yaml)
+    except SiteTextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     for warning in crypto_warnings(registry.tenants) + unknown_service_warnings(registry.tenants, registry.parties):
         print(f"warning: {warning}", file=sys.stderr)
