@@ -7,9 +7,10 @@ are built the way Finnish place and school names are (compounds such as *Kivijä
 genitives such as *Kivijärven koulu*, ``ä`` and ``ö`` included); a sixth of the municipalities
 are bilingual, with Swedish names of their own (*Kivisjö*) and some Swedish-language schools;
 common school names (*Keskuskoulu*, *Kirkonkylän koulu*) recur in many municipalities, as
-they do.  Municipality codes are distinct three-digit strings, school codes distinct
-five-digit ones, OIDs of the education-provider form.  Every municipality has one to three
-SAML IdPs (a third have more than one, so the city page links to their method pages).
+they do.  Municipality codes are distinct three-digit strings (repeating only beyond 995
+tenants), school codes distinct five-digit ones, OIDs of the education-provider form.  Every
+municipality has one to three SAML IdPs (a third have more than one, so the city page links
+to their method pages).
 
 Deterministic for a seed: the same documents on every machine.
 """
@@ -98,7 +99,9 @@ def generate(tenants: int = 300, schools: int = 3000, *, seed: int = 11) -> list
     rng = random.Random(seed)
     counts = school_counts(tenants, schools)
     places = _place_names(rng, tenants)
-    codes = rng.sample(range(5, 1000), tenants)
+    # Three digits: beyond 995 providers (joint authorities, private ones) the codes repeat.
+    codes = rng.sample(range(5, 1000), min(tenants, 995))
+    codes += [codes[i % len(codes)] for i in range(tenants - len(codes))]
     school_codes = iter(rng.sample(range(1000, 100_000), schools))
     documents = []
     for t, ((fi, second), count) in enumerate(zip(places, counts, strict=True)):
@@ -110,7 +113,7 @@ def generate(tenants: int = 300, schools: int = 3000, *, seed: int = 11) -> list
             "sv": f"{sv} {'stad' if city else 'kommun'}",
             "en": f"{'City' if city else 'Municipality'} of {fi}",
         }
-        tenant_id = f"m{codes[t]:03d}"
+        tenant_id = f"m{codes[t]:03d}" if t < 995 else f"m{codes[t]:03d}-{t}"
         school_docs, taken = [], set()
         for s in range(count):
             name = _school_name(rng, fi)
