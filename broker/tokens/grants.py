@@ -35,7 +35,7 @@ from broker.tokens.http import Params
 from broker.tokens.jws import half_hash
 from broker.tokens.keys import KeyRing
 from broker.tokens.lifetimes import Lifetimes
-from broker.verify import b64url_encode
+from digione_verify import b64url_encode
 
 if TYPE_CHECKING:
     from broker.registry.relying_parties import Client
@@ -357,7 +357,7 @@ class Grants:
 
         Their refresh tokens stop working and their access tokens are inactive at
         introspection and userinfo (each names its grant in ``gid``).  Services that verify
-        access tokens offline learn it only by introspection (``broker.verify.Introspection``)
+        access tokens offline learn it only by introspection (``digione_verify.Introspection``)
         or when the tokens expire.
         """
         keys = [f"tok:grant:{gid}" for gid in dict.fromkeys(gids)]

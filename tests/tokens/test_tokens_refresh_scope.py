@@ -4,7 +4,7 @@ The provider is built as the broker builds it (``broker.assemble``): the broker'
 (:func:`broker.mapping.release_claims` under each client's policy), its access-token claims
 (:func:`broker.mapping.access_token_claims`) and its scope table
 (``claims_by_scope=broker.mapping.CLAIMS_BY_SCOPE``).  Authlib refreshes; the ID tokens are verified
-with joserfc and Authlib's claim checks, the access tokens with ``broker.verify``, and
+with joserfc and Authlib's claim checks, the access tokens with ``digione_verify``, and
 userinfo and introspection are asked over HTTP.
 """
 
@@ -19,7 +19,7 @@ from tokens_rp import code_flow, verify_id_token
 
 from broker import mapping
 from broker.tokens import build_provider
-from broker.verify import TokenVerifier
+from digione_verify import TokenVerifier
 
 PUPIL = {
     "user_id": "1.2.246.562.24.10000000002",
