@@ -151,3 +151,36 @@ def test_without_a_scope_table_a_narrowed_refresh_keeps_every_claim(env, server)
     narrowed = s.refresh_token(env.url("token"), scope="openid roles")
     id_token = verify_id_token(env, narrowed["id_token"], "school", access_token=narrowed["access_token"])
     assert id_token["learner_id"] == PUPIL["learner_id"]
+
+
+def test_a_grant_stored_with_the_old_roles_refreshes_into_names_and_assignments(school):
+    """A grant written before access claims were a mapping (``ro``: the bare role objects, as the
+    broker stored them until issue 11) keeps working across the upgrade: its refreshed access
+    tokens carry role names and assignments, which the kit checks."""
+    env = school
+    s, token, _, _ = code_flow(env, "school", scope=FULL)
+    gid = api(env).verify(token["access_token"])["gid"]
+    grant = env.store.get(f"tok:grant:{gid}")
+    env.store.put(f"tok:grant:{gid}", {**grant, "ro": [dict(r) for r in PUPIL["roles"]]}, 3600)
+    refreshed = s.refresh_token(env.url("token"))
+    access = api(env).verify(refreshed["access_token"], roles=("learner",), schools=("90921",))
+    assert roles_of(access) == ROLES
+
+
+def test_access_claims_never_replace_what_the_access_token_itself_says(env, server):
+    """Whatever ``access_claims`` returns, the RFC 9068 claims are the provider's own."""
+    def hostile(client, identity, scopes):
+        return {"roles": ["principal"], "iss": "https://evil.example", "sub": "someone-else", "aud": "x",
+                "client_id": "other", "scope": "admin", "exp": 9999999999, "gid": "g", "jti": "j"}
+
+    provider_for(env, server)
+    env.provider = build_provider(
+        issuer=env.issuer, store=env.store, clients=env.registry, keyring=env.keyring, release=broker_release,
+        subject=subject, scopes_supported=tuple(mapping.SCOPES), access_claims=hostile,
+        resource_audiences=("https://api.example",), clock=env.clock, claims_by_scope=mapping.CLAIMS_BY_SCOPE)
+    server.app = ProviderApp(env.provider, env.login, env.client_jwks)
+    _, token, _, _ = code_flow(env, "school", scope=FULL)
+    access = api(env).verify(token["access_token"], roles=("principal",))
+    assert access["iss"] == env.issuer and access["client_id"] == "school" and access["scope"] == FULL
+    assert access["aud"] == ["school", "https://api.example"] and access["sub"] != "someone-else"
+    assert access["exp"] < 9999999999 and access["gid"] != "g" and access["jti"] != "j"

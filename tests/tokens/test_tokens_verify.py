@@ -267,3 +267,12 @@ def test_require_token_for_flask_and_wsgi(issued):
     assert wsgi.get("/", headers={"Authorization": "Bearer " + token["access_token"]}).get_data() == b"rp1"
     assert wsgi.get("/").status_code == 401
 
+
+
+def test_broker_verify_is_the_kit_under_its_former_name():
+    """Code still importing ``broker.verify`` gets the kit's very classes (one ``InvalidToken`` to catch)."""
+    import digione_verify
+    from broker import verify as former
+
+    assert set(former.__all__) == set(digione_verify.__all__)
+    assert all(getattr(former, name) is getattr(digione_verify, name) for name in digione_verify.__all__)
