@@ -11,6 +11,9 @@ userinfo, as the IdP's ``userinfo`` tenant key says:
 ``always`` / ``never``
     on every login / on none.
 
+The request carries the access token as a Bearer token (§5.3.1) to an ``https`` endpoint only
+(OIDC Discovery §3; ``http`` only for an ``http`` issuer on localhost), over the IdP's own
+session (its ``ca_file``, :mod:`broker.backends.trust`), without following redirects.
 The answer is used only if it is a JSON object (§5.3.2; a signed or encrypted
 ``application/jwt`` answer is refused, not half-read) whose ``sub`` is exactly the ID
 token's (§5.3.2: "if they do not match, the UserInfo Response values MUST NOT be used"):
@@ -33,7 +36,6 @@ from broker.errors import IdpError, InvalidResponse
 
 logger = logging.getLogger("broker.backends.oidc")
 
-MODES = ("auto", "always", "never")
 #: An answer larger than this is refused (a person's claims, not a document).
 MAX_BYTES = 256 * 1024
 #: Claims about the token or the authentication, which only the signed ID token may state.
@@ -123,6 +125,9 @@ def complete(claims: dict[str, Any], *, mode: str, groups: Sequence[Sequence[str
                     "idp=%s missing=%s", idp, ",".join(lacking),
                     extra={"event": "upstream_claims", "idp": idp, "missing": lacking, "userinfo": "none"})
         return claims
+    if not endpoint.startswith("https://") and not str(provider.get("issuer", "")).startswith("http://"):
+        # OIDC Discovery §3: the userinfo endpoint MUST use https; the access token never travels in clear.
+        raise IdpError("the provider's userinfo_endpoint is not https (OIDC Discovery §3)")
     if not isinstance(access_token, str) or not access_token or token_type.lower() != "bearer":
         logger.info("upstream claims missing from the ID token, and the token response has no Bearer access "
                     "token for userinfo idp=%s missing=%s", idp, ",".join(lacking),

@@ -152,7 +152,7 @@ def pinned_sources(tenants: Tenants | Iterable[Any]) -> list[PinnedSource]:
                 pins = metadata.signing_cert_sha256
                 sources.append(PinnedSource(idp=idp.key, url=metadata.url,
                                             pins=(pins,) if isinstance(pins, str) else tuple(pins),
-                                            entity_id=idp.entity_id, ca_file=metadata.ca_file))
+                                            entity_id=idp.entity_id, ca_file=getattr(metadata, "ca_file", None)))
     return sources
 
 

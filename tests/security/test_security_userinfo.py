@@ -51,8 +51,9 @@ def server():
 
 
 def _complete(server, claims=None, *, mode="auto", tokens=None, provider=None):
-    return userinfo.complete(dict(claims or ID_TOKEN), mode=mode, groups=GROUPS,
-                             provider={"userinfo_endpoint": server.url} if provider is None else provider,
+    if provider is None:      # an OP on localhost over http, as the demo's (https is required elsewhere)
+        provider = {"issuer": "http://localhost", "userinfo_endpoint": server.url}
+    return userinfo.complete(dict(claims or ID_TOKEN), mode=mode, groups=GROUPS, provider=provider,
                              tokens={"access_token": "at-1", "token_type": "Bearer"} if tokens is None else tokens,
                              http=requests.Session(), idp="vantaa/entra", timeout=(3, 5))
 
@@ -115,9 +116,16 @@ def test_an_answer_that_cannot_be_used_is_an_idp_error(server, answer, reason):
         _complete(server)
 
 
+def test_an_https_provider_never_sends_the_token_to_a_plain_http_userinfo(server):
+    before = len(server.requests)
+    with pytest.raises(IdpError, match=r"userinfo_endpoint is not https \(OIDC Discovery §3\)"):
+        _complete(server, provider={"issuer": "https://op.example", "userinfo_endpoint": server.url})
+    assert len(server.requests) == before
+
+
 def test_an_unreachable_endpoint_is_an_idp_error(server):
     with pytest.raises(IdpError, match="userinfo endpoint unreachable: ConnectionError"):
-        _complete(server, provider={"userinfo_endpoint": "http://127.0.0.1:9/userinfo"})
+        _complete(server, provider={"issuer": "http://localhost", "userinfo_endpoint": "http://127.0.0.1:9/userinfo"})
 
 
 @pytest.mark.parametrize("provider,tokens,said", [
