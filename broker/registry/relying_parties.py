@@ -21,8 +21,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from broker.saml.sp_encryption import SpEncryption
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 PROFILES = ("digione", "mpassid")
@@ -219,7 +222,7 @@ class ServiceProvider:
     policy: ReleasePolicy = ReleasePolicy(profile="mpassid")
     encrypt_assertions: bool = False
     release_authenticating_authority: bool = False
-    encryption: Any = dataclasses.field(default=None, compare=False, repr=False)
+    encryption: SpEncryption | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def sector(self) -> str:
