@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
-from broker.mapping.profiles import MPASSID, NAME_FORMAT_URI, SAML_FRIENDLY_NAMES  # noqa: F401 - re-exported
+from broker.mapping.profiles import MPASSID
 
 #: Claim sets a policy may allow, and the canonical claims each releases.
 #: ``profile`` (names) and ``learner_id`` are personal data of minors: opt-in only.
