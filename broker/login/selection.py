@@ -3,7 +3,8 @@
 In order: an explicit hint in the request (``idp_hint=<tenant>[/<idp>]``, or
 ``acr_values=urn:digione:idp:<tenant>[/<idp>]`` which the OIDC frontend turns
 into the same hint, or MPASSid's ``urn:mpass.id:authnsource:<tenant>[-<idp>]``),
-then the e-mail domain of ``login_hint`` (a tenant's ``domains``).  Without
+then the e-mail domain of ``login_hint`` (an IdP's ``login_hint_domains``, else a
+tenant's ``domains``: :meth:`~broker.registry.tenant_model.Tenants.for_login_hint_domain`).  Without
 either the person picks on the city page, where the IdP this browser last signed
 in with (its ``idp`` cookie) is offered first, never applied unasked: on a shared
 classroom computer the next pupil must not land in the previous pupil's city.
@@ -41,10 +42,9 @@ class IdpSelector:
             return Choice(tenant, idp)
         login_hint = request.login_hint or ""
         if "@" in login_hint:
-            tenant = self.tenants.tenant_for_domain(login_hint.rsplit("@", 1)[1])
+            tenant, idp = self.tenants.for_login_hint_domain(login_hint.rsplit("@", 1)[1])
             if tenant is not None:
-                only = tenant.identity_providers[0] if len(tenant.identity_providers) == 1 else None
-                return Choice(tenant, only)
+                return Choice(tenant, idp)
         return Choice()
 
     def remembered(self, cookie_value: str | None) -> IdentityProvider | None:
