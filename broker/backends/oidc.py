@@ -12,7 +12,7 @@ code exchange and ID-token validation itself:
   refused unless the flow waits for this backend;
 * the code is exchanged once, with ``client_secret_post`` or ``_basic`` as the
   provider supports (RFC 6749 §2.3.1);
-* the ID token is verified by :mod:`broker.verify` (asymmetric algorithms only,
+* the ID token is verified by :mod:`digione_verify` (asymmetric algorithms only,
   ``kid`` lookup in the provider's JWKS with rate-limited refresh), then
   OIDC Core §3.1.3.7: ``iss`` is the configured issuer, ``aud`` contains our
   client id, ``azp`` is our client id when present, ``nonce`` matches the flow;
@@ -42,7 +42,7 @@ from broker.errors import ExpiredFlow, IdpError, InvalidResponse
 from broker.login.context import LoginContext
 from broker.sessions.model import UpstreamSession
 from broker.tokens.grants import s256
-from broker.verify import InvalidToken, TokenVerifier
+from digione_verify import InvalidToken, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
