@@ -110,7 +110,7 @@ class Apache:
         self.root = Path(tempfile.mkdtemp(prefix="digione-interop-apache-"))
         self._service_conf = service_conf
         self._modules = modules
-        self._files = dict(files or {})
+        self.files = dict(files or {})
         self._environ = dict(environ or {})
         self._log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
@@ -135,7 +135,7 @@ class Apache:
         key, cert = tls_pair("localhost")
         (self.root / "tls.key").write_bytes(key)
         (self.root / "tls.crt").write_bytes(cert)
-        for name, content in self._files.items():
+        for name, content in self.files.items():
             target = self.root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
@@ -152,7 +152,17 @@ class Apache:
     # -- running ------------------------------------------------------------------------
 
     def start(self) -> Apache:
-        self._write()
+        """Write the directory, start ``apache2 -X`` and wait until it listens; on failure, stop and raise."""
+        try:
+            self._write()
+            self._spawn()
+            self._wait()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self) -> None:
         user = _unprivileged_user()
         if user is not None:
             for path in (self.root, *self.root.rglob("*")):
@@ -163,15 +173,17 @@ class Apache:
             [str(APACHE), "-X", "-d", str(self.root), "-f", str(self.root / "apache.conf")],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             **kwargs)  # type: ignore[call-overload]
+
+    def _wait(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
                 raise RuntimeError(f"apache2 exited with {self.process.returncode}:\n{output}\n{self.error_log()}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return self
+                return
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"apache2 did not listen on 127.0.0.1:{self.port} in {START_TIMEOUT} s:\n"
                            f"{self.error_log()}")
 
