@@ -300,6 +300,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         return mapping.release_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes),
                                       subject=subject(client, identity))
 
+    def access_claims(client: Any, identity: Mapping[str, Any], granted_scopes: Any) -> dict[str, Any]:
+        return mapping.access_token_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes))
+
     def release_saml(sp_entity_id: str, identity: Mapping[str, Any]) -> tuple[dict[str, list[str]], str]:
         sp = registry.parties.sp_for_entity(sp_entity_id)
         if sp is None:  # the frontend only answers registered SPs; the registry changed mid-flow
@@ -331,7 +334,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                            for name in ("code", "access_token", "id_token", "refresh_token")},
                 scopes_supported=tuple(mapping.SCOPES), resource_audiences=settings.resource_audiences,
                 introspection_clients=settings.introspection_clients,
-                claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}),
+                claims_supported=mapping.OIDC_CLAIMS, access_claims=access_claims,
                 grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
                 registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},

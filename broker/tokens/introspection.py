@@ -49,7 +49,7 @@ def introspect(client: Client, form: Params, *, keyring: KeyRing, issuer: str, g
                 return INACTIVE
             answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
             for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "auth_time",
-                         "acr", "roles"):
+                         "acr", "roles", "role_assignments"):
                 if name in claims:
                     answer[name] = claims[name]
             return answer
