@@ -223,11 +223,17 @@ def plugin_config(settings: Settings, registry: Registry, *,
                      "single_logout_service": [(f"{base}/{path}", binding) for binding, path in
                                                IDP_SLO_PATHS.items()]},
                  "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                 # The release policy decides what an SP gets; a RequestedAttribute with isRequired
+                 # (Metadata §2.4.4.1) narrows it but never turns a login into an error Response.
                  "policy": {"default": {"sign_response": True, "sign_assertion": True,
-                                        "lifetime": {"minutes": 5}}},
+                                        "lifetime": {"minutes": 5}, "fail_on_missing_requested": False}},
                  "want_authn_requests_signed": False,
              }},
-         }}},
+         },
+         "encryption": {sp.entity_id: sp.encryption.to_dict() for sp in registry.parties.sps.values()
+                        if sp.encryption is not None},
+         "release_authenticating_authority": sorted(sp.entity_id for sp in registry.parties.sps.values()
+                                                    if sp.release_authenticating_authority)}},
     ]
     return {"frontends": frontends, "backends": backends,
             "micro_services": list(settings.extra.get("micro_services") or ())}

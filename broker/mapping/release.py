@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
+from broker.mapping.profiles import MPASSID
 
 #: Claim sets a policy may allow, and the canonical claims each releases.
 #: ``profile`` (names) and ``learner_id`` are personal data of minors: opt-in only.
@@ -40,30 +41,6 @@ SCOPES: Mapping[str, tuple[str, ...]] = MappingProxyType({
 
 #: The release every policy starts from: a (pairwise) subject and roles.
 DEFAULT_SCOPES = ("openid", "roles")
-
-NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
-
-#: FriendlyNames of the SAML attributes this module releases (NameFormat is URI).
-SAML_FRIENDLY_NAMES: Mapping[str, str] = MappingProxyType({
-    "urn:oid:2.5.4.42": "givenName",
-    "urn:oid:2.5.4.4": "sn",
-    "urn:mpass.id:nickname": "nickname",
-    "urn:mpass.id:uid": "mpassUsername",
-    "urn:oid:1.3.6.1.4.1.16161.1.1.27": "learnerId",
-    "urn:mpass.id:schoolInfo": "mpassSchoolInfo",
-    "urn:mpass.id:classLevel": "mpassClassLevel",
-    "urn:mpass.id:role": "mpassRole",
-    "urn:mpass.id:educationProviderInfo": "mpassEducationProviderInfo",
-    "urn:mpass.id:originalIssuer": "originalIssuer",
-    "urn:digione:uid": "digioneUid",
-    "urn:digione:nickname": "nickname",
-    "urn:digione:learnerId": "learnerId",
-    "urn:digione:role": "digioneRole",
-    "urn:digione:school": "digioneSchool",
-    "urn:digione:educationProvider": "digioneEducationProvider",
-    "urn:digione:classLevel": "digioneClassLevel",
-    "urn:digione:learningMaterialsCharge": "digioneLearningMaterialsCharge",
-})
 
 MPASSID_GIVEN_NAME = "urn:oid:2.5.4.42"
 MPASSID_FAMILY_NAME = "urn:oid:2.5.4.4"
@@ -180,8 +157,8 @@ def release_saml_attributes(identity: Mapping[str, Any], *, policy: PolicyLike,
 
 # -- MPASSid ---------------------------------------------------------------------------------
 
-_MPASSID_SINGLE = frozenset({MPASSID_GIVEN_NAME, MPASSID_FAMILY_NAME, "urn:mpass.id:nickname", "urn:mpass.id:uid",
-                             MPASSID_LEARNER_ID, "urn:mpass.id:classLevel", "urn:mpass.id:originalIssuer"})
+#: Single-valued MPASSid names: strings as OIDC claims (one list for both protocols, broker.mapping.profiles).
+_MPASSID_SINGLE = frozenset(a.name for a in MPASSID if a.single)
 
 
 def _name(names: Mapping[str, str] | None, fallback: str) -> str:

@@ -111,6 +111,10 @@ def add_commands(sub: Any) -> None:
                    help="the attribute names it receives (default mpassid)")
     p.add_argument("--scope", action="append", dest="scopes", default=None,
                    help="a claim set the SP may receive (repeatable; default openid roles)")
+    p.add_argument("--encrypt-assertions", action="store_true",
+                   help="encrypt its assertions (its metadata must publish an RSA encryption key)")
+    p.add_argument("--release-authenticating-authority", action="store_true",
+                   help="name the city IdP in AuthenticatingAuthority (default: the broker)")
     _who(p)
     p.set_defaults(handler=_sps_add)
 
@@ -312,7 +316,10 @@ def _sps_add(args: argparse.Namespace) -> int:
         return 1
     policy = ReleasePolicy(scopes=tuple(args.scopes or ("openid", "roles")), profile=args.profile)
     try:
-        sp, version = service.register_sp(xml, by=_by(args), name=args.name, policy=policy, comment=args.comment)
+        sp, version = service.register_sp(
+            xml, by=_by(args), name=args.name, policy=policy, comment=args.comment,
+            encrypt_assertions=args.encrypt_assertions,
+            release_authenticating_authority=args.release_authenticating_authority)
     except (RegistrationError, VersionError) as exc:
         return _refused(exc)
     print(json.dumps({"name": sp.name, "entity_id": sp.entity_id,
