@@ -14,6 +14,7 @@ to that account.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import ipaddress
@@ -269,3 +270,17 @@ def parse_dump(text: str) -> dict[str, str]:
         if sep:
             out[name] = value
     return out
+
+
+def saml_responses(person: Any) -> list[bytes]:
+    """Wrap ``person.post`` so that every SAMLResponse it posts is kept (decoded): returns the list it fills."""
+    kept: list[bytes] = []
+    post = person.post
+
+    def recording_post(url: str, data: Any) -> requests.Response:
+        if isinstance(data, dict) and "SAMLResponse" in data:
+            kept.append(base64.b64decode(data["SAMLResponse"]))
+        return post(url, data)
+
+    person.post = recording_post
+    return kept

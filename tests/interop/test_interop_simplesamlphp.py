@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 from agent import Person
-from interop_apache import Apache, browser_session, missing
+from interop_apache import Apache, browser_session, missing, saml_responses
 from interop_docs import snippet
+from lxml import etree
 
 from broker.demo.servers import free_port
 from broker.pki import ensure_keypair
@@ -28,6 +29,7 @@ from broker.registry.relying_parties import ReleasePolicy
 DEBIAN_CONFIG = Path("/etc/simplesamlphp")
 SIMPLESAMLPHP = Path("/usr/share/simplesamlphp/lib/_autoload.php")
 MOD_PHP = sorted(glob.glob("/usr/lib/apache2/modules/libphp*.so"))
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 ALL_SCOPES = ("openid", "roles", "schools", "education_providers", "profile", "learner_id", "class_level",
               "learning_materials")
 
@@ -104,23 +106,32 @@ def apache(stack, tmp_path_factory):
         metadata = browser_session(server.ca_file).get(
             f"{url}/simplesamlphp/module.php/saml/sp/metadata.php/digione", timeout=10)
         assert metadata.status_code == 200, (metadata.status_code, metadata.text[:800], server.error_log())
-        stack.app.registry_service.register_sp(metadata.text, name="my-ssp-app", by="test",
-                                               policy=ReleasePolicy(scopes=ALL_SCOPES, profile="mpassid"))
-        stack.app.rebuild()
+        server.files["sp-metadata.xml"] = metadata.text
+        _register(stack, server, encrypt=False)
         yield server
 
 
-def _whoami(apache: Apache, tenant: str, username: str) -> dict:
+def _register(stack, apache: Apache, *, encrypt: bool) -> None:
+    """Register (or replace) the SP as ``broker sps add sp.xml --name my-ssp-app [--encrypt-assertions]``."""
+    stack.app.registry_service.register_sp(str(apache.files["sp-metadata.xml"]), name="my-ssp-app", by="test",
+                                           policy=ReleasePolicy(scopes=ALL_SCOPES, profile="mpassid"),
+                                           encrypt_assertions=encrypt)
+    stack.app.rebuild()
+
+
+def _whoami(apache: Apache, tenant: str, username: str) -> tuple[dict, list[bytes]]:
+    """Sign ``username`` in at ``/whoami.php``: what the page shows, and every SAMLResponse posted."""
     person = Person(browser_session(apache.ca_file), stop_at=())
+    responses = saml_responses(person)
     response = person.login(f"{apache.url}/whoami.php", tenant, "koulu", username)
     assert response.status_code == 200, (response.status_code, response.text[:800], apache.error_log())
     got = response.json()
     print(json.dumps(got, indent=1, ensure_ascii=False))
-    return got
+    return got, responses
 
 
 def test_pupil_gets_every_mpassid_attribute(apache):
-    got = _whoami(apache, "oulu", "pupil.oulu")
+    got, _ = _whoami(apache, "oulu", "pupil.oulu")
     attributes = got["attributes"]
     assert got["nameid"].startswith("MPASSOID.") and attributes["urn:mpass.id:uid"] == [got["nameid"]]
     assert attributes["urn:oid:2.5.4.42"] == ["Helmi Aurora"] and attributes["urn:oid:2.5.4.4"] == ["Heinonen"]
@@ -138,6 +149,20 @@ def test_pupil_gets_every_mpassid_attribute(apache):
 
 
 def test_principal_gets_the_principal_role(apache):
-    attributes = _whoami(apache, "lahti", "principal.lahti")["attributes"]
+    attributes = _whoami(apache, "lahti", "principal.lahti")[0]["attributes"]
     assert [r.split(";")[1:5] for r in attributes["urn:mpass.id:role"]] == [["93982", "", "Rehtori", "6"]]
     assert "urn:oid:1.3.6.1.4.1.16161.1.1.27" not in attributes
+
+
+def test_encrypted_assertions_when_registered_for_them(stack, apache):
+    """``--encrypt-assertions``: SimpleSAMLphp publishes its key and decrypts (xmlseclibs)."""
+    _register(stack, apache, encrypt=True)
+    try:
+        got, responses = _whoami(apache, "jyvaskyla", "teacher.jyvaskyla")
+    finally:
+        _register(stack, apache, encrypt=False)
+    acs = f"{apache.url}/simplesamlphp/module.php/saml/sp/saml2-acs.php/digione"
+    [to_sp] = [etree.fromstring(r) for r in responses if etree.fromstring(r).get("Destination") == acs]
+    assert to_sp.findall(f"{{{SAML}}}EncryptedAssertion") and not to_sp.findall(f".//{{{SAML}}}Assertion")
+    assert got["attributes"]["urn:oid:2.5.4.4"] == ["Savolainen"]
+    assert [r.split(";")[1] for r in got["attributes"]["urn:mpass.id:role"]] == ["91791", "91792"]
