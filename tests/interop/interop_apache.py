@@ -3,9 +3,11 @@
 Imported by name (tests/interop/conftest.py puts this directory on sys.path).  :class:`Apache`
 runs ``apache2 -X`` (one process, in the foreground) with a configuration of its own in a
 fresh temporary directory: the harness below (modules, TLS on ``127.0.0.1:<port>``, pid file,
-logs, the claims-dumping CGI) plus the service's part, which the tests take from
-docs/services.md.  Nothing of the system's /etc/apache2 is read or changed, nothing listens
-beyond loopback, and :meth:`Apache.stop` ends the process it started.
+logs) plus the service's part and files (the claims-dumping CGI, keys, metadata), which the
+tests take from docs/services.md.  Nothing of the system's /etc/apache2 is read or changed,
+nothing listens beyond loopback, and :meth:`Apache.stop` ends the process it started and
+removes its directory.  Also here: the browser session the tests sign in with, and a recorder
+of the SAML Responses it carries.
 
 Apache refuses to serve as root: when the tests run as root, Apache runs as ``nobody``
 (``subprocess.Popen(user=...)``, so it never holds root at all) and the directory is handed
@@ -39,7 +41,7 @@ APACHE = Path("/usr/sbin/apache2")
 MODULES = Path("/usr/lib/apache2/modules")
 START_TIMEOUT = 10.0
 
-#: What each Debian package installs, and the skip reason when it is missing.
+#: A file each Debian package installs: when it is absent, the test is skipped naming the package.
 PACKAGES = {
     "apache2": APACHE,
     "libapache2-mod-auth-openidc": MODULES / "mod_auth_openidc.so",
