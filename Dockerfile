@@ -32,6 +32,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && rm /tmp/requirements.txt
 
 COPY broker/ ./broker/
+# The verification kit (digione_verify): the broker verifies its own tokens with it.
+COPY verify/src/ ./verify/src/
 COPY config/ ./config/
 COPY tenants/ ./tenants/
 COPY attribute_maps/ ./attribute_maps/
@@ -42,7 +44,7 @@ COPY metadata/ ./metadata/
 # Editable, so that the package finds config/, tenants/ and metadata/ next to it in /app (its
 # defaults are relative to the source tree).  Then check that lxml and xmlsec share one libxml2.
 RUN pip install --no-deps -e . \
- && python -c "import lxml.etree, xmlsec, broker.proxy.xmlsig" \
+ && python -c "import lxml.etree, xmlsec, broker.proxy.xmlsig, digione_verify" \
  && broker --help > /dev/null \
  && mkdir -p /app/metadata /app/var/keys /app/var/registry \
  && chown -R broker:broker /app/var

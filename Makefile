@@ -12,7 +12,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check broker tests bench
+	$(BIN)/ruff check broker tests bench verify
 	$(BIN)/mypy
 
 check: $(VENV)/.installed
@@ -21,7 +21,7 @@ check: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_login.py --logins 300 --workers 2 --concurrency 4 --prefill 100
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml verify/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

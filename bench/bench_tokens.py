@@ -1,4 +1,4 @@
-"""Token benchmark: what the OIDC provider and ``broker.verify`` cost per request, per core.
+"""Token benchmark: what the OIDC provider and ``digione_verify`` cost per request, per core.
 
 Run::
 
@@ -14,7 +14,7 @@ figures are the provider's own CPU cost per request without HTTP server overhead
   (ES256) + access token (ES256) + refresh token;
 * ``token (refresh_token)``: refresh with rotation;
 * ``userinfo``, ``introspection`` (by a resource server);
-* ``broker.verify`` ES256 and RS256 access tokens (JWKS cached).
+* ``digione_verify`` ES256 and RS256 access tokens (JWKS cached).
 
 ``ops/s per core`` is 1 / (process CPU per op).  With Redis, Redis's own CPU per op is read
 from ``INFO cpu`` before and after (it includes the server's other clients, if any).
@@ -40,7 +40,7 @@ from broker.store import MemoryStore  # noqa: E402
 from broker.tokens import KeyRing, build_provider  # noqa: E402
 from broker.tokens.authorize import AuthorizationRequest  # noqa: E402
 from broker.tokens.http import Request  # noqa: E402
-from broker.verify import TokenVerifier  # noqa: E402
+from digione_verify import TokenVerifier  # noqa: E402
 
 ISSUER = "https://login.bench.example"
 IDENTITY = {"user_id": "1.2.246.562.24.10000000001", "name": "Maija Meikäläinen", "given_name": "Maija",
@@ -164,9 +164,9 @@ def bench_store(store, label: str, n: int) -> list:
     verifier = TokenVerifier(ISSUER, "https://api.example", http_get=http_get, required_scopes=("openid",),
                              required_roles=("teacher",))
     verifier.verify(access)
-    measure("broker.verify (ES256)", n * 2, lambda i: verifier.verify(access), store, rows)
+    measure("digione_verify (ES256)", n * 2, lambda i: verifier.verify(access), store, rows)
     rs256 = keyring.signing_key("RS256").sign(verifier.verify(access), typ="at+jwt")
-    measure("broker.verify (RS256)", n * 2, lambda i: verifier.verify(rs256), store, rows)
+    measure("digione_verify (RS256)", n * 2, lambda i: verifier.verify(rs256), store, rows)
     return [(label, *row) for row in rows]
 
 

@@ -31,6 +31,7 @@ from broker.backends.oidc_discovery import ProviderUnavailable, provider_configu
 from broker.backends.saml import ACS_PATH, SamlBackend
 from broker.backends.saml import METADATA_PATH as SP_METADATA_PATH
 from broker.backends.saml import SLO_PATHS as SP_SLO_PATHS
+from broker.backends.trust import ca_key, session_for
 from broker.backends.unavailable import UnavailableBackend
 from broker.derive import derive_key
 from broker.discovery import DiscoveryPages
@@ -139,7 +140,8 @@ def build_registry(settings: Settings, tenant_docs: Mapping[str, tuple[str, Any]
     tenants = tenants_from_documents(tenant_docs, metadata_dir=settings.metadata_dir, root=ROOT,
                                      environ=settings.environ if environ is None else environ,
                                      check_mapping=check_mapping, allowed_env=settings.tenant_env,
-                                     secrets_dir=settings.secrets_dir, master_secret=settings.master_secret)
+                                     secrets_dir=settings.secrets_dir, master_secret=settings.master_secret,
+                                     ca_dir=settings.ca_dir)
     parties = RelyingParties.from_documents(clients, sps)
     return Registry(tenants=tenants, parties=parties, rulesets=rulesets)
 
@@ -205,6 +207,10 @@ def plugin_config(settings: Settings, registry: Registry, *,
                 "issuer": idp.issuer,
                 "idp_key": idp.key,
                 "provider_metadata": (providers or {}).get(idp.key),
+                "userinfo": idp.userinfo,
+                "claims_read": [list(group) for group in registry.rulesets[idp.key].reads()]
+                if idp.key in registry.rulesets else [],
+                "ca_file": idp.ca_file.relative if idp.ca_file else None,
             },
         })
     frontends = [
@@ -224,11 +230,17 @@ def plugin_config(settings: Settings, registry: Registry, *,
                      "single_logout_service": [(f"{base}/{path}", binding) for binding, path in
                                                IDP_SLO_PATHS.items()]},
                  "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                 # The release policy decides what an SP gets; a RequestedAttribute with isRequired
+                 # (Metadata §2.4.4.1) narrows it but never turns a login into an error Response.
                  "policy": {"default": {"sign_response": True, "sign_assertion": True,
-                                        "lifetime": {"minutes": 5}}},
+                                        "lifetime": {"minutes": 5}, "fail_on_missing_requested": False}},
                  "want_authn_requests_signed": False,
              }},
-         }}},
+         },
+         "encryption": {sp.entity_id: sp.encryption.to_dict() for sp in registry.parties.sps.values()
+                        if sp.encryption is not None},
+         "release_authenticating_authority": sorted(sp.entity_id for sp in registry.parties.sps.values()
+                                                    if sp.release_authenticating_authority)}},
     ]
     return {"frontends": frontends, "backends": backends,
             "micro_services": list(settings.extra.get("micro_services") or ())}
@@ -240,24 +252,27 @@ def upstream_providers(registry: Registry, store: Store,
                        http: requests.Session) -> dict[str, dict[str, Any] | None]:
     """Discovery documents of every OIDC IdP; ``None`` for those unavailable now.
 
-    Fetched once per issuer and concurrently: 300 cities' Entra tenants must not
-    make start-up wait for 300 round trips in a row.
+    Fetched once per issuer and trust (an IdP's ``ca_file``, else the public CAs) and
+    concurrently: 300 cities' Entra tenants must not make start-up wait for 300 round
+    trips in a row.
     """
-    oidc = _oidc_idps(registry)
+    oidc = [idp for idp in _oidc_idps(registry) if idp.issuer]
+    sources = {(idp.issuer, ca_key(idp.ca_file)): idp.ca_file for idp in oidc}
 
-    def fetch(issuer: str) -> dict[str, Any] | None:
+    def fetch(source: tuple[str, str]) -> dict[str, Any] | None:
+        issuer, trust = source
         try:
-            return provider_configuration(issuer, store=store, http=http)
+            return provider_configuration(issuer, store=store, http=session_for(sources[source], http), trust=trust)
         except ProviderUnavailable as exc:
             logger.error("upstream IdP unavailable issuer=%s reason=%s", issuer, exc)
             return None
 
-    issuers = sorted({idp.issuer for idp in oidc if idp.issuer})
-    if not issuers:
+    keys = sorted(sources)
+    if not keys:
         return {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(issuers))) as pool:
-        documents = dict(zip(issuers, pool.map(fetch, issuers), strict=True))
-    return {idp.key: documents[idp.issuer] for idp in oidc if idp.issuer}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+        documents = dict(zip(keys, pool.map(fetch, keys), strict=True))
+    return {idp.key: documents[(idp.issuer, ca_key(idp.ca_file))] for idp in oidc}
 
 
 def remote_saml_metadata(registry: Registry, store: Store, http: requests.Session) -> dict[str, str | None]:
@@ -307,6 +322,9 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         return mapping.release_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes),
                                       subject=subject(client, identity))
 
+    def access_claims(client: Any, identity: Mapping[str, Any], granted_scopes: Any) -> dict[str, Any]:
+        return mapping.access_token_claims(identity, policy=client.policy, granted_scopes=set(granted_scopes))
+
     def release_saml(sp_entity_id: str, identity: Mapping[str, Any]) -> tuple[dict[str, list[str]], str]:
         sp = registry.parties.sp_for_entity(sp_entity_id)
         if sp is None:  # the frontend only answers registered SPs; the registry changed mid-flow
@@ -338,7 +356,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                            for name in ("code", "access_token", "id_token", "refresh_token")},
                 scopes_supported=tuple(mapping.SCOPES), resource_audiences=settings.resource_audiences,
                 introspection_clients=settings.introspection_clients,
-                claims_supported=sorted({c for claims in mapping.SCOPES.values() for c in claims}),
+                claims_supported=mapping.OIDC_CLAIMS, access_claims=access_claims,
                 grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
                 registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
@@ -349,6 +367,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                                                       configure_entity=configure_signatures)
 
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
+    oidc_by_backend = {i.backend_name: i for i in _oidc_idps(registry)}
     backends: dict[str, Any] = {}
     for spec in config["backends"]:
         name = spec["name"]
@@ -363,7 +382,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         else:
             backends[name] = BrokerOidcBackend(login.upstream_answered, internal_attributes,
                                                {**spec["config"], "client_secret": secrets_by_backend[name]},
-                                               settings.base_url, name, http=http)
+                                               settings.base_url, name,
+                                               http=session_for(oidc_by_backend[name].ca_file, http))
     login.plug(frontends=frontends, backends=backends)
 
     logout = Logout(

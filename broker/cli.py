@@ -256,9 +256,9 @@ def _mapping_explain(args) -> int:
     except mapping.InputError as exc:
         print(f"error: {args.input}: {exc}", file=sys.stderr)
         return 1
-    services = [(c.client_id, dataclasses.replace(c.policy, sector=c.sector))
+    services = [(c.client_id, dataclasses.replace(c.policy, sector=c.sector), "oidc")
                 for c in registry.parties.clients.values()]
-    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.sector))
+    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.sector), "saml")
                  for sp in registry.parties.sps.values()]
     explained = mapping.explain(registry.rulesets[f"{tenant.id}/{args.idp}"], upstream, subject=subject,
                                 salt=settings.user_id_salt, services=services,

@@ -9,7 +9,8 @@ That file is created readable by its owner only (``0600``) from its first byte.
 What tenant files may read is set here too (decision 8): ``tenant_env`` /
 ``BROKER_TENANT_ENV``, the variables ``${NAME}`` may expand besides the demo's, and
 ``secrets_dir`` / ``BROKER_SECRETS_DIR``, the only folder client secret files are
-read from.  :attr:`Settings.environ` is a
+read from, and ``ca_dir`` / ``BROKER_CA_DIR``, the only folder the cities' CA files
+(``ca_file``) are read from.  :attr:`Settings.environ` is a
 :class:`~broker.registry.environment.TenantEnvironment` built from them: it holds
 no other variable of the environment.
 """
@@ -31,6 +32,7 @@ from broker.registry.environment import (
     TenantEnvironment,
     TenantEnvironmentError,
     allow_list,
+    default_ca_dir,
     default_secrets_dir,
     parse_names,
 )
@@ -84,6 +86,8 @@ class Settings:
     tenant_env: frozenset[str] = DEMO_VARIABLES
     #: The only folder tenant files may name client secret files in (``secrets_dir``).
     secrets_dir: Path = ROOT / "var" / "demo" / "secrets"
+    #: The only folder tenant files may name CA files in (``ca_dir``); ``None``: no city may name one.
+    ca_dir: Path | None = None
     #: What tenant files may read (a TenantEnvironment from :meth:`from_env`): the allow-listed
     #: variables and ``TENANT_SECRET_*``, never the rest of the environment.
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
@@ -154,8 +158,11 @@ class Settings:
         values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)
         values["secrets_dir"] = _secrets_dir(values.get("secrets_dir"), env, file_conf)
         _check_secrets_dir(values["secrets_dir"], env, values)
+        values["ca_dir"] = _ca_dir(values.get("ca_dir"), env, file_conf)
+        _check_ca_dir(values["ca_dir"], env, values)
         values["environ"] = TenantEnvironment.of(values.get("environ", env), allowed=values["tenant_env"],
-                                                 secrets_dir=values["secrets_dir"], root=ROOT)
+                                                 secrets_dir=values["secrets_dir"], root=ROOT,
+                                                 ca_dir=values["ca_dir"])
         if "master_secret" not in values:
             values["master_secret"] = _master_secret(env, Path(values["keys_dir"]))
         if env.get("BROKER_SIGNATURE_BACKEND") or "signature_backend" in file_conf:
@@ -219,6 +226,33 @@ def _check_secrets_dir(secrets_dir: Path, env: Mapping[str, str], values: Mappin
             raise SettingsError(f"secrets_dir (BROKER_SECRETS_DIR): expected a folder for the cities' client "
                                 f"secrets only, but {secrets_dir} holds {what} {path}; give the cities' secrets "
                                 f"their own folder (e.g. {secrets_dir / 'tenants'})")
+
+
+def _ca_dir(override: Any, env: Mapping[str, str], file_conf: Mapping[str, Any]) -> Path | None:
+    """``BROKER_CA_DIR``, else ``ca_dir`` in broker.yaml, else none (no city may name a CA file)."""
+    raw = override or env.get("BROKER_CA_DIR") or file_conf.get("ca_dir")
+    if not raw:
+        return default_ca_dir({}, ROOT)
+    path = Path(str(raw))
+    return path if path.is_absolute() else ROOT / path
+
+
+def _check_ca_dir(ca_dir: Path | None, env: Mapping[str, str], values: Mapping[str, Any]) -> None:
+    """A city may name any file of its own in the CA directory, so it holds CA certificates only:
+    not the master secret, the keys, the registrations or the cities' client secrets."""
+    if ca_dir is None:
+        return
+    base = ca_dir.resolve()
+    private = {"BROKER_KEYS_DIR (the broker's keys)": Path(values["keys_dir"]),
+               "BROKER_REGISTRY_DIR (the registrations)": Path(values["registry_dir"]),
+               "BROKER_SECRETS_DIR (the cities' client secrets)": Path(values["secrets_dir"])}
+    if env.get("BROKER_SECRET_FILE"):
+        private["BROKER_SECRET_FILE (the master secret)"] = Path(env["BROKER_SECRET_FILE"])
+    for what, path in private.items():
+        resolved = path.resolve()
+        if resolved == base or base in resolved.parents:
+            raise SettingsError(f"ca_dir (BROKER_CA_DIR): expected a folder for the cities' CA certificates only, "
+                                f"but {ca_dir} holds {what} {path}; give the CA files their own folder")
 
 
 def _master_secret(env: Mapping[str, str], keys_dir: Path) -> bytes:

@@ -10,7 +10,7 @@ A login is what a service and a pupil's browser do, with nothing followed automa
    is called with it (the broker exchanges the code at Entra's token endpoint itself);
 3. the redirect back carries ``code`` and the same ``state`` (and ``iss`` where sent);
 4. ``POST /token`` (``client_secret_basic``, ``code_verifier``);
-5. the ID token is verified against the broker's JWKS (``broker.verify``: signature, ``kid``,
+5. the ID token is verified against the broker's JWKS (``digione_verify``: signature, ``kid``,
    allowed algorithm) and its claims checked (``iss``, ``aud``, ``azp``, ``nonce``, ``exp``,
    ``iat``, ``at_hash``, ``sub``; for ours the released names and roles too);
 6. ``GET /userinfo`` with the access token: ``sub`` must equal the ID token's and the names
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from broker.verify import load_jwks, verify_jws
+from digione_verify import load_jwks, verify_jws
 
 LEEWAY = 60
 
@@ -184,7 +184,7 @@ class RelyingParty:
     def check_id_token(self, token: str, nonce: str, access_token: str, names: tuple[str, str]) -> dict:
         try:
             header, claims = verify_jws(token, self.keys().get, ("ES256", "RS256"))
-        except Exception as exc:  # noqa: BLE001 - broker.verify's InvalidToken family, or a key-set problem
+        except Exception as exc:  # noqa: BLE001 - digione_verify's InvalidToken family, or a key-set problem
             raise LoginFailed(f"ID token signature: {exc}") from None
         cfg, now = self.cfg, time.time()
         aud = claims.get("aud")

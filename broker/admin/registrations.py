@@ -25,6 +25,7 @@ from typing import Any
 
 from broker.admin.errors import BadRequest, ValidationFailed
 from broker.registry.relying_parties import (
+    SP_FLAGS,
     Client,
     RegistrationError,
     ReleasePolicy,
@@ -113,15 +114,24 @@ def prepare_sp(metadata_xml: Any, name: Any, policy: Any, reason: Any, existing:
     """The SP document, its status and comment (see the module documentation)."""
     if not (isinstance(metadata_xml, str) and metadata_xml.strip()):
         raise BadRequest("metadata_xml", "the SP's SAML metadata (an EntityDescriptor with an SPSSODescriptor)")
-    release = policy_of(policy)
+    if isinstance(policy, dict):   # the SAML flags travel in the SP's policy object (ADR 0013)
+        policy = dict(policy)
+        flags = {k: policy.pop(k) for k in SP_FLAGS if k in policy}
+    else:
+        flags = {}
+    if flags and not all(isinstance(v, bool) for v in flags.values()):
+        raise BadRequest("policy", f"{' and '.join(SP_FLAGS)} true or false")
+    release = policy_of(policy or None)
     try:
-        key, document = sp_document(metadata_xml, name=name, policy=release)
+        key, document = sp_document(metadata_xml, name=name, policy=release, **flags)
         sp = ServiceProvider.from_document(key, document)
     except RegistrationError as exc:
         raise ValidationFailed([str(exc)]) from None
     reasons = reasons_of(reason, sp.policy.scopes)
     before = _sp(key, existing)
-    review = before is None or before.policy != sp.policy or before.sector != sp.sector
+    # Naming the city IdP to the SP is an entitlement, reviewed as a wider policy is.
+    review = before is None or before.policy != sp.policy or before.sector != sp.sector or (
+        sp.release_authenticating_authority and not before.release_authenticating_authority)
     status = "staged" if approved_by_author or not review else "pending_approval"
     return Prepared("sp", key, document, status, _asked("SAML SP", key, sp.policy.scopes, reasons, comment))
 

@@ -12,10 +12,15 @@ code exchange and ID-token validation itself:
   refused unless the flow waits for this backend;
 * the code is exchanged once, with ``client_secret_post`` or ``_basic`` as the
   provider supports (RFC 6749 §2.3.1);
-* the ID token is verified by :mod:`broker.verify` (asymmetric algorithms only,
+* the ID token is verified by :mod:`digione_verify` (asymmetric algorithms only,
   ``kid`` lookup in the provider's JWKS with rate-limited refresh), then
   OIDC Core §3.1.3.7: ``iss`` is the configured issuer, ``aud`` contains our
-  client id, ``azp`` is our client id when present, ``nonce`` matches the flow.
+  client id, ``azp`` is our client id when present, ``nonce`` matches the flow;
+* claims the IdP's mapping reads that the ID token lacks are asked of the userinfo
+  endpoint (OIDC Core §5.3, §5.4), whose ``sub`` must be the ID token's (§5.3.2):
+  :mod:`broker.backends.userinfo`, as the IdP's ``userinfo`` key says;
+* every fetch (JWKS, token, userinfo) goes over ``http``: for an IdP with a ``ca_file``, a
+  session trusting that city's CA only (:mod:`broker.backends.trust`).
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from satosa.backends.base import BackendModule
 from satosa.internal import AuthenticationInformation, InternalData
 from satosa.response import Redirect
 
+from broker.backends import userinfo
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
 from broker.login.context import LoginContext
 from broker.sessions.model import UpstreamSession
 from broker.tokens.grants import s256
-from broker.verify import InvalidToken, TokenVerifier
+from digione_verify import InvalidToken, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,10 @@ class BrokerOidcBackend(BackendModule):
         #: The logout steps (:class:`broker.sessions.logout.Logout`), attached when the broker is assembled.
         self.logout: Any = None
         self.scope: str = " ".join(config.get("scopes") or ("openid",))
+        #: ``auto``, ``always`` or ``never`` (:mod:`broker.backends.userinfo`).
+        self.userinfo: str = config.get("userinfo") or "auto"
+        #: The claims the IdP's mapping reads, as groups of names standing in for each other.
+        self.claims_read: list[list[str]] = [list(group) for group in config.get("claims_read") or ()]
         self.http = http or requests.Session()
         methods = self.provider.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         self.auth_method = "client_secret_post" if "client_secret_post" in methods and \
@@ -162,6 +172,8 @@ class BrokerOidcBackend(BackendModule):
             raise InvalidResponse("the code is not a string")
         tokens = self._exchange(code, upstream.verifier)
         claims = self._verify_id_token(tokens.get("id_token"), upstream.nonce)
+        claims = userinfo.complete(claims, mode=self.userinfo, groups=self.claims_read, provider=self.provider,
+                                   tokens=tokens, http=self.http, idp=self.idp_key, timeout=TIMEOUT)
         context.upstream_session = UpstreamSession(
             kind="oidc", idp=upstream.idp, id_token=tokens["id_token"],
             sid=claims["sid"] if isinstance(claims.get("sid"), str) else None)

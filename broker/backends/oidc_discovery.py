@@ -5,6 +5,10 @@ built and cached in the store for a day, so an instance starting while a city's
 IdP is briefly down still gets it from a sibling's fetch.  A provider whose
 configuration cannot be had makes only *its* IdP unavailable (a clear error
 page for its users); every other city keeps working.
+
+A document fetched under a city's own CA file (``trust``, :func:`broker.backends.trust.ca_key`)
+is cached under a key of its own: another city naming the same issuer without that CA
+never gets it from the cache.
 """
 
 from __future__ import annotations
@@ -28,23 +32,28 @@ class ProviderUnavailable(RuntimeError):
 
 
 def provider_configuration(issuer: str, *, store: Store, http: requests.Session,
-                           timeout: float = 5.0) -> dict[str, Any]:
-    """The validated discovery document of ``issuer`` (OIDC Discovery §4)."""
+                           timeout: float = 5.0, trust: str = "") -> dict[str, Any]:
+    """The validated discovery document of ``issuer`` (OIDC Discovery §4).
+
+    ``trust`` names the CA file ``http`` trusts (:func:`broker.backends.trust.ca_key`; ``""``:
+    the public CAs); it is part of the cache key.
+    """
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    key = CACHE_KEY + issuer + trust
     try:
         reply = http.get(url, timeout=timeout)
         reply.raise_for_status()
         document = reply.json()
         _validate(document, issuer)
     except (requests.RequestException, ValueError) as exc:
-        cached = _cached(store, issuer)
+        cached = _cached(store, key)
         if cached is not None:
             logger.warning("upstream discovery failed, using cached configuration issuer=%s error=%s",
                            issuer, exc.__class__.__name__)
             return cached
         raise ProviderUnavailable(f"{issuer}: discovery failed ({exc.__class__.__name__}: {exc})") from None
     try:
-        store.put(CACHE_KEY + issuer, document, CACHE_TTL)
+        store.put(key, document, CACHE_TTL)
     except StoreError:
         pass
     return document
@@ -64,8 +73,8 @@ def _validate(document: Any, issuer: str) -> None:
         raise ValueError("provider does not support the authorization code flow")
 
 
-def _cached(store: Store, issuer: str) -> dict[str, Any] | None:
+def _cached(store: Store, key: str) -> dict[str, Any] | None:
     try:
-        return store.get(CACHE_KEY + issuer)
+        return store.get(key)
     except StoreError:
         return None

@@ -45,7 +45,7 @@ from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedRespon
 from broker.login.context import LoginContext
 from broker.registry.tenants import IdentityProvider
 from broker.saml.crypto_policy import policy_for
-from broker.saml.metadata import own_metadata
+from broker.saml.metadata import METADATA_MEDIA_TYPE, own_metadata
 from broker.saml.response import Assertion, Expected, IdpKeys, process_response
 from broker.saml.slo import SingleLogout
 from broker.saml.xml_keys import private_key
@@ -114,7 +114,7 @@ class SamlBackend(BackendModule):
     def metadata_endpoint(self, context: LoginContext) -> Response:
         if self._metadata_xml is None:
             self._metadata_xml = own_metadata(self.sp.config)
-        return Response(self._metadata_xml, content="text/xml")
+        return Response(self._metadata_xml, content=METADATA_MEDIA_TYPE)
 
     # -- the request ---------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from broker.demo import jws, pages
 from broker.demo.directory import DEMO_DIRECTORY, ROLES, find_user
 from broker.pki import ensure_keypair
 from broker.tokens.grants import s256
-from broker.verify import InvalidToken, load_jwk, verify_jws
+from digione_verify import InvalidToken, load_jwk, verify_jws
 
 SESSION_COOKIE = "demo_entra_session"
 """Distinct from every other cookie on localhost: cookies ignore the port."""

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.tokens.jws import SigningKey
 from broker.tokens.jws import public_jwk as members
-from broker.verify import b64url_encode as b64url
+from digione_verify import b64url_encode as b64url
 
 
 def thumbprint(cert: x509.Certificate) -> str:

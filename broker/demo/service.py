@@ -46,7 +46,7 @@ from flask import Flask, jsonify, make_response, redirect, render_template, requ
 from joserfc.errors import JoseError
 from requests import RequestException
 
-from broker import verify
+import digione_verify as verify
 from broker.demo import pages
 
 FORWARDED_PARAMS = ("idp_hint", "login_hint", "acr_values", "prompt", "ui_locales")
@@ -109,14 +109,14 @@ class SignIns:
 
 
 class LogoutTokens:
-    """Back-Channel Logout 1.0 §2.6 with the kit services use: :meth:`broker.verify.TokenVerifier.verify_logout_token`.
+    """Back-Channel Logout 1.0 §2.6 with the kit services use: :meth:`digione_verify.TokenVerifier.verify_logout_token`.
 
     The verifier is built on first use from the issuer's discovery document (its
     ``issuer`` and ``jwks_uri``), for this client id, ES256 or RS256.  It checks the
     signature (keys by ``kid``, never from the token), ``typ`` ``logout+jwt``, ``iss``,
     ``aud``, ``iat`` (and its age), ``exp``, ``jti``, ``events``, ``sid`` and/or ``sub``,
     no ``nonce``, and that the ``jti`` was not accepted before
-    (:class:`broker.verify.ReplayedToken`).
+    (:class:`digione_verify.ReplayedToken`).
     """
 
     def __init__(self, metadata: Callable[[], Mapping[str, Any]], client_id: str,
@@ -137,7 +137,7 @@ class LogoutTokens:
             return self._verifier
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims; :class:`broker.verify.InvalidToken` if any check fails."""
+        """The token's claims; :class:`digione_verify.InvalidToken` if any check fails."""
         return self.verifier().verify_logout_token(token)
 
 

@@ -20,7 +20,15 @@ The answer: a signed Response and signed assertion with a pairwise persistent
 NameID and only what the SP's release policy allows (MPASSid or DigiOne
 profile), or a Response with an error ``<Status>``: ``NoPassive`` when
 ``IsPassive`` could not be honoured, ``RequestDenied`` when the service's rules
-refused the user, ``AuthnFailed`` otherwise (Core §3.2.2.2).
+refused the user, ``AuthnFailed`` otherwise (Core §3.2.2.2).  For an SP whose
+registration asks for it, the signed assertion is encrypted for the key of its
+metadata (an ``<EncryptedAssertion>``, Core §2.3.4; AES-GCM and RSA-OAEP,
+:mod:`broker.saml.sp_encryption`).  The ``<AuthenticatingAuthority>`` (Core
+§2.7.2.2) names the broker, not the city IdP the person used, unless the SP's
+registration entitles it to the city's (ADR 0013).
+
+The IdP metadata is signed and served as ``application/samlmetadata+xml``
+(:func:`broker.saml.metadata.own_metadata`).
 """
 
 from __future__ import annotations
@@ -50,10 +58,11 @@ from broker.errors import BrokerError, ExpiredFlow, UnknownClient
 from broker.login.access import Notice
 from broker.login.context import LoginContext
 from broker.login.flow import SamlRequest, ServiceRequest
-from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES
+from broker.mapping import NAME_FORMAT_URI, SAML_FRIENDLY_NAMES, SAML_NAMES
 from broker.saml.logout import PARTIAL_LOGOUT, SUCCESS
-from broker.saml.metadata import own_metadata
+from broker.saml.metadata import METADATA_MEDIA_TYPE, own_metadata
 from broker.saml.slo import SingleLogout
+from broker.saml.sp_encryption import SpAssertionEncryption, SpEncryption, check_encrypted
 from broker.saml.xml_parsing import parse as parse_xml
 from broker.web import csp
 
@@ -83,8 +92,10 @@ class SamlIdpFrontend(FrontendModule):
     """One SAML IdP for all registered SPs.
 
     ``config``: ``idp_config`` (pysaml2's IdP configuration: entity id, keys, SP
-    metadata inline, endpoints).  ``release`` decides what each SP receives;
-    ``configure_entity`` installs the in-process signature backend.
+    metadata inline, endpoints); ``encryption`` (``{entity id: SpEncryption.to_dict()}``,
+    the SPs whose assertions are encrypted) and ``release_authenticating_authority``
+    (entity ids entitled to the city IdP's name).  ``release`` decides what each SP
+    receives; ``configure_entity`` installs the in-process signature backend.
     """
 
     def __init__(self, auth_req_callback_func: Callable[..., Any], internal_attributes: dict[str, Any],
@@ -100,9 +111,14 @@ class SamlIdpFrontend(FrontendModule):
         strict["service"]["idp"]["want_authn_requests_signed"] = True
         self.strict_idp = Server(config=IdPConfig().load(strict))
         self.assertions = _AssertionStamp()
+        self.encryption = {entity: SpEncryption.from_dict(key) for entity, key in
+                           (config.get("encryption") or {}).items()}
+        self.upstream_authority = frozenset(config.get("release_authenticating_authority") or ())
         for server in (self.idp, self.strict_idp):
             server.config.attribute_converters = [ReleaseConverter()]
             configure_entity(server)
+            # Each SP's own key and algorithms, never another certificate pysaml2 might pick.
+            server._encrypt_assertion = SpAssertionEncryption(server, self.encryption)
             # pysaml2 keeps every assertion it issues in a process-local dict that only grows; ours
             # keeps nothing, and stamps the broker session's SessionIndex for the SP before signing.
             server.session_db = self.assertions
@@ -144,7 +160,7 @@ class SamlIdpFrontend(FrontendModule):
     def metadata_endpoint(self, context: LoginContext) -> Response:
         if self._metadata_xml is None:
             self._metadata_xml = own_metadata(self.idp.config)
-        return Response(self._metadata_xml, content="text/xml")
+        return Response(self._metadata_xml, content=METADATA_MEDIA_TYPE)
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -217,6 +233,9 @@ class SamlIdpFrontend(FrontendModule):
         request = self._request(context)
         attributes, name_id = self.release(request.sp, internal_response.attributes or {})
         auth = internal_response.auth_info
+        # SAML Core §2.7.2.2: the city IdP is named only to an SP entitled to know it (ADR 0013).
+        authority = auth.issuer if request.sp in self.upstream_authority and auth.issuer else self.entity_id
+        encryption = self.encryption.get(request.sp)
         # SAML Core §2.7.2: the SessionIndex names the broker session for this SP (its LogoutRequest names it).
         self.assertions.stamp(context.sso_sid)
         context.service_session_index = context.sso_sid
@@ -225,9 +244,14 @@ class SamlIdpFrontend(FrontendModule):
             sp_entity_id=request.sp,
             name_id=NameID(text=name_id, format=NAMEID_FORMAT_PERSISTENT, sp_name_qualifier=request.sp,
                            name_qualifier=self.entity_id),
-            authn={"class_ref": auth.auth_class_ref or UNSPECIFIED_CONTEXT, "authn_auth": auth.issuer},
-            sign_response=True, sign_assertion=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
-        return self._post(context, request, str(response))
+            authn={"class_ref": auth.auth_class_ref or UNSPECIFIED_CONTEXT, "authn_auth": authority},
+            sign_response=True, sign_assertion=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
+            encrypt_assertion=encryption is not None, encrypt_assertion_self_contained=True,
+            encrypt_cert_assertion=encryption.pem().decode("ascii") if encryption is not None else None)
+        xml = str(response)
+        if encryption is not None:
+            check_encrypted(xml)
+        return self._post(context, request, xml)
 
     def deny(self, context: LoginContext, error: str, description: str, *, notice: Notice | None = None) -> Response:
         """A signed Response with an error status; with a ``notice``, on a page the person reads first,
@@ -348,13 +372,16 @@ def _text(node: Any) -> str:
 class ReleaseConverter(AttributeConverter):
     """Emits released attributes by their URI names, NameFormat uri, with FriendlyNames.
 
-    The release policy already produced attributes keyed by SAML Name; pysaml2's
-    map-based converters would need a unique local name per attribute, which the
-    two profiles do not have (both release a ``nickname``).
+    The release policy already produced attributes keyed by SAML Name
+    (:data:`broker.mapping.SAML_NAMES`), so the names are their own local names: an SP
+    whose metadata lists ``<RequestedAttribute>`` elements (Metadata §2.4.4.1) gets those
+    the policy releases, matched by Name, whatever FriendlyName it gave them.
     """
 
     def __init__(self) -> None:
         super().__init__(NAME_FORMAT_URI)
+        self._fro = {name.lower(): name for name in SAML_NAMES}
+        self._to = {name: name for name in SAML_NAMES}
 
     def to_(self, attrvals: Mapping[str, list[Any]]) -> list[saml.Attribute]:
         return [saml.Attribute(name=name, name_format=NAME_FORMAT_URI, friendly_name=SAML_FRIENDLY_NAMES.get(name),

@@ -5,10 +5,11 @@ In order: an explicit hint in the request (``idp_hint=<tenant>[/<idp>]``, or
 into the same hint, or MPASSid's ``urn:mpass.id:authnsource:<tenant>[-<idp>]``;
 or a school: ``idp_hint=school:<school code or OID>``, ``urn:digione:school:<code>``
 in ``acr_values`` or the SAML request's ``AuthnContextClassRef``), then the e-mail
-domain of ``login_hint`` (a tenant's ``domains``).  A school hint picks the city the
-(active) school belongs to; a code no city has, or more than one city has, shows the
-city page with the code searched, so the person sees what it matches (never another
-city's sign-in chosen for them).  Without
+domain of ``login_hint`` (an IdP's ``login_hint_domains``, else a tenant's ``domains``:
+:meth:`~broker.registry.tenant_model.Tenants.for_login_hint_domain`).  A school hint
+picks the city the (active) school belongs to; a code no city has, or more than one
+city has, shows the city page with the code searched, so the person sees what it
+matches (never another city's sign-in chosen for them).  Without
 either the person picks on the city page, where the IdP this browser last signed
 in with (its ``idp`` cookie) is offered first, never applied unasked: on a shared
 classroom computer the next pupil must not land in the previous pupil's city.
@@ -60,10 +61,9 @@ class IdpSelector:
             return Choice(tenant, idp)
         login_hint = request.login_hint or ""
         if "@" in login_hint:
-            tenant = self.tenants.tenant_for_domain(login_hint.rsplit("@", 1)[1])
+            tenant, idp = self.tenants.for_login_hint_domain(login_hint.rsplit("@", 1)[1])
             if tenant is not None:
-                only = tenant.identity_providers[0] if len(tenant.identity_providers) == 1 else None
-                return Choice(tenant, only)
+                return Choice(tenant, idp)
         return Choice()
 
     def school(self, key: str) -> Choice:

@@ -11,7 +11,8 @@ Three steps, each a function of its inputs only:
    own identifiers, scoped by tenant and IdP, pairwise per service by default.
 3. **Release** — :func:`release_claims` and :func:`release_saml_attributes`: only
    the claim sets (:data:`SCOPES`) a service's policy allows, in its profile
-   (``digione`` or ``mpassid``).
+   (``digione`` or ``mpassid``), by the names :data:`PROFILES` lists for both protocols;
+   :func:`access_token_claims` what access tokens carry.
 
 :func:`explain` runs all three on a sample for the ``broker mapping explain``
 simulator.  ``docs/mapping.md`` documents the rule format, claims and attributes.
@@ -32,12 +33,13 @@ from broker.mapping.model import (
     TenantScope,
     Trace,
 )
+from broker.mapping.profiles import NAME_FORMAT_URI, PROFILES, SAML_FRIENDLY_NAMES, SAML_NAMES, ProfileName
 from broker.mapping.release import (
     CLAIMS_BY_SCOPE,
     DEFAULT_SCOPES,
-    NAME_FORMAT_URI,
-    SAML_FRIENDLY_NAMES,
+    OIDC_CLAIMS,
     SCOPES,
+    access_token_claims,
     release_claims,
     release_saml_attributes,
     released_scopes,
@@ -47,8 +49,9 @@ from broker.mapping.ruleset import Ruleset
 
 __all__ = [
     "CLAIMS_BY_SCOPE", "DEFAULT_SCOPES", "Drop", "InputError", "MPASSID_ROLE_NAMES", "MappingResult",
-    "NAME_FORMAT_URI", "PRESETS",
+    "NAME_FORMAT_URI", "OIDC_CLAIMS", "PRESETS", "PROFILES", "ProfileName", "SAML_NAMES",
     "PolicyLike", "ROLE_CODES", "ROLE_NAMES", "RuleError", "Ruleset", "SAML_FRIENDLY_NAMES", "SCOPES", "School",
-    "TenantScope", "Trace", "explain", "format_explanation", "load_upstream", "parse_role_string",
+    "TenantScope", "Trace", "access_token_claims", "explain", "format_explanation", "load_upstream",
+    "parse_role_string",
     "release_claims", "release_saml_attributes", "released_scopes", "role_code", "stable_user_id", "subject_for",
 ]

@@ -15,10 +15,12 @@ from typing import Any
 from broker.mapping.errors import InputError
 from broker.mapping.identifiers import subject_for
 from broker.mapping.model import PolicyLike
-from broker.mapping.release import release_claims, release_saml_attributes, released_scopes
+from broker.mapping.release import access_token_claims, release_claims, release_saml_attributes, released_scopes
 from broker.mapping.ruleset import Ruleset
 
 MAX_INPUT = 4 * 1024 * 1024
+#: What a service of :func:`explain` speaks: ``oidc`` (a client) or ``saml`` (a service provider).
+PROTOCOLS = ("oidc", "saml")
 SAML_ASSERTION_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
 _A = f"{{{SAML_ASSERTION_NS}}}"
 
@@ -119,13 +121,16 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
 
     ``salt`` is the user-id salt of :meth:`Ruleset.apply`; ``subject_salt`` the salt
     of :func:`subject_for` (default: ``salt``), so that the subjects shown are the
-    ones services really get.  ``services`` are ``(name, policy)`` or ``(name,
-    policy, protocol)`` with protocol ``"oidc"`` or ``"saml"`` (both when omitted);
-    a pairwise policy without a sector is paired by the service's name (pass the
-    policy with ``sector=Client.sector`` to show the real subject).  The result is plain JSON:
-    ``tenant``, ``idp``, ``refused``, ``identity``, ``trace`` (the rule behind each
-    value), ``drops`` (field, rule, reason) and ``services`` (per service: the
-    scopes released, the subject, its OIDC claims and/or SAML attributes).
+    ones services really get.  ``services`` are ``(name, policy, protocol)``: an OIDC
+    client (``"oidc"``) is shown its claims (``oidc_claims``: ID token and userinfo) and
+    the identity claims of its access tokens (``access_token_claims``), a SAML service
+    provider (``"saml"``) its attributes (``saml_attributes``), never both: a service
+    receives one protocol's release.  A pairwise policy without a sector is paired by the
+    service's name (pass the policy with ``sector=Client.sector`` to show the real
+    subject).  The result is plain JSON: ``tenant``, ``idp``, ``refused``, ``identity``,
+    ``trace`` (the rule behind each value), ``drops`` (field, rule, reason) and
+    ``services`` (per service: its protocol, the scopes released, the subject and what it
+    receives).  Raises :class:`ValueError` for a service without a known protocol.
     """
     result = ruleset.apply(upstream, upstream_subject=subject, salt=salt)
     out: dict[str, Any] = {
@@ -139,17 +144,21 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
         "services": [],
     }
     for service in services:
-        name, policy = service[0], service[1]
-        protocol = service[2] if len(service) > 2 else None
-        entry: dict[str, Any] = {"name": str(name), "profile": policy.profile,
+        if len(service) != 3 or service[2] not in PROTOCOLS:
+            raise ValueError(f"service {service[0]!r}: expected (name, policy, protocol) with protocol "
+                             f"one of {', '.join(PROTOCOLS)}")
+        name, policy, protocol = service
+        entry: dict[str, Any] = {"name": str(name), "protocol": protocol, "profile": policy.profile,
                                  "scopes": list(released_scopes(policy)), "subject_type": policy.subject_type}
         if result.refused is None:
             sub = _subject(result.identity, policy, subject_salt or salt, str(name))
             entry["subject"] = sub
-            if protocol in (None, "oidc"):
+            if protocol == "oidc":
                 entry["oidc_claims"] = {"sub": sub, **release_claims(result.identity, policy=policy,
                                                                        granted_scopes=None, subject=sub)}
-            if protocol in (None, "saml"):
+                entry["access_token_claims"] = access_token_claims(result.identity, policy=policy,
+                                                                   granted_scopes=None)
+            else:
                 entry["saml_attributes"] = release_saml_attributes(result.identity, policy=policy, subject=sub)
         out["services"].append(entry)
     return out
@@ -191,15 +200,20 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
         lines.append("Dropped: nothing")
     for service in explained["services"]:
         lines.append("")
-        lines.append(f"Service {service['name']} (profile {service['profile']}, {service['subject_type']} subject, "
-                     f"scopes {' '.join(service['scopes']) or '(none)'}):")
+        kind = "OIDC client" if service["protocol"] == "oidc" else "SAML service provider"
+        lines.append(f"Service {service['name']} ({kind}, profile {service['profile']}, "
+                     f"{service['subject_type']} subject, scopes {' '.join(service['scopes']) or '(none)'}):")
         if "subject" not in service:
             lines.append("  receives nothing (login refused)")
             continue
         if "oidc_claims" in service:
-            lines.append("  OIDC claims:")
+            lines.append("  OIDC claims (ID token, userinfo):")
             for k, v in service["oidc_claims"].items():
                 lines.append(f"    {k}: {json.dumps(v, ensure_ascii=False)}")
+            if service.get("access_token_claims"):
+                lines.append("  Access token claims (besides iss, sub, aud, client_id, scope, exp, ...):")
+                for k, v in service["access_token_claims"].items():
+                    lines.append(f"    {k}: {json.dumps(v, ensure_ascii=False)}")
         if "saml_attributes" in service:
             lines.append("  SAML attributes:")
             for k, values in service["saml_attributes"].items():

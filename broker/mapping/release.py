@@ -4,7 +4,9 @@ A relying party's release policy lists the claim sets (:data:`SCOPES`) it may
 receive and the output profile:
 
 * ``digione`` — clean JSON claims (OIDC) and ``urn:digione:*`` SAML attributes,
-  documented in ``docs/mapping.md``;
+  documented in ``docs/mapping.md`` and ``docs/claims.schema.json``: ``roles`` is a flat
+  list of role names (what ``mod_auth_openidc``, ``openid-client`` and RFC 9068 §2.2.3.1
+  consumers read), the per-school detail is ``role_assignments``;
 * ``mpassid`` — MPASSid's attribute names and value formats exactly (SAML
   attributes, and the same names as OIDC claims), so that a service integrated
   with MPASSid switches to the broker without changing code.
@@ -22,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.mapping.model import MPASSID_ROLE_NAMES, PolicyLike
+from broker.mapping.profiles import MPASSID
 
 #: Claim sets a policy may allow, and the canonical claims each releases.
 #: ``profile`` (names) and ``learner_id`` are personal data of minors: opt-in only.
@@ -39,30 +42,6 @@ SCOPES: Mapping[str, tuple[str, ...]] = MappingProxyType({
 #: The release every policy starts from: a (pairwise) subject and roles.
 DEFAULT_SCOPES = ("openid", "roles")
 
-NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
-
-#: FriendlyNames of the SAML attributes this module releases (NameFormat is URI).
-SAML_FRIENDLY_NAMES: Mapping[str, str] = MappingProxyType({
-    "urn:oid:2.5.4.42": "givenName",
-    "urn:oid:2.5.4.4": "sn",
-    "urn:mpass.id:nickname": "nickname",
-    "urn:mpass.id:uid": "mpassUsername",
-    "urn:oid:1.3.6.1.4.1.16161.1.1.27": "learnerId",
-    "urn:mpass.id:schoolInfo": "mpassSchoolInfo",
-    "urn:mpass.id:classLevel": "mpassClassLevel",
-    "urn:mpass.id:role": "mpassRole",
-    "urn:mpass.id:educationProviderInfo": "mpassEducationProviderInfo",
-    "urn:mpass.id:originalIssuer": "originalIssuer",
-    "urn:digione:uid": "digioneUid",
-    "urn:digione:nickname": "nickname",
-    "urn:digione:learnerId": "learnerId",
-    "urn:digione:role": "digioneRole",
-    "urn:digione:school": "digioneSchool",
-    "urn:digione:educationProvider": "digioneEducationProvider",
-    "urn:digione:classLevel": "digioneClassLevel",
-    "urn:digione:learningMaterialsCharge": "digioneLearningMaterialsCharge",
-})
-
 MPASSID_GIVEN_NAME = "urn:oid:2.5.4.42"
 MPASSID_FAMILY_NAME = "urn:oid:2.5.4.4"
 MPASSID_LEARNER_ID = "urn:oid:1.3.6.1.4.1.16161.1.1.27"
@@ -71,7 +50,7 @@ MPASSID_LEARNER_ID = "urn:oid:1.3.6.1.4.1.16161.1.1.27"
 #: scope keeps (RFC 6749 §6), so names and learner ids stop with their scope in both profiles.
 CLAIMS_BY_SCOPE: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "openid": ("sub", "urn:mpass.id:uid"),
-    "roles": ("roles", "urn:mpass.id:role", "urn:mpass.id:role_v1.1"),
+    "roles": ("roles", "role_assignments", "urn:mpass.id:role", "urn:mpass.id:role_v1.1"),
     "schools": ("schools", "urn:mpass.id:schoolInfo"),
     "education_providers": ("education_providers", "urn:mpass.id:educationProviderInfo",
                             "urn:mpass.id:originalIssuer"),
@@ -80,6 +59,14 @@ CLAIMS_BY_SCOPE: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "class_level": ("class_level", "urn:mpass.id:classLevel"),
     "learning_materials": ("learning_materials_charges", "urn:mpass.id:learningMaterialsCharge"),
 })
+
+
+#: The OIDC claims of the ``digione`` profile (discovery's ``claims_supported``, OIDC Discovery §3).
+OIDC_CLAIMS: tuple[str, ...] = ("sub", "roles", "role_assignments", "schools", "education_providers", "given_name",
+                                "family_name", "nickname", "learner_id", "class_level", "learning_materials_charges")
+
+#: The members of one ``role_assignments`` entry, in this order (``docs/claims.schema.json``).
+ROLE_ASSIGNMENT_KEYS = ("role", "code", "school", "group")
 
 
 def released_scopes(policy: PolicyLike, granted_scopes: Iterable[str] | None = None) -> tuple[str, ...]:
@@ -115,12 +102,42 @@ def release_claims(identity: Mapping[str, Any], *, policy: PolicyLike, granted_s
         if claim in wanted and claim in identity:
             out[claim] = identity[claim]
     if "roles" in wanted:
-        out["roles"] = [{k: v for k, v in r.items() if k in ("role", "code", "school", "group")}
-                        for r in identity.get("roles", ())]
+        out.update(role_claims(identity))
     for claim in ("schools", "education_providers", "learning_materials_charges"):
         if claim in wanted:
             out[claim] = [dict(v) for v in identity.get(claim, ())]
     return out
+
+
+def role_claims(identity: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``roles`` and ``role_assignments``: what the ``roles`` scope releases as OIDC claims.
+
+    ``roles`` is the list of the person's role names, each once, in the order first held
+    (``["teacher", "principal"]``): a JSON array of strings, the shape RFC 9068 §2.2.3.1
+    (after SCIM, RFC 7643 §4.1.2) gives ``roles`` and the one ``mod_auth_openidc``
+    (``OIDC_CLAIM_roles=teacher,principal``, ``Require claim roles:teacher``) and
+    ``openid-client`` hand to applications.  ``role_assignments`` says where each role is
+    held: one object per canonical role with ``role``, ``code`` (the MPASSid role code),
+    ``school`` (absent for a role at the education provider) and ``group`` when known.
+    The same two claims go into access tokens (:func:`access_token_claims`) for every profile.
+    """
+    roles = list(identity.get("roles") or ())
+    return {
+        "roles": list(dict.fromkeys(r["role"] for r in roles)),
+        "role_assignments": [{k: r[k] for k in ROLE_ASSIGNMENT_KEYS if k in r} for r in roles],
+    }
+
+
+def access_token_claims(identity: Mapping[str, Any], *, policy: PolicyLike,
+                        granted_scopes: Iterable[str] | None) -> dict[str, Any]:
+    """The identity claims an access token carries: :func:`role_claims` when ``roles`` is released.
+
+    The same for both profiles: an access token is read by resource servers through the
+    verification kit (``digione_verify``, RFC 9068), not by software written for MPASSid,
+    so it always carries ``roles`` as role names and ``role_assignments`` for per-school
+    checks; never names, learner ids or anything else of the identity.
+    """
+    return role_claims(identity) if "roles" in released_scopes(policy, granted_scopes) else {}
 
 
 def release_saml_attributes(identity: Mapping[str, Any], *, policy: PolicyLike,
@@ -140,8 +157,8 @@ def release_saml_attributes(identity: Mapping[str, Any], *, policy: PolicyLike,
 
 # -- MPASSid ---------------------------------------------------------------------------------
 
-_MPASSID_SINGLE = frozenset({MPASSID_GIVEN_NAME, MPASSID_FAMILY_NAME, "urn:mpass.id:nickname", "urn:mpass.id:uid",
-                             MPASSID_LEARNER_ID, "urn:mpass.id:classLevel", "urn:mpass.id:originalIssuer"})
+#: Single-valued MPASSid names: strings as OIDC claims (one list for both protocols, broker.mapping.profiles).
+_MPASSID_SINGLE = frozenset(a.name for a in MPASSID if a.single)
 
 
 def _name(names: Mapping[str, str] | None, fallback: str) -> str:

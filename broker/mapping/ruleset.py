@@ -68,6 +68,22 @@ class Ruleset:
             "defaults": [f"defaults.{k}" for k in self._defaults],
         }
 
+    def reads(self) -> list[tuple[str, ...]]:
+        """The upstream attributes the rules read, in order, once each: one tuple per rule of
+        names that stand in for each other (``from: [a, b]``: the first one present is read).
+
+        ``require`` keys and ``uid.from`` come first; the subject (NameID / ``sub``) is not
+        listed.  The OIDC backend asks userinfo for what the ID token lacks of these
+        (:mod:`broker.backends.userinfo`).
+        """
+        groups: list[tuple[str, ...]] = [(attr,) for attr, _, _ in self._require]
+        if self._uid is not None:
+            groups.append(tuple(self._uid[0]))
+        groups += [tuple(rule.names) for _, rules in self._scalars for rule in rules]
+        groups += [tuple(rule.names) for _, _, rules in self._lists for rule in rules]
+        groups += [tuple(rule.names) for rule in self._roles]
+        return list(dict.fromkeys(group for group in groups if group))
+
     # -- building --------------------------------------------------------------------------------
 
     @classmethod

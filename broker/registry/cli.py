@@ -79,6 +79,12 @@ def add_commands(sub: Any) -> None:
                    choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
                    help="how the client authenticates at the token endpoint (default client_secret_basic)")
     p.add_argument("--jwks-uri", default=None, help="for private_key_jwt: where the client's public keys are")
+    p.add_argument("--client-secret", default=None, metavar="SECRET",
+                   help="keep the secret the service already has (a migration from another broker) instead of "
+                        "generating one: '-' reads it from standard input, which is better than a value here "
+                        f"(the command line is visible to other users in ps). {MIN_SECRET}-{MAX_SECRET} "
+                        "characters, no spaces or control characters; only the SHA-256 hash is stored, and it "
+                        "is not printed")
     p.add_argument("--scope", action="append", dest="scopes", default=None,
                    help="a claim set the client may request (repeatable; default openid roles)")
     p.add_argument("--profile", choices=["digione", "mpassid"], default="digione",
@@ -111,8 +117,34 @@ def add_commands(sub: Any) -> None:
                    help="the attribute names it receives (default mpassid)")
     p.add_argument("--scope", action="append", dest="scopes", default=None,
                    help="a claim set the SP may receive (repeatable; default openid roles)")
+    p.add_argument("--encrypt-assertions", action="store_true",
+                   help="encrypt its assertions (its metadata must publish an RSA encryption key)")
+    p.add_argument("--release-authenticating-authority", action="store_true",
+                   help="name the city IdP in AuthenticatingAuthority (default: the broker)")
     _who(p)
     p.set_defaults(handler=_sps_add)
+
+
+#: Bounds of a secret given with ``broker clients add --client-secret``.
+MIN_SECRET, MAX_SECRET = 16, 512
+
+
+def _given_secret(value: str | None, auth_method: str) -> str | None:
+    """The secret of ``--client-secret`` (``-``: one line of standard input); raises
+    :class:`RegistrationError` naming the option and what was expected (never the value)."""
+    if value is None:
+        return None
+    if auth_method not in ("client_secret_basic", "client_secret_post"):
+        raise RegistrationError(f"--client-secret: expected no secret with --auth-method {auth_method} (only "
+                                "client_secret_basic and client_secret_post use one)")
+    if value == "-":
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not MIN_SECRET <= len(value) <= MAX_SECRET:
+        raise RegistrationError(f"--client-secret: expected {MIN_SECRET} to {MAX_SECRET} characters (got "
+                                f"{len(value)}); a shorter secret can be guessed")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise RegistrationError("--client-secret: expected no spaces or control characters")
+    return value
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -264,6 +296,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _clients_add(args: argparse.Namespace) -> int:
+    try:
+        given = _given_secret(args.client_secret, args.auth_method)
+    except RegistrationError as exc:
+        return _refused(exc)
     settings, service = _service()
     data: dict[str, Any] = {
         "client_id": args.client_id, "redirect_uris": args.redirect_uris, "name": args.name,
@@ -277,6 +313,8 @@ def _clients_add(args: argparse.Namespace) -> int:
     }
     if args.jwks_uri:
         data["jwks_uri"] = args.jwks_uri
+    if given is not None:
+        data["client_secret"] = given
     try:
         client, secret, version = service.register_client(data, by=_by(args), comment=args.comment)
     except (RegistrationError, VersionError) as exc:
@@ -285,8 +323,10 @@ def _clients_add(args: argparse.Namespace) -> int:
            "token_endpoint_auth_method": client.token_endpoint_auth_method,
            "issuer": settings.base_url,
            "discovery": f"{settings.base_url}/.well-known/openid-configuration"}
-    if secret:
+    if secret and given is None:
         out["client_secret"] = secret
+    elif given is not None:
+        out["client_secret_kept"] = True     # the service's own secret: not echoed
     print(json.dumps(out, indent=2))
     _activated(version)
     return 0
@@ -312,7 +352,10 @@ def _sps_add(args: argparse.Namespace) -> int:
         return 1
     policy = ReleasePolicy(scopes=tuple(args.scopes or ("openid", "roles")), profile=args.profile)
     try:
-        sp, version = service.register_sp(xml, by=_by(args), name=args.name, policy=policy, comment=args.comment)
+        sp, version = service.register_sp(
+            xml, by=_by(args), name=args.name, policy=policy, comment=args.comment,
+            encrypt_assertions=args.encrypt_assertions,
+            release_authenticating_authority=args.release_authenticating_authority)
     except (RegistrationError, VersionError) as exc:
         return _refused(exc)
     print(json.dumps({"name": sp.name, "entity_id": sp.entity_id,

@@ -13,10 +13,13 @@ Tenant files are written by city administrators and are untrusted input.  They m
   ``secrets_dir`` / ``BROKER_SECRETS_DIR``), after resolving symlinks and ``..``, and only
   a file named for the city: in a folder ``<city>/``, or called ``<city>``, ``<city>-…``
   or ``…-<city>`` (any extension after the first dot);
-* read SAML metadata only inside the metadata directory (:mod:`broker.registry.metadata`).
+* read SAML metadata only inside the metadata directory (:mod:`broker.registry.metadata`);
+* name a CA file (``ca_file``) only inside the CA directory (setting ``ca_dir`` /
+  ``BROKER_CA_DIR``; none by default), and only one named for the city, as for secret
+  files (:mod:`broker.registry.ca_files`).
 
 :class:`TenantEnvironment` carries the readable variables (only those) with the
-allow-list and the secrets directory; :class:`~broker.settings.Settings` builds one, and
+allow-list, the secrets directory and the CA directory; :class:`~broker.settings.Settings` builds one, and
 :func:`~broker.registry.tenants.load_tenants` reads through it.
 """
 
@@ -88,6 +91,12 @@ def default_secrets_dir(environ: Mapping[str, str], root: Path) -> Path:
     return _absolute(Path(demo), root) / "secrets" if demo else root / "var" / "demo" / "secrets"
 
 
+def default_ca_dir(environ: Mapping[str, str], root: Path) -> Path | None:
+    """``BROKER_CA_DIR``, else none: tenant files may then name no CA file."""
+    raw = environ.get("BROKER_CA_DIR")
+    return _absolute(Path(raw), root) if raw else None
+
+
 def _absolute(path: Path, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
@@ -95,31 +104,35 @@ def _absolute(path: Path, root: Path) -> Path:
 class TenantEnvironment(Mapping[str, str]):
     """The environment as tenant files see it: only allow-listed variables and city secrets.
 
-    A read-only mapping (the variables), plus ``allowed`` (the names ``${…}`` may expand)
-    and ``secrets_dir``.  Everything else in the process environment, ``BROKER_SECRET``
-    first, is simply not in it.
+    A read-only mapping (the variables), plus ``allowed`` (the names ``${…}`` may expand),
+    ``secrets_dir`` and ``ca_dir`` (``None``: no CA files).  Everything else in the process
+    environment, ``BROKER_SECRET`` first, is simply not in it.
     """
 
     def __init__(self, environ: Mapping[str, str], *, allowed: Collection[str] | None = None,
-                 secrets_dir: Path | None = None, root: Path | None = None):
+                 secrets_dir: Path | None = None, root: Path | None = None, ca_dir: Path | None = None):
         root = Path(root or ROOT)
         extra = parse_names(environ.get("BROKER_TENANT_ENV")) if allowed is None else list(allowed)
         self.allowed: frozenset[str] = allow_list(extra)
         self.secrets_dir: Path = Path(secrets_dir) if secrets_dir is not None else default_secrets_dir(environ, root)
+        self.ca_dir: Path | None = Path(ca_dir) if ca_dir is not None else default_ca_dir(environ, root)
         self._variables = {name: value for name, value in environ.items()
                            if name in self.allowed or name.startswith(SECRET_PREFIX)}
 
     @classmethod
     def of(cls, environ: Mapping[str, str] | None, *, allowed: Collection[str] | None = None,
-           secrets_dir: Path | None = None, root: Path | None = None) -> TenantEnvironment:
+           secrets_dir: Path | None = None, root: Path | None = None,
+           ca_dir: Path | None = None) -> TenantEnvironment:
         """``environ`` itself if it already is one and nothing else is given, else a new one
         (from ``os.environ`` when ``environ`` is ``None``)."""
         if isinstance(environ, TenantEnvironment):
-            if allowed is None and secrets_dir is None:
+            if allowed is None and secrets_dir is None and ca_dir is None:
                 return environ
             return cls(environ._variables, allowed=environ.allowed if allowed is None else allowed,
-                       secrets_dir=environ.secrets_dir if secrets_dir is None else secrets_dir, root=root)
-        return cls(os.environ if environ is None else environ, allowed=allowed, secrets_dir=secrets_dir, root=root)
+                       secrets_dir=environ.secrets_dir if secrets_dir is None else secrets_dir, root=root,
+                       ca_dir=environ.ca_dir if ca_dir is None else ca_dir)
+        return cls(os.environ if environ is None else environ, allowed=allowed, secrets_dir=secrets_dir, root=root,
+                   ca_dir=ca_dir)
 
     def expandable(self, name: str) -> bool:
         return name in self.allowed and not never_expandable(name)
@@ -134,7 +147,8 @@ class TenantEnvironment(Mapping[str, str]):
         return len(self._variables)
 
     def __repr__(self) -> str:  # never the values: some are secrets
-        return f"TenantEnvironment(allowed={sorted(self.allowed)}, secrets_dir={str(self.secrets_dir)!r})"
+        return (f"TenantEnvironment(allowed={sorted(self.allowed)}, secrets_dir={str(self.secrets_dir)!r}, "
+                f"ca_dir={str(self.ca_dir) if self.ca_dir else None!r})")
 
 
 def env_name(tenant_id: str) -> str:

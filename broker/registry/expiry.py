@@ -159,6 +159,18 @@ def metadata_expiry(idp: str, xml: str | bytes, *, now: float | None = None) -> 
     return items
 
 
+def ca_file_expiry(idp: Any, *, now: float | None = None) -> list[ExpiryItem]:
+    """The certificates of an IdP's CA file (``ca_file``, or ``metadata.ca_file``): once the CA
+    lapses, TLS to the IdP fails and its logins (or metadata refreshes) stop."""
+    now = time.time() if now is None else now
+    metadata = getattr(idp, "metadata", None)
+    ca_file = getattr(idp, "ca_file", None) or getattr(metadata, "ca_file", None)
+    if ca_file is None:
+        return []
+    return [_item(idp.key, "TLS CA certificate", f"'{subject}' (ca_file {ca_file.relative})", not_after, now)
+            for subject, not_after in ca_file.certificates]
+
+
 def own_certificates_expiry(keys_dir: Path, *, now: float | None = None) -> list[ExpiryItem]:
     """The broker's own SAML certificates in ``keys_dir`` (those present; none is generated here)."""
     now = time.time() if now is None else now
@@ -185,6 +197,7 @@ def expiry_report(tenants: Iterable[Any], *, remote: Mapping[str, str | None] | 
     items: list[ExpiryItem] = []
     for tenant in tenants:
         for idp in tenant.identity_providers:
+            items.extend(ca_file_expiry(idp, now=now))
             if idp.type != "saml" or idp.metadata is None:
                 continue
             xml = idp.metadata.xml if idp.metadata.xml else remote.get(idp.key)
@@ -242,6 +255,7 @@ __all__ = [
     "OWN_CERTIFICATES",
     "THRESHOLDS",
     "ExpiryItem",
+    "ca_file_expiry",
     "certificate_expiry",
     "expiry_report",
     "expiry_warnings",

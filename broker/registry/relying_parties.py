@@ -4,7 +4,7 @@ Registrations are objects of the versioned registry (:mod:`broker.registry.versi
 ``("client", <client_id>)`` holds :meth:`Client.to_dict`, ``("sp", <name>)`` holds the
 SP's metadata and release policy (:func:`sp_document`).  Their file form, for import
 and export, is ``clients/<client_id>.json`` and ``sps/<name>.xml`` plus
-``sps/<name>.json`` for its release policy (:func:`read_registration_files`).  They
+``sps/<name>.json`` for its release policy and SAML flags (:func:`read_registration_files`).  They
 are read when the login path is built, never on the login path.
 
 Client secrets are never stored: only their SHA-256.  A generated secret has 256
@@ -21,8 +21,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from broker.saml.sp_encryption import SpEncryption
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 PROFILES = ("digione", "mpassid")
@@ -217,14 +220,28 @@ def _origin(uri: str) -> tuple[str, str, int | None] | None:
     return scheme, (parts.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme)
 
 
+#: Keys of an SP's ``policy`` object that say how the broker's SAML IdP answers it (ADR 0013), next to
+#: the release policy's fields: ``encrypt_assertions`` (its metadata must publish an encryption key)
+#: and ``release_authenticating_authority`` (its assertions name the city IdP, not the broker).
+SP_FLAGS = ("encrypt_assertions", "release_authenticating_authority")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServiceProvider:
-    """A SAML service provider: its metadata and its release policy."""
+    """A SAML service provider: its metadata, its release policy and how its assertions are made.
+
+    ``encryption`` is derived from the metadata when ``encrypt_assertions`` is set
+    (:func:`broker.saml.sp_encryption.sp_encryption`): a registration that asks for
+    encryption without a usable key is refused.
+    """
 
     name: str
     entity_id: str
     metadata_xml: str
     policy: ReleasePolicy = ReleasePolicy(profile="mpassid")
+    encrypt_assertions: bool = False
+    release_authenticating_authority: bool = False
+    encryption: SpEncryption | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def sector(self) -> str:
@@ -238,17 +255,36 @@ class ServiceProvider:
         if not isinstance(xml, str):
             raise RegistrationError(f"sp {name}: metadata_xml: expected the SP's SAML metadata")
         raw = data.get("policy") or {}
-        if not isinstance(raw, dict) or not set(raw) <= {f.name for f in dataclasses.fields(ReleasePolicy)}:
-            raise RegistrationError(f"sp {name}: policy: expected scopes, profile, subject_type and sector")
+        allowed = {f.name for f in dataclasses.fields(ReleasePolicy)} | set(SP_FLAGS)
+        if not isinstance(raw, dict) or not set(raw) <= allowed:
+            raise RegistrationError(f"sp {name}: policy: expected scopes, profile, subject_type, sector, "
+                                    f"{' and '.join(SP_FLAGS)}")
+        flags = {k: raw[k] for k in SP_FLAGS if k in raw}
+        for flag, value in flags.items():
+            if not isinstance(value, bool):
+                raise RegistrationError(f"sp {name}: policy.{flag}: expected true or false")
         try:
-            fields: dict[str, Any] = {k: tuple(v) if k == "scopes" else v for k, v in raw.items()}
+            fields: dict[str, Any] = {k: tuple(v) if k == "scopes" else v for k, v in raw.items() if k not in SP_FLAGS}
             policy = ReleasePolicy(**fields)
         except TypeError as exc:
             raise RegistrationError(f"sp {name}: policy: expected a release policy ({exc})") from None
         if policy.profile not in PROFILES or policy.subject_type not in SUBJECT_TYPES:
             raise RegistrationError(f"sp {name}: policy: expected profile {' or '.join(PROFILES)} and subject_type "
                                     f"{' or '.join(SUBJECT_TYPES)}")
-        return cls(name=name, entity_id=_entity_id(xml, source=f"sp {name}"), metadata_xml=xml, policy=policy)
+        entity_id = _entity_id(xml, source=f"sp {name}")
+        encryption = None
+        if flags.get("encrypt_assertions"):
+            from broker.saml.sp_encryption import EncryptionUnavailable, sp_encryption
+
+            try:
+                encryption = sp_encryption(xml)
+            except EncryptionUnavailable as exc:
+                raise RegistrationError(f"sp {name}: policy.encrypt_assertions: expected the SP's metadata to "
+                                        f"publish an RSA encryption key the broker can use ({exc})") from None
+        return cls(name=name, entity_id=entity_id, metadata_xml=xml, policy=policy,
+                   encrypt_assertions=bool(flags.get("encrypt_assertions")),
+                   release_authenticating_authority=bool(flags.get("release_authenticating_authority")),
+                   encryption=encryption)
 
 
 class RelyingParties:
@@ -294,10 +330,10 @@ class RelyingParties:
         self.clients[client.client_id] = client
         return client, secret
 
-    def add_sp(self, metadata_xml: str, *, name: str | None = None,
-               policy: ReleasePolicy | None = None) -> ServiceProvider:
-        """Add (or replace) a SAML SP here, in memory."""
-        sp = ServiceProvider.from_document(*sp_document(metadata_xml, name=name, policy=policy))
+    def add_sp(self, metadata_xml: str, *, name: str | None = None, policy: ReleasePolicy | None = None,
+               **flags: bool) -> ServiceProvider:
+        """Add (or replace) a SAML SP here, in memory (``flags``: :data:`SP_FLAGS`)."""
+        sp = ServiceProvider.from_document(*sp_document(metadata_xml, name=name, policy=policy, **flags))
         self._keep_sp(sp)
         return sp
 
@@ -318,16 +354,23 @@ def client_document(data: Mapping[str, Any]) -> tuple[Client, str | None]:
     return Client.from_dict(data), secret
 
 
-def sp_document(metadata_xml: str, *, name: str | None = None,
-                policy: ReleasePolicy | None = None) -> tuple[str, dict[str, Any]]:
-    """``(name, registry object)`` of a SAML SP registration; the name defaults to one made of its entityID."""
+def sp_document(metadata_xml: str, *, name: str | None = None, policy: ReleasePolicy | None = None,
+                encrypt_assertions: bool = False,
+                release_authenticating_authority: bool = False) -> tuple[str, dict[str, Any]]:
+    """``(name, registry object)`` of a SAML SP registration; the name defaults to one made of its entityID.
+
+    The flags (:data:`SP_FLAGS`) are written into the policy object only when set, so a
+    registration without them is the document it always was.
+    """
     entity_id = _entity_id(metadata_xml, source=name or "metadata")
     name = name or re.sub(r"[^A-Za-z0-9._-]+", "_",
                           urlsplit(entity_id).netloc + urlsplit(entity_id).path).strip("_")
     if not _SP_NAME.match(name):
         raise RegistrationError(f"{name}: name: expected 1-128 letters, digits, '.', '_' or '-'")
     policy = policy or ReleasePolicy(profile="mpassid")
-    return name, {"metadata_xml": metadata_xml, "policy": policy.to_dict()}
+    flags = {"encrypt_assertions": encrypt_assertions,
+             "release_authenticating_authority": release_authenticating_authority}
+    return name, {"metadata_xml": metadata_xml, "policy": {**policy.to_dict(), **{k: v for k, v in flags.items() if v}}}
 
 
 def read_registration_files(directory: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:

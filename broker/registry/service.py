@@ -120,8 +120,10 @@ class RegistryService:
 
     def register_sp(self, metadata_xml: str, *, by: str, name: str | None = None,
                     policy: ReleasePolicy | None = None, comment: str = "",
-                    activate: bool = True) -> tuple[ServiceProvider, Version]:
-        name, content = sp_document(metadata_xml, name=name, policy=policy)
+                    activate: bool = True, **flags: bool) -> tuple[ServiceProvider, Version]:
+        """Register (or replace) a SAML SP; ``flags`` are the SAML ones (``encrypt_assertions``,
+        ``release_authenticating_authority``: :data:`~broker.registry.relying_parties.SP_FLAGS`)."""
+        name, content = sp_document(metadata_xml, name=name, policy=policy, **flags)
         sp = ServiceProvider.from_document(name, content)
         version = self.propose({("sp", name): content}, by=by, comment=comment or f"register SAML SP {name}",
                                activate=activate)

@@ -39,6 +39,22 @@ class School:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaFile:
+    """A city's own TLS trust anchors for one IdP (``ca_file``), validated by :mod:`broker.registry.ca_files`.
+
+    The certificates (``pem``, the very text checked) replace the public CAs for that IdP's
+    fetches only (:mod:`broker.backends.trust`); another city's IdP never trusts them.
+    """
+
+    path: Path                               # resolved, inside the CA directory
+    relative: str                            # as it is named inside the CA directory (messages, logs)
+    digest: str                              # SHA-256 of ``pem``: sessions and cached documents are keyed by it
+    pem: str = dataclasses.field(repr=False, compare=False)
+    #: ``(subject, not_after)`` of each certificate, for the expiry report.
+    certificates: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class SamlMetadataSource:
     """Where a SAML IdP's metadata comes from: a file under ``metadata/`` or a pinned URL."""
 
@@ -49,6 +65,8 @@ class SamlMetadataSource:
     #: The metadata text validated by :func:`~broker.registry.metadata.load_idp_metadata`
     #: (files only): start-up gives pysaml2 this text as ``inline`` metadata.
     xml: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The city's CA file for fetching ``url`` (``metadata.ca_file``); ``None``: the public CAs.
+    ca_file: CaFile | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +86,13 @@ class IdentityProvider:
     client_id: str | None = None
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     scopes: tuple[str, ...] = ("openid", "profile", "email")
+    #: When to call the provider's userinfo endpoint (OIDC Core §5.3): ``auto`` (when a claim the
+    #: mapping reads is not in the ID token), ``always`` or ``never``.
+    userinfo: str = "auto"
+    #: The city's CA file for the provider's discovery, JWKS, token and userinfo endpoints.
+    ca_file: CaFile | None = None
+    # Both
+    #: E-mail domains whose ``login_hint=user@<domain>`` picks this IdP (lowercase, unique across cities).
     login_hint_domains: tuple[str, ...] = ()
 
     @property
@@ -109,6 +134,9 @@ class Tenants:
     by_id: Mapping[str, Tenant]
     idps: Mapping[str, IdentityProvider]            # by "<tenant>/<idp>"
     saml_idps_by_entity: Mapping[str, IdentityProvider]
+    #: ``login_hint`` e-mail domain -> ``(tenant id, IdP key or None)``: an IdP's ``login_hint_domains``,
+    #: else the tenant's ``domains`` (the IdP then only when the tenant has one).
+    hint_domains: Mapping[str, tuple[str, str | None]] = dataclasses.field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.by_id.values())
@@ -130,8 +158,15 @@ class Tenants:
         return tenant, tenant.idp(idp_id)
 
     def tenant_for_domain(self, domain: str) -> Tenant | None:
-        domain = domain.lower()
-        return next((t for t in self.by_id.values() if domain in t.domains), None)
+        return self.for_login_hint_domain(domain)[0]
+
+    def for_login_hint_domain(self, domain: str) -> tuple[Tenant | None, IdentityProvider | None]:
+        """The city (and IdP) a ``login_hint=user@<domain>`` picks: a dictionary read, case-insensitive."""
+        found = self.hint_domains.get(domain.strip().lower().rstrip("."))
+        if found is None:
+            return None, None
+        tenant_id, idp_key = found
+        return self.by_id.get(tenant_id), self.idps.get(idp_key) if idp_key else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,11 @@ input (decision 8, :mod:`broker.registry.environment`):
   by :func:`broker.registry.metadata.load_idp_metadata` (the text kept on
   :attr:`SamlMetadataSource.xml` is the text checked);
 * ``legacy_crypto`` on a SAML IdP opts into weak algorithms, one by one, and
-  :func:`crypto_warnings` says so at every check and start.
+  :func:`crypto_warnings` says so at every check and start;
+* a ``ca_file`` (an OIDC IdP's, or ``metadata.ca_file`` beside a metadata URL) is read only
+  inside the CA directory and only the city's own (:mod:`broker.registry.ca_files`);
+* ``domains`` and ``login_hint_domains`` claim e-mail domains for ``login_hint``, each domain
+  for one city only (:mod:`broker.registry.hint_domains`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from broker.registry.ca_files import resolve_ca_file
 from broker.registry.environment import SECRET_PREFIX, TenantEnvironment, never_expandable
+from broker.registry.hint_domains import hint_domains, parse_login_hint_domains
 from broker.registry.metadata import MetadataError, check_idp_metadata, load_idp_metadata
 from broker.registry.pins import signing_pins
 from broker.registry.services import parse_allowed_services
@@ -61,6 +67,7 @@ _MUNICIPALITY = re.compile(r"^[0-9]{3}$")
 #: libyaml's safe loader when present (ten times faster for 300 tenant files), else PyYAML's.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_USERINFO = ("auto", "always", "never")
 
 
 class _Checker:
@@ -153,19 +160,20 @@ def read_tenant_files(directory: Path, *, root: Path | None = None) -> dict[str,
 def load_tenants(directory: Path, *, metadata_dir: Path, root: Path | None = None,
                  environ: Mapping[str, str] | None = None,
                  check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
-                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None) -> Tenants:
+                 allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None,
+                 ca_dir: Path | None = None) -> Tenants:
     """Load and validate every ``*.yaml`` in ``directory`` (:func:`tenants_from_documents`)."""
     root = Path(root or Path(directory).parent)
     return tenants_from_documents(read_tenant_files(directory, root=root), metadata_dir=metadata_dir, root=root,
                                   environ=environ, check_mapping=check_mapping, allowed_env=allowed_env,
-                                  secrets_dir=secrets_dir)
+                                  secrets_dir=secrets_dir, ca_dir=ca_dir)
 
 
 def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata_dir: Path, root: Path,
                            environ: Mapping[str, str] | None = None,
                            check_mapping: Callable[[Tenant, IdentityProvider], str | None] | None = None,
                            allowed_env: Collection[str] | None = None, secrets_dir: Path | None = None,
-                           master_secret: bytes | None = None) -> Tenants:
+                           master_secret: bytes | None = None, ca_dir: Path | None = None) -> Tenants:
     """Validate tenant documents ``{tenant id: (source, content)}`` completely.
 
     The one validation of tenants, whatever they come from: files (``broker check``,
@@ -177,8 +185,9 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
     is one: it carries the allow-list and the secrets directory of the settings), or
     a plain mapping (default ``os.environ``) from which one is made, with
     ``allowed_env`` (default: ``BROKER_TENANT_ENV`` in it) and ``secrets_dir``
-    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder).
-    Relative secret file paths are taken from ``root``.
+    (default: ``BROKER_SECRETS_DIR`` in it, else the demo's secrets folder) and ``ca_dir``
+    (default: ``BROKER_CA_DIR`` in it, else none).  Relative secret file paths are taken
+    from ``root``, relative CA file names from ``ca_dir``.
 
     ``check_mapping(tenant, idp)`` returns an error message for an invalid mapping
     section (the registry does not compile rules itself).  ``master_secret`` opens
@@ -186,7 +195,8 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
     Raises :class:`TenantError` with every problem of every document.
     """
     try:
-        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root)
+        tenant_environ = TenantEnvironment.of(environ, allowed=allowed_env, secrets_dir=secrets_dir, root=root,
+                                              ca_dir=ca_dir)
     except ValueError as exc:
         raise TenantError([f"tenant_env (BROKER_TENANT_ENV): {exc}"]) from None
     if not documents:
@@ -228,22 +238,16 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
             if other.tenant_id != idp.tenant_id:
                 problems.append(f"{tenant.source}: identity_providers[{idp.id}].client_id: expected a client id "
                                 f"not used by another IdP with the issuer {idp.issuer} (also {other.key})")
-    # A login_hint user@<domain> picks the city claiming the domain: no city may claim another's.
-    claims: dict[str, list[Tenant]] = {}
-    for tenant in tenants.values():
-        for domain in dict.fromkeys(tenant.domains):
-            claims.setdefault(domain, []).append(tenant)
-    for domain, claimants in claims.items():
-        for tenant in claimants if len(claimants) > 1 else ():
-            others = ", ".join(t.source for t in claimants if t is not tenant)
-            problems.append(f"{tenant.source}: domains: expected e-mail domains no other city claims "
-                            f"('{domain}' is also in {others})")
+    # A login_hint user@<domain> picks the city (or the IdP) claiming the domain: no city may claim another's.
+    domains, domain_problems = hint_domains(tenants.values())
+    problems.extend(domain_problems)
     if problems:
         raise TenantError(problems)
     return Tenants(
         by_id=tenants,
         idps={idp.key: idp for t in tenants.values() for idp in t.identity_providers},
         saml_idps_by_entity=entities,
+        hint_domains=domains,
     )
 
 
@@ -370,14 +374,18 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
         if not isinstance(mapping, dict):
             c.fail(f"{path}mapping", "a mapping of attribute rules")
             mapping = {}
-        common: dict[str, Any] = {"tenant_id": tenant_id, "id": idp_id or "", "names": names, "mapping": mapping}
+        common: dict[str, Any] = {
+            "tenant_id": tenant_id, "id": idp_id or "", "names": names, "mapping": mapping,
+            "login_hint_domains": parse_login_hint_domains(item.get("login_hint_domains"),
+                                                           f"{path}login_hint_domains", c)}
         if kind == "saml":
-            allowed = {"id", "type", "names", "mapping", "metadata", "entity_id", "legacy_crypto"}
+            allowed = {"id", "type", "names", "mapping", "metadata", "entity_id", "legacy_crypto",
+                       "login_hint_domains"}
             _unknown(item, allowed, path, c)
             entity_id = c.string(item, "entity_id", path, required=False, expected="the IdP's entityID")
             metadata, found = _metadata_source(item.get("metadata"), f"{path}metadata", c,
                                                metadata_dir=metadata_dir, entity_id=entity_id,
-                                               entity_path=f"{path}entity_id")
+                                               entity_path=f"{path}entity_id", tenant_id=tenant_id)
             entity_id = entity_id or found
             if metadata and metadata.url and not entity_id:
                 c.fail(f"{path}entity_id", "the IdP's entityID (required with metadata.url)")
@@ -386,7 +394,7 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
                                          **common))
         elif kind == "oidc":
             allowed = {"id", "type", "names", "mapping", "issuer", "client_id", "client_secret", "scopes",
-                       "login_hint_domains"}
+                       "login_hint_domains", "userinfo", "ca_file"}
             _unknown(item, allowed, path, c)
             issuer = c.string(item, "issuer", path, expected="the issuer URL (https, or http on localhost)")
             if issuer and not _valid_issuer(issuer):
@@ -397,8 +405,18 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
             if not isinstance(scopes, list) or "openid" not in scopes:
                 c.fail(f"{path}scopes", "a list of scopes including openid")
                 scopes = ["openid"]
+            userinfo = item.get("userinfo", "auto")
+            if userinfo not in _USERINFO:
+                c.fail(f"{path}userinfo", "auto (call the userinfo endpoint when a claim the mapping reads is not in "
+                                          "the ID token), always or never")
+                userinfo = "auto"
+            ca_file = None
+            if "ca_file" in item:
+                ca_file = resolve_ca_file(item["ca_file"], f"{path}ca_file", c, tenant_id=tenant_id)
+                if ca_file and issuer and urlsplit(issuer).scheme != "https":
+                    c.fail(f"{path}ca_file", "an https issuer (a CA file is for TLS; the issuer is http)")
             idps.append(IdentityProvider(type="oidc", issuer=issuer, client_id=client_id, client_secret=secret,
-                                         scopes=tuple(scopes), **common))
+                                         scopes=tuple(scopes), userinfo=userinfo, ca_file=ca_file, **common))
         else:
             c.fail(f"{path}type", "'saml' or 'oidc'")
     return idps
@@ -411,13 +429,17 @@ def _unknown(item: Mapping, allowed: set[str], path: str, c: _Checker) -> None:
 
 
 def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path, entity_id: str | None,
-                     entity_path: str) -> tuple[SamlMetadataSource | None, str | None]:
+                     entity_path: str, tenant_id: str) -> tuple[SamlMetadataSource | None, str | None]:
     """The metadata source and, for a file, the entityID it declares (validated)."""
     forms = [form for form in ("file", "url", "xml") if isinstance(raw, dict) and form in raw]
     if len(forms) != 1:
         c.fail(path, "one of {file: NAME under metadata/}, {url: https URL, signing_cert_sha256: FINGERPRINT or a "
-                     "list of up to 3} or {xml: THE METADATA DOCUMENT}")
+                     "list of up to 3[, ca_file: NAME in the CA directory]} or {xml: THE METADATA DOCUMENT}")
         return None, None
+    known = {"url", "signing_cert_sha256", "ca_file"} if "url" in raw else {forms[0]}
+    for key in raw:
+        if key not in known:
+            c.fail(f"{path}.{key}", f"one of the keys of metadata.{forms[0]} ({', '.join(sorted(known))})")
     if "xml" in raw:
         text = raw["xml"]
         if not isinstance(text, str) or not text.strip():
@@ -446,7 +468,8 @@ def _metadata_source(raw: Any, path: str, c: _Checker, *, metadata_dir: Path, en
     pins, problems = signing_pins(raw.get("signing_cert_sha256"))
     for suffix, expected in problems:
         c.fail(f"{path}.signing_cert_sha256{suffix}", expected)
-    return SamlMetadataSource(url=url, signing_cert_sha256=pins), None
+    ca_file = resolve_ca_file(raw["ca_file"], f"{path}.ca_file", c, tenant_id=tenant_id) if "ca_file" in raw else None
+    return SamlMetadataSource(url=url, signing_cert_sha256=pins, ca_file=ca_file), None
 
 
 def _legacy_crypto(raw: Any, path: str, c: _Checker) -> frozenset[str]:

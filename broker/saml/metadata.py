@@ -14,8 +14,9 @@ city's metadata host is down; with neither, only that IdP is unavailable.
 (``cacheDuration``, backoff, one fetch for all instances); :func:`pinned_metadata` is
 what a build of the proxy reads.
 
-:func:`own_metadata` is the other direction: the document of one of the broker's own
-entities (the SP toward the cities, the IdP toward the services).
+:func:`own_metadata` is the other direction: the signed document of one of the broker's own
+entities (the SP toward the cities, the IdP toward the services), served as
+:data:`METADATA_MEDIA_TYPE`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import requests
 from lxml import etree
-from saml2.metadata import create_metadata_string
+from saml2 import class_name
+from saml2.metadata import entity_descriptor, metadata_tostring_fix
+from saml2.s_utils import sid
+from saml2.sigver import pre_signature_part
+from saml2.validate import valid_instance
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from broker.pki import sha256_fingerprint
-from broker.saml.xml_keys import certificate_key
-from broker.saml.xml_signatures import verify_signature
+from broker.saml.xml_keys import certificate_key, private_key, read_material
+from broker.saml.xml_signatures import sign, verify_signature
 from broker.store import Store
 
 logger = logging.getLogger(__name__)
@@ -48,9 +55,32 @@ _DURATION = re.compile(r"^(-)?P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?
                        r"(?:T(?!$)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
-def own_metadata(config: object) -> str:
-    """The metadata document of one of our own pysaml2 entities, from its configuration (valid for 4 hours)."""
-    return str(create_metadata_string(None, config, 4, None, None, None, None, None).decode("utf-8"))
+#: The media type of a SAML metadata document (saml-metadata-2.0-os, its MIME type registration).
+METADATA_MEDIA_TYPE = "application/samlmetadata+xml"
+#: How long a consumer that refreshes may keep our metadata (SAML Metadata §2.3.2 ``cacheDuration``).
+OWN_CACHE_DURATION = "PT6H"
+
+
+def own_metadata(config: Any) -> str:
+    """The signed metadata document of one of our own pysaml2 entities (the SP toward the cities, the IdP
+    toward the services), from its configuration.
+
+    An enveloped signature of the ``EntityDescriptor`` (SAML Metadata §3; SAML Core §5.4: exclusive
+    c14n, RSA-SHA256, SHA-256) made with the entity's own signing key, its certificate in
+    ``<ds:KeyInfo>``: a consumer that knows the certificate's fingerprint verifies the document, however
+    it obtained it.  ``cacheDuration`` tells consumers that refresh how often; there is no ``validUntil``,
+    so a copy a service stored once keeps working (ADR 0013).
+    """
+    descriptor = entity_descriptor(config)
+    descriptor.id = sid()
+    descriptor.cache_duration = OWN_CACHE_DURATION
+    certificate = "".join(line for line in read_material(config.cert_file).decode("ascii").splitlines()
+                          if line and not line.startswith("-----"))
+    descriptor.signature = pre_signature_part(descriptor.id, certificate, 1, digest_alg=DIGEST_SHA256,
+                                              sign_alg=SIG_RSA_SHA256)
+    valid_instance(descriptor)
+    xml = metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"}, None)
+    return sign(xml, private_key(config.key_file), node_name=class_name(descriptor), node_id=descriptor.id)
 
 
 class MetadataRejected(ValueError):

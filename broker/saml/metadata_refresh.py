@@ -33,6 +33,11 @@ Shared by every instance (the store)
     instance fetches a due document; the others see the new digest in the schedule and
     rebuild from the copy.  A tick of the refresher is one ``get_many`` for all the
     schedules, plus O(1) store calls for each document that is due or has changed.
+
+A city's own CA (``metadata: {url, …, ca_file}``)
+    The document is fetched over a session trusting that CA file only
+    (:func:`broker.backends.trust.session_for`), and ``<h>`` then covers the CA file's digest
+    too, so the copy and schedule are that city's own.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from broker.backends.trust import ca_key, session_for
 from broker.saml.metadata import (
     _MAX_BYTES,
     CACHE_KEY,
@@ -104,10 +110,12 @@ class PinnedSource:
     url: str
     pins: tuple[str, ...]
     entity_id: str | None = None
+    #: The city's CA file for this URL (:class:`~broker.registry.tenant_model.CaFile`); None: the public CAs.
+    ca_file: Any = None
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.url.encode()).hexdigest()
+        return hashlib.sha256((self.url + ca_key(self.ca_file)).encode()).hexdigest()
 
     @property
     def copy_key(self) -> str:
@@ -144,7 +152,7 @@ def pinned_sources(tenants: Tenants | Iterable[Any]) -> list[PinnedSource]:
                 pins = metadata.signing_cert_sha256
                 sources.append(PinnedSource(idp=idp.key, url=metadata.url,
                                             pins=(pins,) if isinstance(pins, str) else tuple(pins),
-                                            entity_id=idp.entity_id))
+                                            entity_id=idp.entity_id, ca_file=getattr(metadata, "ca_file", None)))
     return sources
 
 
@@ -177,7 +185,7 @@ def _fetch_and_check(source: PinnedSource, http: requests.Session, policy: Refre
                      now: float) -> PinnedDocument:
     """Raises :class:`MetadataRejected` for every failure (the reason carries no document content)."""
     try:
-        body = fetch(source.url, http, policy)
+        body = fetch(source.url, session_for(source.ca_file, http), policy)
     except requests.HTTPError as exc:
         raise MetadataRejected(f"HTTP {exc.response.status_code if exc.response is not None else 'error'}") from None
     except (requests.RequestException, OSError) as exc:

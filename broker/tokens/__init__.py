@@ -3,7 +3,7 @@
 ========================  =====================================================
 module                    concern
 ========================  =====================================================
-``jws``                   compact JWS signing (RFC 7515/7518); verification is ``broker.verify``
+``jws``                   compact JWS signing (RFC 7515/7518); verification is ``digione_verify``
 ``keys``                  the shared, encrypted key ring and its rotation
 ``authorize``             authorization requests (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2)
 ``client_auth``           client authentication (RFC 6749 §2.3, RFC 7523, OIDC Core §9)

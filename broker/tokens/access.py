@@ -1,6 +1,6 @@
 """Checking the broker's own access tokens (for userinfo, introspection and revocation).
 
-Unlike a service using :mod:`broker.verify`, the broker also knows what happened after a
+Unlike a service using :mod:`digione_verify`, the broker also knows what happened after a
 token was signed: a deny-listed ``jti`` (RFC 7009 revocation) or a revoked grant (code
 replay, refresh-token reuse, refresh-token revocation) makes the token inactive here even
 though its signature and ``exp`` are fine.
@@ -13,7 +13,7 @@ from typing import Any
 
 from broker.tokens.grants import Grants
 from broker.tokens.keys import KeyRing
-from broker.verify import InvalidToken, verify_jws
+from digione_verify import InvalidToken, verify_jws
 
 
 def signed_access_token(token: str, *, keyring: KeyRing, issuer: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from broker.errors import BrokerError, InvalidRedirectUri, UnknownClient
 from broker.tokens.errors import OAuthError
-from broker.verify import InvalidToken, PublicKey, verify_jws
+from digione_verify import InvalidToken, PublicKey, verify_jws
 
 #: ``prompt`` values (OIDC Core §3.1.2.1).
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -128,7 +128,7 @@ def validate(params: Mapping[str, Sequence[str]], *, clients: Any, scopes_suppor
     :param clients: anything with ``.client(client_id) -> Client | None``.
     :param scopes_supported: the scopes the provider offers.
     :param id_token_hint: ``(token, client_id) -> claims``: verifies an ID token we issued,
-        raising :class:`broker.verify.InvalidToken`.
+        raising :class:`digione_verify.InvalidToken`.
     :raises BrokerError: shown to the person (client or redirect URI not trustworthy).
     :raises RedirectError: redirected to the validated ``redirect_uri``.
     """

@@ -30,7 +30,7 @@ from urllib.parse import unquote_plus
 from broker.store import Store
 from broker.tokens.errors import OAuthError, invalid_client, invalid_request
 from broker.tokens.http import Params, Request, first
-from broker.verify import (
+from digione_verify import (
     InvalidToken,
     JWKSCache,
     KeySetUnavailable,

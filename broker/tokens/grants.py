@@ -35,7 +35,7 @@ from broker.tokens.http import Params
 from broker.tokens.jws import half_hash
 from broker.tokens.keys import KeyRing
 from broker.tokens.lifetimes import Lifetimes
-from broker.verify import b64url_encode
+from digione_verify import b64url_encode
 
 if TYPE_CHECKING:
     from broker.registry.relying_parties import Client
@@ -97,13 +97,15 @@ class Grants:
 
     # ------------------------------------------------------------------ the code (authorization response)
 
-    def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any], roles: Any,
-                   auth_time: int, acr: str | None, amr: list[str] | None, sid: str | None,
-                   session: str | None = None) -> str:
+    def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any],
+                   access_claims: Mapping[str, Any] | None, auth_time: int, acr: str | None,
+                   amr: list[str] | None, sid: str | None, session: str | None = None) -> str:
         """Store a fresh authorization code (RFC 6749 §4.1.2) and return it.
 
-        What tokens will say is fixed now: ``sub``, the released ``claims`` and ``roles``
-        are computed from the identity at code time; the identity itself is not stored.
+        What tokens will say is fixed now: ``sub``, the released ``claims`` (ID token,
+        userinfo) and ``access_claims`` (the identity claims of access tokens: ``roles`` and
+        ``role_assignments``, RFC 9068 §2.2.3.1) are computed from the identity at code
+        time; the identity itself is not stored.
         ``sid`` is this client's session id (in its ID and access tokens); ``session`` the
         broker session's own id, kept with the code and the grant, never put in a token.
         """
@@ -113,7 +115,7 @@ class Grants:
         lt = self.lifetimes
         self.store.put(f"tok:code:{digest}", {
             "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
-            "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": roles, "at": auth_time,
+            "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": dict(access_claims or {}), "at": auth_time,
             "acr": acr, "amr": amr, "sid": sid, "ses": session, "gid": gid, "jti": jti,
         }, lt.code)
         # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
@@ -265,9 +267,8 @@ class Grants:
             access_claims["acr"] = grant["acr"]
         if grant.get("sid"):
             access_claims["sid"] = grant["sid"]
-        roles = self.released_roles(grant, scopes)
-        if roles is not None:  # RFC 9068 §2.2.3.1
-            access_claims["roles"] = roles
+        for name, value in self.released_access_claims(grant, scopes).items():  # RFC 9068 §2.2.3.1
+            access_claims.setdefault(name, value)  # never in place of a claim the token itself defines
         access_token = self.keyring.signing_key().sign(access_claims, typ="at+jwt")  # RFC 9068 §2.1
         response: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer",
                                     "expires_in": at_exp - iat, "scope": " ".join(scopes)}
@@ -330,12 +331,20 @@ class Grants:
         allowed = frozenset().union(*(self.claims_by_scope.get(scope, frozenset()) for scope in scopes))
         return {k: v for k, v in released.items() if k in allowed}
 
-    def released_roles(self, grant: dict[str, Any], scopes: Iterable[str]) -> Any:
-        """The access token's ``roles`` (RFC 9068 §2.2.3.1): after a narrowing refresh, only with ``roles``."""
+    def released_access_claims(self, grant: dict[str, Any], scopes: Iterable[str]) -> dict[str, Any]:
+        """The access token's identity claims (``roles``, ``role_assignments``; RFC 9068 §2.2.3.1).
+
+        After a narrowing refresh, only with ``roles``: nothing a left-out scope released.  A
+        grant stored before access claims were a mapping held the bare ``roles`` value (a
+        list of role objects or names): it is read as its role names and assignments.
+        """
         scopes = tuple(scopes)
         if self._narrowed(grant, scopes) and "roles" not in scopes:
-            return None
-        return grant.get("ro")
+            return {}
+        stored = grant.get("ro")
+        if isinstance(stored, list):
+            return _legacy_roles(stored)
+        return {k: v for k, v in (stored or {}).items() if k not in PROTECTED_CLAIMS}
 
     # ------------------------------------------------------------------ revocation primitives
 
@@ -348,7 +357,7 @@ class Grants:
 
         Their refresh tokens stop working and their access tokens are inactive at
         introspection and userinfo (each names its grant in ``gid``).  Services that verify
-        access tokens offline learn it only by introspection (``broker.verify.Introspection``)
+        access tokens offline learn it only by introspection (``digione_verify.Introspection``)
         or when the tokens expire.
         """
         keys = [f"tok:grant:{gid}" for gid in dict.fromkeys(gids)]
@@ -403,3 +412,13 @@ def access_token_audience(resource_audiences: Iterable[str] = ()) -> Audience:
         return [client.client_id, *extra]
 
     return audience
+
+
+def _legacy_roles(roles: list[Any]) -> dict[str, Any]:
+    """``roles`` and ``role_assignments`` of a grant that stored ``roles`` as role objects or names."""
+    objects = [r for r in roles if isinstance(r, dict) and isinstance(r.get("role"), str)]
+    names = [r for r in roles if isinstance(r, str)] + [r["role"] for r in objects]
+    out: dict[str, Any] = {"roles": list(dict.fromkeys(names))}
+    if objects:
+        out["role_assignments"] = [{k: r[k] for k in ("role", "code", "school", "group") if k in r} for r in objects]
+    return out

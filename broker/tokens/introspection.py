@@ -17,7 +17,7 @@ from broker.tokens.errors import invalid_request
 from broker.tokens.grants import Grants
 from broker.tokens.http import Params, first
 from broker.tokens.keys import KeyRing
-from broker.verify import InvalidToken
+from digione_verify import InvalidToken
 
 if TYPE_CHECKING:
     from broker.registry.relying_parties import Client
@@ -49,7 +49,7 @@ def introspect(client: Client, form: Params, *, keyring: KeyRing, issuer: str, g
                 return INACTIVE
             answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
             for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "auth_time",
-                         "acr", "roles"):
+                         "acr", "roles", "role_assignments"):
                 if name in claims:
                     answer[name] = claims[name]
             return answer

@@ -1,6 +1,6 @@
 """Compact JWS signing for the broker's own tokens (RFC 7515, RFC 7518 §3).
 
-Signing lives here; verification is :mod:`broker.verify` (the lower floor), re-exported
+Signing lives here; verification is :mod:`digione_verify` (the lower floor), re-exported
 so the provider and the services check signatures with the same code, and decode every
 JOSE header and payload through the same bounded parser (:func:`decode_json_object`: size
 and nesting depth limited, never a ``RecursionError``).  Only asymmetric
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from broker.verify import (  # noqa: F401
+from digione_verify import (  # noqa: F401
     MAX_JSON_DEPTH,
     SUPPORTED_ALGORITHMS,
     InvalidToken,

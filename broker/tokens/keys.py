@@ -137,7 +137,7 @@ class KeyRing:
         """A published key by ``kid`` (``next``, ``active`` or not yet retired), else ``None``."""
         return self._snapshot().published.get(kid)
 
-    __call__ = public_key  # a key resolver for broker.verify.verify_jws
+    __call__ = public_key  # a key resolver for digione_verify.verify_jws
 
     def jwks(self) -> dict[str, Any]:
         """The published JWK Set (RFC 7517 §5)."""

@@ -37,7 +37,7 @@ from urllib.parse import urlencode, urlsplit
 from broker.errors import BrokerError, log, new_correlation_id, page, render, wants_json
 from broker.i18n import negotiate
 from broker.tokens.http import Params, Request, Response, redirect
-from broker.verify import InvalidToken
+from digione_verify import InvalidToken
 
 logger = logging.getLogger("broker.tokens.logout")
 

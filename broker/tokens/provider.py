@@ -58,6 +58,19 @@ DEFAULT_SCOPES = ("openid", "profile", "email", "roles")
 Release = Callable[[Any, dict[str, Any], set[str]], dict[str, Any]]
 #: ``subject(client, identity) -> sub``.
 Subject = Callable[[Any, dict[str, Any]], str]
+#: ``access_claims(client, identity, granted_scopes) -> claims``: the identity claims of access
+#: tokens (the broker's: ``roles`` and ``role_assignments``, :func:`broker.mapping.access_token_claims`).
+AccessClaims = Callable[[Any, dict[str, Any], set[str]], dict[str, Any]]
+
+
+def released_roles_only(claims: Mapping[str, Any], identity: Mapping[str, Any], scopes: set[str]) -> dict[str, Any]:
+    """Access-token claims without an ``access_claims`` callback: the released ``roles`` (else,
+    with the ``roles`` scope, the identity's) as they are."""
+    if "roles" in claims:
+        return {"roles": claims["roles"]}
+    if "roles" in scopes and "roles" in identity:
+        return {"roles": identity["roles"]}
+    return {}
 
 
 class Provider:
@@ -71,7 +84,7 @@ class Provider:
                  clock: Callable[[], float] = time.time, claims_in_id_token: bool = True,
                  jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public"),
                  grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None,
-                 registration_endpoint: str | None = None):
+                 registration_endpoint: str | None = None, access_claims: AccessClaims | None = None):
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
@@ -80,6 +93,7 @@ class Provider:
         self.clients = clients
         self.keyring = keyring
         self.release = release
+        self.access_claims = access_claims
         self.subject = subject
         self.lifetimes = Lifetimes.coerce(lifetimes)
         self.scopes_supported = tuple(scopes_supported)
@@ -241,9 +255,10 @@ class Provider:
                                                 "the signed-in user differs from id_token_hint")
             scopes = set(authz.scopes)
             claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
-            roles = claims["roles"] if "roles" in claims else identity.get("roles") if "roles" in scopes else None
-            code = self.grants.issue_code(authz, sub=sub, claims=claims, roles=roles, auth_time=at, acr=acr,
-                                          amr=amr, sid=sid, session=session)
+            access = (self.access_claims(client, identity, scopes) if self.access_claims is not None
+                      else released_roles_only(claims, identity, scopes))
+            code = self.grants.issue_code(authz, sub=sub, claims=claims, access_claims=access, auth_time=at,
+                                          acr=acr, amr=amr, sid=sid, session=session)
         except (StoreError, KeyRingError) as exc:
             logger.error("could not issue a code: %s", exc.__class__.__name__)
             return self.authorization_error(authz, "temporarily_unavailable", "try again shortly")
@@ -355,7 +370,7 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                    subject_types_supported: Iterable[str] = ("pairwise", "public"),
                    grant_hook: GrantHook | None = None,
                    claims_by_scope: Mapping[str, Iterable[str]] | None = None,
-                   registration_endpoint: str | None = None) -> Provider:
+                   registration_endpoint: str | None = None, access_claims: AccessClaims | None = None) -> Provider:
     """Build the provider, checking that the parts fit together.
 
     :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
@@ -376,10 +391,13 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
         logout.  ``None``: codes are not checked against sessions.
     :param claims_by_scope: scope -> the claims it releases (``broker.mapping.SCOPES``); a
         refresh that narrows ``scope`` then carries only the claims of the scopes it kept, in
-        the ID token, the access token (``roles`` only with ``roles``) and at userinfo.
-        ``None``: a narrowed refresh keeps every claim released at code time.
+        the ID token, the access token (its ``access_claims`` only with ``roles``) and at
+        userinfo.  ``None``: a narrowed refresh keeps every claim released at code time.
     :param registration_endpoint: published in discovery when dynamic client registration
         (RFC 7591, :mod:`broker.admin.dynamic_registration`) is on.
+    :param access_claims: ``(client, identity, granted_scopes) -> claims`` that access tokens
+        carry besides the RFC 9068 ones (the broker: ``roles`` and ``role_assignments``);
+        ``None``: the released ``roles`` claim (:func:`released_roles_only`).
     """
     lifetimes = Lifetimes.coerce(lifetimes)
     needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
@@ -395,4 +413,5 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                     acr_values_supported=acr_values_supported, http_get=http_get, clock=clock,
                     claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
                     subject_types_supported=subject_types_supported, grant_hook=grant_hook,
-                    claims_by_scope=claims_by_scope, registration_endpoint=registration_endpoint)
+                    claims_by_scope=claims_by_scope, registration_endpoint=registration_endpoint,
+                    access_claims=access_claims)

@@ -16,7 +16,7 @@ from broker.tokens.errors import OAuthError, invalid_request
 from broker.tokens.grants import Grants
 from broker.tokens.http import Params, first
 from broker.tokens.keys import KeyRing
-from broker.verify import InvalidToken
+from digione_verify import InvalidToken
 
 if TYPE_CHECKING:
     from broker.registry.relying_parties import Client

@@ -16,7 +16,7 @@ from broker.tokens.errors import OAuthError, invalid_request, invalid_token
 from broker.tokens.grants import Grants
 from broker.tokens.http import Request
 from broker.tokens.keys import KeyRing
-from broker.verify import InvalidToken
+from digione_verify import InvalidToken
 
 
 def bearer_token(request: Request) -> str:

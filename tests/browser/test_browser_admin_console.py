@@ -234,7 +234,7 @@ def test_city_admin_registers_tests_activates_and_rolls_back_an_idp(site, open_s
     pupil = open_session("fi-FI").page
     claims = service_login_via(site, pupil, "lahti", "uusi", "pupil.lahti")
     assert claims["aud"] == "demo-service-a"
-    assert '"school"' in claims["roles"]
+    assert '"school"' in claims["role_assignments"]
 
     # Roll back: Lahti is as it was before, the new IdP gone from the login.
     admin.goto(version_url)

@@ -136,7 +136,8 @@ def test_sign_in_through_discovery_then_sso_to_service_b(stack, open_session, ty
     assert released["aud"] == "demo-service-a"
     assert released["sub"] and released["sub"] != username
     assert released["family_name"] == family_name
-    assert '"school"' in released["roles"], released["roles"]
+    assert released["roles"].startswith('["'), released["roles"]   # role names: strings
+    assert '"school"' in released["role_assignments"], released["role_assignments"]
     assert page.locator("#claims tbody tr[data-source=userinfo]").count() > 0
 
     # Service B: the link, then (if B asks) its sign-in button; the broker's SSO session answers

@@ -2,7 +2,7 @@
 
 The issuer is the demo Entra (its ID tokens carry ``sid``); logout tokens are made here
 with joserfc and signed with the key its JWKS publishes (or, to forge one, another key),
-and checked by the service with ``broker.verify`` (``TokenVerifier.verify_logout_token``).
+and checked by the service with ``digione_verify`` (``TokenVerifier.verify_logout_token``).
 """
 
 from __future__ import annotations

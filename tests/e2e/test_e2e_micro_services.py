@@ -79,7 +79,7 @@ def test_attribute_authorization_lets_teachers_in(stack, clients):
     meta, session, verifier, url, _ = _start(stack, "teachers-rp", clients["teachers-rp"])
     callback = Person.callback(Person().login(url, "espoo", "koulu", "teacher.espoo"))
     token = session.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
-    assert "teacher" in {r["role"] for r in session.get(meta["userinfo_endpoint"]).json()["roles"]}
+    assert "teacher" in session.get(meta["userinfo_endpoint"]).json()["roles"]
     assert token["id_token"]
 
 
@@ -97,7 +97,7 @@ def test_filter_attribute_values_narrows_what_the_service_hears(stack, clients):
     session.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     claims = session.get(meta["userinfo_endpoint"]).json()
     assert [s["code"] for s in claims["schools"]] == [FIRST_SCHOOL]
-    assert {r.get("school") for r in claims["roles"]} == {FIRST_SCHOOL}
+    assert {r.get("school") for r in claims["role_assignments"]} == {FIRST_SCHOOL}
     # The same teacher at a service without the filter hears of both schools (the session is not narrowed).
     meta, session, verifier, url, _ = _start(stack, "teachers-rp", clients["teachers-rp"])
     callback = Person.callback(Person().login(url, "espoo", "koulu", "teacher.espoo"))

@@ -58,8 +58,9 @@ def test_code_flow_with_authlib_through_each_upstream(stack, rp, tenant, idp, us
                           nonce={"essential": True, "value": nonce}).validate(decoded.claims)
     claims = decoded.claims
     assert claims["sub"] and claims["sub"] != username
-    assert claims["roles"], "the canonical identity carries roles"
-    assert all(role["school"] for role in claims["roles"])
+    assert claims["roles"] and all(isinstance(role, str) for role in claims["roles"]), claims["roles"]
+    assert {a["role"] for a in claims["role_assignments"]} == set(claims["roles"])
+    assert all(a["school"] for a in claims["role_assignments"])
     userinfo = session.get(meta["userinfo_endpoint"]).json()
     assert userinfo["sub"] == claims["sub"]
     assert userinfo["given_name"]
@@ -86,4 +87,5 @@ def test_code_flow_with_pyoidc_client(stack, rp):
     id_token = token["id_token"]  # pyoidc verified its signature against the broker's JWKS
     assert id_token["iss"] == stack.broker_url and id_token["aud"] == [client_id]
     assert id_token["nonce"] == nonce
-    assert any(role["role"] == "principal" for role in id_token["roles"])
+    assert "principal" in id_token["roles"]
+    assert any(a["role"] == "principal" for a in id_token["role_assignments"])

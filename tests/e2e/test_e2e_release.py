@@ -49,7 +49,8 @@ def test_mpassid_profile_gets_mpassid_names_and_formats(stack, clients):
 def test_digione_profile_gets_the_documented_claims(stack, clients):
     claims, _ = _login(stack, "digione-rp", clients["digione-rp"], "openid roles schools profile learner_id",
                        "vantaa/entra", "pupil.vantaa")
-    assert claims["roles"] == [{"role": "learner", "code": 1, "school": "90921"}]
+    assert claims["roles"] == ["learner"]
+    assert claims["role_assignments"] == [{"role": "learner", "code": 1, "school": "90921"}]
     assert claims["schools"][0]["code"] == "90921" and set(claims["schools"][0]["names"]) == {"fi", "sv", "en"}
     assert claims["learner_id"].startswith("1.2.246.562.98.")
     assert claims["given_name"] == "Aino Maria"
@@ -59,5 +60,5 @@ def test_a_service_not_entitled_to_the_learner_id_does_not_get_it_even_when_it_a
     claims, token = _login(stack, "minimal-rp", clients["minimal-rp"], "openid roles profile learner_id",
                            "vantaa/koulu", "pupil.vantaa")
     assert "learner_id" not in claims and "given_name" not in claims
-    assert set(claims) <= {"sub", "roles"}
+    assert set(claims) <= {"sub", "roles", "role_assignments"}
     assert "learner_id" not in str(token)

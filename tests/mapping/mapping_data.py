@@ -11,6 +11,7 @@ from pathlib import Path
 from broker.mapping import School, TenantScope
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "identity.schema.json"
+CLAIMS_SCHEMA_PATH = SCHEMA_PATH.with_name("claims.schema.json")
 
 VANTAA_PROVIDER = "1.2.246.562.10.67019405611"
 ESPOO_PROVIDER = "1.2.246.562.10.90008375488"

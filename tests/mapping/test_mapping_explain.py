@@ -94,7 +94,8 @@ def test_explain_says_what_happened_and_what_each_service_gets():
         ("oppimateriaali", ReleasePolicy(scopes=("openid", "roles", "schools"), profile="mpassid",
                                          sector="oppimateriaali.example.fi"), "saml"),
         ("kirjasto", ReleasePolicy(sector="kirjasto.example.fi"), "oidc"),
-        ("koe", ReleasePolicy(scopes=("openid", "roles", "learner_id"), profile="digione")),
+        ("koe", ReleasePolicy(scopes=("openid", "roles", "learner_id", "learning_materials"), profile="mpassid"),
+         "oidc"),
     ]
     out = explain(ruleset, attrs, subject=subject, salt=SALT, services=services)
     json.dumps(out)
@@ -104,16 +105,40 @@ def test_explain_says_what_happened_and_what_each_service_gets():
             "reason": "school_not_in_tenant"} in out["drops"]
     assert {"field": "roles[0]", "rule": "preset mpassid-saml: roles[0] (mpassid-role)",
             "source": "urn:mpass.id:role"} in out["trace"]
-    saml, oidc, both = out["services"]
-    assert set(saml) >= {"saml_attributes"} and "oidc_claims" not in saml
+    saml, oidc, mpassid_oidc = out["services"]
+    assert [s["protocol"] for s in out["services"]] == ["saml", "oidc", "oidc"]
+    # each service is shown only what its protocol carries
+    assert "saml_attributes" in saml and not {"oidc_claims", "access_token_claims"} & set(saml)
     assert saml["saml_attributes"]["urn:mpass.id:uid"] == [saml["subject"]]
-    assert oidc["oidc_claims"] == {"sub": oidc["subject"], "roles": out["identity"]["roles"]}
-    assert both["oidc_claims"]["learner_id"] == "1.2.246.562.24.10000000016" and "saml_attributes" in both
-    assert len({saml["subject"], oidc["subject"], both["subject"].removeprefix("MPASSOID.")}) == 3
+    assert "saml_attributes" not in oidc and "saml_attributes" not in mpassid_oidc
+    assignment = {"role": "learner", "code": 1, "school": "03083", "group": "7B"}
+    assert oidc["oidc_claims"] == {"sub": oidc["subject"], "roles": ["learner"], "role_assignments": [assignment]}
+    assert oidc["access_token_claims"] == {"roles": ["learner"], "role_assignments": [assignment]}
+    # the MPASSid profile's OIDC claims keep MPASSid's names; its access tokens carry the broker's roles
+    claims = mpassid_oidc["oidc_claims"]
+    assert claims["urn:oid:1.3.6.1.4.1.16161.1.1.27"] == "1.2.246.562.24.10000000016"
+    assert claims["urn:mpass.id:role"][0].split(";")[1:5] == ["03083", "7B", "Oppilas", "1"]
+    assert claims["urn:mpass.id:role_v1.1"] and "roles" not in claims and "role_assignments" not in claims
+    assert mpassid_oidc["access_token_claims"] == {"roles": ["learner"], "role_assignments": [assignment]}
+    assert len({saml["subject"], oidc["subject"], mpassid_oidc["subject"].removeprefix("MPASSOID.")}) == 3
 
     text = format_explanation(out)
     assert "learner" in text and "school_not_in_tenant" in text and "oppimateriaali" in text
     assert "urn:mpass.id:role = " in text and "<- urn:mpass.id:role" in text
+    sections = text.split("\nService ")[1:]
+    assert sections[0].startswith("oppimateriaali (SAML service provider") and "OIDC claims" not in sections[0]
+    assert sections[1].startswith("kirjasto (OIDC client") and "SAML attributes" not in sections[1]
+    assert 'roles: ["learner"]' in sections[1] and "Access token claims" in sections[1]
+
+
+@pytest.mark.parametrize("service", [("kirjasto", ReleasePolicy(sector="k.fi")),
+                                     ("kirjasto", ReleasePolicy(sector="k.fi"), "oauth"),
+                                     ("kirjasto", ReleasePolicy(sector="k.fi"), None)])
+def test_explain_needs_each_services_protocol(service):
+    ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
+    attrs, subject = load_upstream(RESPONSE)
+    with pytest.raises(ValueError, match="protocol"):
+        explain(ruleset, attrs, subject=subject, salt=SALT, services=[service])
 
 
 def test_explain_subjects_use_the_subject_salt():
@@ -132,7 +157,7 @@ def test_explain_subjects_use_the_subject_salt():
 def test_explain_refused():
     ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
     out = explain(ruleset, {"urn:oid:2.5.4.42": ["Maija"]}, subject="_t", salt=SALT,
-                  services=[("kirjasto", ReleasePolicy(sector="k.fi"))])
+                  services=[("kirjasto", ReleasePolicy(sector="k.fi"), "oidc")])
     assert out["refused"] == "no_user_id" and out["identity"] == {}
     assert "subject" not in out["services"][0]
     text = format_explanation(out)

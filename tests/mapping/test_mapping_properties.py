@@ -16,6 +16,7 @@ from broker.mapping import (
     InputError,
     RuleError,
     Ruleset,
+    access_token_claims,
     load_upstream,
     parse_role_string,
     release_claims,
@@ -308,7 +309,8 @@ def _renamed(ruleset, upstream):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(UPSTREAM, st.one_of(st.none(), st.just("subject-1"), TEXT), st.sampled_from(RULESETS))
-def test_apply_and_release_on_any_upstream(identity_schema, upstream, subject, ruleset):
+def test_apply_and_release_on_any_upstream(identity_schema, claims_schema, access_token_schema, upstream, subject,
+                                           ruleset):
     upstream = _renamed(ruleset, upstream)
     result = ruleset.apply(upstream, upstream_subject=subject, salt=SALT)
     if result.refused:
@@ -322,7 +324,13 @@ def test_apply_and_release_on_any_upstream(identity_schema, upstream, subject, r
     for profile in ("digione", "mpassid"):
         policy = ReleasePolicy(scopes=EVERYTHING, profile=profile, sector="svc.example.fi")
         sub = subject_for(result.identity, policy=policy, salt=SALT)
-        json.dumps(release_claims(result.identity, policy=policy, granted_scopes=EVERYTHING, subject=sub))
+        claims = release_claims(result.identity, policy=policy, granted_scopes=EVERYTHING, subject=sub)
+        json.dumps(claims)
+        if profile == "digione":
+            claims_schema.validate({"sub": sub, **claims})
+        access = access_token_claims(result.identity, policy=policy, granted_scopes=EVERYTHING)
+        access_token_schema.validate({"iss": "i", "sub": sub, "aud": "a", "client_id": "c", "scope": "openid",
+                                      "iat": 1, "exp": 2, "jti": "j", **access})
         attrs = release_saml_attributes(result.identity, policy=policy, subject=sub)
         assert all(isinstance(v, str) for values in attrs.values() for v in values)
         assert uid is None or sub not in str(uid)

@@ -11,6 +11,7 @@ from broker.mapping import (
     DEFAULT_SCOPES,
     SCOPES,
     Ruleset,
+    access_token_claims,
     release_claims,
     release_saml_attributes,
     released_scopes,
@@ -98,7 +99,7 @@ def test_scopes_are_documented_claim_sets():
 
 def test_default_policy_releases_roles_only(identity):
     policy = ReleasePolicy(sector="x.fi")
-    assert set(release_claims(identity, policy=policy, granted_scopes=None)) == {"roles"}
+    assert set(release_claims(identity, policy=policy, granted_scopes=None)) == {"roles", "role_assignments"}
     assert set(release_saml_attributes(identity, policy=policy)) == {"urn:digione:role"}
 
 
@@ -141,9 +142,58 @@ def test_uid_attribute_needs_openid_scope(identity):
 def test_release_returns_fresh_objects(identity):
     policy = ReleasePolicy(scopes=tuple(SCOPES))
     claims = release_claims(identity, policy=policy, granted_scopes=None)
-    claims["roles"][0]["role"] = "principal"
+    claims["roles"][0] = "principal"
+    claims["role_assignments"][0]["role"] = "principal"
     claims["schools"][0]["code"] = "x"
     assert identity["roles"][0]["role"] == "learner" and identity["schools"][0]["code"] == "03083"
+    access = access_token_claims(identity, policy=policy, granted_scopes=None)
+    access["role_assignments"][0]["school"] = "x"
+    assert identity["roles"][0]["school"] == "03083"
+
+
+def test_roles_are_role_names_and_assignments_say_where(claims_schema, access_token_schema):
+    """``roles``: each role name once, in the order first held (what RP software reads);
+    ``role_assignments``: one entry per canonical role, with school and group when known, and
+    never the office OID.  Access tokens carry the same two claims in both profiles."""
+    identity = {"user_id": "0" * 64, "tenant": "vantaa", "idp": "i", "schools": [], "education_providers": [],
+                "learning_materials_charges": [],
+                "roles": [{"role": "teacher", "code": 2, "school": "03083", "group": "9A",
+                           "office_oid": "1.2.246.562.10.1"},
+                          {"role": "principal", "code": 6, "school": "03084"},
+                          {"role": "teacher", "code": 2, "school": "03084"},
+                          {"role": "staff", "code": 3}]}
+    expected = {"roles": ["teacher", "principal", "staff"],
+                "role_assignments": [{"role": "teacher", "code": 2, "school": "03083", "group": "9A"},
+                                     {"role": "principal", "code": 6, "school": "03084"},
+                                     {"role": "teacher", "code": 2, "school": "03084"},
+                                     {"role": "staff", "code": 3}]}
+    digione = ReleasePolicy(sector="x.fi")
+    claims = release_claims(identity, policy=digione, granted_scopes=("openid", "roles"))
+    assert claims == expected
+    claims_schema.validate({"sub": "s", **claims})
+    for profile in ("digione", "mpassid"):
+        policy = ReleasePolicy(profile=profile, sector="x.fi")
+        access = access_token_claims(identity, policy=policy, granted_scopes=("openid", "roles"))
+        assert access == expected
+        access_token_schema.validate({"iss": "i", "sub": "s", "aud": ["a", "b"], "client_id": "c", "scope": "s",
+                                      "iat": 1, "exp": 2, "jti": "j", **access})
+        # without the roles scope (not granted, or not allowed) an access token carries no identity claims
+        assert access_token_claims(identity, policy=policy, granted_scopes=("openid",)) == {}
+        assert access_token_claims(identity, policy=ReleasePolicy(scopes=("openid", "schools"), profile=profile),
+                                   granted_scopes=("openid", "roles", "schools")) == {}
+    assert release_claims({**identity, "roles": []}, policy=digione, granted_scopes=None) == {
+        "roles": [], "role_assignments": []}
+
+
+def test_claims_schema_refuses_the_old_shape(claims_schema):
+    """``roles`` as objects (the shape ``mod_auth_openidc`` could not read) is not the documented shape."""
+    import jsonschema
+
+    old = {"sub": "s", "roles": [{"role": "teacher", "code": 2, "school": "03083"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        claims_schema.validate(old)
+    with pytest.raises(jsonschema.ValidationError):  # names without where they are held
+        claims_schema.validate({"sub": "s", "roles": ["teacher"]})
 
 
 def test_role_without_school_in_mpassid_format():

@@ -8,7 +8,7 @@ import json
 import pytest
 from mapping_data import ESPOO, ESPOO_PROVIDER, SALT, VANTAA, VANTAA_PROVIDER
 
-from broker.mapping import Ruleset, release_claims, release_saml_attributes, subject_for
+from broker.mapping import Ruleset, access_token_claims, release_claims, release_saml_attributes, subject_for
 from broker.registry.relying_parties import ReleasePolicy
 
 ENTRA_TID = "4a6b1c2d-0e1f-4a5b-9c8d-7e6f5a4b3c2d"
@@ -253,14 +253,16 @@ def test_mpassid_profile_oidc_claims_use_mpassid_names():
     assert "sub" not in claims
 
 
-def test_digione_profile_oidc_claims_are_documented_json():
+def test_digione_profile_oidc_claims_are_documented_json(claims_schema):
     identity = _map(*MPASSID_CASE[1:4])
     policy = ReleasePolicy(scopes=EVERYTHING, profile="digione", sector="peda.example.fi")
     claims = release_claims(identity, policy=policy, granted_scopes=EVERYTHING)
+    claims_schema.validate({"sub": "s", **claims})
     assert claims == {
         "given_name": "Matti Juhani", "family_name": "Mäkinen", "nickname": "Matti",
         "learner_id": "1.2.246.562.24.10000000016", "class_level": 9,
-        "roles": [{"role": "learner", "code": 1, "school": "03083", "group": "9A"}],
+        "roles": ["learner"],
+        "role_assignments": [{"role": "learner", "code": 1, "school": "03083", "group": "9A"}],
         "schools": [{"code": "03083", "oid": "1.2.246.562.10.41253773158",
                      "names": {"fi": "Kaivokselan koulu", "sv": "Kaivoksela skola", "en": "Kaivoksela School"}}],
         "education_providers": [{"oid": VANTAA_PROVIDER, "names": {"fi": "Vantaan kaupunki", "sv": "Vanda stad",
@@ -290,14 +292,22 @@ def test_digione_profile_saml_attributes():
 # What a service with the default policy (sub + roles) gets from each source, in each profile.
 @pytest.mark.parametrize("case, config, upstream, subject, expected", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("profile", ["digione", "mpassid"])
-def test_default_policy_releases_only_roles(case, config, upstream, subject, expected, profile):
+def test_default_policy_releases_only_roles(case, config, upstream, subject, expected, profile, claims_schema,
+                                            access_token_schema):
     identity = _map(config, upstream, subject)
     policy = ReleasePolicy(profile=profile, sector="service.example.fi")
-    claims = release_claims(identity, policy=policy, granted_scopes=("openid", "roles", "profile", "learner_id"))
+    granted = ("openid", "roles", "profile", "learner_id")
+    claims = release_claims(identity, policy=policy, granted_scopes=granted)
     attrs = release_saml_attributes(identity, policy=policy)
+    # access tokens: the same role names and assignments in both profiles
+    access = access_token_claims(identity, policy=policy, granted_scopes=granted)
+    assert access == {"roles": list(dict.fromkeys(r["role"] for r in expected["roles"])),
+                      "role_assignments": expected["roles"]}
+    access_token_schema.validate({"iss": "i", "sub": "s", "aud": "a", "client_id": "c", "scope": "openid roles",
+                                  "iat": 1, "exp": 2, "jti": "j", **access})
     if profile == "digione":
-        assert set(claims) == {"roles"}
-        assert claims["roles"] == expected["roles"]
+        assert claims == access
+        claims_schema.validate({"sub": "s", **claims})
         assert set(attrs) == {"urn:digione:role"}
     else:
         assert set(claims) == set(attrs) == {"urn:mpass.id:role", "urn:mpass.id:role_v1.1"}

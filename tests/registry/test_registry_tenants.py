@@ -139,8 +139,26 @@ def test_clients_add_prints_credentials_and_persists(demo):
     assert bad.returncode == 1 and "redirect_uris[0]" in bad.stderr
 
 
-def test_mapping_explain_cli_on_the_readme_example(demo):
+def _sp_metadata(tmp_path, entity_id: str, acs: str):
+    from saml2 import BINDING_HTTP_POST
+    from saml2.config import SPConfig
+    from saml2.metadata import create_metadata_string
+
+    from broker.pki import ensure_keypair
+
+    key, cert = ensure_keypair(tmp_path, "sp", common_name=entity_id)
+    config = SPConfig().load({"entityid": entity_id, "key_file": str(key), "cert_file": str(cert),
+                              "service": {"sp": {"endpoints": {"assertion_consumer_service": [
+                                  (acs, BINDING_HTTP_POST)]}}}})
+    metadata = tmp_path / "sp.xml"
+    metadata.write_bytes(create_metadata_string(None, config=config))
+    return metadata
+
+
+def test_mapping_explain_cli_on_the_readme_example(demo, tmp_path):
     example = str(ROOT / "docs" / "examples" / "entra-pupil-claims.json")
+    metadata = _sp_metadata(tmp_path, "https://explain-sp.example/sp", "https://explain-sp.example/acs")
+    assert _cli(demo, "sps", "add", str(metadata), "--name", "explain-sp").returncode == 0
     text = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example)
     assert text.returncode == 0, text.stderr
     assert "role=learner, code=1, school=90921" in text.stdout
@@ -148,23 +166,21 @@ def test_mapping_explain_cli_on_the_readme_example(demo):
     as_json = json.loads(_cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example,
                               "--json").stdout)
     assert as_json["identity"]["learner_id"] == "1.2.246.562.98.09200000001"
+    # every registered service, over the one protocol it uses (issue 11): clients claims, SPs attributes
+    services = as_json["services"]
+    assert {s["protocol"] for s in services} == {"oidc", "saml"}, services
+    for service in services:
+        shown = {"oidc_claims", "access_token_claims", "saml_attributes"} & set(service)
+        assert shown == ({"oidc_claims", "access_token_claims"} if service["protocol"] == "oidc"
+                         else {"saml_attributes"}), service
+    for section in text.stdout.split("\nService ")[1:]:
+        assert ("SAML attributes" in section) != ("OIDC claims" in section), section
     unknown = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "nope", example)
     assert unknown.returncode == 1 and "no IdP 'nope'" in unknown.stderr
 
 
 def test_sps_add_registers_a_saml_sp_and_refuses_what_is_not_one(demo, tmp_path):
-    from saml2 import BINDING_HTTP_POST
-    from saml2.config import SPConfig
-    from saml2.metadata import create_metadata_string
-
-    from broker.pki import ensure_keypair
-
-    key, cert = ensure_keypair(tmp_path, "sp", common_name="https://cli-sp.example/sp")
-    config = SPConfig().load({"entityid": "https://cli-sp.example/sp", "key_file": str(key), "cert_file": str(cert),
-                              "service": {"sp": {"endpoints": {"assertion_consumer_service": [
-                                  ("https://cli-sp.example/acs", BINDING_HTTP_POST)]}}}})
-    metadata = tmp_path / "sp.xml"
-    metadata.write_bytes(create_metadata_string(None, config=config))
+    metadata = _sp_metadata(tmp_path, "https://cli-sp.example/sp", "https://cli-sp.example/acs")
     result = _cli(demo, "sps", "add", str(metadata), "--name", "cli-sp")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["entity_id"] == "https://cli-sp.example/sp"

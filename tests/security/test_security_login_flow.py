@@ -75,7 +75,7 @@ def test_saml_answer_replayed_with_the_flow_cookie_of_its_own_request_after_a_sw
     # The answer was Turku's, checked as Turku's and mapped with Turku's rules: never Espoo's.
     tenant_schools = {s.code for s in stack.app.registry.tenants.by_id["turku"].schools}
     assert {school["code"] for school in claims.get("schools", [])} <= tenant_schools
-    assert {role.get("school") for role in claims["roles"]} <= tenant_schools | {None}
+    assert {role.get("school") for role in claims["role_assignments"]} <= tenant_schools | {None}
 
 
 def test_oidc_answer_after_switching_to_a_saml_city_is_refused(stack, rp, hostile, city_idps, caplog):

@@ -53,7 +53,7 @@ def test_honest_answer_signs_in(rp, hostile):
     _person, authz, response = sign_in(rp, hostile, "valid")
     claims = rp.redeem(rp.code_from(response, authz), authz)
     assert claims["given_name"] == "Hilda"
-    assert {role["role"] for role in claims["roles"]} == {"teacher"}
+    assert claims["roles"] == ["teacher"] and {a["role"] for a in claims["role_assignments"]} == {"teacher"}
     exchange = hostile.token_requests[-1]
     assert exchange["code_verifier"] and exchange["grant_type"] == "authorization_code"
 
@@ -160,4 +160,4 @@ def test_hostile_op_asserting_another_citys_identifiers_gets_another_subject(sta
     forged = rp.redeem(rp.code_from(response, authz), authz)
     assert forged["sub"] != genuine["sub"]
     vantaa_schools = {school["code"] for school in DEMO_DIRECTORY["vantaa"]["schools"]}
-    assert not {role.get("school") for role in forged.get("roles", [])} & vantaa_schools
+    assert not {role.get("school") for role in forged.get("role_assignments", [])} & vantaa_schools

@@ -122,7 +122,7 @@ def test_unaltered_response_signed_with_the_city_key_signs_in(genuine_claims, ci
     claims = genuine_claims[city]
     user = find_user(city, USER[city])
     assert claims["given_name"] == user["given_name"]
-    assert {role["role"] for role in claims["roles"]} == {"teacher"}
+    assert claims["roles"] == ["teacher"] and {a["role"] for a in claims["role_assignments"]} == {"teacher"}
 
 
 # -- (1) integrity of what is signed ------------------------------------------------------------

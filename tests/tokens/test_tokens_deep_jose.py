@@ -3,7 +3,7 @@
 Every place that parses a compact JWS gets tokens whose header or payload is JSON nested
 5,000 deep (the issue's case, over the header size bound), 1,200 deep (within it, beyond
 Python's recursion limit) and 40 deep with a valid shape otherwise, over HTTP against the
-live provider (both adapters) and through :mod:`broker.verify` directly.
+live provider (both adapters) and through :mod:`digione_verify` directly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import requests
 from tokens_forge import auth_params, b64, get_authorize
 
 from broker.tokens.jws import SigningKey
-from broker.verify import (
+from digione_verify import (
     MAX_JSON_DEPTH,
     MalformedToken,
     TokenVerifier,

@@ -12,7 +12,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from tokens_harness import IDENTITY
 from tokens_rp import code_flow, discover, verify_id_token
 
-from broker.verify import TokenVerifier
+from digione_verify import TokenVerifier
 
 
 def test_code_flow_with_basic_auth_end_to_end(any_env):

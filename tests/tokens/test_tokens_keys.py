@@ -10,7 +10,7 @@ from tokens_env import MASTER_SECRET, make_env
 from tokens_rp import code_flow
 
 from broker.tokens.keys import RING_KEY, KeyRing, KeyRingError
-from broker.verify import TokenVerifier, UnknownKey
+from digione_verify import TokenVerifier, UnknownKey
 
 
 def kid_of(token: str) -> str:

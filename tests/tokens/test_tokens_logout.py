@@ -1,7 +1,7 @@
 """Logout on the token side, against the live provider and independent peers.
 
 * logout tokens (Back-Channel Logout 1.0 §2.4), verified with joserfc and pyoidc against the
-  JWKS the provider publishes, and with ``broker.verify`` as a service would (§2.6);
+  JWKS the provider publishes, and with ``digione_verify`` as a service would (§2.6);
 * front-channel logout URLs and the signed-out page that frames them (Front-Channel Logout 1.0);
 * the RP-initiated logout decision (RP-Initiated Logout 1.0 §2-§4), over HTTP, GET and POST;
 * what discovery advertises.
@@ -30,7 +30,7 @@ from tokens_rp import code_flow, discover
 from broker.tokens.jws import SigningKey
 from broker.tokens.logout import LogoutRequest
 from broker.tokens.logout_token import frontchannel_logout_url, mint_logout_token
-from broker.verify import (
+from digione_verify import (
     ExpiredToken,
     MalformedToken,
     MissingClaim,
@@ -127,7 +127,7 @@ def test_a_logout_token_is_no_id_token_hint(memory_env, server):
     assert server.app.logouts[-1] == LogoutRequest()
 
 
-# --------------------------------------------------------------------------- broker.verify for services
+# --------------------------------------------------------------------------- digione_verify for services
 
 
 def logout_verifier(env, audience: str = "rp1", **kwargs) -> TokenVerifier:
@@ -417,7 +417,7 @@ def test_the_documented_backchannel_endpoint_with_a_real_flask_service(memory_en
     import flask
     from werkzeug.serving import make_server
 
-    from broker.verify import InvalidToken, KeySetUnavailable
+    from digione_verify import InvalidToken, KeySetUnavailable
 
     env = memory_env
     ended: list[tuple[str, str]] = []

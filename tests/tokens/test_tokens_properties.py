@@ -20,7 +20,7 @@ from broker.store import MemoryStore
 from broker.tokens import KeyRing, build_provider
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.http import Request, Response
-from broker.verify import InvalidToken, TokenVerifier
+from digione_verify import InvalidToken, TokenVerifier
 
 NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
          "code_challenge_method", "prompt", "max_age", "login_hint", "ui_locales", "acr_values", "id_token_hint",

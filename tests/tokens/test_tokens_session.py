@@ -1,6 +1,6 @@
 """The broker session on the token side: codes redeemed only while it lasts, its grants revoked
 at logout, a ``sid`` of its own for each client, and services learning of the revocation
-through ``broker.verify``'s introspection check.
+through ``digione_verify``'s introspection check.
 
 Authlib plays the relying parties over HTTP; :class:`Sessions` stands in for the broker's
 sessions (the ``grant_hook`` the provider is built with, and the logout that revokes).
@@ -19,16 +19,17 @@ from tokens_forge import introspect, token_request
 from tokens_harness import ProviderApp, release, subject
 from tokens_rp import authorize, code_flow, session, verify_id_token
 
-from broker import verify as verify_module
+import digione_verify as verify_module
 from broker.store import StoreError
 from broker.tokens import build_provider
-from broker.verify import (
+from digione_verify import (
     Introspection,
     IntrospectionUnavailable,
     RevokedToken,
     TokenVerifier,
     require_token,
 )
+from digione_verify.introspection import default_http_post
 
 SESSION = "broker-session-1"  # the harness's broker session id
 
@@ -174,18 +175,18 @@ def test_each_client_gets_its_own_sid_and_never_the_session_id(env, sessions):
     assert SESSION not in seen  # the broker session's own id never reaches a client
 
 
-# --------------------------------------------------------------------------- services: broker.verify with introspection
+# ------------------------------------------------------------------------- services: digione_verify with introspection
 
 
 class Posts:
-    """broker.verify's default HTTP POST, counting the requests."""
+    """digione_verify's default HTTP POST, counting the requests."""
 
     def __init__(self):
         self.urls: list[str] = []
 
     def __call__(self, url: str, body: bytes, headers) -> bytes:
         self.urls.append(url)
-        return verify_module._default_http_post(url, body, headers)
+        return default_http_post(url, body, headers)
 
 
 class Monotonic:

@@ -11,7 +11,7 @@ A sign-in is the authorization code flow with PKCE (S256), ``state`` and ``nonce
 code is exchanged, and the broker's JWKS read, by calling the broker's own login path
 in-process (:func:`call_broker`): the console never needs to reach its public URL from
 the server, which may not route back to itself.  The ID token is verified with
-:mod:`broker.verify` (signature by ``kid`` from the JWKS, ES256/RS256 only) and its claims
+:mod:`digione_verify` (signature by ``kid`` from the JWKS, ES256/RS256 only) and its claims
 here: ``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``nonce``, ``sub``.
 """
 
@@ -26,7 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from broker import verify
+import digione_verify as verify
 from broker.derive import derive_key
 from broker.registry.relying_parties import client_document
 from broker.tokens.discovery import PATHS

@@ -1,0 +1,74 @@
+"""The HTTP session of an IdP with a ``ca_file`` trusts that file and nothing else (broker/backends/trust.py).
+
+Real TLS on loopback: servers whose certificates two private CAs issued, a server whose
+certificate names another host, and the process-wide ``REQUESTS_CA_BUNDLE`` pointing at the
+other CA.  A city's session reaches its own CA's server only: not one the environment's
+bundle trusts, not one with a wrong host name, not even when a caller passes
+``verify=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import requests
+
+from broker.backends.trust import session_for
+from broker.registry.tenant_model import CaFile
+
+from .private_ca import PrivateCa, serve_https
+
+
+def _app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ca-sessions")
+    city, other = PrivateCa.create("City CA"), PrivateCa.create("Other CA")
+    handles = {"city": serve_https(_app, *city.issue(root / "city")),
+               "other": serve_https(_app, *other.issue(root / "other")),
+               "wrong_host": serve_https(_app, *city.issue(root / "wrong", hosts=("idp.elsewhere.example",)))}
+    yield {"city_ca": city, "other_ca": other, "other_file": other.write(root / "other-ca.pem"),
+           **{name: handle.url for name, handle in handles.items()}}
+    for handle in handles.values():
+        handle.shutdown()
+
+
+def _ca_file(ca: PrivateCa, name: str = "vantaa/idp-ca.pem") -> CaFile:
+    from pathlib import Path
+
+    return CaFile(path=Path("/ca") / name, relative=name, digest=hashlib.sha256(ca.pem).hexdigest(),
+                  pem=ca.pem.decode())
+
+
+def test_the_citys_session_reaches_its_ca_server_only(servers, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(servers["other_file"]))
+    session = session_for(_ca_file(servers["city_ca"]), requests.Session())
+    assert session.get(servers["city"], timeout=5).text == "ok"
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(servers["other"], timeout=5)
+    # The environment's bundle is in force for everyone else (the control)...
+    assert requests.Session().get(servers["other"], timeout=5).text == "ok"
+    # ...and a caller cannot switch verification off for the city's IdP.
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(servers["other"], timeout=5, verify=False)
+
+
+def test_the_host_name_is_checked(servers):
+    session = session_for(_ca_file(servers["city_ca"]), requests.Session())
+    with pytest.raises(requests.exceptions.SSLError, match="(?i)hostname|match"):
+        session.get(servers["wrong_host"], timeout=5)
+
+
+def test_one_session_per_ca_file_and_the_shared_one_without(servers):
+    shared = requests.Session()
+    city = _ca_file(servers["city_ca"])
+    assert session_for(None, shared) is shared
+    assert session_for(city, shared) is session_for(_ca_file(servers["city_ca"]), shared)
+    assert session_for(city, shared) is not session_for(_ca_file(servers["city_ca"], "lahti/idp-ca.pem"), shared)
+    with pytest.raises(requests.exceptions.SSLError):
+        shared.get(servers["city"], timeout=5)        # the public CAs do not know the city's CA
