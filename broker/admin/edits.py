@@ -154,6 +154,9 @@ def with_metadata_url(document: Mapping[str, Any], wanted: str, url: str, pinned
         idps_of(doc).append(idp)
     elif new_names is not None:
         idp["names"] = new_names
+    previous = idp.get("metadata")
+    if isinstance(previous, Mapping) and "url" in previous and "ca_file" in previous:
+        metadata["ca_file"] = previous["ca_file"]   # the operator's trust for this host stays with the URL
     idp["metadata"] = metadata
     entity = entity_id or idp.get("entity_id")
     if not (isinstance(entity, str) and entity.strip()):
