@@ -41,7 +41,10 @@ class BrokerApp:
         self.settings = settings
         self.store = store
         self.registry_service = registry_service
-        self._keyring = keyring
+        from broker.tokens import KeyRing
+
+        # The token-signing keys outlive a registry version: every rebuild signs with the same ring.
+        self._keyring = keyring or KeyRing(store, settings.master_secret)
         self._http = http
         self._lock = threading.Lock()
         from broker.sessions.delivery import BackchannelDelivery
@@ -102,14 +105,30 @@ class BrokerApp:
         self.delivery.close()
         self.store.close()
 
+    def readiness(self) -> dict[str, str]:
+        """What a login needs, each ``ok`` or why not: the store, a signing key, an active registry version."""
+        from broker.store import StoreError
+        from broker.tokens.keys import KeyRingError
+
+        checks = {"store": "ok" if self.store.ping() else "not answering"}
+        try:
+            self._keyring.signing_key()
+            checks["signing_keys"] = "ok"
+        except (KeyRingError, StoreError) as exc:
+            checks["signing_keys"] = f"no active signing key ({exc.__class__.__name__})"
+        checks["registry"] = "ok" if self.version_id is not None else "no active registry version"
+        return checks
+
     def _dispatch(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
         if path == "/readyz":
-            ready = self.store.ping()
-            return _json(start_response, "200 OK" if ready else "503 Service Unavailable",
-                         {"status": "ok" if ready else "store unavailable", "store": type(self.store).__name__})
+            checks = self.readiness()
+            failed = [name for name, result in checks.items() if result != "ok"]
+            return _json(start_response, "503 Service Unavailable" if failed else "200 OK",
+                         {"status": f"{failed[0].replace('_', ' ')} unavailable" if failed else "ok",
+                          "checks": checks, "store": type(self.store).__name__})
         if path in ("/admin", "/register") or path.startswith(("/admin/", "/register/")):
             return self.admin(environ, start_response)
         if path.startswith(PREVIEW_PATH):
