@@ -115,12 +115,15 @@ def _gunicorn(settings: Settings, *, workers: int, bind: str) -> int:
                 self.cfg.set(key, value)
 
         def load(self):
-            from broker.app import create_app
+            from broker.app import create_app, freeze_heap
             from broker.cli import configure_logging
             from broker.web import protect_broker
 
             configure_logging(settings.log_level)
-            return protect_broker(create_app(settings), settings)
+            app = create_app(settings)
+            app.freeze_heap = True   # as broker.wsgi does for uWSGI workers
+            freeze_heap()
+            return protect_broker(app, settings)
 
     options = gunicorn_options(settings, workers=workers, bind=bind)
     Gunicorn().run()

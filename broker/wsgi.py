@@ -7,10 +7,13 @@ runs behind :func:`broker.web.protect_broker` (correlation ids, request limits, 
 headers), which :class:`broker.app.BrokerApp` builds in.
 """
 
-from broker.app import create_app
+from broker.app import create_app, freeze_heap
 from broker.cli import configure_logging
 from broker.settings import Settings
 
 _settings = Settings.from_env()
 configure_logging(_settings.log_level)
 application = create_app(_settings)
+# A server worker serves one application for its life: keep the collector off what it is built of.
+application.freeze_heap = True
+freeze_heap()

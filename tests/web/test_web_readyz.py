@@ -38,3 +38,19 @@ def test_not_ready_names_what_is_missing(app, monkeypatch):
     assert answer.status_code == 503 and answer.json["status"] == "store unavailable"
     assert answer.json["checks"]["store"] == "not answering"
     assert Client(app).get("/healthz").status_code == 200, "alive all the same"
+
+
+def test_a_worker_freezes_its_heap_after_each_build_and_leaks_no_version(app, monkeypatch):
+    """Server workers (broker.wsgi) keep the collector off a built proxy; a rebuild unfreezes first."""
+    import gc
+    import weakref
+
+    monkeypatch.setattr(app, "freeze_heap", True)
+    try:
+        old = weakref.ref(app.proxy)
+        app._build()
+        assert gc.get_freeze_count() > 0
+        app._build()
+        assert old() is None, "the version served before is collected, not frozen for ever"
+    finally:
+        gc.unfreeze()
