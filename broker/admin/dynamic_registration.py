@@ -214,8 +214,8 @@ def manage(client_id: str) -> Response:
             current = ops.service(principal, client_id)
             if current["registered"] is None:
                 return _error(401, "invalid_token", "this client is not registered", bearer=True)
-            last = current["versions"][0] if current["versions"] else {"id": ops.registry_versions.head()[1]}
-            return _answer(200, client_id, {"version": {"id": last["id"], "status": "activated"}})
+            # What is in force (RFC 7592 §2.1), not a change still awaiting approval.
+            return _answer(200, client_id, {"version": {"id": ops.registry_versions.head()[1], "status": "activated"}})
         if request.method == "PUT":
             metadata = request.get_json(silent=True)
             return _answer(200, client_id, _register(principal, client_id, metadata))

@@ -68,11 +68,18 @@ class RegistryService:
                 activate: bool = True, status: str = "staged") -> Version:
         """Stage ``changes`` as a new version and, with ``activate``, activate it.
 
-        A change that fails validation stays staged (``status`` staged, with no activation)
-        and :class:`Invalid` is raised: nothing is half applied.
+        A change that fails validation (:class:`Invalid`) or meets a newer change
+        (:class:`Conflict`) is discarded, so no unusable version is left staged, and the error
+        is raised: nothing is half applied.
         """
         version = self.versions.stage(changes, by=by, comment=comment, status=status)
-        return self.activate(version.id, by=by) if activate else version
+        if not activate:
+            return version
+        try:
+            return self.activate(version.id, by=by)
+        except (Invalid, Conflict):
+            self.versions.discard(version.id, by=by)
+            raise
 
     def ensure(self, objects: Mapping[Key, dict[str, Any] | None], *, by: str, comment: str = "") -> Version | None:
         """Make the active version hold ``objects`` as given: a new version if anything differs, else ``None``."""

@@ -82,3 +82,14 @@ def test_stage_then_activate_then_rollback_then_export(tmp_path):
 def test_registry_without_an_action_prints_its_help(tmp_path):
     result = _site(tmp_path).cli("registry")
     assert result.returncode == 2 and "import" in result.stdout and "rollback" in result.stdout
+
+
+def test_a_refused_import_leaves_no_version_staged(tmp_path):
+    site = _site(tmp_path)
+    _versions(site)
+    data = yaml.safe_load((site.tenants / "vantaa.yaml").read_text())
+    data["municipality_code"] = "92"
+    site.write_tenant(data)
+    assert site.cli("registry", "import").returncode == 1
+    statuses = [v["status"] for v in _versions(site)["versions"]]
+    assert "staged" not in statuses and statuses[0] == "discarded"
