@@ -38,7 +38,10 @@ so vanilla SATOSA gets at most ``--satosa-prefill-max`` users (default 10,000; 1
 cost minutes of CPU per login) and, above 2,000, at most 60 logins unless ``--satosa-logins``.
 
 ``--profile`` then runs ours once more with one worker under cProfile
-(``bench/login/profiled_app.py``) and prints where the CPU goes per login.
+(``bench/login/profiled_app.py``) and prints where the CPU goes per login.  ``--callgrind N``
+counts the instructions of ours' worker per login over N logins under valgrind
+(``bench/login/callgrind.py``): the figure to compare two trees by on a noisy machine
+(``--logins 0`` skips the timed runs).
 """
 
 from __future__ import annotations
@@ -280,6 +283,40 @@ def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
     return "\n".join(lines)
 
 
+def callgrind_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
+    """Instructions per login of ours' worker (one worker, uWSGI, under callgrind): a figure that
+    the machine's noise barely moves, for comparing two trees."""
+    import requests
+    from login import callgrind
+
+    out_dir = Path(ours.root) / "callgrind"
+    out_dir.mkdir(exist_ok=True)
+    lines = []
+    for upstream in (["saml", "oidc"] if args.upstream == "both" else [args.upstream]):
+        log(f"callgrind: ours/{upstream}, 1 worker under valgrind, {args.callgrind} logins")
+        ours.start(1, callgrind=out_dir, timeout=600)
+        try:
+            setup = {**setup_base, "impls": {"ours": {"client": ours.client_config(),
+                                                      "sp_metadata": ours.sp_metadata()}}}
+            with client_pool(setup, 1) as pool:
+                run_logins(pool, "ours", upstream, counter.take(max(args.warmup, 5)), 1)
+                outcome: dict = {}
+
+                def run(upstream=upstream, pool=pool, outcome=outcome):
+                    outcome.update(run_logins(pool, "ours", upstream, counter.take(args.callgrind), 1))
+
+                instructions = callgrind.collect(
+                    ours.server.pid, out_dir, run, nudge=lambda: requests.get(f"{ours.base_url}/healthz", timeout=60))
+        finally:
+            ours.stop()
+        if outcome["failures"]:
+            raise SystemExit(f"callgrind pass: logins failed: {outcome['failures'][0]}")
+        logins = len(outcome["results"])
+        lines.append(f"callgrind, ours/{upstream}: {instructions / logins / 1e6:.2f} M instructions per login "
+                     f"(worker only, uWSGI, {logins} logins)")
+    return "\n".join(lines)
+
+
 def format_profile(path: Path, logins: int, top: int, *, app_ms: float) -> str:
     """Top functions; ``est ms`` = share of the profile x the app's unprofiled CPU per login."""
     stats = pstats.Stats(str(path))
@@ -510,6 +547,8 @@ def parse_args(argv):
     p.add_argument("--profile", action="store_true", help="also profile ours (1 worker, cProfile)")
     p.add_argument("--profile-logins", type=int, default=200)
     p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument("--callgrind", type=int, default=0, metavar="N",
+                   help="also count ours' instructions per login over N logins under valgrind (1 worker)")
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"),
                    help="Redis server (no database number)")
     p.add_argument("--ours-db", type=int, default=14, help="Redis database of ours (keys under a unique prefix)")
@@ -550,7 +589,7 @@ def main(argv=None) -> int:
     counter = Counter()
     rows: list[dict] = []
     infos: list[dict] = []
-    profile_text = None
+    profile_text = callgrind_text = None
     cpu = procstat.machine()
     revision_at_start = revision()
     log(f"machine: {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}; temp dir {root}")
@@ -581,16 +620,19 @@ def main(argv=None) -> int:
                 return result
 
             info_registry = dict(ours.registry_counts)
-            ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
-                                                 redis_client=ours_redis, prefill_users=args.prefill,
-                                                 logins=args.logins, prefill_fn=prefill_ours,
-                                                 grants=("refresh", "introspect", "userinfo"))
-            for row in ours_rows:
-                row.update(tenants=info_registry["tenants"], idps=info_registry["idps"])
-            rows += ours_rows
-            infos.append({**info, **info_registry})
+            if args.logins:  # --logins 0: only the --profile / --callgrind passes
+                ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
+                                                     redis_client=ours_redis, prefill_users=args.prefill,
+                                                     logins=args.logins, prefill_fn=prefill_ours,
+                                                     grants=("refresh", "introspect", "userinfo"))
+                for row in ours_rows:
+                    row.update(tenants=info_registry["tenants"], idps=info_registry["idps"])
+                rows += ours_rows
+                infos.append({**info, **info_registry})
             if args.profile:
                 profile_text = profile_ours(ours, args, setup_base=setup_base, counter=counter)
+            if args.callgrind:
+                callgrind_text = callgrind_ours(ours, args, setup_base=setup_base, counter=counter)
         if "satosa" in impls:
             from login.satosa_vanilla import Vanilla
 
@@ -673,12 +715,14 @@ def main(argv=None) -> int:
         print(f"{alg:16} sign {sign_us:7.1f} µs   verify {verify_us:7.1f} µs")
     if profile_text:
         print("\n" + profile_text)
+    if callgrind_text:
+        print("\n" + callgrind_text)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu,
                                          "revision": _revisions(revision_at_start),
                                          "args": vars(args)},
                                         indent=2, default=str))
-    return 1 if failures or not rows else 0
+    return 1 if failures or not (rows or profile_text or callgrind_text) else 0
 
 
 if __name__ == "__main__":

@@ -73,9 +73,16 @@ class Ours:
             "BROKER_SECRET": secrets.token_urlsafe(48), "BROKER_LOG_LEVEL": "INFO",
         }
 
-    def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile") -> float:
-        """Start ``broker serve`` (or, to profile, the same app instrumented); return seconds to ready."""
-        if profile_out is None:
+    def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile",
+              callgrind: Path | None = None, timeout: float = 60.0) -> float:
+        """Start ``broker serve`` (or, to profile, the same app instrumented); return seconds to ready.
+
+        ``callgrind``: one uWSGI process under valgrind, its output there (``bench/login/callgrind.py``)."""
+        if callgrind is not None:
+            from . import callgrind as cg
+
+            argv, env, workers = cg.argv(sys.executable, f"127.0.0.1:{self.port}", callgrind), self.env, 0
+        elif profile_out is None:
             argv = [str(BIN / "broker"), "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}"]
             env = self.env
         else:
@@ -85,7 +92,7 @@ class Ours:
             env = {**self.env, "BENCH_PROFILE_OUT": str(profile_out), "BENCH_PROFILE_MODE": profile_mode}
         self.server = Server(self.name, argv, env=env, cwd=self.root, log=self.root / "server.log",
                              ready_url=f"{self.base_url}/healthz")
-        return self.server.wait_ready(workers)
+        return self.server.wait_ready(workers, timeout=timeout)
 
     def stop(self) -> None:
         if self.server:
