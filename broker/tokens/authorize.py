@@ -71,8 +71,9 @@ class AuthorizationRequest:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-able dict (for SATOSA's state): only what the response needs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-                if v not in (None, ())}
+        # The fields are strings, ints and tuples of strings: no deep copy (dataclasses.asdict) is needed.
+        values = ((name, getattr(self, name)) for name in _REQUEST_FIELDS)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values if v not in (None, ())}
 
     @classmethod
     def from_state(cls, data: Mapping[str, Any]) -> AuthorizationRequest:
@@ -96,6 +97,9 @@ class AuthorizationRequest:
         would then refuse as older than ``max_age`` (OIDC Core §3.1.2.1).
         """
         return "login" in self.prompt or self.max_age is not None
+
+
+_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(AuthorizationRequest))
 
 
 def _single(params: Mapping[str, Sequence[str]], name: str) -> tuple[str | None, bool]:
