@@ -81,7 +81,7 @@ class LoginContext(Context):
     #: SATOSA's per-flow state, created on first use (:attr:`state`); ``Context.__init__`` sets it to None.
     _state: State | None = None
 
-    @property  # type: ignore[override]
+    @property
     def state(self) -> State:
         """A fresh, empty :class:`~satosa.state.State` (module documentation), made when first read."""
         if self._state is None:
