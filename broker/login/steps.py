@@ -115,13 +115,15 @@ class Login:
         """A frontend validated ``request``: a new flow begins (any earlier one in this browser ends)."""
         context.flow = LoginFlow.begin(request)
         context.target_frontend = request.frontend
+        if not self.request_services:  # nothing to run before the IdP choice (as _respond for the answer)
+            return self.select(context, None)
         internal = InternalData(requester=request.requester,
                                 requester_name=[{"text": request.requester_name, "lang": "en"}])
         return self._guarded(context, self._request_chain, internal)
 
     # -- 2. choosing the IdP -------------------------------------------------------------------
 
-    def select(self, context: LoginContext, internal: InternalData) -> Response:
+    def select(self, context: LoginContext, internal: InternalData | None) -> Response:
         """Sign in from the broker session if it fits; else go to the IdP the request names, or the city page."""
         flow = _flow(context)
         service = flow.service

@@ -77,8 +77,8 @@ class AuthorizationRequest:
 
     @classmethod
     def from_state(cls, data: Mapping[str, Any]) -> AuthorizationRequest:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                  if k in _REQUEST_FIELD_SET}
         return cls(**values)
 
     def decoration(self) -> dict[str, Any]:
@@ -100,6 +100,7 @@ class AuthorizationRequest:
 
 
 _REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(AuthorizationRequest))
+_REQUEST_FIELD_SET = frozenset(_REQUEST_FIELDS)
 
 
 def _single(params: Mapping[str, Sequence[str]], name: str) -> tuple[str | None, bool]:
