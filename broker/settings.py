@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from broker.deployment import ROOT  # re-exported: every default path is relative to it
 from broker.derive import derive_key
 from broker.registry.environment import (
     DEMO_VARIABLES,
@@ -36,8 +37,6 @@ from broker.registry.environment import (
     default_secrets_dir,
     parse_names,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
