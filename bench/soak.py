@@ -48,6 +48,7 @@ warnings.filterwarnings("ignore", message=".*CFB has been moved")
 
 from login import idp, schedule, soak_report  # noqa: E402 - after the sys.path set-up above
 from login.haproxy import Haproxy  # noqa: E402 - after the sys.path set-up above
+from login.procstat import descendants  # noqa: E402 - after the sys.path set-up above
 from login.ours import Ours  # noqa: E402 - after the sys.path set-up above
 from login.redis_server import RedisServer  # noqa: E402 - after the sys.path set-up above
 from login.servers import Server, free_port  # noqa: E402 - after the sys.path set-up above
@@ -62,8 +63,11 @@ TOKEN_SAMPLE = 25
 ACCESS_TOKEN_USABLE_S = 570
 
 
+_STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(f"[soak] {message}", file=sys.stderr, flush=True)
+    print(f"[soak {time.monotonic() - _STARTED:6.1f}] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,16 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=float(os.environ.get("BROKER_SOAK_SECONDS", "40")),
                    help="length of the run (default 40, or BROKER_SOAK_SECONDS); at least 30")
     p.add_argument("--rate", type=float, default=None,
-                   help=f"logins per second (default: half of --capacity if measured, else {DOCUMENTED_CAPACITY / 2:.0f})")
+                   help="logins per second (default: half of --capacity if measured, else "
+                        f"{DOCUMENTED_CAPACITY / 2:.0f})")
     p.add_argument("--capacity", type=float, default=0.0, metavar="SECONDS",
                    help="first measure the capacity through the proxy for SECONDS (closed loop)")
     p.add_argument("--instances", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="uWSGI workers per instance")
     p.add_argument("--clients", type=int, default=6, help="client processes (logins in flight at most)")
-    p.add_argument("--kill-at", type=float, default=0.3)
-    p.add_argument("--redis-at", type=float, default=0.55)
+    p.add_argument("--kill-at", type=float, default=0.2)
+    p.add_argument("--redis-at", type=float, default=0.4)
     p.add_argument("--redis-down", type=float, default=1.0, help="seconds Redis stays down")
-    p.add_argument("--restart-at", type=float, default=0.75, help="restart the killed instance (negative: never)")
+    p.add_argument("--restart-at", type=float, default=0.5, help="restart the killed instance (negative: never)")
     p.add_argument("--database-url", default="", help="the registry's database (default: a shared SQLite file)")
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--keep", action="store_true", help="keep the run's directory (logs, configuration)")
@@ -112,11 +117,21 @@ class Instance:
         return self.server.wait_ready(self.workers, timeout=90)
 
     def kill(self) -> None:
-        """SIGKILL to the master and its workers (one process group: started as its own session)."""
+        """SIGKILL to the master and its workers (one process group: started as its own session);
+        returns once every one of them is gone (a zombie holds no socket), which is when the kernel
+        stops completing connections on the instance's listening socket."""
         assert self.server is not None
+        processes = descendants(self.server.pid)
         os.killpg(self.server.pid, signal.SIGKILL)
         self.server.process.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in processes) and time.monotonic() < deadline:
+            time.sleep(0.001)
         self.server.stop()  # closes the log file
+
+    def terminate(self) -> None:
+        if self.server is not None and self.server.process.poll() is None:
+            self.server.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -128,6 +143,14 @@ class Instance:
             self.server = None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
 def run(args: argparse.Namespace) -> dict:
     seed = secrets.token_hex(4)
     root = Path(tempfile.mkdtemp(prefix="broker-soak-"))
@@ -137,6 +160,9 @@ def run(args: argparse.Namespace) -> dict:
     instances: list[Instance] = []
     proxy = entra = pool = None
     try:
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.clients,
+                                                      mp_context=multiprocessing.get_context("spawn"))
+        spawned = [pool.submit(schedule.warm, 2.0) for _ in range(args.clients)]  # start them all now
         redis_server.start()
         idp_keys = root / "idp-keys"
         idp.write_metadata(idp_keys, root / "idp-metadata.xml")
@@ -158,20 +184,20 @@ def run(args: argparse.Namespace) -> dict:
         for inst in instances[1:]:
             inst.wait_ready()
         log(f"{args.instances} instances ready: " + ", ".join(f"{i.name} :{i.port}" for i in instances))
+        log("haproxy")
         proxy = Haproxy(root / "haproxy", proxy_port, {i.name: i.port for i in instances})
         proxy.wait_ready()
         setup = {"seed": seed, "idp_keys": str(idp_keys), "client": ours.client_config(),
                  "sp_metadata": ours.sp_metadata(), "entra": {**ENTRA, "url": f"http://127.0.0.1:{entra_port}"}}
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.clients,
-                                                      mp_context=multiprocessing.get_context("spawn"),
-                                                      initializer=schedule.init_process, initargs=(setup,))
+        concurrent.futures.wait(spawned)
         config = {"instances": args.instances, "workers": args.workers, "clients": args.clients,
                   "seconds": args.seconds, "database": "PostgreSQL" if args.database_url.startswith("postgres")
                   else "SQLite (shared file)" if not args.database_url else args.database_url.split(":")[0]}
+        log(f"{args.clients} client processes: warm-up")
         # Warm-up: every client process started, each logged in through both upstreams.
-        closed(pool, args.clients, 1_000_000, 3.0)
+        closed(pool, setup, args.clients, 1_000_000, 2.0)
         if args.capacity:
-            measured = closed(pool, args.clients, 2_000_000, args.capacity)
+            measured = closed(pool, setup, args.clients, 2_000_000, args.capacity)
             ok = sum(1 for r in measured if r["ok"])
             config["capacity"] = {"seconds": args.capacity, "logins": ok, "logins_per_s": ok / args.capacity,
                                   "failed": len(measured) - ok}
@@ -182,8 +208,9 @@ def run(args: argparse.Namespace) -> dict:
             config["rate"], config["rate_source"] = config["capacity"]["logins_per_s"] / 2, "half the measured capacity"
         else:
             config["rate"], config["rate_source"] = DOCUMENTED_CAPACITY / 2, "half the capacity in docs/performance.md"
-        records, events, t0 = soak(pool, args, config["rate"], instances, redis_server)
-        tokens = check_tokens(pool, args.clients, records, events)
+        records, events, t0 = soak(pool, setup, args, config["rate"], instances, redis_server)
+        log("tokens of earlier logins")
+        tokens = check_tokens(pool, setup, args.clients, records, events)
         report = soak_report.analyse(records, events, t0=t0, instances=[i.name for i in instances])
         report["tokens"] = tokens
         if tokens["ok"] != tokens["checked"] or not tokens["before_kill"] or not tokens["before_redis"]:
@@ -192,32 +219,37 @@ def run(args: argparse.Namespace) -> dict:
         report["config"] = config
         return report
     finally:
+        log("stopping everything")
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if proxy is not None:
             proxy.stop()
         for inst in instances:
+            inst.terminate()  # all at once: each takes a second to bury its workers
+        for inst in instances:
             inst.stop()
         redis_server.stop()
         if entra is not None:
             entra.shutdown()
+        log("stopped")
         if args.keep:
             log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def closed(pool, clients: int, first: int, seconds: float) -> list[dict]:
+def closed(pool, setup: dict, clients: int, first: int, seconds: float) -> list[dict]:
     until = time.monotonic() + seconds
-    futures = [pool.submit(schedule.run_closed, first + k, clients, until) for k in range(clients)]
+    futures = [pool.submit(schedule.run_closed, setup, first + k, clients, until) for k in range(clients)]
     return [r for f in futures for r in f.result()]
 
 
-def soak(pool, args, rate: float, instances: list[Instance], redis_server: RedisServer):
+def soak(pool, setup: dict, args, rate: float, instances: list[Instance], redis_server: RedisServer):
     """The run: the schedule in the client processes, the events here; returns (records, events, t0)."""
     t0 = time.monotonic() + 0.5
     until = t0 + args.seconds
-    futures = [pool.submit(schedule.run_schedule, t0, rate, k, args.clients, until) for k in range(args.clients)]
+    futures = [pool.submit(schedule.run_schedule, setup, t0, rate, k, args.clients, until)
+               for k in range(args.clients)]
     log(f"{args.seconds:.0f} s at {rate:.1f} logins/s")
     victim = instances[len(instances) // 2]
     events: list[dict] = []
@@ -228,8 +260,8 @@ def soak(pool, args, rate: float, instances: list[Instance], redis_server: Redis
     at(args.kill_at)
     t = time.monotonic()
     victim.kill()
-    events.append({"kind": "kill", "t": t, "instance": victim.name})
-    log(f"{t - t0:.1f} s: SIGKILL {victim.name}")
+    events.append({"kind": "kill", "t": t, "gone": time.monotonic(), "instance": victim.name})
+    log(f"{t - t0:.1f} s: SIGKILL {victim.name}, all its processes gone after {time.monotonic() - t:.3f} s")
     at(args.redis_at)
     t = time.monotonic()
     redis_server.shutdown_saving()
@@ -248,7 +280,7 @@ def soak(pool, args, rate: float, instances: list[Instance], redis_server: Redis
     return records, events, t0
 
 
-def check_tokens(pool, clients: int, records: list[dict], events: list[dict]) -> dict:
+def check_tokens(pool, setup: dict, clients: int, records: list[dict], events: list[dict]) -> dict:
     """Tokens of logins completed before the kill and before the Redis restart, used again now."""
     kill = next(e["t"] for e in events if e["kind"] == "kill")
     restart = next(e["t"] for e in events if e["kind"] == "redis-restart")
@@ -258,7 +290,7 @@ def check_tokens(pool, clients: int, records: list[dict], events: list[dict]) ->
     now = time.monotonic()
     pairs = [(r["sub"], r["tokens"][0], r["tokens"][1], now - r["end"] < ACCESS_TOKEN_USABLE_S)
              for r in before_kill + before_redis]
-    futures = [pool.submit(schedule.use_tokens, pairs[k::clients]) for k in range(clients) if pairs[k::clients]]
+    futures = [pool.submit(schedule.use_tokens, setup, pairs[k::clients]) for k in range(clients) if pairs[k::clients]]
     problems = [p for f in futures for p in f.result()]
     for r in records:
         r.pop("tokens", None)  # never reported

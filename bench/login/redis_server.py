@@ -42,7 +42,8 @@ class RedisServer:
         deadline = start + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.directory}/redis.log")
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; "
+                                   f"see {self.directory}/redis.log")
             try:
                 with self.client() as rc:
                     if rc.ping():

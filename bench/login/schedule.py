@@ -17,6 +17,7 @@ again after the failures; they are never printed or written.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -43,25 +44,34 @@ class TracingRelyingParty(client.RelyingParty):
         return reply
 
 
-def init_process(setup: dict) -> None:
-    """Build this process's relying party (once per process, spawn start)."""
-    import logging
-    import warnings
+def warm(seconds: float) -> int:
+    """Nothing but time: submitted once per process as the pool starts, so that every process is
+    spawned (and has imported pysaml2 and the broker's demo code) while the broker starts."""
+    time.sleep(seconds)
+    return os.getpid()
 
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    _RP.clear()
-    _RP["seed"] = setup["seed"]
-    _RP["rp"] = TracingRelyingParty(setup["client"], idp.SamlIdp(Path(setup["idp_keys"]), setup["sp_metadata"]),
-                                    setup["entra"])
+
+def _relying_party(setup: dict) -> TracingRelyingParty:
+    """This process's relying party for ``setup`` (built at its first task: the setup needs the
+    broker's SP metadata, which exists only once the broker runs)."""
+    if _RP.get("setup") != setup:
+        import logging
+        import warnings
+
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        _RP.update(setup=setup, seed=setup["seed"],
+                   rp=TracingRelyingParty(setup["client"], idp.SamlIdp(Path(setup["idp_keys"]), setup["sp_metadata"]),
+                                          setup["entra"]))
+    return _RP["rp"]
 
 
 def upstream_of(index: int) -> str:
     return "oidc" if index % 4 == 3 else "saml"
 
 
-def one_login(index: int, scheduled: float) -> dict:
-    rp: TracingRelyingParty = _RP["rp"]
+def one_login(setup: dict, index: int, scheduled: float) -> dict:
+    rp = _relying_party(setup)
     upstream = upstream_of(index)
     user = idp.synthetic_pupil(index, _RP["seed"]) if upstream == "saml" else None
     rp.trace = []
@@ -77,7 +87,7 @@ def one_login(index: int, scheduled: float) -> dict:
     return record
 
 
-def run_schedule(t0: float, rate: float, slot: int, slots: int, until: float) -> list[dict]:
+def run_schedule(setup: dict, t0: float, rate: float, slot: int, slots: int, until: float) -> list[dict]:
     """Logins ``slot``, ``slot + slots``, … of the schedule, each at its due time, until ``until``."""
     records = []
     index = slot
@@ -88,27 +98,27 @@ def run_schedule(t0: float, rate: float, slot: int, slots: int, until: float) ->
         wait = due - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        records.append(one_login(index, due))
+        records.append(one_login(setup, index, due))
         index += slots
 
 
-def run_closed(first: int, slots: int, until: float) -> list[dict]:
+def run_closed(setup: dict, first: int, slots: int, until: float) -> list[dict]:
     """Logins back to back until ``until`` (the capacity measurement): indices ``first``, ``first + slots``, …"""
     records = []
     index = first
     while time.monotonic() < until:
         now = time.monotonic()
-        records.append(one_login(index, now))
+        records.append(one_login(setup, index, now))
         index += slots
     return records
 
 
-def use_tokens(pairs: list[tuple[str, str, str, bool]]) -> list[str]:
+def use_tokens(setup: dict, pairs: list[tuple[str, str, str, bool]]) -> list[str]:
     """For each ``(sub, refresh_token, access_token, access_still_valid)``: userinfo with the access
     token (if it has not expired yet), a refresh grant, userinfo with the new access token.
 
     Returns one problem string per pair that failed (empty: every earlier login still works)."""
-    rp: TracingRelyingParty = _RP["rp"]
+    rp = _relying_party(setup)
     cfg = rp.cfg
     problems = []
     for sub, refresh_token, access_token, access_valid in pairs:

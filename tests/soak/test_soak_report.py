@@ -32,7 +32,7 @@ def steady(first: int, start: float, stop: float, step: float = 0.1) -> list[dic
     return out
 
 
-KILL = {"kind": "kill", "t": 10.0, "instance": "b2"}
+KILL = {"kind": "kill", "t": 10.0, "gone": 10.05, "instance": "b2"}
 REDIS = {"kind": "redis-restart", "t": 20.0, "up": 21.0}
 RESTART = {"kind": "instance-restart", "t": 30.0, "up": 33.0, "instance": "b2"}
 
@@ -50,11 +50,12 @@ def test_a_clean_run_recovers_at_once_and_passes():
 def test_failures_in_flight_at_the_kill_and_in_the_redis_outage_are_explained():
     records = steady(0, 0.0, 40.0)
     records.append(login(1000, 9.95, 10.02, ok=False, servers=("b2", "-")))       # in flight on the killed one
+    records.append(login(1001, 10.04, 10.06, ok=False, servers=("-",)))           # sent while it was dying
     for k, t in enumerate((20.01, 20.5, 21.2, 21.4)):                             # the outage as logins saw it
         records.append(login(2000 + k, t, t + 0.01, ok=False))
     result = report_rules.analyse(records, [KILL, REDIS, RESTART], t0=0.0, instances=INSTANCES)
     assert result["violations"] == []
-    assert result["failed_explained"] == {"kill": 1, "redis-restart": 4}
+    assert result["failed_explained"] == {"kill": 2, "redis-restart": 4}
     redis_row = next(e for e in result["events"] if e["kind"] == "redis-restart")
     assert 1.4 <= redis_row["recovery_s"] <= 1.5 and redis_row["failed"] == 4
 
