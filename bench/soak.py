@@ -48,8 +48,8 @@ warnings.filterwarnings("ignore", message=".*CFB has been moved")
 
 from login import idp, schedule, soak_report  # noqa: E402 - after the sys.path set-up above
 from login.haproxy import Haproxy  # noqa: E402 - after the sys.path set-up above
-from login.procstat import descendants  # noqa: E402 - after the sys.path set-up above
 from login.ours import Ours  # noqa: E402 - after the sys.path set-up above
+from login.procstat import descendants  # noqa: E402 - after the sys.path set-up above
 from login.redis_server import RedisServer  # noqa: E402 - after the sys.path set-up above
 from login.servers import Server, free_port  # noqa: E402 - after the sys.path set-up above
 

@@ -10,12 +10,10 @@ Configured as docs/operations.md asks of the deployment in front:
   requests an instance was processing when it died are lost; a request that reached an
   instance is never sent again (``retry-on`` stays at its default, connection failures
   only: a POST to ``/token`` or the ACS may have run);
-* every request to an instance opens its own connection (``option http-server-close``; the
-  clients keep theirs to the proxy alive).  With haproxy's default reuse of server
-  connections a request may be written, within milliseconds of an instance's death, onto a
-  connection the dead instance had open: haproxy answers 502 and, since the request was
-  sent, must not retry it (seen in the soak test: a login started 90 ms after the kill
-  failed so).  A loopback or LAN connect costs far less than the login's CPU;
+* every request to an instance has a connection of its own (``option http-server-close``;
+  the clients keep theirs to the proxy alive): uWSGI closes the connection after every
+  answer anyway (docs/operations.md, "What the deployment in front must do"), so haproxy
+  never holds an idle server connection that is about to be closed;
 * every answer names the instance that gave it (``X-Soak-Server``), which is how the soak
   test knows where each request of a login went.  A real deployment has no such header.
 

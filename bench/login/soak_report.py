@@ -5,9 +5,9 @@ Pure functions of the login records (:mod:`bench.login.schedule`) and the events
 caused; no process, no I/O, so the rules below are tested on their own
 (``tests/soak/test_soak_report.py``).
 
-**Events.** ``kill`` (an instance SIGKILLed at ``t``, its last process gone at ``gone``), ``redis-restart`` (``SHUTDOWN SAVE`` sent
-at ``t``, the new server answering at ``up``) and ``instance-restart`` (the killed instance
-started again at ``t``, ready at ``up``).
+**Events.** ``kill`` (an instance SIGKILLed at ``t``, its last process gone at ``gone``),
+``redis-restart`` (``SHUTDOWN SAVE`` sent at ``t``, the new server answering at ``up``) and
+``instance-restart`` (the killed instance started again at ``t``, ready at ``up``).
 
 **Recovery.** After an event, the logins that start after it and end before the next event are
 looked at in order of their start: the run has recovered at the start of the first login from which on
