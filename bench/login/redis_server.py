@@ -67,6 +67,17 @@ class RedisServer:
         if not (self.directory / "dump.rdb").exists():
             raise RuntimeError("SHUTDOWN SAVE left no dump.rdb")
 
+    def shutdown_empty(self, timeout: float = 20.0) -> None:
+        """``SHUTDOWN NOSAVE`` and no snapshot left: the next start is a Redis without persistence."""
+        assert self.process is not None
+        try:
+            with self.client() as rc:
+                rc.execute_command("SHUTDOWN", "NOSAVE")
+        except redis.ConnectionError:
+            pass
+        self.process.wait(timeout)
+        (self.directory / "dump.rdb").unlink(missing_ok=True)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             try:

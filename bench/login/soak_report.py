@@ -141,7 +141,7 @@ def render(report: dict) -> str:
     """The report as text."""
     c = report["config"]
     lines = [f"soak: {c['instances']} instances x {c['workers']} worker(s) behind haproxy, one Redis "
-             f"(restarted with its snapshot), registry on {c['database']}",
+             f"(restarted: {c['redis_restart']}), registry on {c['database']}",
              f"  {c['seconds']:.0f} s at {c['rate']:.1f} logins/s ({c['rate_source']}), "
              f"{c['clients']} client processes"]
     if c.get("capacity"):
