@@ -131,6 +131,7 @@ class Instance:
         while any(_alive(pid) for pid in processes) and time.monotonic() < deadline:
             time.sleep(0.001)
         self.server.stop()  # closes the log file
+        self.server = None  # nothing left to stop (and its process group id is free for reuse)
 
     def terminate(self) -> None:
         if self.server is not None and self.server.process.poll() is None:
@@ -197,7 +198,8 @@ def run(args: argparse.Namespace) -> dict:
                   "seconds": args.seconds, "database": "PostgreSQL" if args.database_url.startswith("postgres")
                   else "SQLite (shared file)" if not args.database_url else args.database_url.split(":")[0]}
         log(f"{args.clients} client processes: warm-up")
-        # Warm-up: every client process started, each logged in through both upstreams.
+        # Warm-up: two seconds of logins from every client process (its relying party built, the
+        # JWKS fetched, the instances' first requests served), not counted.
         closed(pool, setup, args.clients, 1_000_000, 2.0)
         if args.capacity:
             measured = closed(pool, setup, args.clients, 2_000_000, args.capacity)
@@ -214,7 +216,8 @@ def run(args: argparse.Namespace) -> dict:
         records, events, t0 = soak(pool, setup, args, config["rate"], instances, redis_server)
         log("tokens of earlier logins")
         tokens = check_tokens(pool, setup, args.clients, records, events)
-        report = soak_report.analyse(records, events, t0=t0, instances=[i.name for i in instances])
+        report = soak_report.analyse(records, events, t0=t0, instances=[i.name for i in instances],
+                                     served_afterwards=set(tokens["served_by"]))
         report["tokens"] = tokens
         if tokens["ok"] != tokens["checked"] or not tokens["before_kill"] or not tokens["before_redis"]:
             report["violations"].append(f"earlier logins lost: {tokens['ok']}/{tokens['checked']} still work "
@@ -299,11 +302,13 @@ def check_tokens(pool, setup: dict, clients: int, records: list[dict], events: l
     pairs = [(r["sub"], r["tokens"][0], r["tokens"][1], now - r["end"] < ACCESS_TOKEN_USABLE_S)
              for r in before_kill + before_redis]
     futures = [pool.submit(schedule.use_tokens, setup, pairs[k::clients]) for k in range(clients) if pairs[k::clients]]
-    problems = [p for f in futures for p in f.result()]
+    results = [f.result() for f in futures]
+    problems = [p for problems, _ in results for p in problems]
+    served = sorted({s for _, servers in results for s in servers} - {"-"})
     for r in records:
         r.pop("tokens", None)  # never reported
     return {"checked": len(pairs), "ok": len(pairs) - len(problems), "before_kill": len(before_kill),
-            "before_redis": len(before_redis), "problems": problems[:10]}
+            "before_redis": len(before_redis), "problems": problems[:10], "served_by": served}
 
 
 def _stop_on_sigterm(signum, frame) -> None:

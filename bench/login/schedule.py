@@ -113,14 +113,15 @@ def run_closed(setup: dict, first: int, slots: int, until: float) -> list[dict]:
     return records
 
 
-def use_tokens(setup: dict, pairs: list[tuple[str, str, str, bool]]) -> list[str]:
+def use_tokens(setup: dict, pairs: list[tuple[str, str, str, bool]]) -> tuple[list[str], list[str]]:
     """For each ``(sub, refresh_token, access_token, access_still_valid)``: userinfo with the access
     token (if it has not expired yet), a refresh grant, userinfo with the new access token.
 
-    Returns one problem string per pair that failed (empty: every earlier login still works)."""
+    Returns one problem string per pair that failed (none: every earlier login still works), and
+    the instances that answered."""
     rp = _relying_party(setup)
     cfg = rp.cfg
-    problems = []
+    problems, servers = [], []
     for sub, refresh_token, access_token, access_valid in pairs:
         rp.trace = []
         try:
@@ -134,7 +135,8 @@ def use_tokens(setup: dict, pairs: list[tuple[str, str, str, bool]]) -> list[str
             _userinfo(rp, body["access_token"], sub, "userinfo after the refresh")
         except Exception as exc:  # noqa: BLE001 - reported: a completed login was lost
             problems.append(_one_line(f"{type(exc).__name__}: {exc}"))
-    return problems
+        servers += rp.trace
+    return problems, servers
 
 
 def _userinfo(rp: TracingRelyingParty, access_token: str, sub: str, what: str) -> None:
