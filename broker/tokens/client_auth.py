@@ -57,12 +57,15 @@ class ClientAuthenticator:
     :param issuer: the provider's issuer (an accepted assertion ``aud``).
     :param token_endpoint: the token endpoint URL (the preferred assertion ``aud``).
     :param http_get: fetches a client's ``jwks_uri`` (``url -> bytes``).
+    :param limiter: counts wrong secrets per client and source and refuses a locked pair
+        (:meth:`broker.ratelimit.RateLimiter.client_secret`); ``None``: no limit.
     """
 
     def __init__(self, clients: Any, store: Store, *, issuer: str, token_endpoint: str,
                  http_get: Callable[[str], bytes] | None = None, clock: Callable[[], float] = time.time,
-                 leeway: int = 30, max_assertion_lifetime: int = 600):
+                 leeway: int = 30, max_assertion_lifetime: int = 600, limiter: Any = None):
         self.clients = clients
+        self.limiter = limiter
         self.store = store
         self.issuer = issuer
         self.token_endpoint = token_endpoint
@@ -92,14 +95,10 @@ class ClientAuthenticator:
             if form_client_id is not None and form_client_id != client_id:
                 raise invalid_client("client_id in the body differs from the Authorization header", basic=True)
             client = self._registered(client_id, "client_secret_basic", basic=True)
-            if not client.check_secret(secret):
-                raise invalid_client("client authentication failed", basic=True)
-            return client
+            return self._check_secret(client, secret, request, basic=True)
         if has_secret:
             client = self._registered(form_client_id, "client_secret_post")
-            if not client.check_secret(form["client_secret"][0]):
-                raise invalid_client("client authentication failed")
-            return client
+            return self._check_secret(client, form["client_secret"][0], request)
         if has_assertion:
             return self._private_key_jwt(form, form_client_id, endpoint_url)
         if not form_client_id:
@@ -107,6 +106,16 @@ class ClientAuthenticator:
         client = self._registered(form_client_id, "none")
         if not allow_public:
             raise invalid_client("public clients cannot use this endpoint")
+        return client
+
+    def _check_secret(self, client: Client, secret: str, request: Request, *, basic: bool = False) -> Client:
+        """``client`` if ``secret`` is its secret and it is not locked from the request's source (429)."""
+        correct = client.check_secret(secret)
+        if self.limiter is not None:
+            self.limiter.client_secret(client.client_id, request.remote_addr, request.header("x-forwarded-for"),
+                                       correct)
+        if not correct:
+            raise invalid_client("client authentication failed", basic=basic)
         return client
 
     def _registered(self, client_id: str | None, method: str, *, basic: bool = False) -> Client:

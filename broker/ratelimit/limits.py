@@ -1,0 +1,195 @@
+"""The three rate limits, counted in the shared store, and their refusals.
+
+Counting
+--------
+Fixed windows aligned on the clock (``index = now // window``): one ``INCR`` (with
+``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<kind>:<who>:<index>`` per event,
+one round trip, O(1), a key that expires just after its window.  Every instance counts in
+the same key and agrees on the window's end, so ``Retry-After`` is the seconds until it
+(rounded up, at least 1), with no second command.  A fixed window lets a burst of up to
+twice the count through around a boundary; the limits are sized for that (ADR 0018).
+
+The limits
+----------
+``login_start``
+    login starts per source address (:mod:`broker.ratelimit.source`), counted before the
+    request is parsed (a forged SAML request costs a signature check).  **Fails open**: a
+    store that cannot count never stops a pupil's login (the login then meets the store
+    on its own and answers for itself).  Refused with a localized page.
+``token``
+    token endpoint requests per authenticated client (registered ids only: the keys are
+    bounded).  Counted after authentication, so nobody can spend a service's budget by
+    naming it.  **Fails open**, like the login it ends.
+``client_auth_failures``
+    wrong client secrets per registered client and source.  Once over the count, that
+    client is refused from that source until the window ends, **with the right secret
+    too**: otherwise the one answer that is not 429 would reveal the secret.  Other
+    sources (the service's own servers) are not affected.  **Fails closed**: if the
+    store cannot say whether the pair is locked, the request is answered 503
+    ``temporarily_unavailable`` (every grant needs the store anyway).
+
+Refusals are answered 429 with ``Retry-After``; each is counted once through
+:func:`_count_refusal`.  Log lines name the client id (a service, not a person) and the
+source only by its keyed name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+
+from broker.errors import BrokerError
+from broker.ratelimit.config import Limit, RateLimits
+from broker.ratelimit.source import Sources
+from broker.store import Store, StoreError
+from broker.tokens.errors import OAuthError
+
+logger = logging.getLogger("broker.ratelimit")
+
+#: Seconds between two "could not count" warnings of one process while the store is away.
+_WARN_EVERY = 10.0
+
+
+class LoginStartsLimited(BrokerError):
+    """Too many login starts from one source: a localized page for the person."""
+
+    status = 429
+    code = "temporarily_unavailable"
+    message_key = "error.rate_limited"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = (("Retry-After", str(retry_after)),)
+
+
+def limited(description: str, retry_after: int) -> OAuthError:
+    """A machine endpoint's refusal: 429 ``temporarily_unavailable`` with ``Retry-After``.
+
+    RFC 6749 defines no rate-limit error for the token endpoint; ``slow_down`` (RFC 8628
+    §3.5) tells a *device-flow poller* to add 5 s to its interval and means nothing else
+    to a client library, while ``temporarily_unavailable`` (RFC 6749 §4.1.2.1: "temporary
+    overloading") is what libraries already treat as "try again later".  The status
+    (429, RFC 6585 §4) and ``Retry-After`` (RFC 9110 §10.2.3) say how much later.
+    """
+    error = OAuthError("temporarily_unavailable", description, status=429)
+    error.headers = (("Retry-After", str(retry_after)),)
+    return error
+
+
+_metric: Callable[[str], object] | None = None
+_metric_resolved = False
+
+
+def _count_refusal(kind: str) -> None:
+    """Count one refusal (``token``, ``client_auth``, ``login_start``) in the metrics, if there are any."""
+    global _metric, _metric_resolved
+    if not _metric_resolved:   # resolved once: a failed import is not cached by Python and reads files
+        _metric_resolved = True
+        try:
+            from broker.metrics import rate_limited  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            _metric = None
+        else:
+            _metric = rate_limited
+    if _metric is not None:
+        _metric(kind)
+
+
+class RateLimiter:
+    """The limits of one deployment over its store (one per application, shared by rebuilds)."""
+
+    def __init__(self, store: Store, limits: RateLimits, sources: Sources, *,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.limits = limits
+        self.sources = sources
+        self.clock = clock
+        self._warned = 0.0
+
+    # -- the limits --------------------------------------------------------------------------
+
+    def login_start(self, environ: Mapping[str, object]) -> None:
+        """Count a login start from the request's source; raise :class:`LoginStartsLimited` when over."""
+        limit = self.limits.login_start
+        if not limit.enabled:
+            return
+        address = self.sources.of_environ(environ)
+        if not address or self.sources.exempt(address):
+            return
+        source = self.sources.name(address)
+        try:
+            retry_after = self._hit("login", source, limit)
+        except StoreError as exc:   # fail open: the limiter never fails a login
+            self._not_counted("login_start", exc)
+            return
+        if retry_after:
+            _count_refusal("login_start")
+            raise LoginStartsLimited(f"login starts from source {source} over {limit.count} per {limit.window} s",
+                                     retry_after)
+
+    def token(self, client_id: str) -> None:
+        """Count a token request of the authenticated client; raise a 429 :class:`OAuthError` when over."""
+        limit = self.limits.token
+        if not limit.enabled:
+            return
+        try:
+            retry_after = self._hit("token", client_id, limit)
+        except StoreError as exc:   # fail open: the grant itself needs the store and answers for itself
+            self._not_counted("token", exc)
+            return
+        if retry_after:
+            _count_refusal("token")
+            raise limited(f"client {client_id} is over {limit.count} token requests per {limit.window} s; "
+                          f"retry after {retry_after} s", retry_after)
+
+    def client_secret(self, client_id: str, remote_addr: str | None, forwarded_for: str | None,
+                      correct: bool) -> None:
+        """After a client secret was checked: raise a 429 while the client is locked from this source.
+
+        A wrong secret is counted; the one that goes over the count, and every request from
+        the source until the window ends (the right secret included), is refused.  Fails
+        closed: a :class:`StoreError` propagates (the endpoint answers 503).
+        """
+        limit = self.limits.client_auth_failures
+        if not limit.enabled:
+            return
+        address = self.sources.address(remote_addr, forwarded_for)
+        who = f"{client_id}:{self.sources.name(address)}"
+        if correct:
+            retry_after = self._over("auth", who, limit)
+        else:
+            retry_after = self._hit("auth", who, limit)
+        if retry_after:
+            _count_refusal("client_auth")
+            raise limited(f"too many failed authentications of client {client_id} from this source; "
+                          f"retry after {retry_after} s", retry_after)
+
+    # -- counting ----------------------------------------------------------------------------
+
+    def _window(self, limit: Limit) -> tuple[int, int]:
+        """The current window's index and the seconds until it ends (at least 1)."""
+        now = self.clock()
+        index = int(now // limit.window)
+        return index, max(1, math.ceil((index + 1) * limit.window - now))
+
+    def _hit(self, kind: str, who: str, limit: Limit) -> int:
+        """Count one event; the seconds to wait when it is over the limit, else 0."""
+        index, remaining = self._window(limit)
+        count = self.store.incr(f"rl:{kind}:{who}:{index}", remaining + 1)
+        return remaining if count > limit.count else 0
+
+    def _over(self, kind: str, who: str, limit: Limit) -> int:
+        """Without counting: the seconds to wait when the window's count is already over the limit, else 0."""
+        index, remaining = self._window(limit)
+        count = self.store.get(f"rl:{kind}:{who}:{index}")
+        return remaining if isinstance(count, int) and count > limit.count else 0
+
+    def _not_counted(self, kind: str, exc: StoreError) -> None:
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            logger.warning("rate limit not counted, request let through limit=%s error=%s", kind,
+                           exc.__class__.__name__)
