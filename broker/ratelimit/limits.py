@@ -3,8 +3,11 @@
 Counting
 --------
 Fixed windows aligned on the clock (``index = now // window``): one ``INCR`` (with
-``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<kind>:<who>:<index>`` per event,
-one round trip, O(1), a key that expires just after its window.  Every instance counts in
+``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<who>:<index>`` per event, one
+round trip, O(1), a key that expires just after its window.  A client's keys are
+hash-tagged with its id (``rl:{client}:token:…``, ``rl:{client}:auth:…``): its lock check and
+its token count go in one round trip (:meth:`broker.store.Store.incr_and_get`), one slot on
+Redis Cluster.  Every instance counts in
 the same key and agrees on the window's end, so ``Retry-After`` is the seconds until it
 (rounded up, at least 1), with no second command.  A fixed window lets a burst of up to
 twice the count through around a boundary; the limits are sized for that (ADR 0018).
@@ -19,9 +22,11 @@ The limits
 ``token``
     token endpoint requests per authenticated client (registered ids only: the keys are
     bounded).  Counted after authentication, so nobody can spend a service's budget by
-    naming it.  **Fails open**, like the login it ends.
+    naming it.  **Fails open**, like the login it ends (except where it shares the round
+    trip of the lock check below, which fails closed).
 ``client_auth_failures``
-    wrong client secrets per registered client and source.  Once over the count, that
+    wrong client secrets per registered client and source (``client_secret_basic``,
+    ``client_secret_post``; signed assertions cannot be guessed).  Once over the count, that
     client is refused from that source until the window ends, **with the right secret
     too**: otherwise the one answer that is not 429 would reveal the secret.  Other
     sources (the service's own servers) are not affected.  **Fails closed**: if the
@@ -79,6 +84,19 @@ def limited(description: str, retry_after: int) -> OAuthError:
     return error
 
 
+def _locked(client_id: str, wait: int) -> OAuthError:
+    """The answer to a client locked from a source, whatever secret it sent this time."""
+    _count_refusal("client_auth")
+    return limited(f"too many failed authentications of client {client_id} from this source; "
+                   f"retry after {wait} s", wait)
+
+
+def _too_many_tokens(client_id: str, limit: Limit, wait: int) -> OAuthError:
+    _count_refusal("token")
+    return limited(f"client {client_id} is over {limit.count} token requests per {limit.window} s; "
+                   f"retry after {wait} s", wait)
+
+
 _metric: Callable[[str], object] | None = None
 _metric_resolved = False
 
@@ -120,72 +138,76 @@ class RateLimiter:
         if not address or self.sources.exempt(address):
             return
         source = self.sources.name(address)
+        key, wait = self._key(f"login:{source}", limit)
         try:
-            retry_after = self._hit("login", source, limit)
+            count = self.store.incr(key, wait + 1)
         except StoreError as exc:   # fail open: the limiter never fails a login
             self._not_counted("login_start", exc)
             return
-        if retry_after:
+        if count > limit.count:
             _count_refusal("login_start")
             raise LoginStartsLimited(f"login starts from source {source} over {limit.count} per {limit.window} s",
-                                     retry_after)
+                                     wait)
 
-    def token(self, client_id: str) -> None:
-        """Count a token request of the authenticated client; raise a 429 :class:`OAuthError` when over."""
-        limit = self.limits.token
-        if not limit.enabled:
+    def authenticated(self, client_id: str, *, secret: bool, token: bool, remote_addr: str | None,
+                      forwarded_for: str | None) -> None:
+        """A client authenticated: refuse it (429) while locked from this source, count its token request.
+
+        ``secret``: it proved itself with a client secret (the brute-forceable methods);
+        ``token``: at the token endpoint.  The lock check fails closed (a :class:`StoreError`
+        propagates: 503); a token count alone fails open.  With both, one round trip.
+        """
+        auth, per_client = self.limits.client_auth_failures, self.limits.token
+        if not (secret and auth.enabled):
+            if token:
+                self._token(client_id)
             return
-        try:
-            retry_after = self._hit("token", client_id, limit)
-        except StoreError as exc:   # fail open: the grant itself needs the store and answers for itself
-            self._not_counted("token", exc)
-            return
-        if retry_after:
-            _count_refusal("token")
-            raise limited(f"client {client_id} is over {limit.count} token requests per {limit.window} s; "
-                          f"retry after {retry_after} s", retry_after)
+        auth_key, auth_wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", auth)
+        if token and per_client.enabled:
+            token_key, token_wait = self._key(f"{{{client_id}}}:token", per_client)
+            count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key)
+        else:
+            count, failures = 0, self.store.get(auth_key)
+        if isinstance(failures, int) and failures > auth.count:
+            raise _locked(client_id, auth_wait)
+        if count > per_client.count:
+            raise _too_many_tokens(client_id, per_client, token_wait)
 
-    def client_secret(self, client_id: str, remote_addr: str | None, forwarded_for: str | None,
-                      correct: bool) -> None:
-        """After a client secret was checked: raise a 429 while the client is locked from this source.
+    def failed_secret(self, client_id: str, remote_addr: str | None, forwarded_for: str | None) -> None:
+        """Count a wrong secret of ``client_id`` from this source; raise a 429 once over the count.
 
-        A wrong secret is counted; the one that goes over the count, and every request from
-        the source until the window ends (the right secret included), is refused.  Fails
-        closed: a :class:`StoreError` propagates (the endpoint answers 503).
+        Fails closed: a :class:`StoreError` propagates (the endpoint answers 503).
         """
         limit = self.limits.client_auth_failures
         if not limit.enabled:
             return
-        address = self.sources.address(remote_addr, forwarded_for)
-        who = f"{client_id}:{self.sources.name(address)}"
-        if correct:
-            retry_after = self._over("auth", who, limit)
-        else:
-            retry_after = self._hit("auth", who, limit)
-        if retry_after:
-            _count_refusal("client_auth")
-            raise limited(f"too many failed authentications of client {client_id} from this source; "
-                          f"retry after {retry_after} s", retry_after)
+        key, wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", limit)
+        if self.store.incr(key, wait + 1) > limit.count:
+            raise _locked(client_id, wait)
+
+    def _token(self, client_id: str) -> None:
+        limit = self.limits.token
+        if not limit.enabled:
+            return
+        key, wait = self._key(f"{{{client_id}}}:token", limit)
+        try:
+            count = self.store.incr(key, wait + 1)
+        except StoreError as exc:   # fail open: the grant itself needs the store and answers for itself
+            self._not_counted("token", exc)
+            return
+        if count > limit.count:
+            raise _too_many_tokens(client_id, limit, wait)
+
+    def _source(self, remote_addr: str | None, forwarded_for: str | None) -> str:
+        return self.sources.name(self.sources.address(remote_addr, forwarded_for))
 
     # -- counting ----------------------------------------------------------------------------
 
-    def _window(self, limit: Limit) -> tuple[int, int]:
-        """The current window's index and the seconds until it ends (at least 1)."""
+    def _key(self, who: str, limit: Limit) -> tuple[str, int]:
+        """The counter of ``who`` in the current window, and the seconds until the window ends (at least 1)."""
         now = self.clock()
         index = int(now // limit.window)
-        return index, max(1, math.ceil((index + 1) * limit.window - now))
-
-    def _hit(self, kind: str, who: str, limit: Limit) -> int:
-        """Count one event; the seconds to wait when it is over the limit, else 0."""
-        index, remaining = self._window(limit)
-        count = self.store.incr(f"rl:{kind}:{who}:{index}", remaining + 1)
-        return remaining if count > limit.count else 0
-
-    def _over(self, kind: str, who: str, limit: Limit) -> int:
-        """Without counting: the seconds to wait when the window's count is already over the limit, else 0."""
-        index, remaining = self._window(limit)
-        count = self.store.get(f"rl:{kind}:{who}:{index}")
-        return remaining if isinstance(count, int) and count > limit.count else 0
+        return f"rl:{who}:{index}", max(1, math.ceil((index + 1) * limit.window - now))
 
     def _not_counted(self, kind: str, exc: StoreError) -> None:
         now = time.monotonic()

@@ -57,8 +57,8 @@ class ClientAuthenticator:
     :param issuer: the provider's issuer (an accepted assertion ``aud``).
     :param token_endpoint: the token endpoint URL (the preferred assertion ``aud``).
     :param http_get: fetches a client's ``jwks_uri`` (``url -> bytes``).
-    :param limiter: counts wrong secrets per client and source and refuses a locked pair
-        (:meth:`broker.ratelimit.RateLimiter.client_secret`); ``None``: no limit.
+    :param limiter: counts wrong secrets per client and source, refusing the one over the
+        count (:meth:`broker.ratelimit.limits.RateLimiter.failed_secret`); ``None``: no limit.
     """
 
     def __init__(self, clients: Any, store: Store, *, issuer: str, token_endpoint: str,
@@ -109,14 +109,12 @@ class ClientAuthenticator:
         return client
 
     def _check_secret(self, client: Client, secret: str, request: Request, *, basic: bool = False) -> Client:
-        """``client`` if ``secret`` is its secret and it is not locked from the request's source (429)."""
-        correct = client.check_secret(secret)
+        """``client`` if ``secret`` is its secret; a wrong one is counted per client and source (429 when over)."""
+        if client.check_secret(secret):
+            return client
         if self.limiter is not None:
-            self.limiter.client_secret(client.client_id, request.remote_addr, request.header("x-forwarded-for"),
-                                       correct)
-        if not correct:
-            raise invalid_client("client authentication failed", basic=basic)
-        return client
+            self.limiter.failed_secret(client.client_id, request.remote_addr, request.header("x-forwarded-for"))
+        raise invalid_client("client authentication failed", basic=basic)
 
     def _registered(self, client_id: str | None, method: str, *, basic: bool = False) -> Client:
         client: Client | None = self.clients.client(client_id) if client_id else None

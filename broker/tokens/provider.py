@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("broker.tokens")
 
 DEFAULT_SCOPES = ("openid", "profile", "email", "roles")
+#: Client authentication by a shared secret: the methods a brute force can guess (rate limited).
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 
 #: ``release(client, identity, granted_scopes) -> claims`` (without ``sub``).
 Release = Callable[[Any, dict[str, Any], set[str]], dict[str, Any]]
@@ -304,9 +306,7 @@ class Provider:
         """The token endpoint (RFC 6749 §3.2, §4.1.3, §6)."""
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["token"])
-        if self.limiter is not None:
-            self.limiter.token(client.client_id)
+        client = self._authenticate(request, "token")
         grant_types = request.form.get("grant_type") or []
         if len(grant_types) != 1:
             raise invalid_request("exactly one grant_type is required (RFC 6749 §4.1.3)")
@@ -321,6 +321,17 @@ class Provider:
             data = self.grants.refresh_token(client, request.form)
         return json_response(data, headers=NO_STORE)
 
+    def _authenticate(self, request: Request, endpoint: str, *, allow_public: bool = True) -> Client:
+        """The authenticated client, unless the rate limits refuse it (429): locked from this source after
+        wrong secrets, or over its token requests (``endpoint == "token"``)."""
+        client = self.client_auth.authenticate(request, endpoint_url=self.urls[endpoint], allow_public=allow_public)
+        if self.limiter is not None:
+            self.limiter.authenticated(
+                client.client_id, secret=client.token_endpoint_auth_method in SECRET_METHODS,
+                token=endpoint == "token", remote_addr=request.remote_addr,
+                forwarded_for=request.header("x-forwarded-for"))
+        return client
+
     def _userinfo(self, request: Request) -> Response:
         self._method(request, "GET", "POST")
         if request.method == "POST":
@@ -332,7 +343,7 @@ class Provider:
     def _introspect(self, request: Request) -> Response:
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["introspect"], allow_public=False)
+        client = self._authenticate(request, "introspect", allow_public=False)
         data = introspect(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants,
                           clock=self.clock, leeway=self.lifetimes.leeway, trusted=self.introspection_clients)
         return json_response(data, headers=NO_STORE)
@@ -340,7 +351,7 @@ class Provider:
     def _revoke(self, request: Request) -> Response:
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["revoke"])
+        client = self._authenticate(request, "revoke")
         revoke(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants)
         return Response(200, [("Content-Type", "application/json"), *NO_STORE], b"{}")
 

@@ -94,19 +94,27 @@ def test_windows_count_and_expire_on_both_stores(store):
     now[0] += 0.5                                          # the next window
     limiter.login_start(environ)
 
-    limiter.token("client-a")
-    with pytest.raises(OAuthError) as limited:
-        limiter.token("client-a")
-    assert limited.value.status == 429 and limited.value.code == "temporarily_unavailable"
-    limiter.token("client-b")
+    def authenticated(client: str, source: str = "198.51.100.1", *, secret: bool = True, token: bool = True):
+        limiter.authenticated(client, secret=secret, token=token, remote_addr=source, forwarded_for=None)
 
-    limiter.client_secret("c", "198.51.100.1", None, correct=True)    # nothing counted yet
-    limiter.client_secret("c", "198.51.100.1", None, correct=False)   # one wrong secret: allowed
-    limiter.client_secret("c", "198.51.100.1", None, correct=True)
-    for correct in (False, True):
-        with pytest.raises(OAuthError):
-            limiter.client_secret("c", "198.51.100.1", None, correct=correct)
-    limiter.client_secret("c", "198.51.100.9", None, correct=True)    # another source
+    authenticated("client-a", secret=False)
+    with pytest.raises(OAuthError) as limited:
+        authenticated("client-a", secret=False)
+    assert limited.value.status == 429 and limited.value.code == "temporarily_unavailable"
+    authenticated("client-b")                              # counted with the lock check: one round trip
+    with pytest.raises(OAuthError, match="token requests"):
+        authenticated("client-b")
+    authenticated("client-b", token=False)                 # introspection: not a token request
+
+    authenticated("c", token=False)                        # nothing counted yet
+    limiter.failed_secret("c", "198.51.100.1", None)       # one wrong secret: allowed
+    authenticated("c", token=False)
+    with pytest.raises(OAuthError, match="failed authentications"):
+        limiter.failed_secret("c", "198.51.100.1", None)
+    with pytest.raises(OAuthError, match="failed authentications"):
+        authenticated("c")                                 # the right secret, while locked
+    authenticated("c", "198.51.100.9", token=False)        # another source
+    authenticated("c", secret=False, token=False)          # a signed assertion is not locked out
 
 
 def test_limits_that_are_off_never_touch_the_store():
@@ -117,7 +125,7 @@ def test_limits_that_are_off_never_touch_the_store():
     off = Limit(0, 1)
     limiter = RateLimiter(NoStore(), RateLimits(login_start=off, token=off, client_auth_failures=off), Sources(KEY))
     limiter.login_start({"REMOTE_ADDR": "198.51.100.1"})
-    limiter.token("c")
-    limiter.client_secret("c", "198.51.100.1", None, correct=False)
+    limiter.authenticated("c", secret=True, token=True, remote_addr="198.51.100.1", forwarded_for=None)
+    limiter.failed_secret("c", "198.51.100.1", None)
     exempt = RateLimiter(NoStore(), RateLimits(), Sources(KEY, exempt=parse_networks("198.51.100.0/24", "e")))
     exempt.login_start({"REMOTE_ADDR": "198.51.100.1"})
