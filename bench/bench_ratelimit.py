@@ -10,7 +10,8 @@ a hint or a broker session (the guard, the router, the limiter, the provider's v
 new flow, the redirect to the city page), called on the WSGI application directly, from
 sources spread over 500 addresses; the two applications take turns in rounds of 100 so that
 both see the same machine.  Reported: CPU time of this process per start (the limiter's
-``INCR`` included: building, sending and parsing it), and store round trips per start.
+``INCR`` included: building, sending and parsing it), and store round trips per start; then
+the limiter alone, at a login start and at the token endpoint.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main() -> int:
         query = (f"response_type=code&client_id=demo-service-a&redirect_uri="
                  f"{quote(stack.service_urls[0] + '/callback', safe='')}&scope=openid&state=s&nonce=n"
                  "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
-        apps, trips = {}, {}
+        apps: dict = {}
+        trips: dict = {}
         for name, limits in (("limit on", RateLimits()), ("limit off", RateLimits(login_start=Limit(0, 1)))):
             store = RedisStore.from_url(args.redis_url, prefix=prefix)
             apps[name] = create_app(stack.settings(rate_limits=limits),
@@ -72,6 +74,18 @@ def main() -> int:
                     cpu[name] += time.process_time() - before
                     counted[name] += 100
                 done += 100
+            per_start = {name: counter[0] / counted[name] for name, counter in trips.items()}
+            limiter = apps["limit on"].proxy.limiter
+            before = time.process_time()
+            for i in range(done):
+                limiter.login_start({"REMOTE_ADDR": f"198.51.{(i % 500) // 250}.{i % 250}"})
+            alone = time.process_time() - before
+            before, sent = time.process_time(), trips["limit on"][0]
+            for _ in range(done):
+                limiter.authenticated("demo-service-a", secret=True, token=True, remote_addr="192.0.2.1",
+                                      forwarded_for=None)
+            at_token = time.process_time() - before
+            token_trips = (trips["limit on"][0] - sent) / done
         finally:
             for app in apps.values():
                 app.close()
@@ -82,8 +96,11 @@ def main() -> int:
     print(f"login starts: {done} each way (GET /authorize, no session, on the WSGI app, Redis store)")
     for name in apps:
         print(f"  {name:9}: {cpu[name] / counted[name] * 1e6:7.1f} µs CPU per start, "
-              f"{trips[name][0] / counted[name]:.2f} store round trips per start")
-    print(f"  the limit costs {(cpu['limit on'] - cpu['limit off']) / done * 1e6:.1f} µs CPU per start")
+              f"{per_start[name]:.2f} store round trips per start")
+    print(f"  the limit costs {(cpu['limit on'] - cpu['limit off']) / done * 1e6:.1f} µs CPU per start "
+          f"(difference of the two); the limiter alone {alone / done * 1e6:.1f} µs")
+    print(f"  at the token endpoint (lock check + token count of a client_secret_basic client): "
+          f"{at_token / done * 1e6:.1f} µs CPU, {token_trips:.2f} round trips per request")
     return 0
 
 

@@ -4,8 +4,8 @@ Read once at start (:meth:`broker.settings.Settings.from_env`), from ``rate_limi
 ``config/broker.yaml`` and the environment, which wins::
 
     rate_limits:
-      login_start: 6000/60          # login starts per source address, per 60 s
-      token: 30000/60               # token requests per registered client, per 60 s
+      login_start: 12000/60         # login starts per source address, per 60 s
+      token: 120000/60              # token requests per registered client, per 60 s
       client_auth_failures: 20/300  # wrong client secrets per client and source, per 300 s
       exempt: [192.0.2.0/28]        # sources never limited at login start (a city's known egress)
     trusted_proxies: [10.0.0.0/8]   # peers whose X-Forwarded-For names the client
@@ -50,7 +50,7 @@ class Limit:
         elif isinstance(raw, str) and "/" in raw:
             count, _, window = raw.partition("/")
         else:
-            raise RateLimitSettingError(f"{name}: expected COUNT/SECONDS (e.g. 6000/60) or off, not {raw!r}")
+            raise RateLimitSettingError(f"{name}: expected COUNT/SECONDS (e.g. 12000/60) or off, not {raw!r}")
         try:
             count, window = int(str(count).strip()), int(str(window).strip().rstrip("s"))
         except ValueError:
@@ -84,9 +84,9 @@ class RateLimits:
     """The limits every instance applies (the same settings on every instance)."""
 
     #: Login starts (``/authorize``, the SAML SSO endpoints) per source address.
-    login_start: Limit = Limit(6000, 60)
+    login_start: Limit = Limit(12000, 60)
     #: Token endpoint requests per registered, authenticated client.
-    token: Limit = Limit(30000, 60)
+    token: Limit = Limit(120000, 60)
     #: Wrong client secrets per registered client and source address; then that pair is locked.
     client_auth_failures: Limit = Limit(20, 300)
     #: Sources never limited at login start (a city's egress addresses, known and agreed).

@@ -42,7 +42,7 @@ def test_settings_read_yaml_and_the_environment_wins(tmp_path):
     assert Settings.from_env(env).trusted_proxies == ()
     defaults = Settings.from_env({**env, "BROKER_CONFIG_DIR": str(tmp_path / "none"),
                                   "BROKER_RATE_LIMIT_CLIENT_AUTH_FAILURES": "20/300"})
-    assert defaults.rate_limits == RateLimits() and RateLimits().login_start == Limit(6000, 60)
+    assert defaults.rate_limits == RateLimits() and RateLimits().login_start == Limit(12000, 60)
     with pytest.raises(SettingsError, match="BROKER_RATE_LIMIT_LOGIN_START"):
         Settings.from_env({**env, "BROKER_RATE_LIMIT_LOGIN_START": "lots"})
     (tmp_path / "broker.yaml").write_text("rate_limits:\n  login_starts: 1/1\n")
