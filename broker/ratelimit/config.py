@@ -8,7 +8,7 @@ Read once at start (:meth:`broker.settings.Settings.from_env`), from ``rate_limi
       token: 120000/60              # token requests per registered client, per 60 s
       client_auth_failures: 20/300  # wrong client secrets per client and source, per 300 s
       exempt: [192.0.2.0/28]        # sources never limited at login start (a city's known egress)
-    trusted_proxies: [10.0.0.0/8]   # peers whose X-Forwarded-For names the client
+    trusted_proxies: [10.0.4.0/28]  # the load balancers whose X-Forwarded-For names the client
 
 A limit is ``COUNT/SECONDS`` (``off`` or ``0`` turns it off).  The defaults and the reasons
 for them: ``docs/decisions/0018-rate-limits.md``.  Nothing here imports the rest of the

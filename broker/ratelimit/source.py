@@ -5,6 +5,7 @@ operator's ``trusted_proxies`` is ``X-Forwarded-For`` read, from the right: each
 proxy appended the address it received the request from, so the rightmost address that
 is not itself a trusted proxy is the client.  Everything left of it was written by the
 client and is never believed: an untrusted peer cannot pick the key it is counted under.
+So ``trusted_proxies`` lists the proxies only, never a network that clients sit in.
 
 The counted key is not the address itself:
 
@@ -24,6 +25,9 @@ from collections.abc import Mapping, Sequence
 
 from broker.ratelimit.config import Network
 
+#: The most ``X-Forwarded-For`` entries read, from the right: more than any chain of proxies has.
+MAX_HOPS = 16
+
 
 class Sources:
     """Turns a request's peer and ``X-Forwarded-For`` into the keyed name of its source."""
@@ -34,20 +38,21 @@ class Sources:
         self._exempt = tuple(exempt)
         # Bounded caches: the addresses seen repeat (a school's NAT, the proxies).
         self._is_trusted = functools.lru_cache(maxsize=4096)(self._in_trusted)
-        self._named = functools.lru_cache(maxsize=65536)(self._name)
+        self._named = functools.lru_cache(maxsize=16384)(self._name)
 
     def address(self, remote_addr: str | None, forwarded_for: str | None) -> str:
         """The client's address as the broker believes it (module docstring); ``""`` if unknown."""
         peer = (remote_addr or "").strip()
         if not self._trusted or not forwarded_for or not self._is_trusted(peer):
             return peer
-        hops = [hop.strip() for hop in forwarded_for.split(",")]
+        # Only the last hops matter (ours appended them); a header of thousands is not walked.
+        hops = [hop.strip() for hop in forwarded_for.rsplit(",", MAX_HOPS)[-MAX_HOPS:]]
         for hop in reversed(hops):
             if not _valid(hop):
                 return peer   # a trusted proxy passed on garbage: count the proxy, never trust the text
             if not self._is_trusted(hop):
                 return hop
-        return hops[0] if hops and hops[0] else peer   # every hop is ours: the first one is the client
+        return hops[0]   # every hop considered is ours: the leftmost of them is the client
 
     def of_environ(self, environ: Mapping[str, object]) -> str:
         """The source address of a WSGI request (``REMOTE_ADDR``, ``HTTP_X_FORWARDED_FOR``)."""

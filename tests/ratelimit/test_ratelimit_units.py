@@ -59,6 +59,9 @@ def test_sources_believe_forwarded_for_only_from_trusted_peers():
     assert sources.address("10.0.0.1", "198.51.100.1, junk") == "10.0.0.1"
     assert sources.address("10.0.0.1", "10.9.9.9") == "10.9.9.9"             # all ours: the first hop
     assert sources.address("::1", "2001:db8::5") == "2001:db8::5"
+    padded = ", ".join(["10.0.0.9"] * 5000)                                  # never walked to its end
+    assert sources.address("10.0.0.1", "6.6.6.6, " + padded) == "10.0.0.9"
+    assert sources.address("10.0.0.1", "6.6.6.6, " + padded + ", 198.51.100.1") == "198.51.100.1"
     assert sources.address(None, None) == ""
     assert Sources(KEY).address("10.0.0.1", "198.51.100.1") == "10.0.0.1"    # no proxy is trusted by default
 
