@@ -117,7 +117,11 @@ def _count_refusal(kind: str) -> None:
 
 
 class RateLimiter:
-    """The limits of one deployment over its store (one per application, shared by rebuilds)."""
+    """The limits of one deployment over its store.
+
+    Each built login path (each registry version) has its own; the counts live in the store,
+    so a rebuild, like another instance, carries on with them.
+    """
 
     def __init__(self, store: Store, limits: RateLimits, sources: Sources, *,
                  clock: Callable[[], float] = time.time):
