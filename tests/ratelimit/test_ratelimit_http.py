@@ -189,3 +189,42 @@ def test_store_unreachable_login_starts_fail_open_client_secrets_fail_closed(bro
         assert answer.status_code == 503 and answer.json()["error"] == "temporarily_unavailable"
     finally:
         nowhere.close()
+
+
+def test_a_saml_service_providers_login_starts_count_with_the_oidc_ones(brokers, demo, clock, tmp_path):
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
+    from saml2.metadata import create_metadata_string
+
+    from broker.pki import ensure_keypair
+    from broker.registry.relying_parties import ReleasePolicy
+
+    (broker,) = brokers(RateLimits(login_start=Limit(3, 60), token=OFF, client_auth_failures=OFF))
+    # A stock pysaml2 service provider, registered with the broker by its metadata.
+    entity_id = "https://ratelimit.sp.example/sp"
+    key, cert = ensure_keypair(tmp_path, "sp", common_name=entity_id)
+    config = SPConfig().load({
+        "entityid": entity_id, "key_file": str(key), "cert_file": str(cert),
+        "metadata": {"inline": [requests.get(f"{broker.url}/saml2/idp/metadata", timeout=10).text]},
+        "service": {"sp": {"endpoints": {"assertion_consumer_service": [
+            ("https://ratelimit.sp.example/acs", BINDING_HTTP_POST)]}}}})
+    broker.app.registry_service.register_sp(create_metadata_string(None, config=config).decode(),
+                                            name="ratelimit-sp", by="test",
+                                            policy=ReleasePolicy(scopes=("openid",), profile="mpassid"))
+    assert broker.app.rebuild()
+    broker.app.proxy.limiter.clock = clock
+    sp = Saml2Client(config)
+
+    def saml_start() -> requests.Response:
+        _, info = sp.prepare_for_authenticate(entityid=f"{demo.broker_url}/saml2/idp/metadata",
+                                              binding=BINDING_HTTP_REDIRECT)
+        return get(dict(info["headers"])["Location"].replace(demo.broker_url, broker.url))
+
+    first = saml_start()
+    assert first.status_code in (302, 303) and "/disco" in first.headers["Location"]   # on to the city page
+    assert get(authorize_url(broker.url, demo)).status_code == 302
+    assert saml_start().status_code in (302, 303)
+    refused = saml_start()
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "47"
+    assert 'id="correlation-id"' in refused.text
