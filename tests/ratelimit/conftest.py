@@ -33,6 +33,8 @@ class Clock:
 
     def __init__(self, now: float):
         self.now = now
+        #: Where the clock started: the start of a window of every length the tests use.
+        self.epoch = EPOCH
 
     def __call__(self) -> float:
         return self.now

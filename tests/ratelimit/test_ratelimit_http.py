@@ -18,7 +18,6 @@ import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from conftest import EPOCH
 
 from broker.demo.servers import free_port
 from broker.ratelimit import Limit, RateLimits
@@ -146,7 +145,7 @@ def test_token_requests_are_limited_per_client_across_instances(brokers, demo, c
     assert refused.value.error == "temporarily_unavailable"
     assert counted == ["token", "token"]
 
-    clock.now = EPOCH + 60   # the next window
+    clock.now = clock.epoch + 60   # the next window
     assert token(first.url, secret).status_code == 400
 
 
@@ -167,7 +166,7 @@ def test_wrong_secrets_lock_the_client_from_that_source_only(brokers, demo, cloc
     assert token(second.url, secret, **{"X-Forwarded-For": "192.0.2.10"}).status_code == 400
     assert counted == ["client_auth", "client_auth"]
 
-    clock.now = EPOCH + 300   # the window is over: the source may try again
+    clock.now = clock.epoch + 300   # the window is over: the source may try again
     assert token(first.url, secret, **attacker).status_code == 400
     # Every key carries its TTL: nothing of the limiter stays in Redis past its window.
     keys = list(brokers.redis.scan_iter(match=brokers.prefix + "rl:*"))
