@@ -25,7 +25,7 @@ import requests
 from saml2 import BINDING_HTTP_POST
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 
-from broker import mapping
+from broker import mapping, ratelimit
 from broker.backends.oidc import BrokerOidcBackend
 from broker.backends.oidc_discovery import ProviderUnavailable, provider_configuration
 from broker.backends.saml import ACS_PATH, SamlBackend
@@ -72,6 +72,7 @@ from broker.sessions.logout import Logout
 from broker.sessions.logout_flow import Initiator
 from broker.settings import ROOT, Settings
 from broker.store import Store
+from broker.tokens.discovery import PATHS
 
 logger = logging.getLogger(__name__)
 
@@ -346,6 +347,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                   services=ServiceNames(registry.parties))
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
+    limiter = ratelimit.for_settings(settings, store)
     frontends: dict[str, Any] = {}
     for spec in config["frontends"]:
         if spec["module"].endswith(OIDCFrontend.__qualname__):
@@ -358,7 +360,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                 introspection_clients=settings.introspection_clients,
                 claims_supported=mapping.OIDC_CLAIMS, access_claims=access_claims,
                 grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
-                registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None)
+                registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None,
+                limiter=limiter)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
                                                    settings.base_url, spec["name"])
         else:
@@ -412,4 +415,16 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
     for service in (*request_services, *response_services):
         router.add_endpoints(service.register_endpoints(), owner=("micro_service", service.name))
     seal = FlowSeal(settings.master_secret, name=cookies.flow, max_age=settings.lifetimes.flow)
-    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout)
+    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout,
+                 limiter=limiter, login_starts=login_start_paths(frontends))
+
+
+def login_start_paths(frontends: Mapping[str, Any]) -> frozenset[str]:
+    """The paths (no leading slash) where a service starts a login: ``/authorize``, the SAML SSO endpoints."""
+    paths: set[str] = set()
+    for frontend in frontends.values():
+        if isinstance(frontend, OIDCFrontend):
+            paths.add((frontend.provider.base_path + PATHS["authorize"]).lstrip("/"))
+        elif isinstance(frontend, SamlIdpFrontend):
+            paths.update(path.lstrip("/") for path in SSO_PATHS.values())
+    return frozenset(paths)

@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from broker.deployment import ROOT  # re-exported: every default path is relative to it
 from broker.derive import derive_key
+from broker.ratelimit.config import Network, RateLimits, RateLimitSettingError, trusted_proxies
 from broker.registry.environment import (
     DEMO_VARIABLES,
     TenantEnvironment,
@@ -36,8 +38,6 @@ from broker.registry.environment import (
     default_secrets_dir,
     parse_names,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -96,6 +96,10 @@ class Settings:
     database_url: str = ""
     #: RFC 7591/7592 dynamic client registration at /register (``dynamic_registration``), off by default.
     dynamic_registration: bool = False
+    #: Rate limits shared through the store (``rate_limits``, ``BROKER_RATE_LIMIT_*``; ADR 0018).
+    rate_limits: RateLimits = RateLimits()
+    #: Peers whose ``X-Forwarded-For`` names the client (``trusted_proxies``, ``BROKER_TRUSTED_PROXIES``).
+    trusted_proxies: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -154,6 +158,11 @@ class Settings:
             "dynamic_registration": _flag(env.get("BROKER_DYNAMIC_REGISTRATION"),
                                           bool(file_conf.get("dynamic_registration", False))),
         }
+        try:
+            values["rate_limits"] = RateLimits.from_config(env, file_conf.get("rate_limits"))
+            values["trusted_proxies"] = trusted_proxies(env, file_conf.get("trusted_proxies"))
+        except RateLimitSettingError as exc:
+            raise SettingsError(str(exc)) from None
         values.update(overrides)
         values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)
         values["secrets_dir"] = _secrets_dir(values.get("secrets_dir"), env, file_conf)

@@ -63,7 +63,8 @@ def to_request(context: LoginContext, path: str) -> Request:
     form: dict[str, list[str]] = {}
     if method == "POST" and "application/x-www-form-urlencoded" in headers.get("content-type", ""):
         form = parse_form_lists(context.body.decode("utf-8", "replace"))
-    return Request(method, path, headers, query, form)
+    remote = raw_headers.get("REMOTE_ADDR")
+    return Request(method, path, headers, query, form, remote_addr=remote if isinstance(remote, str) else None)
 
 
 def to_satosa(response: Response) -> SatosaResponse:

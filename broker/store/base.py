@@ -80,6 +80,14 @@ class Store(abc.ABC):
     def incr(self, key: str, ttl: int) -> int:
         """Increment the counter under ``key`` (created at 0 with ``ttl``); return it."""
 
+    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
+        """:meth:`incr` ``key`` and :meth:`get` ``other``, in one round trip where the store can.
+
+        For two counters read together (:mod:`broker.ratelimit`); on Redis Cluster the caller
+        hash-tags both keys into one slot.  Not atomic as a pair, and need not be.
+        """
+        return self.incr(key, ttl), self.get(other)
+
     # -- sorted sets: schedules shared by instances ------------------------------------------
     # Not abstract, so that a store written for other uses need not implement them; both
     # stores here do.

@@ -274,6 +274,11 @@ class RedisStore(Store):
         value, _ = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
 
+    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
+        value, _, raw = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"),
+                                  ("GET", self._k(other)))
+        return int(value), None if raw is None else json.loads(raw)
+
     def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
         # ZADD is not on the resend list (_idempotent): a lost reply raises StoreOutcomeUnknown,
         # and the caller, knowing that a second ZADD of the same score changes nothing, may repeat it.
