@@ -203,7 +203,8 @@ def test_serve_answers_and_its_access_log_never_holds_query_strings(demo, tmp_pa
     port = free_port()
     log = tmp_path / "serve.log"
     env = {**demo.env(), "PATH": "/usr/bin:/bin", "BROKER_SERVER": server, "BROKER_ACCESS_LOG": "1",
-           "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}"}
+           "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}",
+           "BROKER_METRICS_PORT": str(free_port())}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--bind", f"127.0.0.1:{port}"],
                                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
