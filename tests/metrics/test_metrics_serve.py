@@ -10,6 +10,7 @@ on the metrics port only: the public port says 404 whatever the Host header clai
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import secrets
 import signal
@@ -159,13 +160,31 @@ def test_a_real_login_moves_each_counter_by_one(served, hint, username, answer_s
 
 def test_every_worker_counts_into_one_total(served):
     """Whichever worker answers a scrape, it reports every worker's counts (multiprocess files)."""
-    _login(served, "espoo/koulu", "teacher.espoo")
+    before = value(served.scrape(), "digione_logins_completed_total")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:   # concurrent: both workers take requests
+        list(pool.map(lambda args: _login(served, *args), [("espoo/koulu", "teacher.espoo"),
+                                                           ("espoo/entra", "pupil.espoo")] * 3))
     totals = {value(served.scrape(), "digione_logins_completed_total") for _ in range(8)}
-    assert len(totals) == 1 and totals.pop() >= 1
+    assert totals == {before + 6}
     assert not (served.multiproc / "counter_1.db").exists(), "serve empties the directory at start"
-    pids = {path.stem.rsplit("_", 1)[1] for path in served.multiproc.glob("counter_*.db")}
-    print(f"counter files of {len(pids)} processes")
-    assert pids
+    per_process = _completed_per_process(served.multiproc)
+    assert sum(per_process.values()) == before + 6
+    print(f"logins completed per process: {sorted(per_process.values())}")
+
+
+def _completed_per_process(path: Path) -> dict[str, float]:
+    """What each process's counter file holds of digione_logins_completed_total."""
+    import json
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[str, float] = {}
+    for file in path.glob("counter_*.db"):
+        pid = file.stem.rsplit("_", 1)[1]
+        for key, count, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(file)):
+            if json.loads(key)[1] == "digione_logins_completed_total":
+                counts[pid] = counts.get(pid, 0.0) + count
+    return counts
 
 
 def test_failures_are_counted_with_their_reasons(served):
