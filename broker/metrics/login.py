@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.logs import SUCCESS
-from broker.metrics import (
+from broker.metrics.families import (
     LOGINS_COMPLETED,
     LOGINS_FAILED,
     LOGINS_STARTED,

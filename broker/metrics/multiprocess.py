@@ -4,7 +4,7 @@ Each worker of the pre-fork server writes its counters and histograms to memory-
 named after its pid in ``PROMETHEUS_MULTIPROC_DIR``; a scrape, answered by any worker, sums
 them all (:mod:`broker.metrics.exposition`).  ``prometheus_client`` chooses multiprocess mode
 when it is first imported, so :func:`prepare` runs in ``broker serve`` before anything imports
-:mod:`broker.metrics`, and before the server forks its workers.
+:mod:`broker.metrics.families`, and before the server forks its workers.
 
 The directory is the operator's ``PROMETHEUS_MULTIPROC_DIR`` if set (its files are removed at
 start: a new run starts from zero, as Prometheus expects of a restarted target) or else a fresh

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from broker.errors import IdpError
-from broker.metrics import (
+from broker.metrics.families import (
     GRANT_TYPES,
     OTHER,
     STEP_SECONDS,
