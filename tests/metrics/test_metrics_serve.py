@@ -292,21 +292,3 @@ def test_metrics_are_on_the_metrics_port_only(served):
     assert requests.get(f"{metrics}/readyz", timeout=5).status_code == 404
     assert requests.post(f"{metrics}/metrics", timeout=5).status_code == 405
 
-
-def test_gunicorn_serves_metrics_on_its_own_port_too(tmp_path):
-    from web_serve import cleanup_redis, start_broker
-
-    broker = start_broker(tmp_path, workers=2, server="gunicorn", access_log=False)
-    try:
-        assert requests.get(f"{broker.url}/authorize?response_type=code&client_id=demo-service-a&scope=openid"
-                            f"&redirect_uri=http://localhost:{broker.port}/nowhere&state=s&nonce=n", timeout=5,
-                            allow_redirects=False).status_code == 400
-        samples = scrape(broker.metrics_port)
-        assert value(samples, "digione_registry_version") >= 1
-        assert "digione_login_step_duration_seconds_count" in samples
-        public = requests.get(f"{broker.url}/metrics", timeout=5,
-                              headers={"Host": f"127.0.0.1:{broker.metrics_port}"})
-        assert public.status_code == 404 and "digione_" not in public.text
-    finally:
-        broker.stop()
-        cleanup_redis(broker.prefix)

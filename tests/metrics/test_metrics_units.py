@@ -197,3 +197,20 @@ def test_metrics_port_settings_and_binds(tmp_path):
     assert metrics_bind("[::1]:8000", 9102) == "[::1]:9102"
     with pytest.raises(ValueError, match="host:port"):
         metrics_bind("unix:/run/broker.sock", 9102)
+
+
+def test_the_kubernetes_base_scrapes_the_metrics_port_without_credentials():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    base = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "base"
+    (container,) = yaml.safe_load((base / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+    config = yaml.safe_load((base / "configmap.yaml").read_text())["data"]
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "metrics_port")
+    assert port == int(config["BROKER_METRICS_PORT"]) == default == 9102
+    (endpoint,) = yaml.safe_load((base / "servicemonitor.yaml").read_text())["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert not {"bearerTokenSecret", "authorization", "basicAuth", "oauth2"} & endpoint.keys()
