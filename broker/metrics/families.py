@@ -37,7 +37,7 @@ OTHER = "other"
 REASONS = frozenset({
     "invalid_request", "unknown_idp", "invalid_client", "invalid_response", "replayed_response", "expired_flow",
     "idp_error", "no_user_id", "not_found", "temporarily_unavailable", "server_error", "access_denied",
-    "login_required", "consent_required", "interaction_required", "account_selection_required", "not_allowed",
+    "login_required", "consent_required", "interaction_required", "account_selection_required", "service_not_allowed",
     "request_denied", "unauthorized_client", "invalid_scope", "unsupported_response_type", "rate_limited",
 })
 #: The grant types the token endpoint serves (others are refused as ``unsupported_grant_type``).

@@ -214,3 +214,16 @@ def test_the_kubernetes_base_scrapes_the_metrics_port_without_credentials():
     (endpoint,) = yaml.safe_load((base / "servicemonitor.yaml").read_text())["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
     assert not {"bearerTokenSecret", "authorization", "basicAuth", "oauth2"} & endpoint.keys()
+
+
+def test_every_code_a_login_ends_with_is_a_reason():
+    from broker import errors
+    from broker.login.access import NOT_ALLOWED
+    from broker.metrics.families import REASONS
+
+    codes = {value.code for value in vars(errors).values()
+             if isinstance(value, type) and issubclass(value, errors.BrokerError)}
+    # The proxy's own refusals, the access gate's, and what an IdP's "the person did not sign in" passes on.
+    codes |= {NOT_ALLOWED, "temporarily_unavailable", "server_error", "access_denied", "login_required",
+              "consent_required", "interaction_required"}
+    assert codes <= REASONS, sorted(codes - REASONS)
