@@ -23,7 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
+
+# The classic text format writes each counter's creation time as a gauge of its own (``…_created``);
+# multiprocess mode has none, so in one process they are off too: the same series either way.
+disable_created_metrics()
 
 #: The value of a registry label the active registry does not know.
 UNKNOWN = "unknown"
