@@ -106,7 +106,9 @@ class Instance:
     """One ``broker serve`` of the run, on its own port, in the shared directory."""
 
     def __init__(self, name: str, ours: Ours, port: int, workers: int, env: dict[str, str]):
-        self.name, self.ours, self.port, self.workers, self.env = name, ours, port, workers, env
+        # Each instance its own metrics port (decision 16): they share one host.
+        self.name, self.ours, self.port, self.workers = name, ours, port, workers
+        self.env = {**env, "BROKER_METRICS_PORT": str(free_port())}
         self.server: Server | None = None
 
     def start(self) -> None:

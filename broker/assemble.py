@@ -49,6 +49,7 @@ from broker.login.proxy import Proxy
 from broker.login.router import Router
 from broker.login.seal import FlowSeal
 from broker.login.steps import Login
+from broker.metrics.steps import instrument as instrument_steps
 from broker.pki import ensure_keypair
 from broker.registry.documents import of_kind, tenant_documents
 from broker.registry.expiry import expiry_report, log_expiry_warnings
@@ -414,6 +415,8 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         router.add_endpoints(backend.register_endpoints(), owner=("backend", name))
     for service in (*request_services, *response_services):
         router.add_endpoints(service.register_endpoints(), owner=("micro_service", service.name))
+    # Per-step latency, token grants and upstream errors (docs/operations.md, "Metrics").
+    instrument_steps(router, frontends, backends, login.metrics)
     seal = FlowSeal(settings.master_secret, name=cookies.flow, max_age=settings.lifetimes.flow)
     return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout,
                  limiter=limiter, login_starts=login_start_paths(frontends))

@@ -187,6 +187,9 @@ def configure_logging(level: str) -> None:
 
 
 def _serve(args) -> int:
+    from broker.metrics.multiprocess import prepare
+
+    prepare()   # before anything imports prometheus_client: the workers count in shared files
     settings = _settings()
     configure_logging(settings.log_level)
     if not _active_version_builds(settings):

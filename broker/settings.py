@@ -100,6 +100,9 @@ class Settings:
     rate_limits: RateLimits = RateLimits()
     #: Peers whose ``X-Forwarded-For`` names the client (``trusted_proxies``, ``BROKER_TRUSTED_PROXIES``).
     trusted_proxies: tuple[Network, ...] = ()
+    #: The port ``broker serve`` answers ``/metrics`` on, and nothing else (``BROKER_METRICS_PORT`` /
+    #: ``metrics_port``; 0: no metrics port).  Never the public port (decision 16).
+    metrics_port: int = 9102
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -157,6 +160,7 @@ class Settings:
             "database_url": env.get("BROKER_DATABASE_URL") or file_conf.get("database_url") or "",
             "dynamic_registration": _flag(env.get("BROKER_DYNAMIC_REGISTRATION"),
                                           bool(file_conf.get("dynamic_registration", False))),
+            "metrics_port": _port(env.get("BROKER_METRICS_PORT"), file_conf.get("metrics_port", 9102)),
         }
         try:
             values["rate_limits"] = RateLimits.from_config(env, file_conf.get("rate_limits"))
@@ -180,7 +184,20 @@ class Settings:
                                 "always checked in-process (docs/decisions/0009-saml-crypto-policy.md)")
         if values["server"] not in ("uwsgi", "gunicorn"):
             raise SettingsError("server (BROKER_SERVER): expected 'uwsgi' or 'gunicorn'")
+        if values["metrics_port"] and values["metrics_port"] == values["port"]:
+            raise SettingsError("metrics_port (BROKER_METRICS_PORT) must differ from the public port (or be 0)")
         return cls(**values)
+
+
+def _port(raw: str | None, default: Any) -> int:
+    """A TCP port number, or 0 for none."""
+    try:
+        port = int(raw if raw not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise SettingsError("metrics_port (BROKER_METRICS_PORT): expected a port number or 0") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError("metrics_port (BROKER_METRICS_PORT): expected a port number or 0")
+    return port
 
 
 def _flag(raw: str | None, default: bool) -> bool:

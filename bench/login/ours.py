@@ -14,6 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from broker.demo.servers import free_port
 from broker.settings import ROOT
 
 from . import idp
@@ -71,6 +72,8 @@ class Ours:
             "BROKER_BASE_URL": self.base_url, "BROKER_PORT": str(port),
             "BROKER_REDIS_URL": redis_url, "BROKER_REDIS_PREFIX": prefix,
             "BROKER_SECRET": secrets.token_urlsafe(48), "BROKER_LOG_LEVEL": "INFO",
+            # Metrics on, as in production, on a port of this run's own (runs may overlap).
+            "BROKER_METRICS_PORT": str(free_port()),
         }
 
     def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile",

@@ -45,6 +45,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
+from broker import metrics
 from broker.errors import BrokerError
 from broker.ratelimit.config import Limit, RateLimits
 from broker.ratelimit.source import Sources
@@ -97,23 +98,9 @@ def _too_many_tokens(client_id: str, limit: Limit, wait: int) -> OAuthError:
                    f"retry after {wait} s", wait)
 
 
-_metric: Callable[[str], object] | None = None
-_metric_resolved = False
-
-
 def _count_refusal(kind: str) -> None:
-    """Count one refusal (``token``, ``client_auth``, ``login_start``) in the metrics, if there are any."""
-    global _metric, _metric_resolved
-    if not _metric_resolved:   # resolved once: a failed import is not cached by Python and reads files
-        _metric_resolved = True
-        try:
-            from broker.metrics import rate_limited  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            _metric = None
-        else:
-            _metric = rate_limited
-    if _metric is not None:
-        _metric(kind)
+    """Count one refusal (``token``, ``client_auth``, ``login_start``) in the metrics."""
+    metrics.rate_limited(kind)
 
 
 class RateLimiter:

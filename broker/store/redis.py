@@ -56,6 +56,7 @@ from typing import Any
 
 import redis
 
+from broker import metrics
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -96,6 +97,11 @@ def _idempotent(command: tuple) -> bool:
 
 def _names(commands: tuple[tuple, ...]) -> str:
     return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
+
+
+def _operation(commands: tuple[tuple, ...]) -> str:
+    """The operation a failed round trip is counted under (broker.metrics.store_error): its first command."""
+    return _name(commands[0][0]).lower() if commands else "other"
 
 
 #: zset_claim: the due members (ZRANGEBYSCORE, O(log n + count)) re-scored (ZADD XX, O(log n) each)
@@ -146,10 +152,12 @@ class RedisStore(Store):
         try:
             connection = pool.get_connection()
         except redis.RedisError as exc:
+            metrics.store_error("connect")
             raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
         try:
             return self._exchange(connection, payload, commands, resendable)
         except StoreError:
+            metrics.store_error(_operation(commands))
             raise   # the connection is in step, or _exchange has discarded it
         except BaseException:
             connection.disconnect()   # replies may be on their way or unread: never reuse it

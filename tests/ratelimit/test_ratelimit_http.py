@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
-import types
 from urllib.parse import quote
 
 import pytest
@@ -21,7 +19,6 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from broker.demo.servers import free_port
 from broker.ratelimit import Limit, RateLimits
-from broker.ratelimit import limits as limits_module
 from broker.store.redis import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -49,12 +46,11 @@ def token(broker_url: str, secret: str, **headers: str) -> requests.Response:
 
 @pytest.fixture
 def counted(monkeypatch):
-    """The kinds ``broker.metrics.rate_limited`` is called with (a stand-in module until it exists)."""
+    """The kinds ``broker.metrics.rate_limited`` is called with."""
+    import broker.metrics
+
     kinds: list[str] = []
-    metrics = types.ModuleType("broker.metrics")
-    metrics.rate_limited = kinds.append
-    monkeypatch.setitem(sys.modules, "broker.metrics", metrics)
-    monkeypatch.setattr(limits_module, "_metric_resolved", False)
+    monkeypatch.setattr(broker.metrics, "rate_limited", kinds.append)
     return kinds
 
 
