@@ -371,7 +371,7 @@ class AdminOperations:
         """Discard a staged version (or withdraw a registration awaiting approval)."""
         version = self._changeable_version(p, "discard", version_id)
         try:
-            discarded = self.registry_versions.discard(version.id, by=p.name)
+            discarded = self.registry_service.discard(version.id, by=p.name)
         except VersionError as exc:
             raise StateConflict(str(exc)) from None
         logger.info("admin discarded correlation_id=%s principal=%s version=%s", current_correlation_id() or "-",
@@ -501,6 +501,7 @@ class AdminOperations:
             token, info = self.tokens.create(parsed, lifetime=parse_duration(expires), by=p.name, note=note)
         except GrantError as exc:
             raise BadRequest(exc.field, exc.expected) from None
+        self.registry_service.record(p.name, "create_token", documents=(f"token:{info.id}",))
         logger.info("admin token created correlation_id=%s principal=%s token=%s grants=%s",
                     current_correlation_id() or "-", p.name, info.id, ",".join(map(str, info.grants)))
         return {"token": token, **info.to_dict()}
@@ -510,6 +511,7 @@ class AdminOperations:
         info = self.tokens.revoke(token_id, by=p.name) if isinstance(token_id, str) else None
         if info is None:
             raise NotFound(f"no token {str(token_id)[:32]}")
+        self.registry_service.record(p.name, "revoke_token", documents=(f"token:{info.id}",))
         logger.info("admin token revoked correlation_id=%s principal=%s token=%s", current_correlation_id() or "-",
                     p.name, info.id)
         return info.to_dict()
@@ -528,6 +530,7 @@ class AdminOperations:
             stored = self.subjects.assign(subject, parsed, by=p.name, note=note)
         except GrantError as exc:
             raise BadRequest(exc.field, exc.expected) from None
+        self.registry_service.record(p.name, "set_grants", documents=(f"grant:{str(subject)[:180]}",))
         logger.info("admin grants set correlation_id=%s principal=%s subject=%s grants=%s",
                     current_correlation_id() or "-", p.name, subject, ",".join(map(str, parsed)))
         return stored.to_dict() if stored else {"subject": subject, "grants": [], "note": note}
