@@ -35,6 +35,7 @@ the others.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -73,6 +74,13 @@ logger = logging.getLogger("broker.admin")
 #: Version ids are database integers: anything outside is no version at all.
 _MAX_ID = 2**31 - 1
 _CHANGEABLE = ("staged", "pending_approval")
+_SCHOOL = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
+
+def _school_codes(document: Mapping[str, Any]) -> set[str]:
+    """The school codes a tenant document lists (as stored: not yet validated)."""
+    schools = document.get("schools")
+    return {str(s.get("code")) for s in schools if isinstance(s, dict)} if isinstance(schools, list) else set()
 
 
 class AdminOperations:
@@ -484,6 +492,51 @@ class AdminOperations:
                                             comment=edits.comment(comment, ""), approved_by_author=p.is_platform_admin)
         return self._stage(p, "register_sp", {("sp", prepared.key): prepared.document}, prepared.comment,
                            status=prepared.status)
+
+    # -- the audit (broker.audit) --------------------------------------------------------------
+
+    def audit_releases(self, p: Principal, school: Any, since: Any, until: Any = None, service: Any = None,
+                       limit: Any = 200) -> dict[str, Any]:
+        """What services received about people of ``school`` from ``since`` to ``until``
+        (:meth:`broker.audit.AuditLog.report`).
+
+        A platform admin asks about any school.  A city admin only about a school their
+        tenant's document lists, and sees only releases of that tenant's identities; a school
+        of another city answers as one that does not exist (404), and a viewer of the city is
+        refused (403): the audit is the admins'.
+        """
+        from broker.audit.storage import ReleaseQuery, parse_when
+
+        action = "audit_releases"
+        if not (isinstance(school, str) and _SCHOOL.match(school)):
+            raise BadRequest("school", "a school code (letters, digits, . _ -; at most 32)")
+        tenant = None
+        if not p.is_platform_admin:
+            listing = [key for (kind, key), doc in sorted(self.registry_versions.state().documents.items())
+                       if kind == "tenant" and p.reads_tenant(key) and school in _school_codes(doc)]
+            if not listing:
+                self._refuse(p, action, f"school:{school}", NotFound(f"no school {school}"))
+            tenant = next((t for t in listing if p.writes_tenant(t)), None)
+            if tenant is None:
+                self._refuse(p, action, f"school:{school}", Forbidden("the audit is for the city's admins"))
+        try:
+            start = parse_when(since)
+        except ValueError as exc:
+            raise BadRequest("since", str(exc)) from None
+        try:
+            end = parse_when(until, end_of_day=True) if until not in (None, "") else None
+        except ValueError as exc:
+            raise BadRequest("until", str(exc)) from None
+        if service in ("", None):
+            service = None
+        elif not (isinstance(service, str) and len(service) <= 300):
+            raise BadRequest("service", "a client_id or SAML entity id (at most 300 characters)")
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= 200):
+            raise BadRequest("limit", "a number from 1 to 200")
+        logger.info("admin audit read correlation_id=%s principal=%s school=%s", current_correlation_id() or "-",
+                    p.name, school)
+        return self.registry_service.audit.report(ReleaseQuery(school=school, since=start, until=end,
+                                                               service=service, tenant=tenant, limit=limit))
 
     # -- tokens and grants (platform admins) ------------------------------------------------
 

@@ -73,6 +73,24 @@ class ReleaseQuery:
         return conditions
 
 
+def parse_when(text: str, *, end_of_day: bool = False) -> dt.datetime:
+    """A time a query is asked with: ``2026-05-04`` (midnight UTC; with ``end_of_day``, the next
+    midnight, so that an ``until`` date includes its day) or ISO 8601 with a time (UTC if no offset).
+
+    Raises ValueError with what was expected.
+    """
+    if not isinstance(text, str) or not 8 <= len(text) <= 40:
+        raise ValueError("a date (2026-05-04) or a time (2026-05-04T08:00:00+03:00)")
+    try:
+        if len(text) == 10:
+            day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+            return day + dt.timedelta(days=1) if end_of_day else day
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("a date (2026-05-04) or a time (2026-05-04T08:00:00+03:00)") from None
+    return when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 class AuditLog:
     """The audit tables of the registry database ``engine``."""
 
@@ -151,6 +169,16 @@ class AuditLog:
             return [{"service": row.service, "protocol": row.protocol, "released": json.loads(row.released),
                      "releases": row.releases, "subjects": row.subjects}
                     for row in connection.execute(statement)]
+
+    def report(self, query: ReleaseQuery) -> dict[str, Any]:
+        """The answer to ``query``: its summary over the whole range and the releases (up to its limit)."""
+        releases = self.releases(query)
+        summary = self.summary(query)
+        return {"query": {"school": query.school, "since": query.since.isoformat(),
+                          "until": query.until.isoformat() if query.until else None, "service": query.service,
+                          "tenant": query.tenant},
+                "summary": summary, "releases": releases,
+                "truncated": len(releases) < sum(row["releases"] for row in summary)}
 
     def admin_changes(self, *, since: dt.datetime, until: dt.datetime | None = None, tenant: str | None = None,
                       limit: int = 1000) -> list[dict[str, Any]]:
