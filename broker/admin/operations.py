@@ -508,7 +508,7 @@ class AdminOperations:
         from broker.audit.storage import ReleaseQuery, parse_when
 
         action = "audit_releases"
-        if not (isinstance(school, str) and _SCHOOL.match(school)):
+        if not (isinstance(school, str) and _SCHOOL.fullmatch(school)):
             raise BadRequest("school", "a school code (letters, digits, . _ -; at most 32)")
         tenant = None
         if not p.is_platform_admin:
