@@ -10,8 +10,8 @@ In process, on the real Redis store under a unique prefix (deleted afterwards):
 * **OIDC**: the authorization response (code issued: the record is prepared and kept with the
   code) and the code's redemption at ``/token`` (the record joins the grant's store batch), with
   a grant hook that records the grant in the session and reads it back in the same round trip,
-  as the broker's does — once with the audit off and once on, alternating ``--rounds`` times;
-  the difference per login is the audit's CPU on the login path.
+  as the broker's does — with the audit off and on, alternating login by login, ``--rounds``
+  times; the median difference per login is the audit's CPU on the login path.
 * **SAML**: the release step's store batch (the session writes) with and without
   :meth:`ReleaseAudit.saml`.
 * **flusher**: CPU per record moved from Redis to the database (SQLite file; off the login path).
@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +49,9 @@ IDENTITY = {"user_id": "8a9f50bb3c1d4e2f8a9f50bb3c1d4e2f", "tenant": "vantaa", "
             "given_name": "Aino Maria", "family_name": "Virtanen", "learner_id": "1.2.246.562.98.09200000001",
             "schools": [{"code": "90921", "oid": "1.2.246.562.10.90920000001", "names": {"fi": "Tikkurila"}}],
             "roles": [{"role": "learner", "code": 1, "school": "90921"}]}
+
+
+SAML_ATTRIBUTES = ("urn:mpass.id:uid", "urn:mpass.id:role", "urn:mpass.id:schoolInfo", "urn:oid:2.5.4.42")
 
 
 class Clients:
@@ -69,8 +73,8 @@ def redis_cpu(store) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def oidc_pair(store, audit, n: int) -> tuple[float, float]:
-    """CPU and Redis CPU (seconds) of ``n`` code + token pairs."""
+def oidc_logins(store, audit) -> Callable[[], None]:
+    """One OIDC login's broker side (code issued, then redeemed), with ``audit`` or without (None)."""
     keyring = KeyRing(store, "bench-master-secret-0123456789abcdef", retention=3600, prepublish=600)
     keyring.ensure()
     rp = Client.from_dict({"client_id": "rp1", "redirect_uris": ["https://rp1.example/cb"],
@@ -93,7 +97,7 @@ def oidc_pair(store, audit, n: int) -> tuple[float, float]:
                                  scopes=("openid", "roles", "schools", "profile", "learner_id"), state="s",
                                  nonce="n", code_challenge=challenge)
 
-    def login():
+    def login() -> None:
         response = provider.authorization_response(authz, IDENTITY, auth_time=time.time(), sid="x", session="bench")
         code = parse_qs(urlsplit(response.location).query)["code"][0]
         form = {"grant_type": ["authorization_code"], "code": [code], "code_verifier": [verifier],
@@ -101,25 +105,30 @@ def oidc_pair(store, audit, n: int) -> tuple[float, float]:
         answer = provider.handle(Request("POST", "/token", basic, {}, form))
         assert answer.status == 200, answer.body
 
+    return login
+
+
+def interleaved(off: Callable[[], None], on: Callable[[], None], n: int) -> tuple[float, float]:
+    """CPU seconds of ``n`` calls of each, alternating one by one (drift and noise hit both alike)."""
+    clock = time.process_time
+    spent = [0.0, 0.0]
     for _ in range(50):
-        login()
-    r0, c0 = redis_cpu(store), time.process_time()
-    for _ in range(n):
-        login()
-    return time.process_time() - c0, redis_cpu(store) - r0
+        off(), on()
+    for i in range(2 * n):
+        which = i & 1
+        t0 = clock()
+        (on if which else off)()
+        spent[which] += clock() - t0
+    return spent[0], spent[1]
 
 
-def saml_pair(store, audit, n: int) -> float:
-    """CPU (seconds) of ``n`` release batches (two session writes), with ``audit`` recording or not."""
-    attributes = ["urn:mpass.id:uid", "urn:mpass.id:role", "urn:mpass.id:schoolInfo", "urn:oid:2.5.4.42"]
-    c0 = time.process_time()
-    for i in range(n):
-        with store.batch():
-            store.put(f"ses:{i % 100}", {"identity": "x" * 200}, 3600)
-            store.set_add(f"ses:{i % 100}:svcs", "https://sp.example/sp", 3600)
-            if audit is not None:
-                audit.saml("https://sp.example/sp", IDENTITY, attributes)
-    return time.process_time() - c0
+def saml_batch(store, audit) -> None:
+    """The SAML release step's store batch (two session writes), with ``audit`` recording or not."""
+    with store.batch():
+        store.put("ses:saml", {"identity": "x" * 200}, 3600)
+        store.set_add("ses:saml:svcs", "https://sp.example/sp", 3600)
+        if audit is not None:
+            audit.saml("https://sp.example/sp", IDENTITY, SAML_ATTRIBUTES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,24 +144,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     audit = ReleaseAudit(AuditBuffer(store), b"k" * 32, correlation_id=lambda: "3147fa7544ace600")
     try:
-        off, on, redis_off, redis_on, saml_off, saml_on = [], [], [], [], [], []
+        login_off, login_on = oidc_logins(store, None), oidc_logins(store, audit)
+        off, on, saml_off, saml_on = [], [], [], []
         for _ in range(args.rounds):
-            cpu, rcpu = oidc_pair(store, None, args.n)
-            off.append(cpu / args.n), redis_off.append(rcpu / args.n)
-            cpu, rcpu = oidc_pair(store, audit, args.n)
-            on.append(cpu / args.n), redis_on.append(rcpu / args.n)
-            saml_off.append(saml_pair(store, None, args.n) / args.n)
-            saml_on.append(saml_pair(store, audit, args.n) / args.n)
+            a, b = interleaved(login_off, login_on, args.n)
+            off.append(a / args.n), on.append(b / args.n)
+            a, b = interleaved(lambda: saml_batch(store, None), lambda: saml_batch(store, audit), args.n)
+            saml_off.append(a / args.n), saml_on.append(b / args.n)
+        r0 = redis_cpu(store)
+        for _ in range(args.n):
+            login_off()
+        r1 = redis_cpu(store)
+        for _ in range(args.n):
+            login_on()
+        r2 = redis_cpu(store)
         ms = 1e3
-        added = statistics.median(on) - statistics.median(off)
+        added = statistics.median(b - a for a, b in zip(off, on, strict=True))
         print(f"OIDC code + token, broker CPU per login: audit off {statistics.median(off) * ms:.3f} ms, "
-              f"on {statistics.median(on) * ms:.3f} ms, added {added * ms:.3f}"
-              f" ms (rounds: {', '.join(f'{(b - a) * ms:+.3f}' for a, b in zip(off, on, strict=True))})")
-        print(f"  Redis CPU per login: off {statistics.median(redis_off) * ms:.3f} ms, on "
-              f"{statistics.median(redis_on) * ms:.3f} ms")
+              f"on {statistics.median(on) * ms:.3f} ms, added {added * ms:.3f} ms (median of rounds: "
+              f"{', '.join(f'{(b - a) * ms:+.3f}' for a, b in zip(off, on, strict=True))})")
+        print(f"  Redis CPU per login: off {(r1 - r0) / args.n * ms:.3f} ms, on {(r2 - r1) / args.n * ms:.3f} ms")
+        added = statistics.median(b - a for a, b in zip(saml_off, saml_on, strict=True))
         print(f"SAML release batch, broker CPU per login: off {statistics.median(saml_off) * ms:.3f} ms, on "
-              f"{statistics.median(saml_on) * ms:.3f} ms, added "
-              f"{(statistics.median(saml_on) - statistics.median(saml_off)) * ms:.3f} ms")
+              f"{statistics.median(saml_on) * ms:.3f} ms, added {added * ms:.3f} ms")
         with tempfile.TemporaryDirectory() as tmp:
             log = AuditLog(open_database(f"sqlite:///{tmp}/registry.sqlite3"))
             flusher = AuditFlusher(AuditBuffer(store), log, retention_days=30, max_buffered=10**6, batch=500)

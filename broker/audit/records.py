@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import hmac
 import json
 import secrets
@@ -41,7 +40,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 def subject_reference(user_id: str, key: bytes) -> str:
     """The audit's pseudonymous reference to a person: 32 hex characters of HMAC-SHA256."""
-    return hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key, user_id.encode("utf-8"), "sha256").hex()[:32]
 
 
 def school_codes(identity: Mapping[str, Any]) -> tuple[str, ...]:
@@ -131,9 +130,11 @@ class ReleaseAudit:
                 "ref": subject_reference(user_id if isinstance(user_id, str) else "", self._key),
                 "cid": self._correlation_id()}
 
-    def record(self, prepared: Mapping[str, Any]) -> str:
-        """Buffer a prepared record, stamped now: the release happens now.  Returns it as buffered."""
-        member = _dumps({**prepared, "t": round(self._clock(), 3)})
+    def record(self, prepared: Mapping[str, Any] | str) -> str:
+        """Buffer a prepared record (or its JSON, as :meth:`oidc` gives it), stamped now: the
+        release happens now.  Returns it as buffered."""
+        body = prepared if isinstance(prepared, str) else _dumps(dict(prepared))
+        member = f'{body[:-1]},"t":{self._clock():.3f}}}'   # the time added without decoding it again
         self.buffer.push(member)
         return member
 
@@ -147,11 +148,12 @@ class ReleaseAudit:
                                  released=("NameID", *attributes)))
 
     def oidc(self, client_id: str, identity: Mapping[str, Any], claims: Iterable[str],
-             access_claims: Iterable[str]) -> dict[str, Any]:
-        """The record of a code being issued: ``sub``, the released and the access token's claim
-        names; recorded (:meth:`record`) when the code is redeemed."""
-        return self.prepare(protocol="oidc", service=client_id, identity=identity,
-                            released=("sub", *claims, *access_claims))
+             access_claims: Iterable[str]) -> str:
+        """The record of a code being issued, as JSON (the code record carries it as a string, not
+        decoded and encoded again): ``sub``, the released and the access token's claim names;
+        recorded (:meth:`record`) when the code is redeemed."""
+        return _dumps(self.prepare(protocol="oidc", service=client_id, identity=identity,
+                                   released=("sub", *claims, *access_claims)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,7 +102,7 @@ class Grants:
     def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any],
                    access_claims: Mapping[str, Any] | None, auth_time: int, acr: str | None,
                    amr: list[str] | None, sid: str | None, session: str | None = None,
-                   audit: Mapping[str, Any] | None = None) -> str:
+                   audit: str | None = None) -> str:
         """Store a fresh authorization code (RFC 6749 §4.1.2) and return it.
 
         What tokens will say is fixed now: ``sub``, the released ``claims`` (ID token,
@@ -120,7 +120,7 @@ class Grants:
             "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
             "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": dict(access_claims or {}), "at": auth_time,
             "acr": acr, "amr": amr, "sid": sid, "ses": session, "gid": gid, "jti": jti,
-            **({"au": dict(audit)} if audit is not None else {}),   # names and references only: no values
+            **({"au": audit} if audit is not None else {}),   # the release record: names and a reference only
         }, lt.code)
         # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
         self.store.put(f"tok:codegrant:{digest}", {"gid": gid, "jti": jti},
