@@ -529,8 +529,8 @@ class AdminOperations:
             raise BadRequest("until", str(exc)) from None
         if service in ("", None):
             service = None
-        elif not (isinstance(service, str) and len(service) <= 300):
-            raise BadRequest("service", "a client_id or SAML entity id (at most 300 characters)")
+        elif not (isinstance(service, str) and len(service) <= 1024):
+            raise BadRequest("service", "a client_id or SAML entity id (at most 1024 characters)")
         if not (isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= 200):
             raise BadRequest("limit", "a number from 1 to 200")
         logger.info("admin audit read correlation_id=%s principal=%s school=%s", current_correlation_id() or "-",

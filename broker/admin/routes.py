@@ -35,7 +35,7 @@ QUERY: dict[str, dict[str, Any]] = {
     "school": {"type": "string", "maxLength": 32, "description": "a school code (e.g. 90921)"},
     "since": {"type": "string", "maxLength": 40, "description": "from this date (2026-05-01) or ISO 8601 time"},
     "until": {"type": "string", "maxLength": 40, "description": "up to this date (inclusive) or time (exclusive)"},
-    "service": {"type": "string", "maxLength": 300, "description": "an OIDC client_id or a SAML SP entity id"},
+    "service": {"type": "string", "maxLength": 1024, "description": "an OIDC client_id or a SAML SP entity id"},
 }
 
 _COMMENT = {"type": "string", "maxLength": MAX_COMMENT, "description": "why (kept with the version)"}

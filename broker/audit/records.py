@@ -32,7 +32,7 @@ PROTOCOLS = ("oidc", "saml")
 #: reads it back from Redis, and nothing unbounded goes into the database.
 MAX_SCHOOLS = 50
 MAX_NAMES = 64
-_MAX = {"service": 300, "tenant": 64, "school": 32, "name": 200, "correlation_id": 64}
+_MAX = {"service": 1024, "tenant": 64, "school": 32, "name": 200, "correlation_id": 64}
 
 _HEX = frozenset("0123456789abcdef")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -124,11 +124,11 @@ class ReleaseAudit:
     def prepare(self, *, protocol: str, service: str, identity: Mapping[str, Any],
                 released: Iterable[str]) -> dict[str, Any]:
         """A release record not yet stamped with its time (OIDC keeps it with the code until ``/token``)."""
-        user_id = identity.get("user_id")
+        user_id, cid = identity.get("user_id"), self._correlation_id()
         return {"v": 1, "id": secrets.token_hex(16), "svc": service, "ten": identity.get("tenant") or "-",
                 "p": protocol, "sch": list(school_codes(identity)), "rel": sorted(set(released))[:MAX_NAMES],
                 "ref": subject_reference(user_id if isinstance(user_id, str) else "", self._key),
-                "cid": self._correlation_id()}
+                "cid": cid[:64] if cid else None}
 
     def record(self, prepared: Mapping[str, Any] | str) -> str:
         """Buffer a prepared record (or its JSON, as :meth:`oidc` gives it), stamped now: the

@@ -86,9 +86,9 @@ def parse_when(text: str, *, end_of_day: bool = False) -> dt.datetime:
             day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
             return day + dt.timedelta(days=1) if end_of_day else day
         when = dt.datetime.fromisoformat(text)
-    except ValueError:
+        return when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):   # OverflowError: the year 1 or 9999 moved past the calendar's ends
         raise ValueError("a date (2026-05-04) or a time (2026-05-04T08:00:00+03:00)") from None
-    return when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 class AuditLog:

@@ -106,7 +106,7 @@ audit_releases = sa.Table(
     "audit_releases", metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("service", sa.String(300), nullable=False),
+    sa.Column("service", sa.String(1024), nullable=False),
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("protocol", sa.String(8), nullable=False),
     #: JSON list of the released claim / SAML attribute names, sorted.
@@ -122,7 +122,7 @@ audit_release_schools = sa.Table(
     "audit_release_schools", metadata,
     sa.Column("release_id", sa.String(32), primary_key=True),
     sa.Column("school", sa.String(32), primary_key=True),
-    sa.Column("service", sa.String(300), nullable=False),
+    sa.Column("service", sa.String(1024), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_audit_release_schools_school_service_at", "school", "service", "at"),
     sa.Index("ix_audit_release_schools_school_at", "school", "at"),

@@ -23,7 +23,7 @@ FIELDS = ("school", "since", "until", "service")
 @blueprint.get("/audit")
 def audit_page() -> ResponseReturnValue:
     p = principal()
-    values = {name: request.args.get(name, "")[:300] for name in FIELDS}
+    values = {name: request.args.get(name, "")[:1024] for name in FIELDS}
     report, problems = None, []
     if values["school"] or values["since"]:
         try:

@@ -16,7 +16,7 @@ def upgrade() -> None:
         "audit_releases",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("service", sa.String(300), nullable=False),
+        sa.Column("service", sa.String(1024), nullable=False),
         sa.Column("tenant", sa.String(64), nullable=False),
         sa.Column("protocol", sa.String(8), nullable=False),
         sa.Column("released", sa.Text, nullable=False),
@@ -29,7 +29,7 @@ def upgrade() -> None:
         "audit_release_schools",
         sa.Column("release_id", sa.String(32), primary_key=True),
         sa.Column("school", sa.String(32), primary_key=True),
-        sa.Column("service", sa.String(300), nullable=False),
+        sa.Column("service", sa.String(1024), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_audit_release_schools_school_service_at", "audit_release_schools",
