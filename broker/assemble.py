@@ -294,12 +294,13 @@ def service_logo(parties: Any, service: Any) -> str | None:
 
 
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
-             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "") -> Proxy:
+             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "", audit: Any = None) -> Proxy:
     """Build the login path for ``registry``; reads keys and upstream metadata, once.
 
     ``keyring`` and ``delivery`` (the back-channel logout queue) outlive a registry version:
     the application passes the same ones to every rebuild.  ``cookie_suffix`` names the
     cookies of a test login through a staged version (:mod:`broker.registry.preview`).
+    ``audit`` (a :class:`~broker.audit.ReleaseAudit`, also outliving versions) records every release.
     """
     from broker.sessions.delivery import BackchannelDelivery
     from broker.tokens import KeyRing, build_provider
@@ -362,13 +363,13 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                 claims_supported=mapping.OIDC_CLAIMS, access_claims=access_claims,
                 grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
                 registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None,
-                limiter=limiter)
+                limiter=limiter, audit=audit)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
                                                    settings.base_url, spec["name"])
         else:
             frontends[spec["name"]] = SamlIdpFrontend(login.begin, internal_attributes, spec["config"],
                                                       settings.base_url, spec["name"], release=release_saml,
-                                                      configure_entity=configure_signatures)
+                                                      configure_entity=configure_signatures, audit=audit)
 
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
     oidc_by_backend = {i.backend_name: i for i in _oidc_idps(registry)}

@@ -103,6 +103,14 @@ class Settings:
     #: The port ``broker serve`` answers ``/metrics`` on, and nothing else (``BROKER_METRICS_PORT`` /
     #: ``metrics_port``; 0: no metrics port).  Never the public port (decision 16).
     metrics_port: int = 9102
+    #: The audit (broker.audit, docs/operations.md "Audit"): records older than this are purged.
+    #: 395 days: a whole school year and the following weeks in which a guardian, a school or the
+    #: data protection officer asks about it, and no longer (the records are about minors).
+    audit_retention_days: int = 395
+    #: Audit records buffered in Redis at most while the database is away; the excess is discarded
+    #: (and counted in an ERROR line).  About 300 bytes each: 1,000,000 is ~300 MB, 15 minutes of
+    #: the national peak (1,000 logins a second) or hours of an ordinary morning.
+    audit_buffer_max: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -161,6 +169,9 @@ class Settings:
             "dynamic_registration": _flag(env.get("BROKER_DYNAMIC_REGISTRATION"),
                                           bool(file_conf.get("dynamic_registration", False))),
             "metrics_port": _port(env.get("BROKER_METRICS_PORT"), file_conf.get("metrics_port", 9102)),
+            "audit_retention_days": int(env.get("BROKER_AUDIT_RETENTION_DAYS")
+                                        or file_conf.get("audit_retention_days", 395)),
+            "audit_buffer_max": int(env.get("BROKER_AUDIT_BUFFER_MAX") or file_conf.get("audit_buffer_max", 1_000_000)),
         }
         try:
             values["rate_limits"] = RateLimits.from_config(env, file_conf.get("rate_limits"))
@@ -182,6 +193,8 @@ class Settings:
             # The xmlsec1 subprocess path is gone (decision 9): refuse rather than silently ignore it.
             raise SettingsError("signature_backend (BROKER_SIGNATURE_BACKEND) was removed: SAML signatures are "
                                 "always checked in-process (docs/decisions/0009-saml-crypto-policy.md)")
+        if not 1 <= values["audit_retention_days"] <= 36500 or values["audit_buffer_max"] < 1000:
+            raise SettingsError("audit_retention_days: 1 to 36500 days; audit_buffer_max: at least 1000")
         if values["server"] not in ("uwsgi", "gunicorn"):
             raise SettingsError("server (BROKER_SERVER): expected 'uwsgi' or 'gunicorn'")
         if values["metrics_port"] and values["metrics_port"] == values["port"]:

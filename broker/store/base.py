@@ -148,3 +148,30 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - deliberately a no-op by default; stores with connections override it
         """Release connections."""
+
+    # -- set claims: the audit buffer (broker.audit.buffer) -------------------------------------
+    # Not abstract either; both stores here implement them.
+
+    def set_size(self, key: str) -> int:
+        """How many members the set under ``key`` holds (0 when absent).  O(1)."""
+        raise NotImplementedError(f"{type(self).__name__} has no set sizes")
+
+    def set_pop(self, key: str, count: int) -> list[str]:
+        """Remove and return up to ``count`` arbitrary members of the set under ``key``.  O(count).
+
+        Never sent again after a lost reply (:class:`StoreOutcomeUnknown`): what was popped is gone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no set claims")
+
+    def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
+        """Atomically move up to ``count`` arbitrary members of the set under ``key`` into the
+        sorted set under ``into`` with ``score``; (re)set ``into``'s TTL; return the members moved.
+
+        The claim of a work queue whose producers use :meth:`set_add` (resent safely after a
+        lost reply, see the Redis store) and whose consumers must lose nothing: a member is in
+        the set or in ``into`` at every instant, and one whose claimer dies (or whose reply
+        was lost: this is never sent again) comes due in ``into`` at ``score``, for
+        :meth:`zset_claim`.  O(log n) per member moved.  Both keys must be in one Redis
+        Cluster slot (a shared hash tag).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no set claims")

@@ -310,3 +310,36 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self._redis.close()
+
+    # -- set claims: the audit buffer (broker.audit.buffer) ------------------------------------
+
+    def set_size(self, key: str) -> int:
+        return int(self._run(("SCARD", self._k(key)))[0] or 0)
+
+    def set_pop(self, key: str, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        members = self._run(("SPOP", self._k(key), count))[0] or ()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
+        if count <= 0:
+            return []
+        members = self._run(("EVAL", _SET_CLAIM, 2, self._k(key), self._k(into), count, repr(float(score)),
+                             ttl))[0] or ()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+#: set_claim: up to ARGV[1] members popped from the set (SPOP, O(count)) and added to the sorted set
+#: (ZADD, O(log n) each) in one atomic step; never sent again (EVAL is not idempotent), and a lost
+#: reply leaves the members in the sorted set, due at their score.
+_SET_CLAIM = """
+local members = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+for _, member in ipairs(members) do
+    redis.call('ZADD', KEYS[2], ARGV[2], member)
+end
+if #members > 0 then
+    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+end
+return members
+"""

@@ -87,7 +87,7 @@ class Provider:
                  jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public"),
                  grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None,
                  registration_endpoint: str | None = None, access_claims: AccessClaims | None = None,
-                 limiter: Any = None):
+                 limiter: Any = None, audit: Any = None):
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
@@ -110,7 +110,8 @@ class Provider:
         self.grants = Grants(issuer=self.issuer, store=store, keyring=keyring, lifetimes=self.lifetimes,
                              audience=access_token_audience(resource_audiences),
                              claims_in_id_token=claims_in_id_token, clock=clock, grant_hook=grant_hook,
-                             claims_by_scope=claims_by_scope)
+                             claims_by_scope=claims_by_scope, audit=audit)
+        self.audit = audit
         self.client_auth = ClientAuthenticator(clients, store, issuer=self.issuer, token_endpoint=self.urls["token"],
                                                http_get=http_get, clock=clock, leeway=self.lifetimes.leeway,
                                                max_assertion_lifetime=self.lifetimes.client_assertion,
@@ -263,8 +264,10 @@ class Provider:
             claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
             access = (self.access_claims(client, identity, scopes) if self.access_claims is not None
                       else released_roles_only(claims, identity, scopes))
+            # The audit record of this release, recorded when the code is redeemed (broker.audit.records).
+            audit = None if self.audit is None else self.audit.oidc(client.client_id, identity, claims, access)
             code = self.grants.issue_code(authz, sub=sub, claims=claims, access_claims=access, auth_time=at,
-                                          acr=acr, amr=amr, sid=sid, session=session)
+                                          acr=acr, amr=amr, sid=sid, session=session, audit=audit)
         except (StoreError, KeyRingError) as exc:
             logger.error("could not issue a code: %s", exc.__class__.__name__)
             return self.authorization_error(authz, "temporarily_unavailable", "try again shortly")
@@ -388,7 +391,7 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                    grant_hook: GrantHook | None = None,
                    claims_by_scope: Mapping[str, Iterable[str]] | None = None,
                    registration_endpoint: str | None = None, access_claims: AccessClaims | None = None,
-                   limiter: Any = None) -> Provider:
+                   limiter: Any = None, audit: Any = None) -> Provider:
     """Build the provider, checking that the parts fit together.
 
     :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
@@ -417,6 +420,8 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
         carry besides the RFC 9068 ones (the broker: ``roles`` and ``role_assignments``);
         ``None``: the released ``roles`` claim (:func:`released_roles_only`).
     :param limiter: rate limits (:class:`broker.ratelimit.RateLimiter`); ``None``: none.
+    :param audit: a :class:`~broker.audit.ReleaseAudit`: the release record is prepared when
+        the code is issued and recorded when it is redeemed at the token endpoint.
     """
     lifetimes = Lifetimes.coerce(lifetimes)
     needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
@@ -433,4 +438,4 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                     claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
                     subject_types_supported=subject_types_supported, grant_hook=grant_hook,
                     claims_by_scope=claims_by_scope, registration_endpoint=registration_endpoint,
-                    access_claims=access_claims, limiter=limiter)
+                    access_claims=access_claims, limiter=limiter, audit=audit)
