@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from broker.derive import derive_key
 from broker.web.csp import script_hash
 from broker.web.guard import BODY_TIMEOUT, DRAIN_LIMIT, MAX_BODY, REQUEST_TIME_LIMIT, Guard, guard, protect
 
@@ -51,6 +52,9 @@ def protect_broker(app: Callable, settings: Any, **options: Any) -> Callable:
         "autopost_compat": True,
         "strict_transport_security": "max-age=31536000" if base_url.startswith("https://") else None,
         "access_log": bool(getattr(settings, "access_log", False)),
+        # The access line names the client by a keyed reference, never by its address.
+        "client_key": derive_key(settings.master_secret, b"access-log-client")
+        if getattr(settings, "master_secret", None) else None,
         "time_limit": REQUEST_TIME_LIMIT,  # inside uWSGI only (its per-request harakiri)
     }
     defaults.update(options)

@@ -29,8 +29,11 @@
 * answers **500** (localized page or JSON with the correlation id) if the app raises, and
   logs one line with the exception's type and where it was raised, never the request;
 * with ``access_log=True``, writes the access log: one JSON line per request on logger
-  ``broker.access`` (method, path without the query, status, bytes, milliseconds, client
-  address, correlation id), in place of the server's own request lines.
+  ``broker.access`` (method, path without the query, status, bytes, milliseconds, a keyed
+  reference to the client address, correlation id), in place of the server's own request
+  lines.  Addresses of pupils' homes and schools are personal data: the line carries
+  ``client_ref`` (HMAC-SHA256 under ``client_key``, 16 hex characters: the same address gives
+  the same reference, so one client's requests can be followed), never the address.
 
 Refusals are rendered by :func:`broker.errors.render` (HTML or JSON by the ``Accept``
 header) and logged by :func:`broker.errors.log` like every other refusal of the broker.
@@ -38,6 +41,8 @@ header) and logged by :func:`broker.errors.log` like every other refusal of the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import logging
 import re
@@ -135,7 +140,7 @@ class Guard:
                  body_timeout: float = BODY_TIMEOUT, script_hashes: Iterable[str] = (),
                  form_action: Iterable[str] = csp.DEFAULT_FORM_ACTION, autopost_compat: bool = False,
                  strict_transport_security: str | None = None, access_log: bool = False,
-                 time_limit: int | None = None):
+                 client_key: bytes | None = None, time_limit: int | None = None):
         self.app = app
         self.max_body = max_body
         self.drain_limit = max(drain_limit, max_body)
@@ -147,6 +152,7 @@ class Guard:
         self.autopost_compat = autopost_compat
         self.hsts = strict_transport_security
         self.access_log = access_log
+        self.client_key = client_key
         self.time_limit = time_limit if _set_user_harakiri is not None else None
 
     def __getattr__(self, name: str) -> Any:
@@ -189,11 +195,14 @@ class Guard:
         return _Closing(result, self, environ, response, started)
 
     def _log_access(self, environ: dict, status: str, size: int, started: float) -> None:
-        """One line per request: method, path (never the query), status, size, time, client."""
+        """One line per request: method, path (never the query), status, size, time, client reference."""
         path = environ.get("PATH_INFO", "")[:300]
         code = int(status[:3]) if status[:3].isdigit() else 0
+        address = environ.get("REMOTE_ADDR")
+        client_ref = hmac.new(self.client_key, address.encode(), hashlib.sha256).hexdigest()[:16] \
+            if address and self.client_key else None
         access_logger.info("%s %s %s", environ.get("REQUEST_METHOD", ""), path, code,
-                           extra={"client": environ.get("REMOTE_ADDR"), "method": environ.get("REQUEST_METHOD"),
+                           extra={"client_ref": client_ref, "method": environ.get("REQUEST_METHOD"),
                                   "path": path, "status": code, "bytes": size,
                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 

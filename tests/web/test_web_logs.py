@@ -127,7 +127,7 @@ def test_the_guards_correlation_id_is_on_the_apps_lines(serve, json_log):
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
-    url = serve(guard(app, access_log=True))
+    url = serve(guard(app, access_log=True, client_key=b"k" * 32))
     assert requests.get(url + "/x?code=SECRET-CODE", timeout=5).status_code == 200
     entries = json_lines(json_log.getvalue())
     assert [entry["logger"] for entry in entries] == ["broker.inner", "broker.inner", "broker.access"]
@@ -136,6 +136,9 @@ def test_the_guards_correlation_id_is_on_the_apps_lines(serve, json_log):
     access = entries[2]
     assert access["path"] == "/x" and access["status"] == 200 and access["method"] == "GET"
     assert "SECRET-CODE" not in json_log.getvalue()
+    # The client by a keyed reference, never by its address (personal data of pupils' homes and schools).
+    assert "127.0.0.1" not in json_log.getvalue()
+    assert re.fullmatch(r"[0-9a-f]{16}", access["client_ref"]) and "client" not in access
     # between requests, lines carry no id
     logging.getLogger("broker.inner").info("idle")
     assert json_lines(json_log.getvalue())[-1]["correlation_id"] is None
