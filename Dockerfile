@@ -54,7 +54,8 @@ RUN mkdir -p /app/metadata /app/var/keys /app/var/registry \
 
 USER 10001:10001
 
-EXPOSE 8000
+# 8000: the public port; 9102: /metrics only (BROKER_METRICS_PORT, decision 16), never behind the public load balancer.
+EXPOSE 8000 9102
 
 # Liveness only (the process answers); /readyz also checks Redis, for load balancers.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

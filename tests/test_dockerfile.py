@@ -176,9 +176,13 @@ def test_no_xmlsec1_in_the_image_and_the_removed_setting_is_refused():
 
 
 def test_port_entrypoint_and_command():
-    assert arguments("EXPOSE") == ["8000"]
+    from broker.settings import Settings
+
+    assert arguments("EXPOSE") == ["8000 9102"]
     config = yaml.safe_load((ROOT / "config" / "broker.yaml").read_text())
     assert config["port"] == 8000, "the exposed port is the one the broker binds by default"
+    metrics_port = Settings.from_env({"BROKER_SECRET": "x" * 32}).metrics_port
+    assert metrics_port == 9102, "the second exposed port is the metrics port's default"
     assert exec_form(arguments("ENTRYPOINT")[-1]) == ["broker"]
     assert exec_form(arguments("CMD")[-1]) == ["serve"]
     assert PYPROJECT["project"]["scripts"]["broker"] == "broker.cli:main"
