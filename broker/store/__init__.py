@@ -15,7 +15,8 @@ def open_store(url: str | None, *, prefix: str = "digione:") -> Store:
     """Open the store named by ``url``.
 
     ``None`` or ``""`` gives the in-memory store (one process only); ``redis://``,
-    ``rediss://`` and ``unix://`` URLs give a Redis store.
+    ``rediss://``, ``unix://`` and ``redis+sentinel://`` / ``rediss+sentinel://`` URLs
+    (:mod:`broker.store.sentinel`) give a Redis store.
     """
     if not url:
         return MemoryStore()

@@ -123,8 +123,13 @@ class Store(abc.ABC):
         return self.get(key)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool = False) -> Iterator[None]:
         """Send the writes made inside (``put``, ``delete``, ``set_add``, ``set_remove``) together.
+
+        ``durable``: the writes complete something handed out at once (a login's grant and
+        refresh token); a replicated store confirms they reached its replicas before the
+        block's end returns (or raises :class:`StoreError`); a :meth:`get_after_writes` inside
+        confirms the writes it sends.  Nested inside another batch, it makes the outer one durable.
 
         One round trip at the end instead of one per write; nothing is written if the block
         raises.  Reads inside the block do not see its writes, and ``add``, ``take`` and

@@ -44,6 +44,29 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
 
 An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
 connection stays in step and in the pool, and the caller gets a StoreError.
+
+Failover (Sentinel)
+-------------------
+Some error replies say the command was refused, not run: ``READONLY`` (the node we are
+connected to was demoted to a replica), ``MASTERDOWN`` and ``LOADING`` (:data:`_NOT_RUN`).
+When a batch gets one, the connection is dropped (its next connect asks the sentinels
+for the primary again) and the batch is sent again, at most :data:`_NOT_RUN_RESENDS`
+times, only if every command in it either was refused so or is idempotent: a refused
+command did not run, and an idempotent one may run twice.  A batch in which some
+non-idempotent command ran and another was refused (a demotion between two commands of
+one round trip) raises :class:`StoreOutcomeUnknown`.  redis-py's Sentinel connection turns
+``READONLY`` into a ``ConnectionError`` and drops the connection mid-batch, which would
+make a refusal look like a lost reply; replies are therefore read with the plain
+connection's reader (docs/decisions/0015-redis-high-availability.md).
+
+Durable batches
+---------------
+Redis replicates asynchronously: a write acknowledged by a primary killed a moment later
+can be missing on the replica promoted in its place.  ``batch(durable=True)`` (the write
+that completes a login: the grant and its refresh token) appends ``WAIT <replicas>
+<wait_ms>`` to the batch when the store was opened with ``replicas`` > 0 (the default for
+Sentinel URLs), in the same round trip, and raises :class:`StoreError` when fewer replicas
+acknowledged in time: the tokens are then not handed out, so none can be lost.
 """
 
 from __future__ import annotations
@@ -56,6 +79,7 @@ from typing import Any
 
 import redis
 
+from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -74,7 +98,7 @@ def _pack(args: tuple) -> bytes:
 
 
 #: Commands whose second run changes nothing and answers as if it were the only one.
-_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING"})
+_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING", "WAIT"})   # WAIT changes no data
 _SET_WRITES = frozenset({"SADD", "SREM"})   # their counts are not used by the store
 
 
@@ -111,17 +135,43 @@ return members
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
 
+#: Error replies meaning "refused, not run" (module docstring, Failover).
+_NOT_RUN = ("READONLY", "MASTERDOWN", "LOADING")
+#: How many times a batch refused so is sent again (each time to the primary found anew).
+_NOT_RUN_RESENDS = 3
+
+
+def _not_run(error: redis.ResponseError | None) -> bool:
+    return error is not None and str(error).split(" ", 1)[0].upper() in _NOT_RUN
+
+
+def _read_reply(connection) -> Any:
+    """The next reply on ``connection``, an error reply raised as ``ResponseError``.
+
+    Read with the plain connection's reader: redis-py's ``SentinelManagedConnection`` would
+    turn ``READONLY`` into a ``ConnectionError`` and drop the connection before the batch's
+    other replies are read (module docstring, Failover).
+    """
+    return redis.connection.AbstractConnection.read_response(connection)
+
 
 class RedisStore(Store):
     shared = True
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "digione:"):
+    def __init__(self, client: redis.Redis, *, prefix: str = "digione:", replicas: int = 0, wait_ms: int = 500):
         self._redis = client
         self._prefix = prefix
+        self._replicas = replicas   # WAIT for this many replicas in a durable batch (0: no WAIT)
+        self._wait_ms = wait_ms
         self._batches = threading.local()   # the commands of the batch open in this thread
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> RedisStore:
+        """``redis://``, ``rediss://``, ``unix://``, or ``redis+sentinel://`` (:mod:`broker.store.sentinel`)."""
+        if url.split(":", 1)[0] in sentinel.SCHEMES:
+            spec = sentinel.parse(url)
+            return cls(sentinel.client(spec, socket_timeout=2.0, connect_timeout=2.0, health_check_interval=30),
+                       prefix=prefix, replicas=spec.replicas, wait_ms=spec.wait_ms)
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                       health_check_interval=30)
         return cls(client, prefix=prefix)
@@ -174,21 +224,25 @@ class RedisStore(Store):
 
     def _exchange(self, connection, payload: list[bytes], commands: tuple[tuple, ...],
                   resendable: bool) -> list[Any]:
-        for attempt in (1, 2):
+        lost_resent = False   # the one resend after a lost reply (rule 3) is used
+        refusals = 0          # resends after a "not run" refusal (Failover)
+        while True:
             self._ready(connection)
             try:
                 connection.send_packed_command(payload, check_health=False)
                 replies: list[Any] = []
-                error: redis.ResponseError | None = None
+                errors: list[redis.ResponseError | None] = []
                 for _ in commands:
                     try:
-                        replies.append(connection.read_response())
+                        replies.append(_read_reply(connection))
+                        errors.append(None)
                     except redis.ResponseError as exc:   # an error reply: the stream stays in step
-                        error = error or exc
                         replies.append(None)
+                        errors.append(exc)
             except _NO_REPLY as exc:
                 connection.disconnect()   # a late reply must never answer a later command
-                if resendable and attempt == 1:
+                if resendable and not lost_resent:
+                    lost_resent = True
                     continue
                 if resendable:
                     raise StoreError(f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}), "
@@ -196,10 +250,21 @@ class RedisStore(Store):
                 raise StoreOutcomeUnknown(
                     f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}); the outcome is unknown "
                     "and it was not sent again (not idempotent)") from exc
-            if error is not None:
+            error = next((e for e in errors if e is not None), None)
+            if error is None:
+                return replies
+            refused = next((e for e in errors if _not_run(e)), None)
+            if refused is None:
                 raise StoreError(f"redis: {_names(commands)}: {error}") from error
-            return replies
-        raise AssertionError("unreachable")
+            connection.disconnect()   # a demoted or unready node: the next connect finds the primary anew
+            if not all(_not_run(e) or _idempotent(c) for c, e in zip(commands, errors, strict=True)):
+                raise StoreOutcomeUnknown(
+                    f"redis: {_names(commands)} partly refused ({str(refused).split(' ', 1)[0]}) after other "
+                    "commands of it ran; not sent again") from refused
+            refusals += 1
+            if refusals > _NOT_RUN_RESENDS:
+                raise StoreError(f"redis: {_names(commands)} refused ({str(refused).split(' ', 1)[0]}), "
+                                 f"also when sent again {_NOT_RUN_RESENDS} times; nothing was run") from refused
 
     def _write(self, *commands: tuple) -> list[Any] | None:
         """Run write ``commands`` now, or queue them in the open batch."""
@@ -210,18 +275,32 @@ class RedisStore(Store):
         return self._run(*commands)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool = False) -> Iterator[None]:
         if getattr(self._batches, "commands", None) is not None:  # nested: the outer batch sends
+            if durable:
+                self._batches.durable = True
             yield
             return
         commands: list[tuple] = []
-        self._batches.commands = commands
+        self._batches.commands, self._batches.durable = commands, durable
         try:
             yield
         finally:
             self._batches.commands = None
+            durable = self._batches.durable
         if commands:
-            self._run(*commands)
+            self._send_batch(commands, durable)
+
+    def _send_batch(self, commands: list[tuple] | tuple, durable: bool) -> list[Any]:
+        """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
+        if not (durable and self._replicas):
+            return self._run(*commands)
+        replies = self._run(*commands, ("WAIT", self._replicas, self._wait_ms))
+        acknowledged = int(replies.pop())
+        if acknowledged < self._replicas:
+            raise StoreError(f"redis: {_names(tuple(commands))} written but held by {acknowledged} of "
+                             f"{self._replicas} replicas after {self._wait_ms} ms; not confirmed")
+        return replies
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -241,7 +320,8 @@ class RedisStore(Store):
             return self.get(key)
         commands = (*queued, ("GET", self._k(key)))
         queued.clear()   # sent now, whatever the outcome: the batch's exit must not send them again
-        raw = self._run(*commands)[-1]
+        # A durable batch's WAIT goes with them (the GET after it): the writes are confirmed here.
+        raw = self._send_batch(commands, getattr(self._batches, "durable", False))[-1]
         return None if raw is None else json.loads(raw)
 
     def get_many(self, *keys: str) -> list[Any | None]:

@@ -180,8 +180,9 @@ class Grants:
                  "sid": record["sid"], "ses": session, "exp": grant_exp}
         allowed, failure = True, None
         # The grant, its refresh token and the hook's record and check: one round trip (the
-        # hook's writes join the batch; its read goes after them, Store.get_after_writes).
-        with self.store.batch():
+        # hook's writes join the batch; its read goes after them, Store.get_after_writes).  Durable:
+        # a replicated store confirms the grant reached a replica before its tokens leave (ADR 0015).
+        with self.store.batch(durable=True):
             self.store.put(f"tok:grant:{gid}", grant, grant_exp - int(now))
             tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
                                   nonce=record["n"], refresh=refresh)
@@ -246,7 +247,8 @@ class Grants:
                 self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
                 raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
             scopes = wanted
-        with self.store.batch():  # the rotated token's tombstone and its successor: one round trip
+        # The rotated token's tombstone and its successor: one round trip, confirmed (ADR 0015).
+        with self.store.batch(durable=True):
             self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
             return self._tokens(client, gid, grant, scopes, now, jti=secrets.token_urlsafe(16), nonce=None,
                                 refresh=True, refreshed=True)
