@@ -65,8 +65,10 @@ Redis replicates asynchronously: a write acknowledged by a primary killed a mome
 can be missing on the replica promoted in its place.  ``batch(durable=True)`` (the write
 that completes a login: the grant and its refresh token) appends ``WAIT <replicas>
 <wait_ms>`` to the batch when the store was opened with ``replicas`` > 0 (the default for
-Sentinel URLs), in the same round trip, and raises :class:`StoreError` when fewer replicas
-acknowledged in time: the tokens are then not handed out, so none can be lost.
+Sentinel URLs), in the same round trip, and raises :class:`StoreError` when a connected
+replica did not acknowledge in time: the tokens are then not handed out, so none can be
+lost.  A primary with fewer replicas than configured (just after a failover) is waited on
+for those it has (:mod:`broker.store.confirm`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ import redis
 
 from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
+from broker.store.confirm import Confirmation, connected_replicas
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -98,7 +101,7 @@ def _pack(args: tuple) -> bytes:
 
 
 #: Commands whose second run changes nothing and answers as if it were the only one.
-_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING", "WAIT"})   # WAIT changes no data
+_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING", "WAIT", "INFO", "ROLE"})   # WAIT changes no data
 _SET_WRITES = frozenset({"SADD", "SREM"})   # their counts are not used by the store
 
 
@@ -158,11 +161,12 @@ def _read_reply(connection) -> Any:
 class RedisStore(Store):
     shared = True
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "digione:", replicas: int = 0, wait_ms: int = 500):
+    def __init__(self, client: redis.Redis, *, prefix: str = "digione:", replicas: int = 0, wait_ms: int = 500,
+                 follows_primary: bool = False):
         self._redis = client
+        self._follows_primary = follows_primary   # Sentinel: readiness asks ROLE, not PING
         self._prefix = prefix
-        self._replicas = replicas   # WAIT for this many replicas in a durable batch (0: no WAIT)
-        self._wait_ms = wait_ms
+        self._confirm = Confirmation(replicas, wait_ms)   # WAIT in a durable batch (replicas=0: none)
         self._batches = threading.local()   # the commands of the batch open in this thread
 
     @classmethod
@@ -171,7 +175,7 @@ class RedisStore(Store):
         if url.split(":", 1)[0] in sentinel.SCHEMES:
             spec = sentinel.parse(url)
             return cls(sentinel.client(spec, socket_timeout=2.0, connect_timeout=2.0, health_check_interval=30),
-                       prefix=prefix, replicas=spec.replicas, wait_ms=spec.wait_ms)
+                       prefix=prefix, replicas=spec.replicas, wait_ms=spec.wait_ms, follows_primary=True)
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                       health_check_interval=30)
         return cls(client, prefix=prefix)
@@ -293,14 +297,15 @@ class RedisStore(Store):
 
     def _send_batch(self, commands: list[tuple] | tuple, durable: bool) -> list[Any]:
         """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
-        if not (durable and self._replicas):
+        wanted = self._confirm.wanted() if durable else 0
+        if not wanted:
             return self._run(*commands)
-        replies = self._run(*commands, ("WAIT", self._replicas, self._wait_ms))
-        acknowledged = int(replies.pop())
-        if acknowledged < self._replicas:
-            raise StoreError(f"redis: {_names(tuple(commands))} written but held by {acknowledged} of "
-                             f"{self._replicas} replicas after {self._wait_ms} ms; not confirmed")
+        replies = self._run(*commands, ("WAIT", wanted, self._confirm.wait_ms))
+        self._confirm.check(int(replies.pop()), wanted, self._connected_replicas)
         return replies
+
+    def _connected_replicas(self) -> int:
+        return connected_replicas(self._run(("INFO", "replication"))[0])
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -370,7 +375,11 @@ class RedisStore(Store):
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     def ping(self) -> bool:
+        """Whether the store answers; behind Sentinel, whether the node reached is a primary (it can write)."""
         try:
+            if self._follows_primary:
+                role = self._run(("ROLE",))[0]
+                return bool(role) and role[0] in (b"master", "master")
             return self._run(("PING",))[0] in (b"PONG", "PONG", True)
         except StoreError:
             return False
