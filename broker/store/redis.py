@@ -138,14 +138,22 @@ return members
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
 
-#: Error replies meaning "refused, not run" (module docstring, Failover).
-_NOT_RUN = ("READONLY", "MASTERDOWN", "LOADING")
+#: Error replies meaning "refused, not run" (module docstring, Failover), as redis-py's parser
+#: classes them (it strips the code from the message): READONLY, MASTERDOWN, LOADING.
+_NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONLY",
+                                        redis.exceptions.MasterDownError: "MASTERDOWN",
+                                        redis.exceptions.BusyLoadingError: "LOADING"}
+_ERROR_REPLY = (redis.ResponseError, redis.exceptions.BusyLoadingError)   # LOADING is a ConnectionError class
 #: How many times a batch refused so is sent again (each time to the primary found anew).
 _NOT_RUN_RESENDS = 3
 
 
-def _not_run(error: redis.ResponseError | None) -> bool:
-    return error is not None and str(error).split(" ", 1)[0].upper() in _NOT_RUN
+def _not_run(error: Exception | None) -> bool:
+    return error is not None and type(error) in _NOT_RUN
+
+
+def _code(error: Exception) -> str:
+    return _NOT_RUN.get(type(error), type(error).__name__)
 
 
 def _read_reply(connection) -> Any:
@@ -235,12 +243,12 @@ class RedisStore(Store):
             try:
                 connection.send_packed_command(payload, check_health=False)
                 replies: list[Any] = []
-                errors: list[redis.ResponseError | None] = []
+                errors: list[Exception | None] = []
                 for _ in commands:
                     try:
                         replies.append(_read_reply(connection))
                         errors.append(None)
-                    except redis.ResponseError as exc:   # an error reply: the stream stays in step
+                    except _ERROR_REPLY as exc:   # an error reply: the stream stays in step
                         replies.append(None)
                         errors.append(exc)
             except _NO_REPLY as exc:
@@ -263,11 +271,11 @@ class RedisStore(Store):
             connection.disconnect()   # a demoted or unready node: the next connect finds the primary anew
             if not all(_not_run(e) or _idempotent(c) for c, e in zip(commands, errors, strict=True)):
                 raise StoreOutcomeUnknown(
-                    f"redis: {_names(commands)} partly refused ({str(refused).split(' ', 1)[0]}) after other "
+                    f"redis: {_names(commands)} partly refused ({_code(refused)}) after other "
                     "commands of it ran; not sent again") from refused
             refusals += 1
             if refusals > _NOT_RUN_RESENDS:
-                raise StoreError(f"redis: {_names(commands)} refused ({str(refused).split(' ', 1)[0]}), "
+                raise StoreError(f"redis: {_names(commands)} refused ({_code(refused)}), "
                                  f"also when sent again {_NOT_RUN_RESENDS} times; nothing was run") from refused
 
     def _write(self, *commands: tuple) -> list[Any] | None:

@@ -24,7 +24,7 @@ MISSING = (None if shutil.which("redis-server") and shutil.which("redis-cli")
 SERVICE = "ha"
 
 
-def _wait(what: str, check, timeout: float = 20.0) -> None:
+def wait_for(what: str, check, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -50,6 +50,11 @@ def _free_port_with_bus() -> int:
     raise AssertionError("no free port pair for a cluster node")
 
 
+def replica_online(servers: Servers, primary: int) -> bool:
+    """Whether ``primary`` has a replica in step (``state=online``: it acknowledges, so ``WAIT`` counts it)."""
+    return b"state=online" in servers.raw(primary, "INFO", "replication")
+
+
 class Servers:
     """The processes of one set; ``kill(port)`` SIGKILLs one, ``stop()`` all."""
 
@@ -69,7 +74,7 @@ class Servers:
         log = open(directory / "log", "w")
         self.processes[port] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        _wait(f"redis on {port}", lambda: self.client(port).ping())
+        wait_for(f"redis on {port}", lambda: self.client(port).ping())
 
     @staticmethod
     def client(port: int) -> redis.Redis:
@@ -116,14 +121,14 @@ class SentinelSet(Servers):
     def start_all(self) -> SentinelSet:
         self.start(self.primary)
         self.start(self.replica, "--replicaof", "127.0.0.1", str(self.primary))
-        _wait("replica in sync", lambda: b"master_link_status:up" in self.raw(self.replica, "INFO", "replication"))
+        wait_for("replica in sync", lambda: replica_online(self, self.primary))
         config = (f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
                   f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                   f"sentinel failover-timeout {SERVICE} 10000\n"
                   f"sentinel parallel-syncs {SERVICE} 1\n")
         for port in self.sentinels:
             self.start(port, "--sentinel", config=config)
-        _wait("sentinels know each other and the replica", self._known, timeout=30)
+        wait_for("sentinels know each other and the replica", self._known, timeout=30)
         return self
 
     def _known(self) -> bool:
@@ -156,7 +161,7 @@ class ClusterSet(Servers):
                        "--cluster-node-timeout", "1000")
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                         "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        _wait("cluster state ok, every replica in sync", self._ok, timeout=30)
+        wait_for("cluster state ok, every replica in sync", self._ok, timeout=30)
         return self
 
     def _ok(self) -> bool:
@@ -165,6 +170,8 @@ class ClusterSet(Servers):
                 return False
             info = self.raw(port, "INFO", "replication")
             if b"role:slave" in info and b"master_link_status:up" not in info:
+                return False
+            if b"role:master" in info and b"state=online" not in info:
                 return False
         return True
 
