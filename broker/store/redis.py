@@ -148,6 +148,18 @@ _ERROR_REPLY = (redis.ResponseError, redis.exceptions.BusyLoadingError)   # LOAD
 _NOT_RUN_RESENDS = 3
 
 
+class NothingSent(StoreError):
+    """The store could not be reached before anything was sent: certain, and safe to try again."""
+
+
+class _Refused(Exception):
+    """A batch refused "not run" (or refused in part, the rest idempotent): :meth:`RedisStore._run` sends it again."""
+
+    def __init__(self, error: Exception, lost_resent: bool):
+        super().__init__(str(error))
+        self.error, self.lost_resent = error, lost_resent
+
+
 def _not_run(error: Exception | None) -> bool:
     return error is not None and type(error) in _NOT_RUN
 
@@ -197,27 +209,66 @@ class RedisStore(Store):
 
     # -- the wire ---------------------------------------------------------------------------
 
-    def _run(self, *commands: tuple) -> list[Any]:
+    def _run(self, *commands: tuple, route: Any = None) -> list[Any]:
         """Send ``commands`` in one round trip and return their replies, in order.
 
-        Resent at most once, and only when that is safe (the module docstring).
+        Resent at most once after a lost reply, and only when that is safe; after a "not run"
+        refusal at most :data:`_NOT_RUN_RESENDS` times (the module docstring).  ``route``: where
+        they go (:meth:`_route`; ``None`` here: the one pool).
         """
-        payload = [b"".join(_pack(command) for command in commands)]
         resendable = all(_idempotent(command) for command in commands)
-        pool = self._redis.connection_pool
-        try:
-            connection = pool.get_connection()
-        except redis.RedisError as exc:
-            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
-        try:
-            return self._exchange(connection, payload, commands, resendable)
-        except StoreError:
-            raise   # the connection is in step, or _exchange has discarded it
-        except BaseException:
-            connection.disconnect()   # replies may be on their way or unread: never reuse it
-            raise
-        finally:
-            pool.release(connection)
+        route = self._route(commands) if route is None else route
+        lost_resent = False
+        last: Exception | None = None
+        for _ in range(_NOT_RUN_RESENDS + 1):
+            sent = self._on_route(route, commands)
+            pool = self._pool(route)
+            try:
+                connection = pool.get_connection()
+            except redis.RedisError as exc:
+                raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+            try:
+                replies = self._exchange(connection, [b"".join(_pack(c) for c in sent)], sent, resendable,
+                                         lost_resent)
+                return self._off_route(route, replies)
+            except _Refused as refused:   # nothing of it ran, or all of it may run again
+                lost_resent = lost_resent or refused.lost_resent
+                route = self._rerouted(route, refused.error)
+                last = refused.error
+            except StoreError:
+                raise   # the connection is in step, or _exchange has discarded it
+            except BaseException:
+                connection.disconnect()   # replies may be on their way or unread: never reuse it
+                raise
+            finally:
+                pool.release(connection)
+        raise StoreError(f"redis: {_names(commands)} refused ({_code(last) if last else '?'}), also when sent again "
+                         f"{_NOT_RUN_RESENDS} times; nothing was run") from last
+
+    # -- routing: one pool here; a cluster store sends each batch to the node owning its slot -------
+
+    def _route(self, commands: tuple[tuple, ...]) -> Any:
+        """Where ``commands`` go (``None``: the one pool)."""
+        return None
+
+    def _pool(self, route: Any):
+        return self._redis.connection_pool
+
+    def _on_route(self, route: Any, commands: tuple[tuple, ...]) -> tuple[tuple, ...]:
+        """The commands as sent on ``route`` (a cluster's ``ASK`` puts ``ASKING`` before each)."""
+        return commands
+
+    def _off_route(self, route: Any, replies: list[Any]) -> list[Any]:
+        """The replies to the caller's commands, out of those to :meth:`_on_route`'s."""
+        return replies
+
+    def _node_name(self, route: Any) -> str | None:
+        """Which primary ``route`` reaches, for the per-node replica count (:mod:`broker.store.confirm`)."""
+        return None
+
+    def _rerouted(self, route: Any, error: Exception) -> Any:
+        """Where to send again after the refusal ``error`` (Sentinel: the same pool, which asks anew)."""
+        return route
 
     @staticmethod
     def _ready(connection) -> None:
@@ -232,12 +283,15 @@ class RedisStore(Store):
         try:
             connection.connect()
         except (redis.RedisError, OSError) as exc:
-            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+            raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
 
     def _exchange(self, connection, payload: list[bytes], commands: tuple[tuple, ...],
-                  resendable: bool) -> list[Any]:
-        lost_resent = False   # the one resend after a lost reply (rule 3) is used
-        refusals = 0          # resends after a "not run" refusal (Failover)
+                  resendable: bool, lost_resent: bool) -> list[Any]:
+        """One round trip on ``connection``; again on a fresh connection after a lost reply when safe.
+
+        ``lost_resent``: the one resend after a lost reply (rule 3) is already used.  A "not run"
+        refusal raises :class:`_Refused` for :meth:`_run` to send again (perhaps elsewhere).
+        """
         while True:
             self._ready(connection)
             try:
@@ -273,10 +327,7 @@ class RedisStore(Store):
                 raise StoreOutcomeUnknown(
                     f"redis: {_names(commands)} partly refused ({_code(refused)}) after other "
                     "commands of it ran; not sent again") from refused
-            refusals += 1
-            if refusals > _NOT_RUN_RESENDS:
-                raise StoreError(f"redis: {_names(commands)} refused ({_code(refused)}), "
-                                 f"also when sent again {_NOT_RUN_RESENDS} times; nothing was run") from refused
+            raise _Refused(refused, lost_resent)
 
     def _write(self, *commands: tuple) -> list[Any] | None:
         """Run write ``commands`` now, or queue them in the open batch."""
@@ -305,15 +356,15 @@ class RedisStore(Store):
 
     def _send_batch(self, commands: list[tuple] | tuple, durable: bool) -> list[Any]:
         """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
-        wanted = self._confirm.wanted() if durable else 0
+        route = self._route(tuple(commands))
+        node = self._node_name(route)
+        wanted = self._confirm.wanted(node) if durable else 0
         if not wanted:
-            return self._run(*commands)
-        replies = self._run(*commands, ("WAIT", wanted, self._confirm.wait_ms))
-        self._confirm.check(int(replies.pop()), wanted, self._connected_replicas)
+            return self._run(*commands, route=route)
+        replies = self._run(*commands, ("WAIT", wanted, self._confirm.wait_ms), route=route)
+        self._confirm.check(int(replies.pop()), wanted,
+                            lambda: connected_replicas(self._run(("INFO", "replication"), route=route)[0]), node)
         return replies
-
-    def _connected_replicas(self) -> int:
-        return connected_replicas(self._run(("INFO", "replication"))[0])
 
     # -- the store ---------------------------------------------------------------------------
 
