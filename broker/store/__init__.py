@@ -16,10 +16,15 @@ def open_store(url: str | None, *, prefix: str = "digione:") -> Store:
 
     ``None`` or ``""`` gives the in-memory store (one process only); ``redis://``,
     ``rediss://``, ``unix://`` and ``redis+sentinel://`` / ``rediss+sentinel://`` URLs
-    (:mod:`broker.store.sentinel`) give a Redis store.
+    (:mod:`broker.store.sentinel`) give a Redis store; ``redis+cluster://`` /
+    ``rediss+cluster://`` (:mod:`broker.store.cluster`) one on a Redis Cluster.
     """
     if not url:
         return MemoryStore()
+    if url.split(":", 1)[0] in ("redis+cluster", "rediss+cluster"):
+        from broker.store.cluster import ClusterStore
+
+        return ClusterStore.from_url(url, prefix=prefix)
     from broker.store.redis import RedisStore
 
     return RedisStore.from_url(url, prefix=prefix)

@@ -28,6 +28,16 @@ logger = logging.getLogger("broker.store")
 
 #: Seconds a lowered replica count is trusted before the primary is asked again.
 RECHECK = 1.0
+#: The longest ``wait_ms`` allowed: a ``WAIT`` must end well inside the store's 2 s socket timeout,
+#: or its reply would be taken for a lost one.
+MAX_WAIT_MS = 1500
+
+
+def check_wait_ms(wait_ms: int) -> int:
+    """``wait_ms`` if it is allowed; ``ValueError`` saying why not."""
+    if not 0 < wait_ms <= MAX_WAIT_MS:
+        raise ValueError(f"wait_ms= must be between 1 and {MAX_WAIT_MS} (below the 2 s socket timeout)")
+    return wait_ms
 
 
 def connected_replicas(info: bytes | str | dict) -> int:

@@ -48,7 +48,8 @@ connection stays in step and in the pool, and the caller gets a StoreError.
 Failover (Sentinel)
 -------------------
 Some error replies say the command was refused, not run: ``READONLY`` (the node we are
-connected to was demoted to a replica), ``MASTERDOWN`` and ``LOADING`` (:data:`_NOT_RUN`).
+connected to was demoted to a replica), ``MASTERDOWN`` and ``LOADING``, and in a cluster
+``MOVED``, ``ASK``, ``TRYAGAIN`` and ``CLUSTERDOWN`` (:data:`_NOT_RUN`).
 When a batch gets one, the connection is dropped (its next connect asks the sentinels
 for the primary again) and the batch is sent again, at most :data:`_NOT_RUN_RESENDS`
 times, only if every command in it either was refused so or is idempotent: a refused
@@ -139,10 +140,15 @@ return members
 _NO_REPLY = (redis.RedisError, OSError)
 
 #: Error replies meaning "refused, not run" (module docstring, Failover), as redis-py's parser
-#: classes them (it strips the code from the message): READONLY, MASTERDOWN, LOADING.
+#: classes them (it strips the code from the message): READONLY, MASTERDOWN, LOADING, and a
+#: cluster's MOVED, ASK, TRYAGAIN, CLUSTERDOWN (broker/store/cluster.py).
 _NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONLY",
                                         redis.exceptions.MasterDownError: "MASTERDOWN",
-                                        redis.exceptions.BusyLoadingError: "LOADING"}
+                                        redis.exceptions.BusyLoadingError: "LOADING",
+                                        redis.exceptions.MovedError: "MOVED",
+                                        redis.exceptions.AskError: "ASK",
+                                        redis.exceptions.TryAgainError: "TRYAGAIN",
+                                        redis.exceptions.ClusterDownError: "CLUSTERDOWN"}
 _ERROR_REPLY = (redis.ResponseError, redis.exceptions.BusyLoadingError)   # LOADING is a ConnectionError class
 #: How many times a batch refused so is sent again (each time to the primary found anew).
 _NOT_RUN_RESENDS = 3

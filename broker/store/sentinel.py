@@ -14,7 +14,8 @@ Options (the query string), all optional:
     How many replicas must hold a login's final write before its tokens are handed out
     (``WAIT n``, docs/decisions/0015-redis-high-availability.md); ``0`` turns it off.
 ``wait_ms=<ms>`` (default 500)
-    How long that ``WAIT`` may take; a write not replicated by then is answered 503.
+    How long that ``WAIT`` may take (at most 1500, inside the 2 s socket timeout); a write a
+    connected replica has not acknowledged by then is answered 503.
 ``sentinel_password=<password>``
     The sentinels' own ``requirepass``.
 """
@@ -26,6 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
+
+from broker.store.confirm import check_wait_ms
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -83,7 +86,7 @@ def parse(url: str) -> SentinelURL:
     return SentinelURL(
         sentinels=tuple(sentinels), service=unquote(path[0]), db=int(path[1]) if len(path) == 2 else 0,
         username=username, password=password, tls=parts.scheme == "rediss+sentinel",
-        replicas=_int(query, "replicas", 1), wait_ms=_int(query, "wait_ms", 500),
+        replicas=_int(query, "replicas", 1), wait_ms=check_wait_ms(_int(query, "wait_ms", 500)),
         sentinel_password=query["sentinel_password"][-1] if query.get("sentinel_password") else None)
 
 

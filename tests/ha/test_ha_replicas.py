@@ -63,7 +63,7 @@ def test_a_write_refused_readonly_did_not_run(pair):
 
 def test_a_durable_batch_is_confirmed_by_the_replica(pair):
     store = RedisStore(RedisStore.from_url(f"redis://127.0.0.1:{pair.primary}/0").client, prefix=prefix(),
-                       replicas=1, wait_ms=5000)   # generous: returns once acknowledged
+                       replicas=1, wait_ms=1500)   # generous: returns once acknowledged
     with store.batch(durable=True):
         store.put("grant", {"g": 1}, 60)
     assert _waits(pair, pair.primary) == 1

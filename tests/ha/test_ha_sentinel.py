@@ -21,7 +21,7 @@ from broker.store.redis import RedisStore
 
 
 def test_logins_survive_a_primary_killed_mid_run(ha_stack, sentinel_set):
-    store = open_store(sentinel_set.url(wait_ms=3000), prefix=prefix())   # a loaded test machine: generous
+    store = open_store(sentinel_set.url(wait_ms=1500), prefix=prefix())   # a loaded test machine: generous
     assert isinstance(store, RedisStore)
     old = sentinel_set.master_port()
     with broker_on(ha_stack, store) as (_, service):
