@@ -107,6 +107,21 @@ def parse(url: str) -> dict[str, Any]:
             "ssl": parts.scheme == "rediss+cluster", **options}
 
 
+class Notices:
+    """Pub/sub on a cluster, for :mod:`broker.registry.watch`: a ``PUBLISH`` on any node reaches
+    subscribers on every node (the cluster bus), so a subscription goes to a primary that answers
+    *now*: redis-py would pick one from a slot map that may still name a node just killed."""
+
+    def __init__(self, store: ClusterStore):
+        self._store = store
+
+    def pubsub(self, **kwargs: Any):
+        return self._store.cluster.pubsub(node=self._store.live_node(), **kwargs)
+
+    def publish(self, channel: str, message: str) -> int:
+        return int(self._store._run(("PUBLISH", channel, message))[0])   # noqa: SLF001 - the store's own wire
+
+
 class ClusterStore(RedisStore):
     """A :class:`RedisStore` whose batches go to the node owning their slot (module docstring)."""
 
@@ -189,6 +204,28 @@ class ClusterStore(RedisStore):
             # there; nothing was sent, so this is safe for any command.
             self._refresh()
             return super()._run(*commands, route=self._route(commands))
+
+    # -- pub/sub (the registry's notices) -------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """What the registry watcher and announcer use: ``pubsub()`` and ``publish()`` (:class:`Notices`)."""
+        return Notices(self)
+
+    @property
+    def cluster(self) -> RedisCluster:
+        return self._cluster
+
+    def live_node(self) -> ClusterNode:
+        """A primary that answers now (the slot map read anew first): where a subscription goes."""
+        self._refresh(force=True)
+        for node in self._cluster.nodes_manager.get_nodes_by_server_type("primary"):
+            try:
+                self._run(("PING",), route=Route(None, node))
+                return node
+            except StoreError:
+                continue
+        raise NothingSent("redis cluster: no primary answers; nothing was sent")
 
     # -- the store ---------------------------------------------------------------------------
 

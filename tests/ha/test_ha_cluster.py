@@ -102,3 +102,44 @@ def test_logins_survive_a_primary_killed_mid_run(ha_stack, cluster_set):
         lost = {i: wrong for i, token in enumerate(run["tokens"]) if (wrong := service.still_valid(token))}
         assert not lost, lost
         assert requests.get(f"{service.url}/readyz", timeout=5).status_code == 200
+
+
+def test_registry_notices_reach_watchers_through_the_cluster(cluster_set):
+    """PUBLISH on any node reaches subscribers on every node (the cluster bus): the watcher wakes,
+    also after the node its subscription was on is killed (it subscribes again elsewhere)."""
+    import threading
+
+    from broker.registry.watch import RegistryWatcher, announcer
+
+    store = _store(cluster_set)
+    head = {"seq": 1}
+    reloaded = threading.Event()
+
+    def reload() -> int:
+        reloaded.set()
+        return head["seq"]
+
+    watcher = RegistryWatcher(lambda: head["seq"], reload, built=1, redis=store.client, prefix="test-ha:",
+                              interval=0.5)
+    watcher._interval = 3600.0   # noqa: SLF001 - after this, only a notice can wake it (no polling)
+    channel = "test-ha:registry"
+    try:
+        watcher.start()
+        wait_for("subscribed", lambda: sum(cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1]
+                                           for p in cluster_set.processes) >= 1)
+        home = next(p for p in cluster_set.processes if cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1])
+        head["seq"] = 2
+        announcer(store.client, "test-ha:")(2)
+        assert reloaded.wait(10), "the notice did not reach the watcher"
+
+        cluster_set.kill(home)
+        watcher._interval = 0.5   # noqa: SLF001 - the listener tries again this soon after losing its node
+        wait_for("subscribed again on a node still up", lambda: sum(
+            cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1] for p in cluster_set.processes) >= 1, timeout=30)
+        reloaded.clear()
+        head["seq"] = 3
+        announcer(store.client, "test-ha:")(3)
+        assert reloaded.wait(10)
+    finally:
+        watcher.stop()
+        store.close()
