@@ -1,6 +1,6 @@
 """What confirming a login's grant on a replica costs: a durable batch (``WAIT 1``) against a plain one.
 
-Starts its own primary and replica on free loopback ports (tests/ha/servers.py), sends the
+Starts its own primary and replica on free loopback ports (tests/ha/ha_servers.py), sends the
 token endpoint's batch (grant, refresh token, session grant record, session read) ``--n``
 times each way and prints the median and 99th percentile round trip.
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests" / "ha"))
-from servers import Servers, replica_online, wait_for  # noqa: E402
+from ha_servers import Servers, replica_online, wait_for  # noqa: E402
 
 from broker.demo.servers import free_port  # noqa: E402
 from broker.store.redis import RedisStore  # noqa: E402

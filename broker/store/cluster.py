@@ -200,6 +200,8 @@ class ClusterStore(RedisStore):
         try:
             return super()._run(*commands, route=route)
         except NothingSent:
+            if route is not None and route.slot is None:
+                raise   # asked of that node itself (ping, live_node): another node is no answer
             # The owner named by our map is unreachable (killed?): read the map once more and send
             # there; nothing was sent, so this is safe for any command.
             self._refresh()

@@ -1,4 +1,4 @@
-"""High-availability Redis set-ups the tests own (tests/ha/servers.py) and a broker on each.
+"""High-availability Redis set-ups the tests own (tests/ha/ha_servers.py) and a broker on each.
 
 The demo city IdPs and one refresh-token client are shared by the module; every set of
 Redis servers is the test's own, started on free loopback ports and always killed at the end.
@@ -6,21 +6,18 @@ Redis servers is the test's own, started on free loopback ports and always kille
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logins import REDIRECT, Service  # noqa: E402
-from servers import MISSING, ClusterSet, SentinelSet  # noqa: E402
+from ha_broker import CLIENT_ID  # noqa: E402
+from ha_logins import REDIRECT  # noqa: E402
+from ha_servers import MISSING, ClusterSet, SentinelSet  # noqa: E402
 
-from broker.demo.servers import free_port, serve_in_thread
+from broker.demo.servers import free_port
 from broker.demo.stack import DemoStack, Ports
-
-CLIENT_ID = "ha-rp"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +42,8 @@ def ha_stack(tmp_path_factory):
 
 @pytest.fixture
 def sentinel_set(tmp_path):
+    if MISSING:
+        pytest.skip(MISSING)
     servers = SentinelSet(tmp_path / "sentinel")
     try:
         yield servers.start_all()
@@ -54,26 +53,10 @@ def sentinel_set(tmp_path):
 
 @pytest.fixture
 def cluster_set(tmp_path):
+    if MISSING:
+        pytest.skip(MISSING)
     servers = ClusterSet(tmp_path / "cluster")
     try:
         yield servers.start_all()
     finally:
         servers.stop()
-
-
-@contextlib.contextmanager
-def broker_on(stack, store):
-    """The broker on ``store``, served in this process at the stack's broker URL."""
-    from broker.app import create_app
-
-    app = create_app(stack.settings(), store=store)
-    handle = serve_in_thread(app, "127.0.0.1", stack.ports.broker)
-    try:
-        yield app, Service(stack.broker_url, CLIENT_ID, stack.ha_secret)
-    finally:
-        handle.shutdown()
-        app.close()
-
-
-def prefix() -> str:
-    return f"test-ha:{secrets.token_hex(6)}:"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import broker_on, prefix
-from logins import run_through_failover
-from servers import wait_for
+from ha_broker import broker_on, prefix
+from ha_logins import run_through_failover
+from ha_servers import wait_for
 
 from broker.store import open_store
 from broker.store.cluster import ClusterStore
@@ -132,8 +132,9 @@ def test_registry_notices_reach_watchers_through_the_cluster(cluster_set):
         announcer(store.client, "test-ha:")(2)
         assert reloaded.wait(10), "the notice did not reach the watcher"
 
+        # The listener tries again this soon after losing its node; the poller still sleeps for an hour.
+        watcher._interval = 0.5   # noqa: SLF001
         cluster_set.kill(home)
-        watcher._interval = 0.5   # noqa: SLF001 - the listener tries again this soon after losing its node
         wait_for("subscribed again on a node still up", lambda: sum(
             cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1] for p in cluster_set.processes) >= 1, timeout=30)
         reloaded.clear()

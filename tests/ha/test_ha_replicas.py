@@ -14,8 +14,8 @@ import logging
 import signal
 
 import pytest
-from conftest import prefix
-from servers import MISSING, Servers, replica_online, wait_for
+from ha_broker import prefix
+from ha_servers import MISSING, Servers, replica_online, wait_for
 
 from broker.demo.servers import free_port
 from broker.store import StoreError, StoreOutcomeUnknown

@@ -12,8 +12,8 @@ import threading
 import time
 
 import requests
-from conftest import broker_on, prefix
-from logins import run_through_failover
+from ha_broker import broker_on, prefix
+from ha_logins import run_through_failover
 
 from broker.registry.watch import RegistryWatcher, announcer
 from broker.store import open_store
@@ -26,8 +26,14 @@ def test_logins_survive_a_primary_killed_mid_run(ha_stack, sentinel_set):
     old = sentinel_set.master_port()
     with broker_on(ha_stack, store) as (_, service):
         assert requests.get(f"{service.url}/readyz", timeout=5).status_code == 200
-        run = run_through_failover(service, kill=lambda: sentinel_set.kill(old),
-                                   switched=lambda: sentinel_set.master_port() != old)
+        ready_after_kill = []
+
+        def kill() -> None:
+            sentinel_set.kill(old)
+            # Before the sentinels agree it is down (down-after 1000 ms), no primary can be reached.
+            ready_after_kill.append(requests.get(f"{service.url}/readyz", timeout=5).json())
+
+        run = run_through_failover(service, kill=kill, switched=lambda: sentinel_set.master_port() != old)
         assert run["switch_after_kill"] is not None, "the sentinels never promoted the replica"
         print(f"\nsentinel failover: switch {run['switch_after_kill']:.2f} s after the kill, first login "
               f"{run['resumed_after_switch'] or -1:.2f} s after the switch, {len(run['tokens'])} logins, "
@@ -35,6 +41,7 @@ def test_logins_survive_a_primary_killed_mid_run(ha_stack, sentinel_set):
         assert run["resumed_after_switch"] is not None and run["resumed_after_switch"] < 5.0, run["failures"]
         lost = {i: wrong for i, token in enumerate(run["tokens"]) if (wrong := service.still_valid(token))}
         assert not lost, lost
+        assert ready_after_kill[0]["status"] == "store unavailable", ready_after_kill
         assert requests.get(f"{service.url}/readyz", timeout=5).status_code == 200
         assert sentinel_set.master_port() == sentinel_set.replica
 
