@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 
 from ha_logins import Service
 
@@ -28,3 +29,16 @@ def broker_on(stack, store):
 
 def prefix() -> str:
     return f"test-ha:{secrets.token_hex(6)}:"
+
+
+class Wakes(threading.Event):
+    """A registry watcher's wake-up event that also records being set: only a notice sets it
+    while the test runs (the head never moves, so polling wakes nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noticed = threading.Event()
+
+    def set(self) -> None:
+        self.noticed.set()
+        super().set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from ha_broker import broker_on, prefix
+from ha_broker import Wakes, broker_on, prefix
 from ha_logins import run_through_failover
 from ha_servers import wait_for
 
@@ -107,40 +107,27 @@ def test_logins_survive_a_primary_killed_mid_run(ha_stack, cluster_set):
 def test_registry_notices_reach_watchers_through_the_cluster(cluster_set):
     """PUBLISH on any node reaches subscribers on every node (the cluster bus): the watcher wakes,
     also after the node its subscription was on is killed (it subscribes again elsewhere)."""
-    import threading
-
     from broker.registry.watch import RegistryWatcher, announcer
 
     store = _store(cluster_set)
-    head = {"seq": 1}
-    reloaded = threading.Event()
-
-    def reload() -> int:
-        reloaded.set()
-        return head["seq"]
-
-    watcher = RegistryWatcher(lambda: head["seq"], reload, built=1, redis=store.client, prefix="test-ha:",
-                              interval=0.5)
-    watcher._interval = 3600.0   # noqa: SLF001 - after this, only a notice can wake it (no polling)
+    watcher = RegistryWatcher(lambda: 1, lambda: 1, built=1, redis=store.client, prefix="test-ha:", interval=0.5)
+    watcher._wake = wakes = Wakes()   # noqa: SLF001
     channel = "test-ha:registry"
+
+    def subscribed() -> int:
+        return sum(cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1] for p in cluster_set.processes)
+
     try:
         watcher.start()
-        wait_for("subscribed", lambda: sum(cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1]
-                                           for p in cluster_set.processes) >= 1)
-        home = next(p for p in cluster_set.processes if cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1])
-        head["seq"] = 2
+        wait_for("subscribed", subscribed)
         announcer(store.client, "test-ha:")(2)
-        assert reloaded.wait(10), "the notice did not reach the watcher"
-
-        # The listener tries again this soon after losing its node; the poller still sleeps for an hour.
-        watcher._interval = 0.5   # noqa: SLF001
+        assert wakes.noticed.wait(10), "the notice did not reach the watcher"
+        home = next(p for p in cluster_set.processes if cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1])
         cluster_set.kill(home)
-        wait_for("subscribed again on a node still up", lambda: sum(
-            cluster_set.raw(p, "PUBSUB", "NUMSUB", channel)[1] for p in cluster_set.processes) >= 1, timeout=30)
-        reloaded.clear()
-        head["seq"] = 3
+        wait_for("subscribed again on a node still up", subscribed, timeout=30)
+        wakes.noticed.clear()
         announcer(store.client, "test-ha:")(3)
-        assert reloaded.wait(10)
+        assert wakes.noticed.wait(10), "the notice did not reach the watcher after its node was killed"
     finally:
         watcher.stop()
         store.close()

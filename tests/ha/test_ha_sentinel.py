@@ -8,12 +8,10 @@ confirmed on a replica (``WAIT``) before its tokens leave (ADR 0015).
 
 from __future__ import annotations
 
-import threading
-import time
-
 import requests
-from ha_broker import broker_on, prefix
+from ha_broker import Wakes, broker_on, prefix
 from ha_logins import run_through_failover
+from ha_servers import wait_for
 
 from broker.registry.watch import RegistryWatcher, announcer
 from broker.store import open_store
@@ -50,30 +48,19 @@ def test_registry_notices_follow_the_new_primary(sentinel_set):
     """The watcher's pub/sub reconnects through the sentinels: a notice published on the new primary wakes it."""
     store = open_store(sentinel_set.url(), prefix=prefix())
     assert isinstance(store, RedisStore)
-    head = {"seq": 1}
-    reloaded = threading.Event()
-
-    def reload() -> int:
-        reloaded.set()
-        return head["seq"]
-
-    watcher = RegistryWatcher(lambda: head["seq"], reload, built=1, redis=store.client, prefix="test-ha:",
-                              interval=0.5)
-    watcher._interval = 3600.0   # after the first subscription only a notice can wake it   # noqa: SLF001
+    watcher = RegistryWatcher(lambda: 1, lambda: 1, built=1, redis=store.client, prefix="test-ha:", interval=0.5)
+    watcher._wake = wakes = Wakes()   # noqa: SLF001
     try:
         old = sentinel_set.master_port()
-        sentinel_set.kill(old)
-        deadline = time.monotonic() + 20
-        while sentinel_set.master_port() == old and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert sentinel_set.master_port() == sentinel_set.replica
         watcher.start()
-        new = sentinel_set.client(sentinel_set.replica)
-        while not new.pubsub_numsub("test-ha:registry")[0][1] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        head["seq"] = 2
+        wait_for("subscribed", lambda: sentinel_set.client(old).pubsub_numsub("test-ha:registry")[0][1])
+        sentinel_set.kill(old)
+        wait_for("the replica promoted", lambda: sentinel_set.master_port() == sentinel_set.replica)
+        wait_for("subscribed on the new primary",
+                 lambda: sentinel_set.client(sentinel_set.replica).pubsub_numsub("test-ha:registry")[0][1])
+        assert not wakes.noticed.is_set()
         announcer(store.client, "test-ha:")(2)
-        assert reloaded.wait(10), "the notice did not reach the watcher"
+        assert wakes.noticed.wait(10), "the notice did not reach the watcher"
     finally:
         watcher.stop()
         store.close()
