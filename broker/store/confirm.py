@@ -8,12 +8,12 @@ and its tokens leave only when ``n`` replicas hold it.
 ``n`` is the configured number, lowered to the replicas the primary has connected when it has
 fewer (right after a failover the new primary has none until the old one rejoins as its
 replica).  Waiting then for a replica that is not there would refuse every login, a full outage
-caused by a partial one; such logins are written unconfirmed (a warning, once per
-:data:`RECHECK` seconds), and a second failure in that window may lose them.  A replica that
-*is* connected but does not acknowledge in time is a real shortfall: :class:`StoreError`.
+caused by a partial one; such logins are confirmed on the replicas there are
+(a warning when that starts), and a second failure in that window may lose them.  A replica
+that *is* connected but does not acknowledge in time is a real shortfall: :class:`StoreError`.
 How many replicas a primary has connected is read (``INFO replication``) only after a
-shortfall, and then at most once per :data:`RECHECK` seconds per node: never on a healthy
-path.  Decision and costs: docs/decisions/0015-redis-high-availability.md.
+shortfall, and then once per :data:`RECHECK` seconds per node while it has too few: never on
+a healthy path.  Decision and costs: docs/decisions/0015-redis-high-availability.md.
 """
 
 from __future__ import annotations
@@ -61,17 +61,26 @@ class Confirmation:
         self._lowered: dict[object, tuple[int, float]] = {}   # node -> (replicas it has, until when)
         self._lock = threading.Lock()
 
-    def wanted(self, node: object = None) -> int:
-        """How many replicas to ``WAIT`` for on ``node`` now (0: send no ``WAIT``)."""
+    def wanted(self, connected, node: object = None) -> int:
+        """How many replicas to ``WAIT`` for on ``node`` now (0: send no ``WAIT``).
+
+        While lowered, ``connected()`` (the node's replica count) is asked again every
+        :data:`RECHECK` seconds: a replica back in step is waited for again at once, and a
+        degraded primary never makes a login sit out ``wait_ms`` for a replica that is not there.
+        """
         lowered = self._lowered.get(node)
         if lowered is None:
             return self.replicas
         count, until = lowered
-        if self._clock() >= until:
-            with self._lock:
+        if self._clock() < until:
+            return count
+        have = min(connected(), self.replicas)
+        with self._lock:
+            if have >= self.replicas:
                 self._lowered.pop(node, None)
-            return self.replicas   # look again: WAIT for all; a shortfall lowers it again
-        return count
+            else:
+                self._lowered[node] = (have, self._clock() + RECHECK)
+        return have
 
     def check(self, acknowledged: int, wanted: int, connected, node: object = None) -> None:
         """Judge a ``WAIT`` reply; ``connected()`` reads the replicas the node has (on a shortfall only)."""

@@ -364,12 +364,15 @@ class RedisStore(Store):
         """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
         route = self._route(tuple(commands))
         node = self._node_name(route)
-        wanted = self._confirm.wanted(node) if durable else 0
+
+        def connected() -> int:
+            return connected_replicas(self._run(("INFO", "replication"), route=route)[0])
+
+        wanted = self._confirm.wanted(connected, node) if durable else 0
         if not wanted:
             return self._run(*commands, route=route)
         replies = self._run(*commands, ("WAIT", wanted, self._confirm.wait_ms), route=route)
-        self._confirm.check(int(replies.pop()), wanted,
-                            lambda: connected_replicas(self._run(("INFO", "replication"), route=route)[0]), node)
+        self._confirm.check(int(replies.pop()), wanted, connected, node)
         return replies
 
     # -- the store ---------------------------------------------------------------------------

@@ -96,5 +96,10 @@ def test_a_primary_without_replicas_confirms_degraded(pair, caplog, monkeypatch)
         with store.batch(durable=True):
             store.put(f"grant{n}", {"g": n}, 60)
     assert _waits(pair, pair.primary) == 1, "after the first shortfall no WAIT is sent for a while"
+    monkeypatch.setattr(confirm_module, "RECHECK", 0.0)   # the count is asked anew each time: still none
+    for n in range(3):
+        with store.batch(durable=True):
+            store.put(f"again{n}", {"g": n}, 60)
+    assert _waits(pair, pair.primary) == 1, "a primary without replicas is never made to WAIT in vain"
     assert [r.getMessage() for r in caplog.records if "degraded" in r.getMessage()] == [
         "store degraded: the primary has 0 of 1 replicas; logins are confirmed on 0 until more are back"]
