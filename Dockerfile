@@ -25,28 +25,31 @@ RUN groupadd --system --gid 10001 broker \
 WORKDIR /app
 
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.  No dev/test extras.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+COPY pyproject.toml README.md /src/
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-COPY broker/ ./broker/
-# The verification kit (digione_verify): the broker verifies its own tokens with it.
-COPY verify/src/ ./verify/src/
+# The package itself, installed non-editable into site-packages (with the verification kit,
+# digione_verify, which the broker verifies its own tokens with); the sources are removed after,
+# so that nothing imports them by accident.  Then check that lxml and xmlsec share one libxml2.
+COPY broker/ /src/broker/
+COPY verify/src/ /src/verify/src/
+RUN pip install --no-deps /src \
+ && rm -rf /src \
+ && cd / && python -c "import lxml.etree, xmlsec, broker.saml.xml_signatures, digione_verify" \
+ && broker --help > /dev/null
+
+# The deployment's folder (BROKER_HOME, broker/deployment.py): shared settings, tenant files and
+# the cities' SAML metadata committed with the repository; a deployment may mount its own over
+# them (BROKER_METADATA_DIR, default /app/metadata).  metadata/demo/ is kept out (.dockerignore).
+ENV BROKER_HOME=/app
 COPY config/ ./config/
 COPY tenants/ ./tenants/
 COPY attribute_maps/ ./attribute_maps/
-# The cities' SAML metadata committed with the repository; a deployment may mount its own
-# over it (BROKER_METADATA_DIR, default /app/metadata).  metadata/demo/ is kept out (.dockerignore).
 COPY metadata/ ./metadata/
-
-# Editable, so that the package finds config/, tenants/ and metadata/ next to it in /app (its
-# defaults are relative to the source tree).  Then check that lxml and xmlsec share one libxml2.
-RUN pip install --no-deps -e . \
- && python -c "import lxml.etree, xmlsec, broker.proxy.xmlsig, digione_verify" \
- && broker --help > /dev/null \
- && mkdir -p /app/metadata /app/var/keys /app/var/registry \
+RUN mkdir -p /app/metadata /app/var/keys /app/var/registry \
  && chown -R broker:broker /app/var
 
 USER 10001:10001

@@ -38,7 +38,10 @@ so vanilla SATOSA gets at most ``--satosa-prefill-max`` users (default 10,000; 1
 cost minutes of CPU per login) and, above 2,000, at most 60 logins unless ``--satosa-logins``.
 
 ``--profile`` then runs ours once more with one worker under cProfile
-(``bench/login/profiled_app.py``) and prints where the CPU goes per login.
+(``bench/login/profiled_app.py``) and prints where the CPU goes per login.  ``--callgrind N``
+counts the instructions of ours' worker per login over N logins under valgrind
+(``bench/login/callgrind.py``): the figure to compare two trees by on a noisy machine
+(``--logins 0`` skips the timed runs).
 """
 
 from __future__ import annotations
@@ -123,10 +126,12 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
         raise SystemExit(f"{impl.name}/{upstream}: warm-up logins failed:\n  " + "\n  ".join(warm["failures"][:5]))
     master = impl.server.pid
     cpu0, redis0, forks0 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), _forks()
+    kernel0 = procstat.tree_kernel_seconds(master)
     wall0 = time.perf_counter()
     outcome = run_logins(pool, impl.name, upstream, counter.take(logins), concurrency)
     wall = time.perf_counter() - wall0
     cpu1, redis1, forks1 = procstat.tree_cpu_seconds(master), _redis_stats(redis_client), _forks()
+    kernel1 = procstat.tree_kernel_seconds(master)
     ok = len(outcome["results"])
     latencies = sorted(r[0] for r in outcome["results"])
     server_times = sorted(r[1] for r in outcome["results"])
@@ -138,6 +143,7 @@ def measure(pool, impl, upstream: str, counter: Counter, *, logins: int, concurr
         "p50_ms": 1000 * _pct(latencies, 50), "p95_ms": 1000 * _pct(latencies, 95),
         "server_p50_ms": 1000 * _pct(server_times, 50), "server_p95_ms": 1000 * _pct(server_times, 95),
         "server_cpu_ms": 1000 * (cpu1 - cpu0) / per,
+        "server_kernel_ms": 1000 * (kernel1 - kernel0) / per,
         "redis_cpu_ms": 1000 * (redis1["cpu"] - redis0["cpu"]) / per,
         "redis_commands": (redis1["commands"] - redis0["commands"] - 2) / per,
         "redis_keys_calls": (redis1["keys"] - redis0["keys"]) / per,
@@ -277,6 +283,68 @@ def profile_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
     cprof = _instrumented_pass(ours, "cprofile", args, setup_base=setup_base, counter=counter, out=stats_path)
     lines.append("")
     lines.append(format_profile(stats_path, cprof["logins"], args.profile_top, app_ms=app_ms))
+    return "\n".join(lines)
+
+
+def scale_ours(ours, upstreams: list[str], args, *, setup_base: dict, counter: Counter, redis_client) -> str:
+    """Ours at each worker count of ``--scale``: what a login costs the broker and Redis, and how that
+    grows with the workers (lock and cache contention, the master, Redis's one thread)."""
+    counts = [int(n) for n in args.scale.split(",") if n.strip()]
+    by: dict[tuple[str, int], dict] = {}
+    for workers in counts:
+        scaled = argparse.Namespace(**{**vars(args), "workers": workers, "grants": 0})
+        rows, _info = run_implementation(ours, upstreams, scaled, setup_base=setup_base, counter=counter,
+                                         redis_client=redis_client, prefill_users=0, logins=args.logins)
+        for row in rows:
+            if row["failed"]:
+                raise SystemExit(f"scale: {row['failed']} login(s) failed with {workers} worker(s): "
+                                 + row["failures"][0])
+            by[(row["upstream"], workers)] = row
+    lines = [f"== ours by worker count ({args.logins} logins each, {args.concurrency} client processes) ==",
+             f"{'':10}{'workers':>8}{'logins/s':>10}{'CPU ms/login':>14}{'kernel ms':>11}{'logins/s per core':>19}"
+             f"{'Redis CPU ms':>14}{'Redis cmds':>12}{'CPU vs first':>14}"]
+    for upstream in upstreams:
+        first = by[(upstream, counts[0])]
+        for workers in counts:
+            row = by[(upstream, workers)]
+            lines.append(f"{upstream:10}{workers:>8}{row['logins_per_s']:>10.1f}{row['server_cpu_ms']:>14.2f}"
+                         f"{row['server_kernel_ms']:>11.2f}{1000 / row['server_cpu_ms']:>19.0f}"
+                         f"{row['redis_cpu_ms']:>14.3f}{row['redis_commands']:>12.1f}"
+                         f"{row['server_cpu_ms'] / first['server_cpu_ms']:>13.2f}x")
+    return "\n".join(lines)
+
+
+def callgrind_ours(ours, args, *, setup_base: dict, counter: Counter) -> str:
+    """Instructions per login of ours' worker (one worker, uWSGI, under callgrind): a figure that
+    the machine's noise barely moves, for comparing two trees."""
+    import requests
+    from login import callgrind
+
+    out_dir = Path(ours.root) / "callgrind"
+    out_dir.mkdir(exist_ok=True)
+    lines = []
+    for upstream in (["saml", "oidc"] if args.upstream == "both" else [args.upstream]):
+        log(f"callgrind: ours/{upstream}, 1 worker under valgrind, {args.callgrind} logins")
+        ours.start(1, callgrind=out_dir, timeout=600)
+        try:
+            setup = {**setup_base, "impls": {"ours": {"client": ours.client_config(),
+                                                      "sp_metadata": ours.sp_metadata()}}}
+            with client_pool(setup, 1) as pool:
+                run_logins(pool, "ours", upstream, counter.take(max(args.warmup, 5)), 1)
+                outcome: dict = {}
+
+                def run(upstream=upstream, pool=pool, outcome=outcome):
+                    outcome.update(run_logins(pool, "ours", upstream, counter.take(args.callgrind), 1))
+
+                instructions = callgrind.collect(
+                    ours.server.pid, out_dir, run, nudge=lambda: requests.get(f"{ours.base_url}/healthz", timeout=60))
+        finally:
+            ours.stop()
+        if outcome["failures"]:
+            raise SystemExit(f"callgrind pass: logins failed: {outcome['failures'][0]}")
+        logins = len(outcome["results"])
+        lines.append(f"callgrind, ours/{upstream}: {instructions / logins / 1e6:.2f} M instructions per login "
+                     f"(worker only, uWSGI, {logins} logins)")
     return "\n".join(lines)
 
 
@@ -420,6 +488,7 @@ METRICS = [
     ("server_p50_ms", "server part p50 ms", "{:.1f}"),
     ("server_p95_ms", "server part p95 ms", "{:.1f}"),
     ("server_cpu_ms", "SERVER CPU ms/login", "{:.2f}"),
+    ("server_kernel_ms", "  of which in the kernel", "{:.2f}"),
     ("redis_cpu_ms", "Redis CPU ms/login", "{:.3f}"),
     ("redis_commands", "Redis commands/login", "{:.1f}"),
     ("redis_keys_calls", "Redis KEYS calls/login", "{:.1f}"),
@@ -510,6 +579,11 @@ def parse_args(argv):
     p.add_argument("--profile", action="store_true", help="also profile ours (1 worker, cProfile)")
     p.add_argument("--profile-logins", type=int, default=200)
     p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument("--scale", default=None, metavar="1,2",
+                   help="ours only, once per worker count listed: CPU per login and per core, Redis CPU and "
+                        "commands per login at each, and their growth (the national-peak extrapolation)")
+    p.add_argument("--callgrind", type=int, default=0, metavar="N",
+                   help="also count ours' instructions per login over N logins under valgrind (1 worker)")
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"),
                    help="Redis server (no database number)")
     p.add_argument("--ours-db", type=int, default=14, help="Redis database of ours (keys under a unique prefix)")
@@ -550,7 +624,7 @@ def main(argv=None) -> int:
     counter = Counter()
     rows: list[dict] = []
     infos: list[dict] = []
-    profile_text = None
+    profile_text = callgrind_text = scale_text = None
     cpu = procstat.machine()
     revision_at_start = revision()
     log(f"machine: {cpu['cpu']}, {cpu['cores']} cores, {cpu['memory']}; temp dir {root}")
@@ -581,16 +655,22 @@ def main(argv=None) -> int:
                 return result
 
             info_registry = dict(ours.registry_counts)
-            ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
-                                                 redis_client=ours_redis, prefill_users=args.prefill,
-                                                 logins=args.logins, prefill_fn=prefill_ours,
-                                                 grants=("refresh", "introspect", "userinfo"))
-            for row in ours_rows:
-                row.update(tenants=info_registry["tenants"], idps=info_registry["idps"])
-            rows += ours_rows
-            infos.append({**info, **info_registry})
+            if args.logins and not args.scale:  # --logins 0: only the --profile / --callgrind passes
+                ours_rows, info = run_implementation(ours, upstreams, args, setup_base=setup_base, counter=counter,
+                                                     redis_client=ours_redis, prefill_users=args.prefill,
+                                                     logins=args.logins, prefill_fn=prefill_ours,
+                                                     grants=("refresh", "introspect", "userinfo"))
+                for row in ours_rows:
+                    row.update(tenants=info_registry["tenants"], idps=info_registry["idps"])
+                rows += ours_rows
+                infos.append({**info, **info_registry})
+            if args.scale:
+                scale_text = scale_ours(ours, upstreams, args, setup_base=setup_base, counter=counter,
+                                        redis_client=ours_redis)
             if args.profile:
                 profile_text = profile_ours(ours, args, setup_base=setup_base, counter=counter)
+            if args.callgrind:
+                callgrind_text = callgrind_ours(ours, args, setup_base=setup_base, counter=counter)
         if "satosa" in impls:
             from login.satosa_vanilla import Vanilla
 
@@ -673,12 +753,16 @@ def main(argv=None) -> int:
         print(f"{alg:16} sign {sign_us:7.1f} µs   verify {verify_us:7.1f} µs")
     if profile_text:
         print("\n" + profile_text)
+    if scale_text:
+        print("\n" + scale_text)
+    if callgrind_text:
+        print("\n" + callgrind_text)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "infos": infos, "machine": cpu,
                                          "revision": _revisions(revision_at_start),
                                          "args": vars(args)},
                                         indent=2, default=str))
-    return 1 if failures or not rows else 0
+    return 1 if failures or not (rows or profile_text or callgrind_text or scale_text) else 0
 
 
 if __name__ == "__main__":

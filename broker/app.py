@@ -56,6 +56,13 @@ class BrokerApp:
                                             renew=lambda *args: self.proxy.logout.renew_token(*args))
         if store.shared:  # every instance retries what any instance queued; in memory, the first logout starts it
             self.delivery.start()
+        from broker.audit import build_audit
+
+        # What every service receives is audited; the records outlive a registry version and a
+        # thread per worker moves them from the store to the database (broker.audit).
+        self.audit, self.audit_flusher = build_audit(settings, store, registry_service.audit)
+        if watch:
+            self.audit_flusher.start()
         registry_service.seed()
         self.registry: Registry
         self.seq = self._build()
@@ -79,7 +86,7 @@ class BrokerApp:
         """The registry and login path of ``documents`` (a whole registry); raises if they do not validate."""
         registry = registry_of(self.settings, documents)
         return registry, assemble(self.settings, registry, self.store, keyring=self._keyring, http=self._http,
-                                  delivery=self.delivery, cookie_suffix=cookie_suffix)
+                                  delivery=self.delivery, cookie_suffix=cookie_suffix, audit=self.audit)
 
     def _build(self) -> int:
         """Build the active version and serve it; return its sequence (all or nothing)."""
@@ -110,6 +117,7 @@ class BrokerApp:
         self.watcher.stop()
         self.metadata_refresh.stop()
         self.delivery.close()
+        self.audit_flusher.close()
         self.store.close()
 
     def readiness(self) -> dict[str, str]:

@@ -25,7 +25,7 @@ import requests
 from saml2 import BINDING_HTTP_POST
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 
-from broker import mapping
+from broker import mapping, ratelimit
 from broker.backends.oidc import BrokerOidcBackend
 from broker.backends.oidc_discovery import ProviderUnavailable, provider_configuration
 from broker.backends.saml import ACS_PATH, SamlBackend
@@ -49,6 +49,7 @@ from broker.login.proxy import Proxy
 from broker.login.router import Router
 from broker.login.seal import FlowSeal
 from broker.login.steps import Login
+from broker.metrics.steps import instrument as instrument_steps
 from broker.pki import ensure_keypair
 from broker.registry.documents import of_kind, tenant_documents
 from broker.registry.expiry import expiry_report, log_expiry_warnings
@@ -72,6 +73,7 @@ from broker.sessions.logout import Logout
 from broker.sessions.logout_flow import Initiator
 from broker.settings import ROOT, Settings
 from broker.store import Store
+from broker.tokens.discovery import PATHS
 
 logger = logging.getLogger(__name__)
 
@@ -292,12 +294,13 @@ def service_logo(parties: Any, service: Any) -> str | None:
 
 
 def assemble(settings: Settings, registry: Registry, store: Store, *, http: requests.Session | None = None,
-             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "") -> Proxy:
+             keyring: Any = None, delivery: Any = None, cookie_suffix: str = "", audit: Any = None) -> Proxy:
     """Build the login path for ``registry``; reads keys and upstream metadata, once.
 
     ``keyring`` and ``delivery`` (the back-channel logout queue) outlive a registry version:
     the application passes the same ones to every rebuild.  ``cookie_suffix`` names the
     cookies of a test login through a staged version (:mod:`broker.registry.preview`).
+    ``audit`` (a :class:`~broker.audit.ReleaseAudit`, also outliving versions) records every release.
     """
     from broker.sessions.delivery import BackchannelDelivery
     from broker.tokens import KeyRing, build_provider
@@ -346,6 +349,7 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                   services=ServiceNames(registry.parties))
 
     internal_attributes: dict[str, Any] = {"attributes": {}}
+    limiter = ratelimit.for_settings(settings, store)
     frontends: dict[str, Any] = {}
     for spec in config["frontends"]:
         if spec["module"].endswith(OIDCFrontend.__qualname__):
@@ -358,13 +362,14 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
                 introspection_clients=settings.introspection_clients,
                 claims_supported=mapping.OIDC_CLAIMS, access_claims=access_claims,
                 grant_hook=sessions.add_grant, claims_by_scope=mapping.CLAIMS_BY_SCOPE,
-                registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None)
+                registration_endpoint=f"{settings.base_url}/register" if settings.dynamic_registration else None,
+                limiter=limiter, audit=audit)
             frontends[spec["name"]] = OIDCFrontend(login.begin, internal_attributes, {"provider": provider},
                                                    settings.base_url, spec["name"])
         else:
             frontends[spec["name"]] = SamlIdpFrontend(login.begin, internal_attributes, spec["config"],
                                                       settings.base_url, spec["name"], release=release_saml,
-                                                      configure_entity=configure_signatures)
+                                                      configure_entity=configure_signatures, audit=audit)
 
     secrets_by_backend = {i.backend_name: i.client_secret for t in registry.tenants for i in t.identity_providers}
     oidc_by_backend = {i.backend_name: i for i in _oidc_idps(registry)}
@@ -411,5 +416,19 @@ def assemble(settings: Settings, registry: Registry, store: Store, *, http: requ
         router.add_endpoints(backend.register_endpoints(), owner=("backend", name))
     for service in (*request_services, *response_services):
         router.add_endpoints(service.register_endpoints(), owner=("micro_service", service.name))
+    # Per-step latency, token grants and upstream errors (docs/operations.md, "Metrics").
+    instrument_steps(router, frontends, backends, login.metrics)
     seal = FlowSeal(settings.master_secret, name=cookies.flow, max_age=settings.lifetimes.flow)
-    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout)
+    return Proxy(login=login, router=router, seal=seal, cookies=cookies, base_url=settings.base_url, logout=logout,
+                 limiter=limiter, login_starts=login_start_paths(frontends))
+
+
+def login_start_paths(frontends: Mapping[str, Any]) -> frozenset[str]:
+    """The paths (no leading slash) where a service starts a login: ``/authorize``, the SAML SSO endpoints."""
+    paths: set[str] = set()
+    for frontend in frontends.values():
+        if isinstance(frontend, OIDCFrontend):
+            paths.add((frontend.provider.base_path + PATHS["authorize"]).lstrip("/"))
+        elif isinstance(frontend, SamlIdpFrontend):
+            paths.update(path.lstrip("/") for path in SSO_PATHS.values())
+    return frozenset(paths)

@@ -7,6 +7,7 @@
     broker clients add ...            register an OIDC relying party (a registry change); prints its credentials
     broker sps add METADATA_FILE      register a SAML service provider (a registry change)
     broker admin token|grant ...      admin API tokens and console users' grants
+    broker audit releases|changes     what services received about a school's people; admin changes
     broker keys rotate|list           token-signing keys
     broker mapping explain ...        what a city's IdP response becomes, and what each service gets
     broker config dump                the generated SATOSA configuration (no secrets)
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub)
     from broker.admin.cli import add_commands as add_admin_commands
     add_admin_commands(sub)
+    from broker.audit.cli import add_commands as add_audit_commands
+    add_audit_commands(sub)
 
     keys = sub.add_parser("keys", help="token-signing keys").add_subparsers(metavar="ACTION")
     p = keys.add_parser("rotate", help="promote the pre-published key and publish a new next key")
@@ -187,6 +190,9 @@ def configure_logging(level: str) -> None:
 
 
 def _serve(args) -> int:
+    from broker.metrics.multiprocess import prepare
+
+    prepare()   # before anything imports prometheus_client: the workers count in shared files
     settings = _settings()
     configure_logging(settings.log_level)
     if not _active_version_builds(settings):

@@ -31,6 +31,8 @@ class BrokerError(Exception):
     status = 400
     code = "invalid_request"
     message_key = "error.invalid_request"
+    #: Headers the refusal's response carries besides its own (a 429's ``Retry-After``).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, detail: str = "", *, code: str | None = None, status: int | None = None,
                  message_key: str | None = None):

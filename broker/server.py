@@ -45,7 +45,23 @@ SOCKET_TIMEOUT = 10
 POST_BUFFER_MEMORY = 64 * 1024
 
 
+def metrics_bind(bind: str, port: int) -> str:
+    """The address of the metrics socket: the public bind's host with ``port`` (decision 16)."""
+    host, sep, public = bind.rpartition(":")
+    if not sep or not public.isdigit():
+        raise ValueError(f"the metrics port needs a host:port bind, not {bind!r} (or set BROKER_METRICS_PORT=0)")
+    if int(public) == port:
+        raise ValueError(f"the metrics port {port} is the public port: choose another BROKER_METRICS_PORT")
+    return f"{host}:{port}"
+
+
 def serve(settings: Settings, *, workers: int, bind: str) -> int:
+    if settings.metrics_port:
+        try:
+            metrics_bind(bind, settings.metrics_port)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if settings.server == "gunicorn":
         return _gunicorn(settings, workers=workers, bind=bind)
     return _uwsgi(settings, workers=workers, bind=bind)
@@ -53,8 +69,11 @@ def serve(settings: Settings, *, workers: int, bind: str) -> int:
 
 def uwsgi_args(settings: Settings, *, workers: int, bind: str) -> list[str]:
     """The uWSGI command line of ``broker serve`` (see the module documentation)."""
+    # /metrics has a socket of its own (broker.metrics.exposition routes by the socket's port).
+    metrics = ["--http-socket", metrics_bind(bind, settings.metrics_port)] if settings.metrics_port else []
     return [
         "--http-socket", bind,              # HTTP parsed in C, no separate router process
+        *metrics,
         "--master", "--processes", str(workers),
         "--lazy-apps",                      # each worker imports broker.wsgi after the fork
         # Background threads (the registry watcher, logout retries) run while the worker waits.
@@ -87,8 +106,13 @@ def _uwsgi(settings: Settings, *, workers: int, bind: str) -> int:
 
 def gunicorn_options(settings: Settings, *, workers: int, bind: str) -> dict:
     """gunicorn's settings for ``broker serve`` (sync workers; see the module documentation)."""
+    from broker.metrics.multiprocess import mark_dead
+
+    binds = [bind, metrics_bind(bind, settings.metrics_port)] if settings.metrics_port else [bind]
     return {
-        "bind": bind, "workers": workers, "worker_class": "sync", "timeout": REQUEST_TIME_LIMIT,
+        "bind": binds, "workers": workers,
+        "child_exit": lambda _arbiter, worker: mark_dead(worker.pid),   # its live gauges go, its counts stay
+        "worker_class": "sync", "timeout": REQUEST_TIME_LIMIT,
         "graceful_timeout": REQUEST_TIME_LIMIT, "preload_app": False,
         # Request line and header sizes: large cookies and SAML redirects fit, nothing much larger.
         "limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 16384,
@@ -117,13 +141,14 @@ def _gunicorn(settings: Settings, *, workers: int, bind: str) -> int:
         def load(self):
             from broker.app import create_app, freeze_heap
             from broker.cli import configure_logging
+            from broker.metrics.exposition import with_metrics
             from broker.web import protect_broker
 
             configure_logging(settings.log_level)
             app = create_app(settings)
             app.freeze_heap = True   # as broker.wsgi does for uWSGI workers
             freeze_heap()
-            return protect_broker(app, settings)
+            return with_metrics(protect_broker(app, settings), settings.metrics_port, broker=app)
 
     options = gunicorn_options(settings, workers=workers, bind=bind)
     Gunicorn().run()

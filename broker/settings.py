@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from broker.deployment import ROOT  # re-exported: every default path is relative to it
 from broker.derive import derive_key
+from broker.ratelimit.config import Network, RateLimits, RateLimitSettingError, trusted_proxies
 from broker.registry.environment import (
     DEMO_VARIABLES,
     TenantEnvironment,
@@ -36,8 +38,6 @@ from broker.registry.environment import (
     default_secrets_dir,
     parse_names,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -96,6 +96,21 @@ class Settings:
     database_url: str = ""
     #: RFC 7591/7592 dynamic client registration at /register (``dynamic_registration``), off by default.
     dynamic_registration: bool = False
+    #: Rate limits shared through the store (``rate_limits``, ``BROKER_RATE_LIMIT_*``; ADR 0018).
+    rate_limits: RateLimits = RateLimits()
+    #: Peers whose ``X-Forwarded-For`` names the client (``trusted_proxies``, ``BROKER_TRUSTED_PROXIES``).
+    trusted_proxies: tuple[Network, ...] = ()
+    #: The port ``broker serve`` answers ``/metrics`` on, and nothing else (``BROKER_METRICS_PORT`` /
+    #: ``metrics_port``; 0: no metrics port).  Never the public port (decision 16).
+    metrics_port: int = 9102
+    #: The audit (broker.audit, docs/operations.md "Audit"): records older than this are purged.
+    #: 395 days: a whole school year and the following weeks in which a guardian, a school or the
+    #: data protection officer asks about it, and no longer (the records are about minors).
+    audit_retention_days: int = 395
+    #: Audit records buffered in Redis at most while the database is away; the excess is discarded
+    #: (and counted in an ERROR line).  About 300 bytes each: 1,000,000 is ~300 MB, 15 minutes of
+    #: the national peak (1,000 logins a second) or hours of an ordinary morning.
+    audit_buffer_max: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -153,7 +168,16 @@ class Settings:
             "database_url": env.get("BROKER_DATABASE_URL") or file_conf.get("database_url") or "",
             "dynamic_registration": _flag(env.get("BROKER_DYNAMIC_REGISTRATION"),
                                           bool(file_conf.get("dynamic_registration", False))),
+            "metrics_port": _port(env.get("BROKER_METRICS_PORT"), file_conf.get("metrics_port", 9102)),
+            "audit_retention_days": int(env.get("BROKER_AUDIT_RETENTION_DAYS")
+                                        or file_conf.get("audit_retention_days", 395)),
+            "audit_buffer_max": int(env.get("BROKER_AUDIT_BUFFER_MAX") or file_conf.get("audit_buffer_max", 1_000_000)),
         }
+        try:
+            values["rate_limits"] = RateLimits.from_config(env, file_conf.get("rate_limits"))
+            values["trusted_proxies"] = trusted_proxies(env, file_conf.get("trusted_proxies"))
+        except RateLimitSettingError as exc:
+            raise SettingsError(str(exc)) from None
         values.update(overrides)
         values["tenant_env"] = _tenant_env(values.get("tenant_env"), env, file_conf)
         values["secrets_dir"] = _secrets_dir(values.get("secrets_dir"), env, file_conf)
@@ -169,9 +193,24 @@ class Settings:
             # The xmlsec1 subprocess path is gone (decision 9): refuse rather than silently ignore it.
             raise SettingsError("signature_backend (BROKER_SIGNATURE_BACKEND) was removed: SAML signatures are "
                                 "always checked in-process (docs/decisions/0009-saml-crypto-policy.md)")
+        if not 1 <= values["audit_retention_days"] <= 36500 or values["audit_buffer_max"] < 1000:
+            raise SettingsError("audit_retention_days: 1 to 36500 days; audit_buffer_max: at least 1000")
         if values["server"] not in ("uwsgi", "gunicorn"):
             raise SettingsError("server (BROKER_SERVER): expected 'uwsgi' or 'gunicorn'")
+        if values["metrics_port"] and values["metrics_port"] == values["port"]:
+            raise SettingsError("metrics_port (BROKER_METRICS_PORT) must differ from the public port (or be 0)")
         return cls(**values)
+
+
+def _port(raw: str | None, default: Any) -> int:
+    """A TCP port number, or 0 for none."""
+    try:
+        port = int(raw if raw not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise SettingsError("metrics_port (BROKER_METRICS_PORT): expected a port number or 0") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError("metrics_port (BROKER_METRICS_PORT): expected a port number or 0")
+    return port
 
 
 def _flag(raw: str | None, default: bool) -> bool:

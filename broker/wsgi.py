@@ -9,11 +9,16 @@ headers), which :class:`broker.app.BrokerApp` builds in.
 
 from broker.app import create_app, freeze_heap
 from broker.cli import configure_logging
+from broker.metrics.exposition import with_metrics
+from broker.metrics.multiprocess import at_worker_exit
 from broker.settings import Settings
 
 _settings = Settings.from_env()
 configure_logging(_settings.log_level)
-application = create_app(_settings)
+_broker = create_app(_settings)
 # A server worker serves one application for its life: keep the collector off what it is built of.
-application.freeze_heap = True
+_broker.freeze_heap = True
 freeze_heap()
+# /metrics on BROKER_METRICS_PORT only (decision 16); the worker's live gauges go when it exits.
+application = with_metrics(_broker, _settings.metrics_port)
+at_worker_exit()

@@ -300,3 +300,66 @@ def test_healthcheck_command_succeeds_against_a_running_broker_and_fails_without
     down = subprocess.run(command, env={**image_env(tmp_path), "BROKER_PORT": str(free_port())},
                           capture_output=True, timeout=30, check=False)
     assert down.returncode != 0
+
+
+# -- the package as the image installs it: non-editable, its deployment in BROKER_HOME ------------------
+
+def test_the_image_installs_the_package_non_editable_and_drops_the_sources():
+    run = " ".join(arguments("RUN"))
+    assert re.search(r"pip install --no-deps /src\b", run), "the package is installed from its sources"
+    assert not re.search(r"pip install[^&]* -e\b", run), "an editable install would tie the image to /src"
+    assert "rm -rf /src" in run
+    assert "BROKER_HOME=/app" in " ".join(arguments("ENV")), "the installed package finds its deployment in /app"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The package installed non-editable into a folder of its own (as pip does in the image), and an
+    image-like deployment folder: what the Dockerfile copies to /app."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("installed")
+    site = root / "site-packages"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                             "--target", str(site), str(ROOT)], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    app = root / "app"
+    for sources, destination in copies():
+        if destination.startswith("/src"):
+            continue
+        for source in sources:
+            shutil.copytree(ROOT / source.rstrip("/"), app / destination.removeprefix("./").rstrip("/"),
+                            ignore=shutil.ignore_patterns("demo", "__pycache__"))
+    return site, app
+
+
+def run_installed(installed, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python args`` with the non-editable install first on the path, from ``/`` (not the source tree)."""
+    site, _ = installed
+    return subprocess.run([sys.executable, *args], cwd="/", env={**env, "PYTHONPATH": str(site)},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_images_own_import_check_passes_on_the_installed_package(installed, tmp_path):
+    """The ``python -c`` checks the Dockerfile runs at build time import what exists."""
+    site, _ = installed
+    checks = [c for c in re.findall(r'python -c "(import [^"]+)"', " ".join(arguments("RUN"))) if "/src" not in c]
+    assert checks, "the image checks its imports at build time"
+    for check in checks:
+        result = run_installed(installed, ["-c", check + "; import broker; print(broker.__file__)"],
+                               image_env(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().startswith(str(site)), "imported from the installed package, not the sources"
+
+
+def test_the_installed_package_takes_its_deployment_from_broker_home(installed, demo, tmp_path):
+    _, app = installed
+    stack, secret = demo
+    env = container_env(stack, tmp_path, BROKER_SECRET_FILE=str(secret), BROKER_HOME=str(app))
+    env = {k: v for k, v in env.items() if k not in ("BROKER_TENANTS_DIR", "BROKER_CONFIG_DIR")}
+    where = run_installed(installed, ["-c", "from broker.settings import ROOT; print(ROOT)"], env)
+    assert where.stdout.strip() == str(app.resolve()), where.stderr
+    result = run_installed(installed, ["-m", "broker", "check"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok: 7 tenants"), result.stdout

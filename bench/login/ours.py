@@ -14,6 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from broker.demo.servers import free_port
 from broker.settings import ROOT
 
 from . import idp
@@ -71,11 +72,20 @@ class Ours:
             "BROKER_BASE_URL": self.base_url, "BROKER_PORT": str(port),
             "BROKER_REDIS_URL": redis_url, "BROKER_REDIS_PREFIX": prefix,
             "BROKER_SECRET": secrets.token_urlsafe(48), "BROKER_LOG_LEVEL": "INFO",
+            # Metrics on, as in production, on a port of this run's own (runs may overlap).
+            "BROKER_METRICS_PORT": str(free_port()),
         }
 
-    def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile") -> float:
-        """Start ``broker serve`` (or, to profile, the same app instrumented); return seconds to ready."""
-        if profile_out is None:
+    def start(self, workers: int, *, profile_out: Path | None = None, profile_mode: str = "cprofile",
+              callgrind: Path | None = None, timeout: float = 60.0) -> float:
+        """Start ``broker serve`` (or, to profile, the same app instrumented); return seconds to ready.
+
+        ``callgrind``: one uWSGI process under valgrind, its output there (``bench/login/callgrind.py``)."""
+        if callgrind is not None:
+            from . import callgrind as cg
+
+            argv, env, workers = cg.argv(sys.executable, f"127.0.0.1:{self.port}", callgrind), self.env, 0
+        elif profile_out is None:
             argv = [str(BIN / "broker"), "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}"]
             env = self.env
         else:
@@ -85,7 +95,7 @@ class Ours:
             env = {**self.env, "BENCH_PROFILE_OUT": str(profile_out), "BENCH_PROFILE_MODE": profile_mode}
         self.server = Server(self.name, argv, env=env, cwd=self.root, log=self.root / "server.log",
                              ready_url=f"{self.base_url}/healthz")
-        return self.server.wait_ready(workers)
+        return self.server.wait_ready(workers, timeout=timeout)
 
     def stop(self) -> None:
         if self.server:

@@ -63,6 +63,16 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def tree_kernel_seconds(root: int) -> float:
+    """System (kernel) CPU of ``root``'s tree, waited-for children included (clock ticks: 10 ms)."""
+    total = 0
+    for pid in descendants(root):
+        fields = _stat(pid)
+        if fields is not None:
+            total += int(fields[12]) + int(fields[14])   # stime, cstime
+    return total / CLK_TCK
+
+
 def status_kb(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

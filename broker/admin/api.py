@@ -92,6 +92,8 @@ def _query(route: Route) -> dict[str, Any]:
             if not _INTEGER.match(raw):
                 raise BadRequest(name, QUERY[name]["description"])
             value: Any = int(raw)
+        elif kind == "string":   # its maxLength is checked below; the operation checks its form
+            value = raw
         else:
             if raw not in ("true", "false", "1", "0"):
                 raise BadRequest(name, "true or false")

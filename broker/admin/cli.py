@@ -98,6 +98,13 @@ def _engine() -> Any:
     return open_database(Settings.from_env().database_url)
 
 
+def _audit(engine: Any, action: str, document: str) -> None:
+    """The audit record of a change made from the shell (broker.audit), as the admin API writes it."""
+    from broker.audit.storage import AuditLog
+
+    AuditLog(engine).admin_change(_who(), action, [document])
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -109,9 +116,11 @@ def _token_create(args: argparse.Namespace) -> int:
     try:
         grants = _grants_of(args)
         lifetime = parse_duration(args.expires)
-        token, info = TokenStore(_engine()).create(grants, lifetime=lifetime, by=_who(), note=args.note)
+        engine = _engine()
+        token, info = TokenStore(engine).create(grants, lifetime=lifetime, by=_who(), note=args.note)
     except GrantError as exc:
         return _fail(str(exc))
+    _audit(engine, "create_token", f"token:{info.id}")
     print(json.dumps({"token": token, **info.to_dict()}, indent=2))
     print(f"token {info.id} created, valid until {info.expires_at:%Y-%m-%d %H:%M} UTC: store it now, it is not "
           "shown again (use it as Authorization: Bearer …)", file=sys.stderr)
@@ -135,9 +144,11 @@ def _token_list(args: argparse.Namespace) -> int:
 def _token_revoke(args: argparse.Namespace) -> int:
     from broker.admin.tokens import TokenStore
 
-    info = TokenStore(_engine()).revoke(args.token_id, by=_who())
+    engine = _engine()
+    info = TokenStore(engine).revoke(args.token_id, by=_who())
     if info is None:
         return _fail(f"no token {args.token_id}")
+    _audit(engine, "revoke_token", f"token:{info.id}")
     print(f"token {info.id} revoked", file=sys.stderr)
     return 0
 
@@ -145,7 +156,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
 def _grant(args: argparse.Namespace) -> int:
     from broker.admin.principals import SubjectGrants
 
-    store = SubjectGrants(_engine())
+    engine = _engine()
+    store = SubjectGrants(engine)
     try:
         grants = _grants_of(args)
         if args.remove:
@@ -154,6 +166,7 @@ def _grant(args: argparse.Namespace) -> int:
             left = store.add(args.subject, grants, by=_who(), note=args.note)
     except GrantError as exc:
         return _fail(str(exc))
+    _audit(engine, "remove_grants" if args.remove else "add_grants", f"grant:{args.subject[:180]}")
     held = ", ".join(map(str, left.grants)) if left else "nothing"
     print(f"{args.subject} now holds {held}", file=sys.stderr)
     return 0

@@ -35,6 +35,7 @@ the others.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -73,6 +74,13 @@ logger = logging.getLogger("broker.admin")
 #: Version ids are database integers: anything outside is no version at all.
 _MAX_ID = 2**31 - 1
 _CHANGEABLE = ("staged", "pending_approval")
+_SCHOOL = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
+
+def _school_codes(document: Mapping[str, Any]) -> set[str]:
+    """The school codes a tenant document lists (as stored: not yet validated)."""
+    schools = document.get("schools")
+    return {str(s.get("code")) for s in schools if isinstance(s, dict)} if isinstance(schools, list) else set()
 
 
 class AdminOperations:
@@ -371,7 +379,7 @@ class AdminOperations:
         """Discard a staged version (or withdraw a registration awaiting approval)."""
         version = self._changeable_version(p, "discard", version_id)
         try:
-            discarded = self.registry_versions.discard(version.id, by=p.name)
+            discarded = self.registry_service.discard(version.id, by=p.name)
         except VersionError as exc:
             raise StateConflict(str(exc)) from None
         logger.info("admin discarded correlation_id=%s principal=%s version=%s", current_correlation_id() or "-",
@@ -485,6 +493,51 @@ class AdminOperations:
         return self._stage(p, "register_sp", {("sp", prepared.key): prepared.document}, prepared.comment,
                            status=prepared.status)
 
+    # -- the audit (broker.audit) --------------------------------------------------------------
+
+    def audit_releases(self, p: Principal, school: Any, since: Any, until: Any = None, service: Any = None,
+                       limit: Any = 200) -> dict[str, Any]:
+        """What services received about people of ``school`` from ``since`` to ``until``
+        (:meth:`broker.audit.AuditLog.report`).
+
+        A platform admin asks about any school.  A city admin only about a school their
+        tenant's document lists, and sees only releases of that tenant's identities; a school
+        of another city answers as one that does not exist (404), and a viewer of the city is
+        refused (403): the audit is the admins'.
+        """
+        from broker.audit.storage import ReleaseQuery, parse_when
+
+        action = "audit_releases"
+        if not (isinstance(school, str) and _SCHOOL.fullmatch(school)):
+            raise BadRequest("school", "a school code (letters, digits, . _ -; at most 32)")
+        tenant = None
+        if not p.is_platform_admin:
+            listing = [key for (kind, key), doc in sorted(self.registry_versions.state().documents.items())
+                       if kind == "tenant" and p.reads_tenant(key) and school in _school_codes(doc)]
+            if not listing:
+                self._refuse(p, action, f"school:{school}", NotFound(f"no school {school}"))
+            tenant = next((t for t in listing if p.writes_tenant(t)), None)
+            if tenant is None:
+                self._refuse(p, action, f"school:{school}", Forbidden("the audit is for the city's admins"))
+        try:
+            start = parse_when(since)
+        except ValueError as exc:
+            raise BadRequest("since", str(exc)) from None
+        try:
+            end = parse_when(until, end_of_day=True) if until not in (None, "") else None
+        except ValueError as exc:
+            raise BadRequest("until", str(exc)) from None
+        if service in ("", None):
+            service = None
+        elif not (isinstance(service, str) and len(service) <= 1024):
+            raise BadRequest("service", "a client_id or SAML entity id (at most 1024 characters)")
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= 200):
+            raise BadRequest("limit", "a number from 1 to 200")
+        logger.info("admin audit read correlation_id=%s principal=%s school=%s", current_correlation_id() or "-",
+                    p.name, school)
+        return self.registry_service.audit.report(ReleaseQuery(school=school, since=start, until=end,
+                                                               service=service, tenant=tenant, limit=limit))
+
     # -- tokens and grants (platform admins) ------------------------------------------------
 
     def list_tokens(self, p: Principal, *, include_inactive: bool = False) -> list[dict[str, Any]]:
@@ -501,6 +554,7 @@ class AdminOperations:
             token, info = self.tokens.create(parsed, lifetime=parse_duration(expires), by=p.name, note=note)
         except GrantError as exc:
             raise BadRequest(exc.field, exc.expected) from None
+        self.registry_service.record(p.name, "create_token", documents=(f"token:{info.id}",))
         logger.info("admin token created correlation_id=%s principal=%s token=%s grants=%s",
                     current_correlation_id() or "-", p.name, info.id, ",".join(map(str, info.grants)))
         return {"token": token, **info.to_dict()}
@@ -510,6 +564,7 @@ class AdminOperations:
         info = self.tokens.revoke(token_id, by=p.name) if isinstance(token_id, str) else None
         if info is None:
             raise NotFound(f"no token {str(token_id)[:32]}")
+        self.registry_service.record(p.name, "revoke_token", documents=(f"token:{info.id}",))
         logger.info("admin token revoked correlation_id=%s principal=%s token=%s", current_correlation_id() or "-",
                     p.name, info.id)
         return info.to_dict()
@@ -528,6 +583,7 @@ class AdminOperations:
             stored = self.subjects.assign(subject, parsed, by=p.name, note=note)
         except GrantError as exc:
             raise BadRequest(exc.field, exc.expected) from None
+        self.registry_service.record(p.name, "set_grants", documents=(f"grant:{str(subject)[:180]}",))
         logger.info("admin grants set correlation_id=%s principal=%s subject=%s grants=%s",
                     current_correlation_id() or "-", p.name, subject, ",".join(map(str, parsed)))
         return stored.to_dict() if stored else {"subject": subject, "grants": [], "note": note}

@@ -32,6 +32,10 @@ QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 200, "description": "how many (default 50)"},
     "before": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1, "description": "only versions below this"},
     "all": {"type": "boolean", "description": "include revoked and expired tokens"},
+    "school": {"type": "string", "maxLength": 32, "description": "a school code (e.g. 90921)"},
+    "since": {"type": "string", "maxLength": 40, "description": "from this date (2026-05-01) or ISO 8601 time"},
+    "until": {"type": "string", "maxLength": 40, "description": "up to this date (inclusive) or time (exclusive)"},
+    "service": {"type": "string", "maxLength": 1024, "description": "an OIDC client_id or a SAML SP entity id"},
 }
 
 _COMMENT = {"type": "string", "maxLength": MAX_COMMENT, "description": "why (kept with the version)"}
@@ -209,6 +213,11 @@ ROUTES: tuple[Route, ...] = (
           lambda ops, p, a, b, q: ops.set_grants(p, a["subject"], b["grants"], b.get("note", "")),
           body=body({"grants": {"type": "array", "maxItems": 50, "items": _GRANT},
                      "note": {"type": "string", "maxLength": 200}}, "grants"), tag="principals"),
+    Route("GET", "/audit/releases", "auditReleases",
+          "What services received about people of one school, and when (names of claims, never values)",
+          lambda ops, p, a, b, q: ops.audit_releases(p, _q(q, "school"), _q(q, "since"), _q(q, "until"),
+                                                     _q(q, "service"), _q(q, "limit", 200)),
+          query=("school", "since", "until", "service", "limit"), tag="audit"),
 )
 
 

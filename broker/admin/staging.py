@@ -77,7 +77,7 @@ class Staging:
                 candidate[key] = content
         report = self.validate(p, candidate)
         try:
-            version = self.versions.stage(effective, by=p.name, comment=comment, status=status, restores=restores)
+            version = self.service.stage(effective, by=p.name, comment=comment, status=status, restores=restores)
         except VersionError as exc:
             raise BadRequest("document", str(exc).split(": expected ", 1)[-1]) from None
         logger.info("admin staged correlation_id=%s principal=%s action=%s version=%s status=%s objects=%s",

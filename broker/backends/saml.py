@@ -229,10 +229,17 @@ def authn_request_redirect(*, destination: str, request_id: str, sp_entity_id: s
            '</samlp:AuthnRequest>')
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
     encoded = base64.b64encode(deflate.compress(xml.encode()) + deflate.flush()).decode()
-    query = {"SAMLRequest": encoded, "RelayState": relay_state}
+    query = {"RelayState": relay_state}
     if lang:
         query["lang"] = lang
-    return destination + ("&" if "?" in destination else "?") + urlencode(query)
+    return (destination + ("&" if "?" in destination else "?") + "SAMLRequest=" + _quote_base64(encoded) + "&"
+            + urlencode(query))
+
+
+def _quote_base64(value: str) -> str:
+    """``quote_plus`` of standard base64 at C speed: ``+``, ``/`` and ``=`` are its only unsafe characters
+    (urlencode's per-character quoting cost ~40 µs for a SAMLRequest)."""
+    return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
 
 
 def _redirect_sso_url(sp: Saml2Client, entity_id: str) -> str | None:

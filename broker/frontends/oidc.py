@@ -26,7 +26,6 @@ import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 from satosa.frontends.base import FrontendModule
 from satosa.internal import InternalData
@@ -34,7 +33,7 @@ from satosa.response import Response as SatosaResponse
 
 from broker.errors import ExpiredFlow
 from broker.login.access import Notice
-from broker.login.context import LoginContext
+from broker.login.context import LoginContext, parse_form_lists
 from broker.login.flow import ServiceRequest
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.discovery import PATHS
@@ -60,11 +59,12 @@ def to_request(context: LoginContext, path: str) -> Request:
                if k.startswith("HTTP_") and isinstance(v, str)}
     if isinstance(raw_headers.get("CONTENT_TYPE"), str):
         headers["content-type"] = raw_headers["CONTENT_TYPE"]
-    query = parse_qs(context.raw_query, keep_blank_values=True)
+    query = parse_form_lists(context.raw_query) if context.raw_query else {}
     form: dict[str, list[str]] = {}
     if method == "POST" and "application/x-www-form-urlencoded" in headers.get("content-type", ""):
-        form = parse_qs(context.body.decode("utf-8", "replace"), keep_blank_values=True)
-    return Request(method, path, headers, query, form)
+        form = parse_form_lists(context.body.decode("utf-8", "replace"))
+    remote = raw_headers.get("REMOTE_ADDR")
+    return Request(method, path, headers, query, form, remote_addr=remote if isinstance(remote, str) else None)
 
 
 def to_satosa(response: Response) -> SatosaResponse:

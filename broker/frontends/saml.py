@@ -100,9 +100,11 @@ class SamlIdpFrontend(FrontendModule):
 
     def __init__(self, auth_req_callback_func: Callable[..., Any], internal_attributes: dict[str, Any],
                  config: Mapping[str, Any], base_url: str, name: str, *, release: Release,
-                 configure_entity: Callable[[Any], Any]):
+                 configure_entity: Callable[[Any], Any], audit: Any = None):
         super().__init__(auth_req_callback_func, internal_attributes, base_url, name)
         self.release = release
+        #: A broker.audit.ReleaseAudit: a Response built for an SP is a release (docs/decisions/0017-audit.md).
+        self.audit = audit
         idp_config = copy.deepcopy(config["idp_config"])
         self.idp = Server(config=IdPConfig().load(copy.deepcopy(idp_config)))
         # pysaml2 checks request signatures only when the IdP wants them all signed; the SP's metadata
@@ -251,6 +253,8 @@ class SamlIdpFrontend(FrontendModule):
         xml = str(response)
         if encryption is not None:
             check_encrypted(xml)
+        if self.audit is not None:  # in the login's store batch: no round trip of its own
+            self.audit.saml(request.sp, internal_response.attributes or {}, attributes)
         return self._post(context, request, xml)
 
     def deny(self, context: LoginContext, error: str, description: str, *, notice: Notice | None = None) -> Response:

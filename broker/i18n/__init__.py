@@ -72,6 +72,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error.internal": {
         "fi": "Tapahtui odottamaton virhe.", "sv": "Ett oväntat fel inträffade.", "en": "An unexpected error occurred.",
     },
+    # Too many sign-ins started from one network (broker.ratelimit): wait, then try again
+    "error.rate_limited": {
+        "fi": "Verkostasi aloitetaan juuri nyt hyvin monta kirjautumista. Odota hetki ja yritä uudelleen.",
+        "sv": "Just nu påbörjas väldigt många inloggningar från ditt nätverk. Vänta en stund och försök igen.",
+        "en": "Very many sign-ins are being started from your network right now. Wait a moment and try again.",
+    },
     # A service the person's school has not enabled (tenant file: allowed_services)
     "access.title": {"fi": "Koulusi ei ole ottanut palvelua käyttöön", "sv": "Din skola har inte tagit tjänsten i bruk",
                      "en": "Your school has not enabled this service"},

@@ -73,11 +73,24 @@ class LoginContext(Context):
         self.service_session_index: str | None = None
         #: ``Set-Cookie`` headers the response must carry.
         self.response_cookies: list[tuple[str, str]] = []
-        self.state = State()
         #: The flow as the cookie held it (the proxy reseals only what changed).
         self.opened_flow: LoginFlow | None = None
         self._flow: LoginFlow | None = None
         self._flow_opener: Callable[[], LoginFlow | None] | None = None
+
+    #: SATOSA's per-flow state, created on first use (:attr:`state`); ``Context.__init__`` sets it to None.
+    _state: State | None = None
+
+    @property
+    def state(self) -> State:
+        """A fresh, empty :class:`~satosa.state.State` (module documentation), made when first read."""
+        if self._state is None:
+            self._state = State()
+        return self._state
+
+    @state.setter
+    def state(self, value: State | None) -> None:
+        self._state = value
 
     # The flow is opened from its cookie on first use: token, JWKS and metadata requests never pay for it.
 
@@ -174,9 +187,15 @@ class LoginContext(Context):
             context.request = {}
         else:
             context.request = dict(context.qs_params)
-        context.server = {k: v for k, v in environ.items() if k.startswith("SERVER_")}
-        context.http_headers = {k: v for k, v in environ.items()
-                                if k.startswith("HTTP_") or k.startswith("REMOTE_") or k == "CONTENT_TYPE"}
+        server: dict[str, Any] = {}
+        headers: dict[str, Any] = {}
+        for key, value in environ.items():   # one pass: a uWSGI environ holds ~40 entries
+            if key.startswith(("HTTP_", "REMOTE_")) or key == "CONTENT_TYPE":
+                headers[key] = value
+            elif key.startswith("SERVER_"):
+                server[key] = value
+        context.server = server
+        context.http_headers = headers
         context.cookie = environ.get("HTTP_COOKIE", "")
         context._cookie_names = cookie_names
         context.request_authorization = environ.get("HTTP_AUTHORIZATION", "")
@@ -198,6 +217,18 @@ def parse_form(encoded: str) -> dict[str, str]:
             continue
         name, _, value = pair.partition("=")
         form[_unquote_plus(name)] = _unquote_plus(value)
+    return form
+
+
+def parse_form_lists(encoded: str) -> dict[str, list[str]]:
+    """Every value of every name, in order: ``parse_qs(encoded, keep_blank_values=True)``, decoded as
+    :func:`parse_form` decodes (for protocol code that refuses repeated parameters)."""
+    form: dict[str, list[str]] = {}
+    for pair in encoded.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        form.setdefault(_unquote_plus(name), []).append(_unquote_plus(value))
     return form
 
 

@@ -26,6 +26,7 @@ This module is pure: no Flask, SATOSA, Redis or pysaml2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Mapping
@@ -238,5 +239,11 @@ def _compact(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def _fields(cls: Any, data: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor arguments of dataclass ``cls`` in ``data`` (lists back to tuples)."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+
+
+@functools.cache
+def _field_names(cls: Any) -> frozenset[str]:
+    """The field names of dataclass ``cls``, read once per class (every flow cookie opened needs them)."""
+    return frozenset(f.name for f in dataclasses.fields(cls))

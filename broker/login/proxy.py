@@ -38,8 +38,11 @@ class Proxy:
     """The login path as one WSGI application (the registry's current version of it)."""
 
     def __init__(self, *, login: Login, router: Router, seal: FlowSeal, cookies: Cookies, base_url: str,
-                 logout: Any = None):
+                 logout: Any = None, limiter: Any = None, login_starts: frozenset[str] = frozenset()):
         self.login = login
+        #: Counts the requests to ``login_starts`` (paths) per source (:class:`broker.ratelimit.RateLimiter`).
+        self.limiter = limiter
+        self.login_starts = login_starts if limiter is not None else frozenset()
         #: The logout steps of this registry version (:class:`broker.sessions.logout.Logout`).
         self.logout = logout
         self.router = router
@@ -68,6 +71,8 @@ class Proxy:
             if hit is None:
                 raise NotFound(f"no endpoint at /{context.path}")
             (kind, name), handler = hit
+            if context.path in self.login_starts:   # before parsing: a forged request costs a signature check
+                self.limiter.login_start(context.http_headers or {})
             if kind == "backend":
                 context.target_backend = name
             elif kind == "frontend":
@@ -123,6 +128,7 @@ class Proxy:
             languages=self._language_links(context, flow is not None))
         response = Response(body.decode(), status=_status_line(status), content=content_type)
         response.headers.append(("Cache-Control", "no-store"))
+        response.headers.extend(error.headers)
         return response
 
     def _language_links(self, context: LoginContext, in_flow: bool) -> dict[str, str]:

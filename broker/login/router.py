@@ -44,6 +44,15 @@ class Router:
             else:
                 self._patterns.append((re.compile(regex), owner, handler))
 
+    def wrap(self, path: str, wrapper: Callable[[Handler], Handler]) -> bool:
+        """Replace the handler at the literal ``path`` by ``wrapper(handler)`` (metrics time endpoints
+        this way); ``False`` if no endpoint is there."""
+        hit = self._exact.get(path)
+        if hit is None:
+            return False
+        self._exact[path] = (hit[0], wrapper(hit[1]))
+        return True
+
     def find(self, path: str) -> tuple[Owner, Handler] | None:
         """``((kind, name), handler)`` for ``path``, or ``None``."""
         hit = self._exact.get(path)

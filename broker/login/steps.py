@@ -48,6 +48,7 @@ from broker.login.context import Answer, LoginContext
 from broker.login.cookies import Cookies
 from broker.login.flow import LoginFlow, ServiceRequest
 from broker.login.selection import Choice, IdpSelector
+from broker.metrics.login import LoginMetrics
 from broker.registry.services import ServiceNames
 from broker.registry.tenants import IdentityProvider, Tenants
 from broker.sessions import BrokerSession, SessionStore
@@ -90,6 +91,8 @@ class Login:
         self.selector = IdpSelector(tenants)
         #: The cities' choice of services (``allowed_services``); ``services`` names them.
         self.gate = ServiceGate(tenants, services)
+        #: Prometheus counters of this version's logins, labelled from its registry (broker.metrics.login).
+        self.metrics = LoginMetrics(tenants.idps, services)
         self.remember_ttl = remember_ttl
         self._user_id_salt = user_id_salt
         self._log_salt = log_salt
@@ -115,13 +118,16 @@ class Login:
         """A frontend validated ``request``: a new flow begins (any earlier one in this browser ends)."""
         context.flow = LoginFlow.begin(request)
         context.target_frontend = request.frontend
+        self.metrics.started(request)
+        if not self.request_services:  # nothing to run before the IdP choice (as _respond for the answer)
+            return self.select(context, None)
         internal = InternalData(requester=request.requester,
                                 requester_name=[{"text": request.requester_name, "lang": "en"}])
         return self._guarded(context, self._request_chain, internal)
 
     # -- 2. choosing the IdP -------------------------------------------------------------------
 
-    def select(self, context: LoginContext, internal: InternalData) -> Response:
+    def select(self, context: LoginContext, internal: InternalData | None) -> Response:
         """Sign in from the broker session if it fits; else go to the IdP the request names, or the city page."""
         flow = _flow(context)
         service = flow.service
@@ -161,6 +167,7 @@ class Login:
         if backend is None:
             raise IdpError(f"no backend for {idp.key}", status=503)
         context.flow = _flow(context).to_idp(idp.key, idp.backend_name)
+        self.metrics.sent_upstream(idp.key)
         context.target_backend = backend.name
         service = _flow(context).service
         response: Response = backend.start_auth(context, InternalData(requester=service.requester))
@@ -172,6 +179,7 @@ class Login:
         """A backend verified an answer against the flow's upstream request: map it with *that* IdP's rules."""
         flow = _flow(context)
         upstream = flow.waiting_for(context.target_backend or "")
+        self.metrics.answered(upstream)
         idp = self.tenants.idps.get(upstream.idp)
         if idp is None:
             raise ExpiredFlow(f"IdP {upstream.idp} is no longer registered")
@@ -346,6 +354,7 @@ class Login:
              **fields: Any) -> None:
         """The one line a finished login writes (:func:`broker.logs.login_event`): no personal data."""
         flow = context.flow_if_loaded
+        self.metrics.finished(outcome, flow, idp, fields.get("sso"))
         tenant, _, idp_id = (idp or "").partition("/")
         logs.login_event(
             outcome, tenant or None, idp_id or None, flow.service.requester if flow is not None else None,

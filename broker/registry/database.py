@@ -100,6 +100,50 @@ admin_grants = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: The audit (migration 0003, broker.audit): append-only; rows leave only by retention.
+#: One row per release to a service: names of what it received, never values.
+audit_releases = sa.Table(
+    "audit_releases", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("service", sa.String(1024), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("protocol", sa.String(8), nullable=False),
+    #: JSON list of the released claim / SAML attribute names, sorted.
+    sa.Column("released", sa.Text, nullable=False),
+    sa.Column("subject_ref", sa.String(32), nullable=False),
+    sa.Column("correlation_id", sa.String(64), nullable=True),
+    sa.Index("ix_audit_releases_service_at", "service", "at"),
+    sa.Index("ix_audit_releases_at", "at"),
+)
+
+#: The school codes of a release's identity, one row each: what "pupils of school Y" is asked by.
+audit_release_schools = sa.Table(
+    "audit_release_schools", metadata,
+    sa.Column("release_id", sa.String(32), primary_key=True),
+    sa.Column("school", sa.String(32), primary_key=True),
+    sa.Column("service", sa.String(1024), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_audit_release_schools_school_service_at", "school", "service", "at"),
+    sa.Index("ix_audit_release_schools_school_at", "school", "at"),
+)
+
+#: One row per admin change: who, when, what (action, tenant, documents, version).
+audit_admin = sa.Table(
+    "audit_admin", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=True),
+    #: JSON list of "kind:key" the change touches.
+    sa.Column("documents", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("correlation_id", sa.String(64), nullable=True),
+    sa.Index("ix_audit_admin_at", "at"),
+    sa.Index("ix_audit_admin_tenant_at", "tenant", "at"),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

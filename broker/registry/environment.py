@@ -30,14 +30,14 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from broker.deployment import ROOT
+
 #: The variables the shipped (demo) tenant files use; always allowed.
 DEMO_VARIABLES = frozenset({"DEMO_ENTRA_URL", "BROKER_DEMO_DIR"})
 #: The only ``BROKER_*`` names a tenant file may expand (a path, never a secret).
 ALLOWED_BROKER_VARIABLES = frozenset({"BROKER_DEMO_DIR"})
 #: Client secrets named by ``{env: …}`` start with this, then the city's id.
 SECRET_PREFIX = "TENANT_SECRET_"
-#: The source tree (as broker.settings.ROOT, without importing it).
-ROOT = Path(__file__).resolve().parent.parent.parent
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

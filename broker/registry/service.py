@@ -42,6 +42,10 @@ class RegistryService:
         self.settings = settings
         self.versions = versions
         self._listeners: list[Callable[[int], None]] = []
+        from broker.audit.storage import AuditLog
+
+        #: Every change made here is also an audit record (broker.audit): who, when, what.
+        self.audit = AuditLog(versions.engine)
 
     def after_activation(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(seq)`` after every activation made through this service."""
@@ -72,14 +76,27 @@ class RegistryService:
         (:class:`Conflict`) is discarded, so no unusable version is left staged, and the error
         is raised: nothing is half applied.
         """
-        version = self.versions.stage(changes, by=by, comment=comment, status=status)
+        version = self.stage(changes, by=by, comment=comment, status=status)
         if not activate:
             return version
         try:
             return self.activate(version.id, by=by)
         except (Invalid, Conflict):
-            self.versions.discard(version.id, by=by)
+            self.discard(version.id, by=by)
             raise
+
+    def stage(self, changes: Mapping[Key, dict[str, Any] | None], *, by: str, comment: str = "",
+              status: str = "staged", restores: int | None = None) -> Version:
+        """Stage ``changes`` as a new version (not validated here: :meth:`propose` and the admin's
+        staging validate first)."""
+        version = self.versions.stage(changes, by=by, comment=comment, status=status, restores=restores)
+        self.record(by, "stage" if status == "staged" else status, version)
+        return version
+
+    def discard(self, version_id: int, *, by: str) -> Version:
+        version = self.versions.discard(version_id, by=by)
+        self.record(by, "discard", version)
+        return version
 
     def ensure(self, objects: Mapping[Key, dict[str, Any] | None], *, by: str, comment: str = "") -> Version | None:
         """Make the active version hold ``objects`` as given: a new version if anything differs, else ``None``."""
@@ -89,20 +106,27 @@ class RegistryService:
 
     def activate(self, version_id: int, *, by: str) -> Version:
         version = self.versions.activate(version_id, by=by, validate=self.validate)
-        self._activated(version)
+        self._activated(version, "activate")
         return version
 
     def restore(self, version_id: int, *, by: str, comment: str = "") -> Version:
         version = self.versions.restore(version_id, by=by, comment=comment, validate=self.validate)
-        self._activated(version)
+        self._activated(version, "restore")
         return version
 
     def rollback(self, *, by: str, comment: str = "") -> Version:
         version = self.versions.rollback(by=by, comment=comment, validate=self.validate)
-        self._activated(version)
+        self._activated(version, "rollback")
         return version
 
-    def _activated(self, version: Version) -> None:
+    def record(self, by: str, action: str, version: Version | None = None,
+               documents: tuple[str, ...] = ()) -> None:
+        """The audit record of an admin change (``documents``: "kind:key" when no version says)."""
+        touched = [f"{kind}:{key}" for kind, key, _ in version.touches] if version is not None else list(documents)
+        self.audit.admin_change(by, action, touched, version=version.id if version is not None else None)
+
+    def _activated(self, version: Version, action: str) -> None:
+        self.record(version.activated_by or version.created_by, action, version)
         logger.info("registry version activated version=%s seq=%s by=%s changes=%d", version.id,
                     version.activated_seq, version.activated_by, len(version.touches))
         seq = version.activated_seq

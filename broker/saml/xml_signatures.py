@@ -28,6 +28,7 @@ above applies as it is, SHA-1 included (ADR 0003, ADR 0009).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import xmlsec
@@ -142,19 +143,29 @@ def signature_context(key: xmlsec.Key, policy: CryptoPolicy | None = None) -> xm
     With the key preset, libxmlsec1 skips ``<ds:KeyInfo>`` altogether
     (xmlSecDSigCtxProcessKeyInfoNode), so no key can come from the document.
     """
-    signature_methods = SIGNATURE_ALGORITHMS
-    digests = DIGEST_ALGORITHMS
-    if policy is not None:
-        signature_methods = {uri: t for uri, t in SIGNATURE_ALGORITHMS.items() if uri in policy.signature_methods()}
-        digests = {uri: t for uri, t in DIGEST_ALGORITHMS.items() if uri in policy.digest_methods()}
+    signature_transforms, reference_transforms = _enabled_transforms(policy)
     ctx = xmlsec.SignatureContext()
     ctx.key = key
     ctx.set_enabled_key_data([xmlsec.constants.KeyDataRawX509Cert])
-    for transform in (*C14N_ALGORITHMS.values(), *signature_methods.values()):
+    for transform in signature_transforms:
         ctx.enable_signature_transform(transform)
-    for transform in (*REFERENCE_TRANSFORMS.values(), *digests.values()):
+    for transform in reference_transforms:
         ctx.enable_reference_transform(transform)
     return ctx
+
+
+@functools.lru_cache(maxsize=64)
+def _enabled_transforms(policy: CryptoPolicy | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The signature and reference transforms a context enables under ``policy``, computed once per
+    policy (a frozen value: at most one per combination of legacy items)."""
+    signature_methods = SIGNATURE_ALGORITHMS
+    digests = DIGEST_ALGORITHMS
+    if policy is not None:
+        accepted_methods, accepted_digests = policy.signature_methods(), policy.digest_methods()
+        signature_methods = {uri: t for uri, t in SIGNATURE_ALGORITHMS.items() if uri in accepted_methods}
+        digests = {uri: t for uri, t in DIGEST_ALGORITHMS.items() if uri in accepted_digests}
+    return ((*C14N_ALGORITHMS.values(), *signature_methods.values()),
+            (*REFERENCE_TRANSFORMS.values(), *digests.values()))
 
 
 def verify_signature(xml: str | bytes, key: xmlsec.Key, node_name: str = NODE_NAME,

@@ -63,6 +63,7 @@ from typing import Any
 
 import requests
 
+from broker import metrics
 from broker.store import Store, StoreError, StoreOutcomeUnknown
 
 logger = logging.getLogger("broker.sessions.delivery")
@@ -233,11 +234,13 @@ class BackchannelDelivery:
     def _attempt(self, record: dict[str, Any], attempt: int) -> str:
         """POST one token, write the outcome to the store, log it; return the outcome."""
         try:
-            return self._try(record, attempt)
+            outcome = self._try(record, attempt)
         except Exception:   # noqa: BLE001 - a worker must not die silently; the lease brings the job back
             logger.exception("backchannel logout attempt failed unexpectedly id=%s client_id=%s attempt=%d",
                              record.get("id"), record.get("client_id"), attempt)
-            return RETRYING
+            outcome = RETRYING
+        metrics.logout_delivered(outcome)
+        return outcome
 
     def _try(self, record: dict[str, Any], attempt: int) -> str:
         job_id, client_id = record["id"], record["client_id"]

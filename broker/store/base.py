@@ -36,6 +36,8 @@ class Store(abc.ABC):
 
     #: True when several processes may share this store (Redis); False for memory.
     shared: bool = False
+    #: True when a batch's keys must share one hash-tag slot (Redis Cluster, broker/store/slots.py).
+    one_slot_batches: bool = False
 
     @abc.abstractmethod
     def put(self, key: str, value: Any, ttl: int) -> None:
@@ -79,6 +81,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def incr(self, key: str, ttl: int) -> int:
         """Increment the counter under ``key`` (created at 0 with ``ttl``); return it."""
+
+    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
+        """:meth:`incr` ``key`` and :meth:`get` ``other``, in one round trip where the store can.
+
+        For two counters read together (:mod:`broker.ratelimit`); on Redis Cluster the caller
+        hash-tags both keys into one slot.  Not atomic as a pair, and need not be.
+        """
+        return self.incr(key, ttl), self.get(other)
 
     # -- sorted sets: schedules shared by instances ------------------------------------------
     # Not abstract, so that a store written for other uses need not implement them; both
@@ -139,9 +149,41 @@ class Store(abc.ABC):
         """
         yield
 
+    @contextlib.contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """Writes inside go at once, not into the open batch (keys of another slot than the batch's)."""
+        yield
+
     def ping(self) -> bool:
         """Return True when the store answers."""
         return True
 
     def close(self) -> None:  # noqa: B027 - deliberately a no-op by default; stores with connections override it
         """Release connections."""
+
+    # -- set claims: the audit buffer (broker.audit.buffer) -------------------------------------
+    # Not abstract either; both stores here implement them.
+
+    def set_size(self, key: str) -> int:
+        """How many members the set under ``key`` holds (0 when absent).  O(1)."""
+        raise NotImplementedError(f"{type(self).__name__} has no set sizes")
+
+    def set_pop(self, key: str, count: int) -> list[str]:
+        """Remove and return up to ``count`` arbitrary members of the set under ``key``.  O(count).
+
+        Never sent again after a lost reply (:class:`StoreOutcomeUnknown`): what was popped is gone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no set claims")
+
+    def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
+        """Atomically move up to ``count`` arbitrary members of the set under ``key`` into the
+        sorted set under ``into`` with ``score``; (re)set ``into``'s TTL; return the members moved.
+
+        The claim of a work queue whose producers use :meth:`set_add` (resent safely after a
+        lost reply, see the Redis store) and whose consumers must lose nothing: a member is in
+        the set or in ``into`` at every instant, and one whose claimer dies (or whose reply
+        was lost: this is never sent again) comes due in ``into`` at ``score``, for
+        :meth:`zset_claim`.  O(log n) per member moved.  Both keys must be in one Redis
+        Cluster slot (a shared hash tag).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no set claims")

@@ -125,6 +125,8 @@ class Notices:
 class ClusterStore(RedisStore):
     """A :class:`RedisStore` whose batches go to the node owning their slot (module docstring)."""
 
+    one_slot_batches = True
+
     def __init__(self, cluster: RedisCluster, *, prefix: str = "digione:", replicas: int = 1, wait_ms: int = 500):
         super().__init__(cluster, prefix=prefix, replicas=replicas, wait_ms=wait_ms)   # type: ignore[arg-type]
         self._cluster = cluster

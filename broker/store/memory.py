@@ -125,6 +125,32 @@ class MemoryStore(Store):
                 return []
             return zset.claim(float(max_score), count, float(new_score))
 
+    def set_size(self, key: str) -> int:
+        with self._lock:
+            members = self._live(key)
+            return len(members) if isinstance(members, set) else 0
+
+    def set_pop(self, key: str, count: int) -> list[str]:
+        with self._lock:
+            members = self._live(key)
+            if not isinstance(members, set):
+                return []
+            return [members.pop() for _ in range(min(count, len(members)))]
+
+    def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
+        with self._lock:   # one lock: no reader sees a member in neither structure
+            members = self._live(key)
+            if not isinstance(members, set) or count <= 0 or not members:
+                return []
+            moved = [members.pop() for _ in range(min(count, len(members)))]
+            zset = self._live(into)
+            if not isinstance(zset, _SortedSet):
+                zset = _SortedSet()
+            for member in moved:
+                zset.add(member, float(score))
+            self._write(into, zset, ttl)
+            return moved
+
 
 class _SortedSet:
     """A sorted set: each member's score, and a heap of ``(score, member)`` for the lowest.

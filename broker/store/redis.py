@@ -82,6 +82,7 @@ from typing import Any
 
 import redis
 
+from broker import metrics
 from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 from broker.store.confirm import Confirmation, connected_replicas
@@ -124,6 +125,11 @@ def _idempotent(command: tuple) -> bool:
 
 def _names(commands: tuple[tuple, ...]) -> str:
     return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
+
+
+def _operation(commands: tuple[tuple, ...]) -> str:
+    """The operation a failed round trip is counted under (broker.metrics.store_error): its first command."""
+    return _name(commands[0][0]).lower() if commands else "other"
 
 
 #: zset_claim: the due members (ZRANGEBYSCORE, O(log n + count)) re-scored (ZADD XX, O(log n) each)
@@ -232,6 +238,7 @@ class RedisStore(Store):
             try:
                 connection = pool.get_connection()
             except redis.RedisError as exc:
+                metrics.store_error("connect")
                 raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
             try:
                 replies = self._exchange(connection, [b"".join(_pack(c) for c in sent)], sent, resendable,
@@ -242,12 +249,14 @@ class RedisStore(Store):
                 route = self._rerouted(route, refused.error)
                 last = refused.error
             except StoreError:
+                metrics.store_error(_operation(commands))
                 raise   # the connection is in step, or _exchange has discarded it
             except BaseException:
                 connection.disconnect()   # replies may be on their way or unread: never reuse it
                 raise
             finally:
                 pool.release(connection)
+        metrics.store_error(_operation(commands))
         raise StoreError(f"redis: {_names(commands)} refused ({_code(last) if last else '?'}), also when sent again "
                          f"{_NOT_RUN_RESENDS} times; nothing was run") from last
 
@@ -360,6 +369,15 @@ class RedisStore(Store):
         if commands:
             self._send_batch(commands, durable)
 
+    @contextlib.contextmanager
+    def unbatched(self) -> Iterator[None]:
+        queued = getattr(self._batches, "commands", None)
+        self._batches.commands = None
+        try:
+            yield
+        finally:
+            self._batches.commands = queued
+
     def _send_batch(self, commands: list[tuple] | tuple, durable: bool) -> list[Any]:
         """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
         route = self._route(tuple(commands))
@@ -427,6 +445,11 @@ class RedisStore(Store):
         value, _ = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
 
+    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
+        value, _, raw = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"),
+                                  ("GET", self._k(other)))
+        return int(value), None if raw is None else json.loads(raw)
+
     def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
         # ZADD is not on the resend list (_idempotent): a lost reply raises StoreOutcomeUnknown,
         # and the caller, knowing that a second ZADD of the same score changes nothing, may repeat it.
@@ -454,3 +477,36 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self._redis.close()
+
+    # -- set claims: the audit buffer (broker.audit.buffer) ------------------------------------
+
+    def set_size(self, key: str) -> int:
+        return int(self._run(("SCARD", self._k(key)))[0] or 0)
+
+    def set_pop(self, key: str, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        members = self._run(("SPOP", self._k(key), count))[0] or ()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
+        if count <= 0:
+            return []
+        members = self._run(("EVAL", _SET_CLAIM, 2, self._k(key), self._k(into), count, repr(float(score)),
+                             ttl))[0] or ()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+#: set_claim: up to ARGV[1] members popped from the set (SPOP, O(count)) and added to the sorted set
+#: (ZADD, O(log n) each) in one atomic step; never sent again (EVAL is not idempotent), and a lost
+#: reply leaves the members in the sorted set, due at their score.
+_SET_CLAIM = """
+local members = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+for _, member in ipairs(members) do
+    redis.call('ZADD', KEYS[2], ARGV[2], member)
+end
+if #members > 0 then
+    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+end
+return members
+"""

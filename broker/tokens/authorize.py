@@ -71,13 +71,14 @@ class AuthorizationRequest:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-able dict (for SATOSA's state): only what the response needs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-                if v not in (None, ())}
+        # The fields are strings, ints and tuples of strings: no deep copy (dataclasses.asdict) is needed.
+        values = ((name, getattr(self, name)) for name in _REQUEST_FIELDS)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values if v not in (None, ())}
 
     @classmethod
     def from_state(cls, data: Mapping[str, Any]) -> AuthorizationRequest:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                  if k in _REQUEST_FIELD_SET}
         return cls(**values)
 
     def decoration(self) -> dict[str, Any]:
@@ -96,6 +97,10 @@ class AuthorizationRequest:
         would then refuse as older than ``max_age`` (OIDC Core §3.1.2.1).
         """
         return "login" in self.prompt or self.max_age is not None
+
+
+_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(AuthorizationRequest))
+_REQUEST_FIELD_SET = frozenset(_REQUEST_FIELDS)
 
 
 def _single(params: Mapping[str, Sequence[str]], name: str) -> tuple[str | None, bool]:

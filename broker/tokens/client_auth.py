@@ -57,12 +57,15 @@ class ClientAuthenticator:
     :param issuer: the provider's issuer (an accepted assertion ``aud``).
     :param token_endpoint: the token endpoint URL (the preferred assertion ``aud``).
     :param http_get: fetches a client's ``jwks_uri`` (``url -> bytes``).
+    :param limiter: counts wrong secrets per client and source, refusing the one over the
+        count (:meth:`broker.ratelimit.limits.RateLimiter.failed_secret`); ``None``: no limit.
     """
 
     def __init__(self, clients: Any, store: Store, *, issuer: str, token_endpoint: str,
                  http_get: Callable[[str], bytes] | None = None, clock: Callable[[], float] = time.time,
-                 leeway: int = 30, max_assertion_lifetime: int = 600):
+                 leeway: int = 30, max_assertion_lifetime: int = 600, limiter: Any = None):
         self.clients = clients
+        self.limiter = limiter
         self.store = store
         self.issuer = issuer
         self.token_endpoint = token_endpoint
@@ -92,14 +95,10 @@ class ClientAuthenticator:
             if form_client_id is not None and form_client_id != client_id:
                 raise invalid_client("client_id in the body differs from the Authorization header", basic=True)
             client = self._registered(client_id, "client_secret_basic", basic=True)
-            if not client.check_secret(secret):
-                raise invalid_client("client authentication failed", basic=True)
-            return client
+            return self._check_secret(client, secret, request, basic=True)
         if has_secret:
             client = self._registered(form_client_id, "client_secret_post")
-            if not client.check_secret(form["client_secret"][0]):
-                raise invalid_client("client authentication failed")
-            return client
+            return self._check_secret(client, form["client_secret"][0], request)
         if has_assertion:
             return self._private_key_jwt(form, form_client_id, endpoint_url)
         if not form_client_id:
@@ -108,6 +107,14 @@ class ClientAuthenticator:
         if not allow_public:
             raise invalid_client("public clients cannot use this endpoint")
         return client
+
+    def _check_secret(self, client: Client, secret: str, request: Request, *, basic: bool = False) -> Client:
+        """``client`` if ``secret`` is its secret; a wrong one is counted per client and source (429 when over)."""
+        if client.check_secret(secret):
+            return client
+        if self.limiter is not None:
+            self.limiter.failed_secret(client.client_id, request.remote_addr, request.header("x-forwarded-for"))
+        raise invalid_client("client authentication failed", basic=basic)
 
     def _registered(self, client_id: str | None, method: str, *, basic: bool = False) -> Client:
         client: Client | None = self.clients.client(client_id) if client_id else None

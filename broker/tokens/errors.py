@@ -66,4 +66,5 @@ def json_error(error: OAuthError, **log_fields: str | None) -> Response:
     headers = [("Content-Type", "application/json"), *NO_STORE]
     if error.www_authenticate:
         headers.append(("WWW-Authenticate", error.www_authenticate))
+    headers.extend(error.headers)
     return Response(error.status, headers, body)

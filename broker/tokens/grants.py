@@ -104,8 +104,10 @@ class Grants:
     def __init__(self, *, issuer: str, store: Store, keyring: KeyRing, lifetimes: Lifetimes,
                  audience: Audience, claims_in_id_token: bool = True,
                  clock: Callable[[], float] = time.time, grant_hook: GrantHook | None = None,
-                 claims_by_scope: Mapping[str, Iterable[str]] | None = None):
+                 claims_by_scope: Mapping[str, Iterable[str]] | None = None, audit: Any = None):
         self.issuer = issuer
+        #: A broker.audit.ReleaseAudit: a redeemed code's release record joins the grant's batch.
+        self.audit = audit
         self.store = store
         self.keyring = keyring
         self.lifetimes = lifetimes
@@ -121,7 +123,8 @@ class Grants:
 
     def issue_code(self, authz: AuthorizationRequest, *, sub: str, claims: dict[str, Any],
                    access_claims: Mapping[str, Any] | None, auth_time: int, acr: str | None,
-                   amr: list[str] | None, sid: str | None, session: str | None = None) -> str:
+                   amr: list[str] | None, sid: str | None, session: str | None = None,
+                   audit: str | None = None) -> str:
         """Store a fresh authorization code (RFC 6749 §4.1.2) and return it.
 
         What tokens will say is fixed now: ``sub``, the released ``claims`` (ID token,
@@ -141,6 +144,7 @@ class Grants:
             "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
             "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": dict(access_claims or {}), "at": auth_time,
             "acr": acr, "amr": amr, "sid": sid, "ses": session, "gid": gid, "jti": jti,
+            **({"au": audit} if audit is not None else {}),   # the release record: names and a reference only
         }, lt.code)
         # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
         self.store.put(_key("codegrant", code, _h(code)), {"gid": gid, "jti": jti},
@@ -209,27 +213,34 @@ class Grants:
             self.store.put(grant_key(gid), grant, grant_exp - int(now))
             tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
                                   nonce=record["n"], refresh=refresh)
+            # The release happens now (docs/decisions/0017-audit.md); queued before the hook's read
+            # so that it goes in the same round trip, and taken back below if the code is refused.
+            audited = self.audit.record(record["au"]) if self.audit is not None and record.get("au") else None
             if session is not None and self.grant_hook is not None:
                 try:
                     allowed = self.grant_hook(session, client.client_id, gid)
                 except BaseException as exc:  # noqa: BLE001 - re-raised below, once the grant is taken back
                     failure = exc
         if failure is not None:
-            self._unwrite(gid, tokens, client.client_id)
+            self._unwrite(gid, tokens, client.client_id, audited)
             raise failure
         if not allowed:
-            self._unwrite(gid, tokens, client.client_id)
+            self._unwrite(gid, tokens, client.client_id, audited)
             logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
             raise invalid_grant("the sign-in session has ended")
         return tokens
 
-    def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str) -> None:
-        """Take back a grant and its refresh token that were written but never handed out."""
+    def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str, audited: str | None = None) -> None:
+        """Take back a grant and its refresh token that were written but never handed out (and
+        the release record ``audited``, unless a flusher took it in the moment between)."""
         keys = [grant_key(gid)]
         if "refresh_token" in tokens:
             keys.append(_rt_key("rt", tokens["refresh_token"]))
         try:
-            self.store.delete(*keys)
+            with self.store.batch():
+                self.store.delete(*keys)
+                if audited is not None and self.audit is not None:
+                    self.audit.retract(audited)
         except StoreError:  # never handed out: nobody holds them; they expire with their TTL
             logger.warning("could not delete a refused grant client_id=%s", client_id)
 

@@ -26,6 +26,8 @@ class Request:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     query: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     form: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    #: The TCP peer (WSGI ``REMOTE_ADDR``): a per-source limit reads it with ``X-Forwarded-For``.
+    remote_addr: str | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -50,7 +52,8 @@ class Request:
             raw = environ["wsgi.input"].read(length)
             form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True) if len(raw) <= 64 * 1024 else {}
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        return cls(method, path if path is not None else environ.get("PATH_INFO", "/"), headers, query, form)
+        return cls(method, path if path is not None else environ.get("PATH_INFO", "/"), headers, query, form,
+                   remote_addr=environ.get("REMOTE_ADDR"))
 
 
 def first(params: Params, name: str) -> str | None:

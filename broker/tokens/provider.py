@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("broker.tokens")
 
 DEFAULT_SCOPES = ("openid", "profile", "email", "roles")
+#: Client authentication by a shared secret: the methods a brute force can guess (rate limited).
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 
 #: ``release(client, identity, granted_scopes) -> claims`` (without ``sub``).
 Release = Callable[[Any, dict[str, Any], set[str]], dict[str, Any]]
@@ -84,7 +86,8 @@ class Provider:
                  clock: Callable[[], float] = time.time, claims_in_id_token: bool = True,
                  jwks_max_age: int = 300, subject_types_supported: Iterable[str] = ("pairwise", "public"),
                  grant_hook: GrantHook | None = None, claims_by_scope: Mapping[str, Iterable[str]] | None = None,
-                 registration_endpoint: str | None = None, access_claims: AccessClaims | None = None):
+                 registration_endpoint: str | None = None, access_claims: AccessClaims | None = None,
+                 limiter: Any = None, audit: Any = None):
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("issuer: expected an https URL without query or fragment (OIDC Discovery §3)")
@@ -107,10 +110,14 @@ class Provider:
         self.grants = Grants(issuer=self.issuer, store=store, keyring=keyring, lifetimes=self.lifetimes,
                              audience=access_token_audience(resource_audiences),
                              claims_in_id_token=claims_in_id_token, clock=clock, grant_hook=grant_hook,
-                             claims_by_scope=claims_by_scope)
+                             claims_by_scope=claims_by_scope, audit=audit)
+        self.audit = audit
         self.client_auth = ClientAuthenticator(clients, store, issuer=self.issuer, token_endpoint=self.urls["token"],
                                                http_get=http_get, clock=clock, leeway=self.lifetimes.leeway,
-                                               max_assertion_lifetime=self.lifetimes.client_assertion)
+                                               max_assertion_lifetime=self.lifetimes.client_assertion,
+                                               limiter=limiter)
+        #: Rate limits (:class:`broker.ratelimit.RateLimiter`): token requests per client, wrong secrets.
+        self.limiter = limiter
         self.discovery = discovery_doc.document(
             self.issuer, signing_algs=keyring.algs, scopes_supported=self.scopes_supported,
             claims_supported=claims_supported, acr_values_supported=acr_values_supported,
@@ -257,8 +264,10 @@ class Provider:
             claims = {k: v for k, v in dict(self.release(client, identity, scopes) or {}).items() if k != "sub"}
             access = (self.access_claims(client, identity, scopes) if self.access_claims is not None
                       else released_roles_only(claims, identity, scopes))
+            # The audit record of this release, recorded when the code is redeemed (broker.audit.records).
+            audit = None if self.audit is None else self.audit.oidc(client.client_id, identity, claims, access)
             code = self.grants.issue_code(authz, sub=sub, claims=claims, access_claims=access, auth_time=at,
-                                          acr=acr, amr=amr, sid=sid, session=session)
+                                          acr=acr, amr=amr, sid=sid, session=session, audit=audit)
         except (StoreError, KeyRingError) as exc:
             logger.error("could not issue a code: %s", exc.__class__.__name__)
             return self.authorization_error(authz, "temporarily_unavailable", "try again shortly")
@@ -300,7 +309,7 @@ class Provider:
         """The token endpoint (RFC 6749 §3.2, §4.1.3, §6)."""
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["token"])
+        client = self._authenticate(request, "token")
         grant_types = request.form.get("grant_type") or []
         if len(grant_types) != 1:
             raise invalid_request("exactly one grant_type is required (RFC 6749 §4.1.3)")
@@ -315,6 +324,17 @@ class Provider:
             data = self.grants.refresh_token(client, request.form)
         return json_response(data, headers=NO_STORE)
 
+    def _authenticate(self, request: Request, endpoint: str, *, allow_public: bool = True) -> Client:
+        """The authenticated client, unless the rate limits refuse it (429): locked from this source after
+        wrong secrets, or over its token requests (``endpoint == "token"``)."""
+        client = self.client_auth.authenticate(request, endpoint_url=self.urls[endpoint], allow_public=allow_public)
+        if self.limiter is not None:
+            self.limiter.authenticated(
+                client.client_id, secret=client.token_endpoint_auth_method in SECRET_METHODS,
+                token=endpoint == "token", remote_addr=request.remote_addr,
+                forwarded_for=request.header("x-forwarded-for"))
+        return client
+
     def _userinfo(self, request: Request) -> Response:
         self._method(request, "GET", "POST")
         if request.method == "POST":
@@ -326,7 +346,7 @@ class Provider:
     def _introspect(self, request: Request) -> Response:
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["introspect"], allow_public=False)
+        client = self._authenticate(request, "introspect", allow_public=False)
         data = introspect(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants,
                           clock=self.clock, leeway=self.lifetimes.leeway, trusted=self.introspection_clients)
         return json_response(data, headers=NO_STORE)
@@ -334,7 +354,7 @@ class Provider:
     def _revoke(self, request: Request) -> Response:
         self._method(request, "POST")
         self._form_body(request)
-        client = self.client_auth.authenticate(request, endpoint_url=self.urls["revoke"])
+        client = self._authenticate(request, "revoke")
         revoke(client, request.form, keyring=self.keyring, issuer=self.issuer, grants=self.grants)
         return Response(200, [("Content-Type", "application/json"), *NO_STORE], b"{}")
 
@@ -370,7 +390,8 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                    subject_types_supported: Iterable[str] = ("pairwise", "public"),
                    grant_hook: GrantHook | None = None,
                    claims_by_scope: Mapping[str, Iterable[str]] | None = None,
-                   registration_endpoint: str | None = None, access_claims: AccessClaims | None = None) -> Provider:
+                   registration_endpoint: str | None = None, access_claims: AccessClaims | None = None,
+                   limiter: Any = None, audit: Any = None) -> Provider:
     """Build the provider, checking that the parts fit together.
 
     :param issuer: the issuer URL (= SATOSA's ``BASE``); endpoints live at its root.
@@ -398,6 +419,9 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
     :param access_claims: ``(client, identity, granted_scopes) -> claims`` that access tokens
         carry besides the RFC 9068 ones (the broker: ``roles`` and ``role_assignments``);
         ``None``: the released ``roles`` claim (:func:`released_roles_only`).
+    :param limiter: rate limits (:class:`broker.ratelimit.RateLimiter`); ``None``: none.
+    :param audit: a :class:`~broker.audit.ReleaseAudit`: the release record is prepared when
+        the code is issued and recorded when it is redeemed at the token endpoint.
     """
     lifetimes = Lifetimes.coerce(lifetimes)
     needed = lifetimes.longest_signed + keyring.refresh_interval + lifetimes.leeway
@@ -414,4 +438,4 @@ def build_provider(*, issuer: str, store: Store, clients: Any, keyring: KeyRing,
                     claims_in_id_token=claims_in_id_token, jwks_max_age=jwks_max_age,
                     subject_types_supported=subject_types_supported, grant_hook=grant_hook,
                     claims_by_scope=claims_by_scope, registration_endpoint=registration_endpoint,
-                    access_claims=access_claims)
+                    access_claims=access_claims, limiter=limiter, audit=audit)

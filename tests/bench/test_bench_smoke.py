@@ -57,3 +57,20 @@ def test_login_benchmark_runs_against_ours(tmp_path):
     assert {g["kind"]: (g["requests"], g["failed"]) for g in info["grants"]} == {
         "refresh": (6, 0), "introspect": (6, 0), "userinfo": (6, 0)}
     assert "SERVER CPU ms/login" in run.stdout
+
+
+def test_login_benchmark_scale_pass_reports_each_worker_count():
+    """``--scale`` (the national-peak extrapolation's run) measures ours at each worker count listed."""
+    if not _redis_available():
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    parts = urlsplit(REDIS_URL)
+    db = (parts.path or "/0").lstrip("/") or "0"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_login.py"), "--only", "ours", "--upstream", "saml",
+         "--logins", "3", "--warmup", "1", "--concurrency", "1", "--grants", "0", "--scale", "1,2",
+         "--redis", f"{parts.scheme}://{parts.netloc}", "--ours-db", db],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
+    table = run.stdout.split("== ours by worker count", 1)[1].splitlines()
+    counts = [line.split()[1] for line in table if line.startswith("saml")]
+    assert counts == ["1", "2"]

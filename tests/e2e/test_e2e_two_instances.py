@@ -37,7 +37,7 @@ def instances(tmp_path_factory):
     prefix = f"test-two:{secrets.token_hex(6)}:"   # this run's keys only; other tests share db 15
     env = {**os.environ, **stack.env(), "BROKER_REDIS_URL": REDIS_URL, "BROKER_REDIS_PREFIX": prefix,
            "BROKER_SECRET": secrets.token_urlsafe(32),
-           "BROKER_LOG_LEVEL": "WARNING"}
+           "BROKER_LOG_LEVEL": "WARNING", "BROKER_METRICS_PORT": "0"}   # two instances: no shared metrics port
     processes, urls = [], []
     for port in (ports.broker, second):
         log = open(root / f"broker-{port}.log", "w")

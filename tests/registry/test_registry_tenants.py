@@ -200,10 +200,11 @@ def test_serve_answers_and_its_access_log_never_holds_query_strings(demo, tmp_pa
 
     from broker.demo.servers import free_port
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     env = {**demo.env(), "PATH": "/usr/bin:/bin", "BROKER_SERVER": server, "BROKER_ACCESS_LOG": "1",
-           "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}"}
+           "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}",
+           "BROKER_METRICS_PORT": str(metrics_port)}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--bind", f"127.0.0.1:{port}"],
                                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -217,6 +218,10 @@ def test_serve_answers_and_its_access_log_never_holds_query_strings(demo, tmp_pa
                 time.sleep(0.2)
         reply = requests.get(f"http://127.0.0.1:{port}/authorize?code=SECRET-CODE-42&client_id=x", timeout=5)
         assert reply.status_code == 400
+        # Both servers answer /metrics on the metrics port, and only there (tests/metrics: the details).
+        scrape = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert scrape.status_code == 200 and "digione_registry_version" in scrape.text
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 404
         time.sleep(0.5)
     finally:
         process.terminate()

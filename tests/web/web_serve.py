@@ -32,6 +32,8 @@ class Broker:
     log: Path
     prefix: str
     env: dict = field(repr=False, default_factory=dict)
+    #: The port of ``/metrics`` (BROKER_METRICS_PORT), one of this broker's own.
+    metrics_port: int = 0
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -83,6 +85,7 @@ def start_broker(root: Path, *, workers: int = 2, server: str = "uwsgi", access_
                  extra_env: dict | None = None, timeout: float = 40.0) -> Broker:
     """``broker serve`` with the demo's environment (no demo IdPs needed) on a free port, on Redis."""
     port = free_port()
+    metrics_port = free_port()
     ports = Ports(*(free_port() for _ in range(5)))
     stack = DemoStack(demo_dir=root / "demo", metadata_dir=root / "metadata", ports=ports, environ={})
     stack.prepare()
@@ -90,13 +93,13 @@ def start_broker(root: Path, *, workers: int = 2, server: str = "uwsgi", access_
     env = {**os.environ, **stack.env(), "BROKER_PORT": str(port), "BROKER_BASE_URL": f"http://localhost:{port}",
            "BROKER_REDIS_URL": REDIS_URL, "BROKER_REDIS_PREFIX": prefix, "BROKER_SECRET": secrets.token_urlsafe(32),
            "BROKER_SERVER": server, "BROKER_ACCESS_LOG": "1" if access_log else "0", "BROKER_LOG_LEVEL": "INFO",
-           **(extra_env or {})}
+           "BROKER_METRICS_PORT": str(metrics_port), **(extra_env or {})}
     log = root / f"broker-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--bind", f"127.0.0.1:{port}",
                                     "--workers", str(workers)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=ROOT)
-    broker = Broker(f"http://127.0.0.1:{port}", port, process, log, prefix, env)
+    broker = Broker(f"http://127.0.0.1:{port}", port, process, log, prefix, env, metrics_port=metrics_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -9,7 +9,7 @@ permission check: the console only decides what to show.  Modules:
 * :mod:`.session` — console sessions in the broker's store, CSRF tokens;
 * :mod:`.oidc` — signing in through the broker itself (client ``digione-admin``);
 * :mod:`.web` — the request context: language, session, principal, rendering, errors;
-* :mod:`.signin`, :mod:`.tenant`, :mod:`.idps`, :mod:`.versions`, :mod:`.services` — the pages.
+* :mod:`.signin`, :mod:`.tenant`, :mod:`.idps`, :mod:`.versions`, :mod:`.services`, :mod:`.audit` — the pages.
 
 Texts are in ``messages.yaml`` (fi, sv, en; the same fallbacks as :mod:`broker.i18n`).
 """
@@ -24,6 +24,6 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 
 blueprint = Blueprint("admin_console", __name__, static_folder=str(STATIC), static_url_path="/static")
 
-from broker.admin.console import idps, services, signin, tenant, versions, web  # noqa: E402
+from broker.admin.console import audit, idps, services, signin, tenant, versions, web  # noqa: E402
 
-__all__ = ["blueprint", "idps", "services", "signin", "tenant", "versions", "web"]
+__all__ = ["audit", "blueprint", "idps", "services", "signin", "tenant", "versions", "web"]

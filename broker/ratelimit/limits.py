@@ -1,0 +1,208 @@
+"""The three rate limits, counted in the shared store, and their refusals.
+
+Counting
+--------
+Fixed windows aligned on the clock (``index = now // window``): one ``INCR`` (with
+``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<who>:<index>`` per event, one
+round trip, O(1), a key that expires just after its window.  A client's keys are
+hash-tagged with its id (``rl:{client}:token:…``, ``rl:{client}:auth:…``): its lock check and
+its token count go in one round trip (:meth:`broker.store.Store.incr_and_get`), one slot on
+Redis Cluster.  Every instance counts in
+the same key and agrees on the window's end, so ``Retry-After`` is the seconds until it
+(rounded up, at least 1), with no second command.  A fixed window lets a burst of up to
+twice the count through around a boundary; the limits are sized for that (ADR 0018).
+
+The limits
+----------
+``login_start``
+    login starts per source address (:mod:`broker.ratelimit.source`), counted before the
+    request is parsed (a forged SAML request costs a signature check).  **Fails open**: a
+    store that cannot count never stops a pupil's login (the login then meets the store
+    on its own and answers for itself).  Refused with a localized page.
+``token``
+    token endpoint requests per authenticated client (registered ids only: the keys are
+    bounded).  Counted after authentication, so nobody can spend a service's budget by
+    naming it.  **Fails open**, like the login it ends (except where it shares the round
+    trip of the lock check below, which fails closed).
+``client_auth_failures``
+    wrong client secrets per registered client and source (``client_secret_basic``,
+    ``client_secret_post``; signed assertions cannot be guessed).  Once over the count, that
+    client is refused from that source until the window ends, **with the right secret
+    too**: otherwise the one answer that is not 429 would reveal the secret.  Other
+    sources (the service's own servers) are not affected.  **Fails closed**: if the
+    store cannot say whether the pair is locked, the request is answered 503
+    ``temporarily_unavailable`` (every grant needs the store anyway).
+
+Refusals are answered 429 with ``Retry-After``; each is counted once through
+:func:`_count_refusal`.  Log lines name the client id (a service, not a person) and the
+source only by its keyed name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+
+from broker import metrics
+from broker.errors import BrokerError
+from broker.ratelimit.config import Limit, RateLimits
+from broker.ratelimit.source import Sources
+from broker.store import Store, StoreError
+from broker.tokens.errors import OAuthError
+
+logger = logging.getLogger("broker.ratelimit")
+
+#: Seconds between two "could not count" warnings of one process while the store is away.
+_WARN_EVERY = 10.0
+
+
+class LoginStartsLimited(BrokerError):
+    """Too many login starts from one source: a localized page for the person."""
+
+    status = 429
+    code = "temporarily_unavailable"
+    message_key = "error.rate_limited"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = (("Retry-After", str(retry_after)),)
+
+
+def limited(description: str, retry_after: int) -> OAuthError:
+    """A machine endpoint's refusal: 429 ``temporarily_unavailable`` with ``Retry-After``.
+
+    RFC 6749 defines no rate-limit error for the token endpoint; ``slow_down`` (RFC 8628
+    §3.5) tells a *device-flow poller* to add 5 s to its interval and means nothing else
+    to a client library, while ``temporarily_unavailable`` (RFC 6749 §4.1.2.1: "temporary
+    overloading") is what libraries already treat as "try again later".  The status
+    (429, RFC 6585 §4) and ``Retry-After`` (RFC 9110 §10.2.3) say how much later.
+    """
+    error = OAuthError("temporarily_unavailable", description, status=429)
+    error.headers = (("Retry-After", str(retry_after)),)
+    return error
+
+
+def _locked(client_id: str, wait: int) -> OAuthError:
+    """The answer to a client locked from a source, whatever secret it sent this time."""
+    _count_refusal("client_auth")
+    return limited(f"too many failed authentications of client {client_id} from this source; "
+                   f"retry after {wait} s", wait)
+
+
+def _too_many_tokens(client_id: str, limit: Limit, wait: int) -> OAuthError:
+    _count_refusal("token")
+    return limited(f"client {client_id} is over {limit.count} token requests per {limit.window} s; "
+                   f"retry after {wait} s", wait)
+
+
+def _count_refusal(kind: str) -> None:
+    """Count one refusal (``token``, ``client_auth``, ``login_start``) in the metrics."""
+    metrics.rate_limited(kind)
+
+
+class RateLimiter:
+    """The limits of one deployment over its store.
+
+    Each built login path (each registry version) has its own; the counts live in the store,
+    so a rebuild, like another instance, carries on with them.
+    """
+
+    def __init__(self, store: Store, limits: RateLimits, sources: Sources, *,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.limits = limits
+        self.sources = sources
+        self.clock = clock
+        self._warned = 0.0
+
+    # -- the limits --------------------------------------------------------------------------
+
+    def login_start(self, environ: Mapping[str, object]) -> None:
+        """Count a login start from the request's source; raise :class:`LoginStartsLimited` when over."""
+        limit = self.limits.login_start
+        if not limit.enabled:
+            return
+        address = self.sources.of_environ(environ)
+        if not address or self.sources.exempt(address):
+            return
+        source = self.sources.name(address)
+        key, wait = self._key(f"login:{source}", limit)
+        try:
+            count = self.store.incr(key, wait + 1)
+        except StoreError as exc:   # fail open: the limiter never fails a login
+            self._not_counted("login_start", exc)
+            return
+        if count > limit.count:
+            _count_refusal("login_start")
+            raise LoginStartsLimited(f"login starts from source {source} over {limit.count} per {limit.window} s",
+                                     wait)
+
+    def authenticated(self, client_id: str, *, secret: bool, token: bool, remote_addr: str | None,
+                      forwarded_for: str | None) -> None:
+        """A client authenticated: refuse it (429) while locked from this source, count its token request.
+
+        ``secret``: it proved itself with a client secret (the brute-forceable methods);
+        ``token``: at the token endpoint.  The lock check fails closed (a :class:`StoreError`
+        propagates: 503); a token count alone fails open.  With both, one round trip.
+        """
+        auth, per_client = self.limits.client_auth_failures, self.limits.token
+        if not (secret and auth.enabled):
+            if token:
+                self._token(client_id)
+            return
+        auth_key, auth_wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", auth)
+        if token and per_client.enabled:
+            token_key, token_wait = self._key(f"{{{client_id}}}:token", per_client)
+            count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key)
+        else:
+            count, failures = 0, self.store.get(auth_key)
+        if isinstance(failures, int) and failures > auth.count:
+            raise _locked(client_id, auth_wait)
+        if count > per_client.count:
+            raise _too_many_tokens(client_id, per_client, token_wait)
+
+    def failed_secret(self, client_id: str, remote_addr: str | None, forwarded_for: str | None) -> None:
+        """Count a wrong secret of ``client_id`` from this source; raise a 429 once over the count.
+
+        Fails closed: a :class:`StoreError` propagates (the endpoint answers 503).
+        """
+        limit = self.limits.client_auth_failures
+        if not limit.enabled:
+            return
+        key, wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", limit)
+        if self.store.incr(key, wait + 1) > limit.count:
+            raise _locked(client_id, wait)
+
+    def _token(self, client_id: str) -> None:
+        limit = self.limits.token
+        if not limit.enabled:
+            return
+        key, wait = self._key(f"{{{client_id}}}:token", limit)
+        try:
+            count = self.store.incr(key, wait + 1)
+        except StoreError as exc:   # fail open: the grant itself needs the store and answers for itself
+            self._not_counted("token", exc)
+            return
+        if count > limit.count:
+            raise _too_many_tokens(client_id, limit, wait)
+
+    def _source(self, remote_addr: str | None, forwarded_for: str | None) -> str:
+        return self.sources.name(self.sources.address(remote_addr, forwarded_for))
+
+    # -- counting ----------------------------------------------------------------------------
+
+    def _key(self, who: str, limit: Limit) -> tuple[str, int]:
+        """The counter of ``who`` in the current window, and the seconds until the window ends (at least 1)."""
+        now = self.clock()
+        index = int(now // limit.window)
+        return f"rl:{who}:{index}", max(1, math.ceil((index + 1) * limit.window - now))
+
+    def _not_counted(self, kind: str, exc: StoreError) -> None:
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            logger.warning("rate limit not counted, request let through limit=%s error=%s", kind,
+                           exc.__class__.__name__)
