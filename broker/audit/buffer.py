@@ -21,6 +21,7 @@ twice (a flusher that died after its insert) is still one row.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from broker.store import Store
@@ -40,12 +41,21 @@ class AuditBuffer:
         self.ttl = ttl
 
     def push(self, record: str) -> None:
-        """Buffer one record (the login path): ``SADD`` + ``EXPIRE``, in the open batch if any."""
-        self.store.set_add(BUFFER, record, self.ttl)
+        """Buffer one record (the login path): ``SADD`` + ``EXPIRE``, in the open batch if any.
+
+        On Redis Cluster the buffer is a slot of its own, not the login's: the record goes at once,
+        beside the batch (ADR 0015).
+        """
+        with self._beside_batch():
+            self.store.set_add(BUFFER, record, self.ttl)
 
     def retract(self, record: str) -> None:
         """Take back a record pushed for a delivery that did not happen (nothing if already claimed)."""
-        self.store.set_remove(BUFFER, record)
+        with self._beside_batch():
+            self.store.set_remove(BUFFER, record)
+
+    def _beside_batch(self):
+        return self.store.unbatched() if self.store.one_slot_batches else contextlib.nullcontext()
 
     def claim(self, count: int, *, now: float, lease: float) -> list[str]:
         """Up to ``count`` records for this flusher until ``now + lease``: lapsed claims first."""

@@ -46,7 +46,7 @@ from broker.store import Store
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "saml:metadata:"
+CACHE_KEY = "saml:{metadata}:"   # one hash tag for all metadata keys (read together; broker/store/slots.py)
 CACHE_TTL = 7 * 24 * 3600
 _DS = "{http://www.w3.org/2000/09/xmldsig#}"
 _MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"

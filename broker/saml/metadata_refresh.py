@@ -26,9 +26,9 @@ What is accepted
     its ``validUntil`` allows; an expired document is never kept in use.
 
 Shared by every instance (the store)
-    ``saml:metadata:<h>``: the last good copy (a week at most, never past its
-    ``validUntil``); ``saml:metadata:schedule:<h>``: when it is due next, the failures in
-    a row and the copy's digest; ``saml:metadata:claim:<h>``: which instance is fetching
+    ``saml:{metadata}:<h>``: the last good copy (a week at most, never past its
+    ``validUntil``); ``saml:{metadata}:schedule:<h>``: when it is due next, the failures in
+    a row and the copy's digest; ``saml:{metadata}:claim:<h>``: which instance is fetching
     now (:meth:`Store.add`, a short lease).  ``<h>`` is the SHA-256 of the URL.  One
     instance fetches a due document; the others see the new digest in the schedule and
     rebuild from the copy.  A tick of the refresher is one ``get_many`` for all the
@@ -72,8 +72,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEDULE_KEY = "saml:metadata:schedule:"
-CLAIM_KEY = "saml:metadata:claim:"
+SCHEDULE_KEY = "saml:{metadata}:schedule:"   # the {metadata} hash tag: get_many over sources is one slot
+CLAIM_KEY = "saml:{metadata}:claim:"
 _ACCEPT = "application/samlmetadata+xml, application/xml;q=0.9, */*;q=0.1"
 
 

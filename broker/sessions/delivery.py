@@ -23,8 +23,8 @@ Outcomes of one attempt
 
 The queue in the store
 ----------------------
-``backchannel:job:<id>`` holds a job (JSON, its TTL ``ttl`` from when it was queued);
-``backchannel:queue`` is a sorted set of job ids scored by when each is next due.  Every
+``backchannel:{queue}:job:<id>`` holds a job (JSON, its TTL ``ttl`` from when it was queued);
+``backchannel:{queue}`` is a sorted set of job ids scored by when each is next due.  Every
 operation is O(1) or O(log n) in the number of queued jobs.  Claiming is
 :meth:`~broker.store.base.Store.zset_claim`, atomic across instances: the due ids get the
 score ``now + lease`` and go to one claimer only.  So a job is never removed from the queue
@@ -68,8 +68,8 @@ from broker.store import Store, StoreError, StoreOutcomeUnknown
 
 logger = logging.getLogger("broker.sessions.delivery")
 
-QUEUE_KEY = "backchannel:queue"
-JOB_KEY = "backchannel:job:"
+QUEUE_KEY = "backchannel:{queue}"   # one hash tag: the queue and its jobs go in one batch (broker/store/slots.py)
+JOB_KEY = "backchannel:{queue}:job:"
 
 DELIVERED = "delivered"
 REFUSED = "refused"

@@ -27,6 +27,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from broker.store import slots
+
 
 @dataclasses.dataclass(frozen=True)
 class UpstreamSession:
@@ -133,5 +135,10 @@ def new_secret() -> str:
 
 
 def session_id_of(token: str) -> str:
-    """The store id of a cookie token: its SHA-256, so a store dump yields no usable cookie."""
-    return base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()[:24]).decode()
+    """The store id of a cookie token: its SHA-256, so a store dump yields no usable cookie.
+
+    The token's login tag (``<tag>~<secret>``, :mod:`broker.store.slots`) stays in front, so
+    that every key of the session shares its Redis Cluster slot.
+    """
+    digest = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()[:24]).decode()
+    return slots.with_tag(slots.tag_of(token), digest)

@@ -1,15 +1,19 @@
 """Broker sessions in the shared store: every operation O(1) in the number of sessions.
 
-Layout (every key has a TTL; ``<id>`` is the SHA-256 of the cookie token)::
+Layout (every key has a TTL; ``<id>`` is the SHA-256 of the cookie token, behind the token's
+login tag ``<t>``: ``{<t>}`` makes all of a session's keys, and its code and grants, one Redis
+Cluster slot, :mod:`broker.store.slots`; an id without a tag has keys without one)::
 
-    sso:<id>                  the session (TTL: what is left of its idle timeout, capped by its
+    sso:{<t>}<id>             the session (TTL: what is left of its idle timeout, capped by its
                               maximum lifetime; every sign-in from it extends the idle part)
-    sso:<id>:svcs             the services that received something in it (a set of requesters)
-    sso:<id>:svc:<requester>  what each of them received: its subject and its sid/SessionIndex
-    sso:<id>:grants           the OIDC grants issued in it (refresh-token families), revoked at logout
-    sso:idx:up:<h>            the city IdP's (idp, SessionIndex, NameID or sid) -> session id, for
+    sso:{<t>}<id>:svcs        the services that received something in it (a set of requesters)
+    sso:{<t>}<id>:svc:<r>     what each of them received: its subject and its sid/SessionIndex
+    sso:{<t>}<id>:grants      the OIDC grants issued in it (refresh-token families), revoked at logout
+    sso:idx:up:{<h8>}<h>      the city IdP's (idp, SessionIndex, NameID or sid) -> session id, for
                               logouts the city starts where the browser's cookie may not come along
-                              (an Entra front-channel iframe)
+                              (an Entra front-channel iframe); a session with one is
+                              tagged ``<h8>``, the hash's first digits, so the index
+                              shares its slot
 
 Sessions are read by the login on every sign-in in the browser (single sign-on); the
 rest is read only at logout.  :meth:`SessionStore.end` takes the session atomically, so of
@@ -26,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from broker.sessions.model import BrokerSession, ServiceEntry, UpstreamSession, new_secret, session_id_of
-from broker.store import Store
+from broker.store import Store, slots
 
 SESSION_KEY = "sso:"
 _INDEX_UPSTREAM = "sso:idx:up:"
@@ -53,6 +57,15 @@ def _h(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def session_key(session_id: str, suffix: str = "") -> str:
+    """A key of the session ``session_id`` (its login tag as the hash tag)."""
+    return slots.key(SESSION_KEY, slots.tag_of(session_id), session_id + suffix)
+
+
+def _index_key(upstream_hash: str) -> str:
+    return slots.key(_INDEX_UPSTREAM, slots.tag_of_hash(upstream_hash), upstream_hash)
+
+
 class SessionStore:
     def __init__(self, store: Store, *, limits: Limits = Limits(), per_tenant: Mapping[str, Limits] | None = None,
                  clock: Callable[[], float] = time.time):
@@ -69,17 +82,19 @@ class SessionStore:
     def create(self, *, identity: Mapping[str, Any], idp: str, auth_info: Mapping[str, Any],
                upstream: UpstreamSession | None = None) -> tuple[str, BrokerSession]:
         """Start a session; return ``(cookie token, session)``."""
-        token = secrets.token_urlsafe(32)
+        key = _upstream_key(upstream)
+        # The login tag: from the upstream index's hash when there is one (the index then shares the slot).
+        tag = slots.tag_of_hash(key) if key is not None else slots.new_tag()
+        token = slots.with_tag(tag, secrets.token_urlsafe(32))
         now = int(self._clock())
         limits = self.limits_for(idp.split("/", 1)[0])
         session = BrokerSession(
             id=session_id_of(token), secret=new_secret(), user_id=str(identity["user_id"]), identity=dict(identity),
             idp=idp, auth_info=dict(auth_info), auth_time=now, created=now, expires=now + limits.max_lifetime,
             idle_timeout=limits.idle_timeout, last_seen=now, upstream=upstream)
-        self.store.put(SESSION_KEY + session.id, session.to_dict(), session.remaining(now))
-        key = _upstream_key(upstream)
+        self.store.put(session_key(session.id), session.to_dict(), session.remaining(now))
         if key is not None:
-            self.store.put(_INDEX_UPSTREAM + key, session.id, limits.max_lifetime)
+            self.store.put(_index_key(key), session.id, limits.max_lifetime)
         return token, session
 
     def get(self, token: str | None) -> BrokerSession | None:
@@ -89,7 +104,7 @@ class SessionStore:
         return self.by_id(session_id_of(token))
 
     def by_id(self, session_id: str) -> BrokerSession | None:
-        return self._live(self.store.get(SESSION_KEY + session_id))
+        return self._live(self.store.get(session_key(session_id)))
 
     def _live(self, data: Any) -> BrokerSession | None:
         if not data:
@@ -110,9 +125,9 @@ class SessionStore:
         ttl = max(1, session.expires - now)
         if session.last_seen != now:
             used = dataclasses.replace(session, last_seen=now)
-            self.store.put(SESSION_KEY + session.id, used.to_dict(), used.remaining(now))
-        self.store.set_add(f"{SESSION_KEY}{session.id}:svcs", requester, ttl)
-        self.store.put(f"{SESSION_KEY}{session.id}:svc:{requester}", entry.to_dict(), ttl)
+            self.store.put(session_key(session.id), used.to_dict(), used.remaining(now))
+        self.store.set_add(session_key(session.id, ":svcs"), requester, ttl)
+        self.store.put(session_key(session.id, f":svc:{requester}"), entry.to_dict(), ttl)
         return entry
 
     def add_grant(self, session_id: str, client_id: str, gid: str) -> bool:
@@ -122,25 +137,25 @@ class SessionStore:
         first and reads the grants after, so whichever order the two run in, the grant is
         either seen by the logout (and revoked) or refused here (and deleted by the caller).
         """
-        self.store.set_add(f"{SESSION_KEY}{session_id}:grants", gid, self.limits.max_lifetime)
+        self.store.set_add(session_key(session_id, ":grants"), gid, self.limits.max_lifetime)
         # In the grant's batch (the GrantHook contract): the record and this read, one round trip.
-        return self._live(self.store.get_after_writes(SESSION_KEY + session_id)) is not None
+        return self._live(self.store.get_after_writes(session_key(session_id))) is not None
 
     # -- the logout's side ---------------------------------------------------------------------------
 
     def service(self, session_id: str, requester: str) -> ServiceEntry | None:
         """What ``requester`` received in the session, if anything."""
-        data = self.store.get(f"{SESSION_KEY}{session_id}:svc:{requester}")
+        data = self.store.get(session_key(session_id, f":svc:{requester}"))
         return ServiceEntry.from_dict(data) if data else None
 
     def find_by_upstream(self, idp: str, value: str) -> str | None:
         """The session the city IdP ``idp`` knows by ``value`` (its SessionIndex, NameID or sid)."""
-        found = self.store.get(_INDEX_UPSTREAM + _h(idp, value))
+        found = self.store.get(_index_key(_h(idp, value)))
         return found if isinstance(found, str) else None
 
     def services(self, session_id: str) -> tuple[ServiceEntry, ...]:
-        requesters = sorted(self.store.set_members(f"{SESSION_KEY}{session_id}:svcs"))
-        entries = self.store.get_many(*(f"{SESSION_KEY}{session_id}:svc:{r}" for r in requesters))
+        requesters = sorted(self.store.set_members(session_key(session_id, ":svcs")))
+        entries = self.store.get_many(*(session_key(session_id, f":svc:{r}") for r in requesters))
         return tuple(ServiceEntry.from_dict(e) for e in entries if e)
 
     def end(self, session_id: str) -> EndedSession | None:
@@ -149,17 +164,19 @@ class SessionStore:
         Everything under the session is deleted in one round trip; the caller revokes the
         grants and tells the services.
         """
-        data = self.store.take(SESSION_KEY + session_id)
+        data = self.store.take(session_key(session_id))
         if not data:
             return None
         session = BrokerSession.from_dict(data)
         services = self.services(session_id)
-        grants = tuple(sorted(self.store.set_members(f"{SESSION_KEY}{session_id}:grants")))
-        keys = [f"{SESSION_KEY}{session_id}:svcs", f"{SESSION_KEY}{session_id}:grants",
-                *(f"{SESSION_KEY}{session_id}:svc:{s.requester}" for s in services)]
+        grants = tuple(sorted(self.store.set_members(session_key(session_id, ":grants"))))
+        keys = [session_key(session_id, ":svcs"), session_key(session_id, ":grants"),
+                *(session_key(session_id, f":svc:{s.requester}") for s in services)]
         key = _upstream_key(session.upstream)
-        if key is not None:
-            keys.append(_INDEX_UPSTREAM + key)
+        if key is not None and slots.tag_of_hash(key) == slots.tag_of(session_id):   # one slot: one round trip
+            keys.append(_index_key(key))
+        elif key is not None:   # a session from before login tags: its index lives in another slot
+            self.store.delete(_index_key(key))
         self.store.delete(*keys)
         return EndedSession(session=session, services=services, grants=grants)
 

@@ -15,10 +15,16 @@ def open_store(url: str | None, *, prefix: str = "digione:") -> Store:
     """Open the store named by ``url``.
 
     ``None`` or ``""`` gives the in-memory store (one process only); ``redis://``,
-    ``rediss://`` and ``unix://`` URLs give a Redis store.
+    ``rediss://``, ``unix://`` and ``redis+sentinel://`` / ``rediss+sentinel://`` URLs
+    (:mod:`broker.store.sentinel`) give a Redis store; ``redis+cluster://`` /
+    ``rediss+cluster://`` (:mod:`broker.store.cluster`) one on a Redis Cluster.
     """
     if not url:
         return MemoryStore()
+    if url.split(":", 1)[0] in ("redis+cluster", "rediss+cluster"):
+        from broker.store.cluster import ClusterStore
+
+        return ClusterStore.from_url(url, prefix=prefix)
     from broker.store.redis import RedisStore
 
     return RedisStore.from_url(url, prefix=prefix)

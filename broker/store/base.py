@@ -36,6 +36,8 @@ class Store(abc.ABC):
 
     #: True when several processes may share this store (Redis); False for memory.
     shared: bool = False
+    #: True when a batch's keys must share one hash-tag slot (Redis Cluster, broker/store/slots.py).
+    one_slot_batches: bool = False
 
     @abc.abstractmethod
     def put(self, key: str, value: Any, ttl: int) -> None:
@@ -131,8 +133,13 @@ class Store(abc.ABC):
         return self.get(key)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool = False) -> Iterator[None]:
         """Send the writes made inside (``put``, ``delete``, ``set_add``, ``set_remove``) together.
+
+        ``durable``: the writes complete something handed out at once (a login's grant and
+        refresh token); a replicated store confirms they reached its replicas before the
+        block's end returns (or raises :class:`StoreError`); a :meth:`get_after_writes` inside
+        confirms the writes it sends.  Nested inside another batch, it makes the outer one durable.
 
         One round trip at the end instead of one per write; nothing is written if the block
         raises.  Reads inside the block do not see its writes, and ``add``, ``take`` and
@@ -140,6 +147,11 @@ class Store(abc.ABC):
         batch is lost, it is sent again only when every write in it may run twice (``put``,
         ``set_add``, ``set_remove``); one holding a ``delete`` raises :class:`StoreOutcomeUnknown`.
         """
+        yield
+
+    @contextlib.contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """Writes inside go at once, not into the open batch (keys of another slot than the batch's)."""
         yield
 
     def ping(self) -> bool:

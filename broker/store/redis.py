@@ -44,6 +44,32 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
 
 An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
 connection stays in step and in the pool, and the caller gets a StoreError.
+
+Failover (Sentinel)
+-------------------
+Some error replies say the command was refused, not run: ``READONLY`` (the node we are
+connected to was demoted to a replica), ``MASTERDOWN`` and ``LOADING``, and in a cluster
+``MOVED``, ``ASK``, ``TRYAGAIN`` and ``CLUSTERDOWN`` (:data:`_NOT_RUN`).
+When a batch gets one, the connection is dropped (its next connect asks the sentinels
+for the primary again) and the batch is sent again, at most :data:`_NOT_RUN_RESENDS`
+times, only if every command in it either was refused so or is idempotent: a refused
+command did not run, and an idempotent one may run twice.  A batch in which some
+non-idempotent command ran and another was refused (a demotion between two commands of
+one round trip) raises :class:`StoreOutcomeUnknown`.  redis-py's Sentinel connection turns
+``READONLY`` into a ``ConnectionError`` and drops the connection mid-batch, which would
+make a refusal look like a lost reply; replies are therefore read with the plain
+connection's reader (docs/decisions/0015-redis-high-availability.md).
+
+Durable batches
+---------------
+Redis replicates asynchronously: a write acknowledged by a primary killed a moment later
+can be missing on the replica promoted in its place.  ``batch(durable=True)`` (the write
+that completes a login: the grant and its refresh token) appends ``WAIT <replicas>
+<wait_ms>`` to the batch when the store was opened with ``replicas`` > 0 (the default for
+Sentinel URLs), in the same round trip, and raises :class:`StoreError` when a connected
+replica did not acknowledge in time: the tokens are then not handed out, so none can be
+lost.  A primary with fewer replicas than configured (just after a failover) is waited on
+for those it has (:mod:`broker.store.confirm`).
 """
 
 from __future__ import annotations
@@ -57,7 +83,9 @@ from typing import Any
 import redis
 
 from broker import metrics
+from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
+from broker.store.confirm import Confirmation, connected_replicas
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -75,7 +103,7 @@ def _pack(args: tuple) -> bytes:
 
 
 #: Commands whose second run changes nothing and answers as if it were the only one.
-_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING"})
+_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING", "WAIT", "INFO", "ROLE"})   # WAIT changes no data
 _SET_WRITES = frozenset({"SADD", "SREM"})   # their counts are not used by the store
 
 
@@ -117,17 +145,69 @@ return members
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
 
+#: Error replies meaning "refused, not run" (module docstring, Failover), as redis-py's parser
+#: classes them (it strips the code from the message): READONLY, MASTERDOWN, LOADING, and a
+#: cluster's MOVED, ASK, TRYAGAIN, CLUSTERDOWN (broker/store/cluster.py).
+_NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONLY",
+                                        redis.exceptions.MasterDownError: "MASTERDOWN",
+                                        redis.exceptions.BusyLoadingError: "LOADING",
+                                        redis.exceptions.MovedError: "MOVED",
+                                        redis.exceptions.AskError: "ASK",
+                                        redis.exceptions.TryAgainError: "TRYAGAIN",
+                                        redis.exceptions.ClusterDownError: "CLUSTERDOWN"}
+_ERROR_REPLY = (redis.ResponseError, redis.exceptions.BusyLoadingError)   # LOADING is a ConnectionError class
+#: How many times a batch refused so is sent again (each time to the primary found anew).
+_NOT_RUN_RESENDS = 3
+
+
+class NothingSent(StoreError):
+    """The store could not be reached before anything was sent: certain, and safe to try again."""
+
+
+class _Refused(Exception):
+    """A batch refused "not run" (or refused in part, the rest idempotent): :meth:`RedisStore._run` sends it again."""
+
+    def __init__(self, error: Exception, lost_resent: bool):
+        super().__init__(str(error))
+        self.error, self.lost_resent = error, lost_resent
+
+
+def _not_run(error: Exception | None) -> bool:
+    return error is not None and type(error) in _NOT_RUN
+
+
+def _code(error: Exception) -> str:
+    return _NOT_RUN.get(type(error), type(error).__name__)
+
+
+def _read_reply(connection) -> Any:
+    """The next reply on ``connection``, an error reply raised as ``ResponseError``.
+
+    Read with the plain connection's reader: redis-py's ``SentinelManagedConnection`` would
+    turn ``READONLY`` into a ``ConnectionError`` and drop the connection before the batch's
+    other replies are read (module docstring, Failover).
+    """
+    return redis.connection.AbstractConnection.read_response(connection)
+
 
 class RedisStore(Store):
     shared = True
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "digione:"):
+    def __init__(self, client: redis.Redis, *, prefix: str = "digione:", replicas: int = 0, wait_ms: int = 500,
+                 follows_primary: bool = False):
         self._redis = client
+        self._follows_primary = follows_primary   # Sentinel: readiness asks ROLE, not PING
         self._prefix = prefix
+        self._confirm = Confirmation(replicas, wait_ms)   # WAIT in a durable batch (replicas=0: none)
         self._batches = threading.local()   # the commands of the batch open in this thread
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> RedisStore:
+        """``redis://``, ``rediss://``, ``unix://``, or ``redis+sentinel://`` (:mod:`broker.store.sentinel`)."""
+        if url.split(":", 1)[0] in sentinel.SCHEMES:
+            spec = sentinel.parse(url)
+            return cls(sentinel.client(spec, socket_timeout=2.0, connect_timeout=2.0, health_check_interval=30),
+                       prefix=prefix, replicas=spec.replicas, wait_ms=spec.wait_ms, follows_primary=True)
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                       health_check_interval=30)
         return cls(client, prefix=prefix)
@@ -141,29 +221,69 @@ class RedisStore(Store):
 
     # -- the wire ---------------------------------------------------------------------------
 
-    def _run(self, *commands: tuple) -> list[Any]:
+    def _run(self, *commands: tuple, route: Any = None) -> list[Any]:
         """Send ``commands`` in one round trip and return their replies, in order.
 
-        Resent at most once, and only when that is safe (the module docstring).
+        Resent at most once after a lost reply, and only when that is safe; after a "not run"
+        refusal at most :data:`_NOT_RUN_RESENDS` times (the module docstring).  ``route``: where
+        they go (:meth:`_route`; ``None`` here: the one pool).
         """
-        payload = [b"".join(_pack(command) for command in commands)]
         resendable = all(_idempotent(command) for command in commands)
-        pool = self._redis.connection_pool
-        try:
-            connection = pool.get_connection()
-        except redis.RedisError as exc:
-            metrics.store_error("connect")
-            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
-        try:
-            return self._exchange(connection, payload, commands, resendable)
-        except StoreError:
-            metrics.store_error(_operation(commands))
-            raise   # the connection is in step, or _exchange has discarded it
-        except BaseException:
-            connection.disconnect()   # replies may be on their way or unread: never reuse it
-            raise
-        finally:
-            pool.release(connection)
+        route = self._route(commands) if route is None else route
+        lost_resent = False
+        last: Exception | None = None
+        for _ in range(_NOT_RUN_RESENDS + 1):
+            sent = self._on_route(route, commands)
+            pool = self._pool(route)
+            try:
+                connection = pool.get_connection()
+            except redis.RedisError as exc:
+                metrics.store_error("connect")
+                raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+            try:
+                replies = self._exchange(connection, [b"".join(_pack(c) for c in sent)], sent, resendable,
+                                         lost_resent)
+                return self._off_route(route, replies)
+            except _Refused as refused:   # nothing of it ran, or all of it may run again
+                lost_resent = lost_resent or refused.lost_resent
+                route = self._rerouted(route, refused.error)
+                last = refused.error
+            except StoreError:
+                metrics.store_error(_operation(commands))
+                raise   # the connection is in step, or _exchange has discarded it
+            except BaseException:
+                connection.disconnect()   # replies may be on their way or unread: never reuse it
+                raise
+            finally:
+                pool.release(connection)
+        metrics.store_error(_operation(commands))
+        raise StoreError(f"redis: {_names(commands)} refused ({_code(last) if last else '?'}), also when sent again "
+                         f"{_NOT_RUN_RESENDS} times; nothing was run") from last
+
+    # -- routing: one pool here; a cluster store sends each batch to the node owning its slot -------
+
+    def _route(self, commands: tuple[tuple, ...]) -> Any:
+        """Where ``commands`` go (``None``: the one pool)."""
+        return None
+
+    def _pool(self, route: Any):
+        return self._redis.connection_pool
+
+    def _on_route(self, route: Any, commands: tuple[tuple, ...]) -> tuple[tuple, ...]:
+        """The commands as sent on ``route`` (a cluster's ``ASK`` puts ``ASKING`` before each)."""
+        return commands
+
+    def _off_route(self, route: Any, replies: list[Any]) -> list[Any]:
+        """The replies to the caller's commands, out of those to :meth:`_on_route`'s."""
+        return replies
+
+    def _node_name(self, route: Any) -> str | None:
+        """Which primary ``route`` reaches, for the per-node replica count (:mod:`broker.store.confirm`)."""
+        return None
+
+    def _rerouted(self, route: Any, error: Exception) -> Any:
+        """Where to send again after the refusal ``error`` (Sentinel: the same pool, which asks anew)."""
+        return route
 
     @staticmethod
     def _ready(connection) -> None:
@@ -178,25 +298,32 @@ class RedisStore(Store):
         try:
             connection.connect()
         except (redis.RedisError, OSError) as exc:
-            raise StoreError(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+            raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
 
     def _exchange(self, connection, payload: list[bytes], commands: tuple[tuple, ...],
-                  resendable: bool) -> list[Any]:
-        for attempt in (1, 2):
+                  resendable: bool, lost_resent: bool) -> list[Any]:
+        """One round trip on ``connection``; again on a fresh connection after a lost reply when safe.
+
+        ``lost_resent``: the one resend after a lost reply (rule 3) is already used.  A "not run"
+        refusal raises :class:`_Refused` for :meth:`_run` to send again (perhaps elsewhere).
+        """
+        while True:
             self._ready(connection)
             try:
                 connection.send_packed_command(payload, check_health=False)
                 replies: list[Any] = []
-                error: redis.ResponseError | None = None
+                errors: list[Exception | None] = []
                 for _ in commands:
                     try:
-                        replies.append(connection.read_response())
-                    except redis.ResponseError as exc:   # an error reply: the stream stays in step
-                        error = error or exc
+                        replies.append(_read_reply(connection))
+                        errors.append(None)
+                    except _ERROR_REPLY as exc:   # an error reply: the stream stays in step
                         replies.append(None)
+                        errors.append(exc)
             except _NO_REPLY as exc:
                 connection.disconnect()   # a late reply must never answer a later command
-                if resendable and attempt == 1:
+                if resendable and not lost_resent:
+                    lost_resent = True
                     continue
                 if resendable:
                     raise StoreError(f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}), "
@@ -204,10 +331,18 @@ class RedisStore(Store):
                 raise StoreOutcomeUnknown(
                     f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}); the outcome is unknown "
                     "and it was not sent again (not idempotent)") from exc
-            if error is not None:
+            error = next((e for e in errors if e is not None), None)
+            if error is None:
+                return replies
+            refused = next((e for e in errors if _not_run(e)), None)
+            if refused is None:
                 raise StoreError(f"redis: {_names(commands)}: {error}") from error
-            return replies
-        raise AssertionError("unreachable")
+            connection.disconnect()   # a demoted or unready node: the next connect finds the primary anew
+            if not all(_not_run(e) or _idempotent(c) for c, e in zip(commands, errors, strict=True)):
+                raise StoreOutcomeUnknown(
+                    f"redis: {_names(commands)} partly refused ({_code(refused)}) after other "
+                    "commands of it ran; not sent again") from refused
+            raise _Refused(refused, lost_resent)
 
     def _write(self, *commands: tuple) -> list[Any] | None:
         """Run write ``commands`` now, or queue them in the open batch."""
@@ -218,18 +353,45 @@ class RedisStore(Store):
         return self._run(*commands)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool = False) -> Iterator[None]:
         if getattr(self._batches, "commands", None) is not None:  # nested: the outer batch sends
+            if durable:
+                self._batches.durable = True
             yield
             return
         commands: list[tuple] = []
-        self._batches.commands = commands
+        self._batches.commands, self._batches.durable = commands, durable
         try:
             yield
         finally:
             self._batches.commands = None
+            durable = self._batches.durable
         if commands:
-            self._run(*commands)
+            self._send_batch(commands, durable)
+
+    @contextlib.contextmanager
+    def unbatched(self) -> Iterator[None]:
+        queued = getattr(self._batches, "commands", None)
+        self._batches.commands = None
+        try:
+            yield
+        finally:
+            self._batches.commands = queued
+
+    def _send_batch(self, commands: list[tuple] | tuple, durable: bool) -> list[Any]:
+        """Send a batch's ``commands``; when ``durable``, with the ``WAIT`` that confirms them (module docstring)."""
+        route = self._route(tuple(commands))
+        node = self._node_name(route)
+
+        def connected() -> int:
+            return connected_replicas(self._run(("INFO", "replication"), route=route)[0])
+
+        wanted = self._confirm.wanted(connected, node) if durable else 0
+        if not wanted:
+            return self._run(*commands, route=route)
+        replies = self._run(*commands, ("WAIT", wanted, self._confirm.wait_ms), route=route)
+        self._confirm.check(int(replies.pop()), wanted, connected, node)
+        return replies
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -249,7 +411,8 @@ class RedisStore(Store):
             return self.get(key)
         commands = (*queued, ("GET", self._k(key)))
         queued.clear()   # sent now, whatever the outcome: the batch's exit must not send them again
-        raw = self._run(*commands)[-1]
+        # A durable batch's WAIT goes with them (the GET after it): the writes are confirmed here.
+        raw = self._send_batch(commands, getattr(self._batches, "durable", False))[-1]
         return None if raw is None else json.loads(raw)
 
     def get_many(self, *keys: str) -> list[Any | None]:
@@ -303,7 +466,11 @@ class RedisStore(Store):
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     def ping(self) -> bool:
+        """Whether the store answers; behind Sentinel, whether the node reached is a primary (it can write)."""
         try:
+            if self._follows_primary:
+                role = self._run(("ROLE",))[0]
+                return bool(role) and role[0] in (b"master", "master")
             return self._run(("PING",))[0] in (b"PONG", "PONG", True)
         except StoreError:
             return False

@@ -1,6 +1,10 @@
 """Codes, grants and tokens: RFC 6749 §4.1.3 and §6, RFC 7636 §4.6, RFC 9068, OIDC Core §3.1.3.
 
-Store layout (every key has a TTL; every operation is O(1)):
+Store layout (every key has a TTL; every operation is O(1)).  Codes, ``gid``, ``jti`` and refresh
+tokens carry their login's tag in front (``<t>~<random>``, :mod:`broker.store.slots`), and each
+key below is ``tok:<kind>:{<t>}<rest>``: a login's code, grant and tokens share its broker
+session's Redis Cluster slot, so its writes go in one round trip to one node.  A value
+without a tag has the key it always had (``tok:<kind>:<rest>``).
 
 ``tok:code:<sha256(code)>``       the authorization code (single use: :meth:`Store.take`)
 ``tok:codegrant:<sha256(code)>``  which grant and first access token a code leads to, kept
@@ -28,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from broker.store import Store, StoreError
+from broker.store import Store, StoreError, slots
 from broker.tokens.authorize import AuthorizationRequest
 from broker.tokens.errors import OAuthError, invalid_grant, invalid_request
 from broker.tokens.http import Params
@@ -60,6 +64,24 @@ _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 
 def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _key(kind: str, tagged: str, rest: str | None = None) -> str:
+    """``tok:<kind>:{<tag of tagged>}<rest>`` (``rest`` defaults to ``tagged`` itself)."""
+    return slots.key(f"tok:{kind}:", slots.tag_of(tagged), tagged if rest is None else rest)
+
+
+def code_key(code: str) -> str:
+    """The key of an authorization code (its SHA-256; never the code)."""
+    return _key("code", code, _h(code))
+
+
+def grant_key(gid: str) -> str:
+    return _key("grant", gid)
+
+
+def _rt_key(kind: str, token: str) -> str:
+    return _key(kind, token, _h(token))
 
 
 def s256(verifier: str) -> str:
@@ -112,18 +134,20 @@ class Grants:
         ``sid`` is this client's session id (in its ID and access tokens); ``session`` the
         broker session's own id, kept with the code and the grant, never put in a token.
         """
-        code = secrets.token_urlsafe(32)
-        digest = _h(code)
-        gid, jti = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        # The broker session's login tag (its keys and these share a slot); for a session id without
+        # one, a tag derived from it (its grants still share one); a fresh one without a session.
+        tag = slots.tag_of(session) or (slots.tag_of_hash(_h(session)) if session else slots.new_tag())
+        code = slots.with_tag(tag, secrets.token_urlsafe(32))
+        gid, jti = slots.with_tag(tag, secrets.token_urlsafe(16)), slots.with_tag(tag, secrets.token_urlsafe(16))
         lt = self.lifetimes
-        self.store.put(f"tok:code:{digest}", {
+        self.store.put(code_key(code), {
             "c": authz.client_id, "r": authz.redirect_uri, "s": list(authz.scopes), "n": authz.nonce,
             "cc": authz.code_challenge, "sub": sub, "cl": claims, "ro": dict(access_claims or {}), "at": auth_time,
             "acr": acr, "amr": amr, "sid": sid, "ses": session, "gid": gid, "jti": jti,
             **({"au": audit} if audit is not None else {}),   # the release record: names and a reference only
         }, lt.code)
         # Outlives the code so that a replay (RFC 6749 §4.1.2, §10.5) can revoke what it produced.
-        self.store.put(f"tok:codegrant:{digest}", {"gid": gid, "jti": jti},
+        self.store.put(_key("codegrant", code, _h(code)), {"gid": gid, "jti": jti},
                        lt.code + lt.access_token + lt.leeway)
         return code
 
@@ -144,10 +168,9 @@ class Grants:
             raise invalid_request("code is missing (RFC 6749 §4.1.3)")
         redirect_uri = _param(form, "redirect_uri")
         verifier = _param(form, "code_verifier")
-        digest = _h(code)
-        record = self.store.take(f"tok:code:{digest}")  # single use, atomically (RFC 6749 §4.1.2)
+        record = self.store.take(code_key(code))  # single use, atomically (RFC 6749 §4.1.2)
         if record is None:
-            used = self.store.get(f"tok:codegrant:{digest}")
+            used = self.store.get(_key("codegrant", code, _h(code)))
             if used is not None:
                 # RFC 6749 §4.1.2 / §10.5: a code used twice revokes every token issued from it.
                 self.revoke_grant(used["gid"])
@@ -184,9 +207,10 @@ class Grants:
                  "sid": record["sid"], "ses": session, "exp": grant_exp}
         allowed, failure = True, None
         # The grant, its refresh token and the hook's record and check: one round trip (the
-        # hook's writes join the batch; its read goes after them, Store.get_after_writes).
-        with self.store.batch():
-            self.store.put(f"tok:grant:{gid}", grant, grant_exp - int(now))
+        # hook's writes join the batch; its read goes after them, Store.get_after_writes).  Durable:
+        # a replicated store confirms the grant reached a replica before its tokens leave (ADR 0015).
+        with self.store.batch(durable=True):
+            self.store.put(grant_key(gid), grant, grant_exp - int(now))
             tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
                                   nonce=record["n"], refresh=refresh)
             # The release happens now (docs/decisions/0017-audit.md); queued before the hook's read
@@ -209,9 +233,9 @@ class Grants:
     def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str, audited: str | None = None) -> None:
         """Take back a grant and its refresh token that were written but never handed out (and
         the release record ``audited``, unless a flusher took it in the moment between)."""
-        keys = [f"tok:grant:{gid}"]
+        keys = [grant_key(gid)]
         if "refresh_token" in tokens:
-            keys.append(f"tok:rt:{_h(tokens['refresh_token'])}")
+            keys.append(_rt_key("rt", tokens["refresh_token"]))
         try:
             with self.store.batch():
                 self.store.delete(*keys)
@@ -229,10 +253,9 @@ class Grants:
             raise invalid_request("refresh_token is missing (RFC 6749 §6)")
         if "refresh_token" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
-        digest = _h(token)
-        record = self.store.take(f"tok:rt:{digest}")  # claims the token atomically
+        record = self.store.take(_rt_key("rt", token))  # claims the token atomically
         if record is None:
-            used = self.store.get(f"tok:rtused:{digest}")
+            used = self.store.get(_rt_key("rtused", token))
             if used is not None:  # RFC 9700 §4.14.2: reuse of a rotated token revokes the family
                 self.revoke_grant(used["gid"])
                 logger.warning("rotated refresh token reused: family revoked client_id=%s", client.client_id)
@@ -245,7 +268,7 @@ class Grants:
             logger.warning("refresh token presented by another client: family revoked client_id=%s",
                            client.client_id)
             raise invalid_grant("refresh token was issued to another client")
-        grant = self.store.get(f"tok:grant:{gid}")
+        grant = self.store.get(grant_key(gid))
         if grant is None or grant["c"] != client.client_id:
             raise invalid_grant("refresh token is invalid, expired or revoked")
         now = self.clock()
@@ -254,12 +277,15 @@ class Grants:
         if requested is not None:  # RFC 6749 §6: may narrow, never widen
             wanted = tuple(dict.fromkeys(requested.split()))
             if not set(wanted) <= set(scopes):
-                self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
+                self.store.put(_rt_key("rtused", token), {"gid": gid}, max(int(grant["exp"] - now), 1))
                 raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
             scopes = wanted
-        with self.store.batch():  # the rotated token's tombstone and its successor: one round trip
-            self.store.put(f"tok:rtused:{digest}", {"gid": gid}, max(int(grant["exp"] - now), 1))
-            return self._tokens(client, gid, grant, scopes, now, jti=secrets.token_urlsafe(16), nonce=None,
+        # The rotated token's tombstone and its successor: one round trip, confirmed (ADR 0015).
+        with self.store.batch(durable=True):
+            self.store.put(_rt_key("rtused", token), {"gid": gid}, max(int(grant["exp"] - now), 1))
+            return self._tokens(client, gid, grant, scopes, now, jti=slots.with_tag(slots.tag_of(gid),
+                                                                                    secrets.token_urlsafe(16)),
+                                nonce=None,
                                 refresh=True, refreshed=True)
 
     # ------------------------------------------------------------------ minting
@@ -287,9 +313,9 @@ class Grants:
             response["id_token"] = self.id_token(client, grant, iat=iat, nonce=nonce, access_token=access_token,
                                                  scopes=scopes)
         if refresh and (int(grant["exp"]) - iat) > 0:
-            token = secrets.token_urlsafe(32)
+            token = slots.with_tag(slots.tag_of(gid), secrets.token_urlsafe(32))   # the grant's slot
             ttl = min(lt.refresh_token, int(grant["exp"]) - iat)
-            self.store.put(f"tok:rt:{_h(token)}", {"gid": gid, "c": client.client_id}, ttl)
+            self.store.put(_rt_key("rt", token), {"gid": gid, "c": client.client_id}, ttl)
             response["refresh_token"] = token
         return response
 
@@ -361,7 +387,7 @@ class Grants:
 
     def revoke_grant(self, gid: str) -> None:
         """End a grant: its refresh tokens stop working, its access tokens stop introspecting."""
-        self.store.delete(f"tok:grant:{gid}")
+        self.store.delete(grant_key(gid))
 
     def revoke_grants(self, gids: Iterable[str]) -> None:
         """End every grant in ``gids`` (a session's, at logout) in one store round trip.
@@ -371,30 +397,38 @@ class Grants:
         access tokens offline learn it only by introspection (``digione_verify.Introspection``)
         or when the tokens expire.
         """
-        keys = [f"tok:grant:{gid}" for gid in dict.fromkeys(gids)]
-        if keys:
-            self.store.delete(*keys)
+        by_tag: dict[str, list[str]] = {}   # a session's grants share its tag: one round trip
+        for gid in dict.fromkeys(gids):
+            by_tag.setdefault(slots.tag_of(gid), []).append(grant_key(gid))
+        for tag, keys in by_tag.items():
+            if tag:
+                self.store.delete(*keys)
+            else:   # grants from before login tags: each in a slot of its own
+                for key in keys:
+                    self.store.delete(key)
 
     def deny(self, jti: str, exp: float) -> None:
         """Deny-list one access token until it would have expired anyway."""
         ttl = int(exp - self.clock()) + self.lifetimes.leeway + 1
         if ttl > 0:
-            self.store.put(f"tok:deny:{jti}", 1, ttl)
+            self.store.put(_key("deny", jti), 1, ttl)
 
     def denied(self, jti: str) -> bool:
-        return self.store.get(f"tok:deny:{jti}") is not None
+        return self.store.get(_key("deny", jti)) is not None
 
     def grant(self, gid: str) -> dict[str, Any] | None:
-        return self.store.get(f"tok:grant:{gid}")
+        return self.store.get(grant_key(gid))
 
     def token_state(self, jti: str, gid: str) -> tuple[bool, dict[str, Any] | None]:
         """``(deny-listed, grant)`` of an access token, in one round trip."""
-        denied, grant = self.store.get_many(f"tok:deny:{jti}", f"tok:grant:{gid}")
+        if not slots.tag_of(gid) or slots.tag_of(jti) != slots.tag_of(gid):   # not one slot: two reads
+            return self.denied(jti), self.grant(gid)
+        denied, grant = self.store.get_many(_key("deny", jti), grant_key(gid))
         return denied is not None, grant
 
     def refresh_record(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The live refresh token's record and its grant, or ``None``."""
-        record = self.store.get(f"tok:rt:{_h(token)}")
+        record = self.store.get(_rt_key("rt", token))
         if record is None:
             return None
         grant = self.grant(record["gid"])
@@ -402,10 +436,10 @@ class Grants:
 
     def revoke_refresh_token(self, token: str, client_id: str) -> bool:
         """RFC 7009 §2.1: revoke a refresh token of ``client_id`` and its whole grant."""
-        record = self.store.get(f"tok:rt:{_h(token)}")
+        record = self.store.get(_rt_key("rt", token))
         if record is None or record["c"] != client_id:
             return False
-        self.store.delete(f"tok:rt:{_h(token)}")
+        self.store.delete(_rt_key("rt", token))
         self.revoke_grant(record["gid"])
         return True
 

@@ -471,10 +471,10 @@ def test_a_new_sign_in_in_the_same_browser_rotates_the_cookie_and_ends_the_old_s
 def test_an_idle_session_signs_nobody_in(stack, rps, sp, receiver, signed):
     """A pupil who walked away: once the idle timeout has passed, prompt=none gets login_required."""
     from broker.sessions.model import session_id_of
-    from broker.sessions.store import SESSION_KEY
+    from broker.sessions.store import session_key
 
     store = stack.app.store
-    key = SESSION_KEY + session_id_of(_sso_cookie(signed.person))
+    key = session_key(session_id_of(_sso_cookie(signed.person)))
     record = store.get(key)
     record["last_seen"] -= record["idle_timeout"] + 1   # as if an hour had passed without use
     store.put(key, record, 60)

@@ -89,7 +89,7 @@ def test_redis_set_has_a_ttl_and_a_claim_is_never_sent_twice(redis_store):
 
     sent: list[bool] = []
 
-    def lost(connection, payload, commands, resendable):
+    def lost(connection, payload, commands, resendable, *_):
         sent.append(resendable)
         raise StoreOutcomeUnknown("reply lost")
 

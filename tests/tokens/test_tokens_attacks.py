@@ -7,7 +7,6 @@ Forged tokens are built here with the standard library only (``hmac``, ``base64`
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 
@@ -29,6 +28,8 @@ from tokens_forge import (
     token_request,
 )
 from tokens_rp import authorize, code_flow, session
+
+from broker.tokens.grants import code_key
 
 # --------------------------------------------------------------------------- open redirect
 
@@ -194,7 +195,7 @@ def test_code_redirect_uri_must_match(env):
 def test_code_expires(env):
     code = _code(env, "rp1", code_challenge=None, code_challenge_method=None)
     if env.store.shared:  # Redis expires on its own clock
-        env.store.client.delete(env.store._k("tok:code:" + hashlib.sha256(code.encode()).hexdigest()))
+        env.store.client.delete(env.store._k(code_key(code)))
     else:
         env.store._clock = lambda: time.monotonic() + 61
     response = token_request(env, "rp1", {"grant_type": "authorization_code", "code": code,

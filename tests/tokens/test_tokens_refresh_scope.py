@@ -19,6 +19,7 @@ from tokens_rp import code_flow, verify_id_token
 
 from broker import mapping
 from broker.tokens import build_provider
+from broker.tokens.grants import grant_key
 from digione_verify import TokenVerifier
 
 PUPIL = {
@@ -160,8 +161,8 @@ def test_a_grant_stored_with_the_old_roles_refreshes_into_names_and_assignments(
     env = school
     s, token, _, _ = code_flow(env, "school", scope=FULL)
     gid = api(env).verify(token["access_token"])["gid"]
-    grant = env.store.get(f"tok:grant:{gid}")
-    env.store.put(f"tok:grant:{gid}", {**grant, "ro": [dict(r) for r in PUPIL["roles"]]}, 3600)
+    grant = env.store.get(grant_key(gid))
+    env.store.put(grant_key(gid), {**grant, "ro": [dict(r) for r in PUPIL["roles"]]}, 3600)
     refreshed = s.refresh_token(env.url("token"))
     access = api(env).verify(refreshed["access_token"], roles=("learner",), schools=("90921",))
     assert roles_of(access) == ROLES

@@ -22,6 +22,7 @@ from tokens_rp import authorize, code_flow, session, verify_id_token
 import digione_verify as verify_module
 from broker.store import StoreError
 from broker.tokens import build_provider
+from broker.tokens.grants import grant_key
 from digione_verify import (
     Introspection,
     IntrospectionUnavailable,
@@ -93,7 +94,7 @@ def test_a_code_redeemed_after_its_session_ended_is_refused_and_creates_no_grant
     assert refused.value.error == "invalid_grant" and refused.value.description == "the sign-in session has ended"
     ((session_id, client_id, gid),) = sessions.calls
     assert (session_id, client_id) == (SESSION, "rp1")
-    assert env.store.get(f"tok:grant:{gid}") is None  # nothing left behind
+    assert env.store.get(grant_key(gid)) is None  # nothing left behind
     again = token_request(env, "rp1", {"grant_type": "authorization_code", "code": _code_of(location),
                                        "redirect_uri": env.clients["rp1"].redirect_uri, "code_verifier": verifier})
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"  # and it stays used
@@ -135,10 +136,10 @@ def test_revoke_grants_is_one_store_round_trip(env, sessions, monkeypatch):
     monkeypatch.setattr(env.store, "delete", counting)
     gids = sorted(sessions.grants[SESSION])
     env.provider.revoke_grants(iter(gids + gids[:1]))  # any iterable; a repeated gid is deleted once
-    assert deletes == [tuple(f"tok:grant:{gid}" for gid in gids)]
+    assert deletes == [tuple(grant_key(gid) for gid in gids)]
     env.provider.revoke_grants([])
     assert len(deletes) == 1  # nothing to revoke: no store call at all
-    assert all(env.store.get(f"tok:grant:{gid}") is None for gid in gids)
+    assert all(env.store.get(grant_key(gid)) is None for gid in gids)
 
 
 def test_a_code_without_a_broker_session_is_not_checked(env, sessions):
@@ -154,7 +155,7 @@ def test_when_the_hook_fails_the_grant_is_taken_back(env, sessions):
                                          "redirect_uri": env.clients["rp1"].redirect_uri, "code_verifier": verifier})
     assert refused.status_code == 503 and refused.json()["error"] == "temporarily_unavailable"
     ((_, _, gid),) = sessions.calls
-    assert env.store.get(f"tok:grant:{gid}") is None
+    assert env.store.get(grant_key(gid)) is None
 
 
 def test_each_client_gets_its_own_sid_and_never_the_session_id(env, sessions):

@@ -52,7 +52,7 @@ def test_a_read_after_the_batchs_writes_sees_them_in_the_same_round_trip(store):
     sent: list[int] = []
     if store.shared:
         run = store._run
-        store._run = lambda *commands: sent.append(len(commands)) or run(*commands)
+        store._run = lambda *commands, **kw: sent.append(len(commands)) or run(*commands, **kw)
     store.put("w0", "before", 60)
     with store.batch():
         store.put("w1", {"n": 1}, 60)
