@@ -7,10 +7,12 @@ parsed), so 1,000,000 users take seconds, not minutes.  Every key gets a TTL (an
 interrupted run cannot leave gigabytes behind; the benchmark also deletes them at the end.
 
 **Ours** (``broker/sessions/sso.py``, ``broker/tokens/grants.py``), per user:
-``sso:<sid>`` (the SSO session with the canonical identity), ``user:sessions:<user_id>``
-(a set with that sid), ``tok:grant:<gid>`` (the refresh-token family with released claims),
-``tok:rt:<sha256>`` (its current refresh token): 4 keys, 5 commands; and for one user in 50
-``tok:code:<sha256>`` and ``tok:codegrant:<sha256>`` (an unredeemed authorization code).
+``sso:{<t>}<sid>`` (the broker session with the canonical identity), ``sso:idx:up:{<h8>}<h>``
+(the city IdP's session index), ``tok:grant:{<t>}<gid>`` (the refresh-token family with released
+claims), ``tok:rt:{<t>}<sha256>`` (its current refresh token): 4 keys, 4 commands; and for one
+user in 50 ``tok:code:{<t>}<sha256>`` and ``tok:codegrant:{<t>}<sha256>`` (an unredeemed
+authorization code).  Every user's keys carry its own login tag ``<t>``, as a real login's do
+(:mod:`broker.store.slots`); the keys are built by the broker's own key functions.
 
 **Vanilla SATOSA** (pyop's ``RedisWrapper``: key ``<collection>:<key>``, value
 ``{"value": ...}``), per user: ``subject_identifiers:<user_id>`` (which pyop scans with
@@ -26,6 +28,11 @@ import json
 import socket
 import time
 from urllib.parse import urlsplit
+
+from broker.sessions.store import _index_key as index_key
+from broker.sessions.store import session_key
+from broker.store import slots
+from broker.tokens.grants import grant_key
 
 TTL = 3600
 
@@ -91,8 +98,11 @@ class _Template:
 def _ids(seed: str, index: int) -> dict[str, str]:
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=32).hexdigest()
     rev = digest[::-1]
-    return {"h": digest, "h2": rev, "sid": digest[:32], "gid": rev[:22], "uid": "u" + digest[8:48],
-            "sub": rev[4:44], "jti": digest[10:32]}
+    tag = digest[:slots.TAG_LENGTH]   # the user's login tag, as a real login's values carry it
+    return {"h": digest, "h2": rev, "tag": tag, "sid": slots.with_tag(tag, digest),
+            "gid": slots.with_tag(tag, rev[:22]), "uid": "u" + digest[8:48], "sub": rev[4:44],
+            "jti": slots.with_tag(tag, digest[10:32]),
+            "up": tag + rev[:56]}   # the city IdP's session index: its hash's first digits are the tag
 
 
 def _jwt_claims(token: str) -> dict:
@@ -103,9 +113,9 @@ def _jwt_claims(token: str) -> dict:
 def ours_templates(redis_client, prefix: str, sample: dict, client_id: str) -> dict:
     """Learn the shapes of our store's values from a sample login's keys."""
     gid = _jwt_claims(sample["access_token"])["gid"]
-    grant = json.loads(redis_client.get(f"{prefix}tok:grant:{gid}"))
+    grant = json.loads(redis_client.get(prefix + grant_key(gid)))
     sid = grant["ses"]  # the broker session (the client's own sid differs per client)
-    sso = json.loads(redis_client.get(f"{prefix}sso:{sid}"))
+    sso = json.loads(redis_client.get(prefix + session_key(sid)))
     user_id = sso["identity"]["user_id"]
     sub = grant["sub"]
     code = {"c": client_id, "r": "https://rp.bench.example/cb", "s": grant["s"], "n": "n" * 22,
@@ -135,16 +145,16 @@ def prefill_ours(url: str, prefix: str, templates: dict, users: int, *, seed: st
     t = templates
     for index in range(users):
         ids = _ids(seed, index)
-        pipe.add(_cmd(b"SET", p + b"sso:" + ids["sid"].encode(), t["sso"].render(ids), b"EX", ttl))
-        set_key = p + b"user:sessions:" + ids["uid"].encode()
-        pipe.add(_cmd(b"SADD", set_key, ids["sid"].encode()))
-        pipe.add(_cmd(b"EXPIRE", set_key, ttl))
-        pipe.add(_cmd(b"SET", p + b"tok:grant:" + ids["gid"].encode(), t["grant"].render(ids), b"EX", ttl))
-        pipe.add(_cmd(b"SET", p + b"tok:rt:" + ids["h"].encode(), t["rt"].render(ids), b"EX", ttl))
+        tag = ids["tag"]
+        pipe.add(_cmd(b"SET", p + session_key(ids["sid"]).encode(), t["sso"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + index_key(ids["up"]).encode(), json.dumps(ids["sid"]).encode(), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + grant_key(ids["gid"]).encode(), t["grant"].render(ids), b"EX", ttl))
+        pipe.add(_cmd(b"SET", p + slots.key("tok:rt:", tag, ids["h"]).encode(), t["rt"].render(ids), b"EX", ttl))
         if index % codes_every == 0:
-            pipe.add(_cmd(b"SET", p + b"tok:code:" + ids["h2"].encode(), t["code"].render(ids), b"EX", ttl))
-            pipe.add(_cmd(b"SET", p + b"tok:codegrant:" + ids["h2"].encode(), t["codegrant"].render(ids), b"EX",
-                          ttl))
+            pipe.add(_cmd(b"SET", p + slots.key("tok:code:", tag, ids["h2"]).encode(), t["code"].render(ids),
+                          b"EX", ttl))
+            pipe.add(_cmd(b"SET", p + slots.key("tok:codegrant:", tag, ids["h2"]).encode(),
+                          t["codegrant"].render(ids), b"EX", ttl))
         if (index + 1) % batch == 0:
             pipe.flush()
             if progress:
