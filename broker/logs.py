@@ -25,7 +25,6 @@ level again (:class:`LibraryFilter`).
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import hmac
 import json
 import logging
@@ -239,4 +238,4 @@ def user_reference(user_id: str, salt: bytes) -> str:
     line and the reference cannot be turned back into the id or matched against a service's
     subject identifiers without the key.
     """
-    return hmac.new(salt, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(salt, user_id.encode("utf-8"), "sha256").hex()[:16]
