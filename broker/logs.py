@@ -25,7 +25,6 @@ level again (:class:`LibraryFilter`).
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import hmac
 import json
 import logging
@@ -95,7 +94,11 @@ class JsonFormatter(logging.Formatter):
             entry["traceback"] = record.exc_text[-_MAX_MESSAGE:]
         if record.stack_info:
             entry["stack"] = record.stack_info[-_MAX_MESSAGE:]
-        return json.dumps(entry, ensure_ascii=True, separators=(", ", ": "), default=repr)
+        return _encode_line(entry)
+
+
+# One encoder for every line: ``json.dumps`` with any non-default option builds a new one per call.
+_encode_line = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "), default=repr).encode
 
 
 class LibraryFilter(logging.Filter):
@@ -104,12 +107,18 @@ class LibraryFilter(logging.Filter):
     def __init__(self, names: tuple[str, ...] = LIBRARY_LOGGERS):
         super().__init__()
         self.names = tuple(names)
+        # Logger name -> held at WARNING.  Logger names are the code's own constants (a few
+        # dozen per process), so the cache is bounded and saves the prefix scan per record.
+        self._held: dict[str, bool] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             return True
         name = record.name
-        return not any(name == lib or name.startswith(lib + ".") for lib in self.names)
+        held = self._held.get(name)
+        if held is None:
+            held = self._held[name] = any(name == lib or name.startswith(lib + ".") for lib in self.names)
+        return not held
 
 
 class LineHandler(logging.StreamHandler):
@@ -152,6 +161,12 @@ def configure_logging(level: str | int = "INFO", *, stream=None) -> logging.Hand
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # The line format never shows where a record was made nor its thread or process (the
+    # logging HOWTO's "Optimization"): the record is built without looking them up.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     quiet_library_loggers()
     logging.captureWarnings(True)
     return handler
@@ -223,4 +238,4 @@ def user_reference(user_id: str, salt: bytes) -> str:
     line and the reference cannot be turned back into the id or matched against a service's
     subject identifiers without the key.
     """
-    return hmac.new(salt, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(salt, user_id.encode("utf-8"), "sha256").hex()[:16]

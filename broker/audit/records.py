@@ -45,8 +45,9 @@ def subject_reference(user_id: str, key: bytes) -> str:
 
 def school_codes(identity: Mapping[str, Any]) -> tuple[str, ...]:
     """The school codes of an identity: its schools and the schools its roles are held at, sorted."""
-    codes = {s.get("code") for s in identity.get("schools") or () if isinstance(s, Mapping)}
-    codes |= {r.get("school") for r in identity.get("roles") or () if isinstance(r, Mapping)}
+    # ``type(...) is dict`` first: the identity's entries are dicts, and the ABC check is slow.
+    codes = {s.get("code") for s in identity.get("schools") or () if type(s) is dict or isinstance(s, Mapping)}
+    codes |= {r.get("school") for r in identity.get("roles") or () if type(r) is dict or isinstance(r, Mapping)}
     return tuple(sorted(c for c in codes if isinstance(c, str) and c))[:MAX_SCHOOLS]
 
 

@@ -34,12 +34,13 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from satosa.backends.base import BackendModule
-from satosa.internal import AuthenticationInformation, InternalData
+from satosa.internal import InternalData
 from satosa.response import Redirect
 
 from broker.backends import userinfo
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
 from broker.login.context import LoginContext
+from broker.login.internal import auth_information, internal_data
 from broker.sessions.model import UpstreamSession
 from broker.tokens.grants import s256
 from digione_verify import InvalidToken, TokenVerifier
@@ -180,8 +181,8 @@ class BrokerOidcBackend(BackendModule):
         attributes = {name: _as_strings(value) for name, value in claims.items()
                       if name not in ("nonce", "at_hash", "c_hash", "aud", "exp", "iat", "nbf", "azp", "uti",
                                       "rh", "aio")}
-        return self.auth_callback_func(context, InternalData(
-            auth_info=AuthenticationInformation(
+        return self.auth_callback_func(context, internal_data(
+            auth_info=auth_information(
                 auth_class_ref=claims.get("acr"), timestamp=str(claims.get("auth_time") or claims.get("iat")),
                 issuer=self.provider["issuer"]),
             attributes=attributes,

@@ -37,12 +37,13 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from satosa.backends.base import BackendModule
-from satosa.internal import AuthenticationInformation, InternalData
+from satosa.internal import InternalData
 from satosa.response import Redirect, Response
 from satosa.saml_util import make_saml_response
 
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse, ReplayedResponse
 from broker.login.context import LoginContext
+from broker.login.internal import auth_information, internal_data
 from broker.registry.tenants import IdentityProvider
 from broker.saml.crypto_policy import policy_for
 from broker.saml.metadata import METADATA_MEDIA_TYPE, own_metadata
@@ -252,8 +253,8 @@ def _redirect_sso_url(sp: Saml2Client, entity_id: str) -> str | None:
 
 
 def _internal_data(assertion: Assertion) -> InternalData:
-    return InternalData(
-        auth_info=AuthenticationInformation(
+    return internal_data(
+        auth_info=auth_information(
             auth_class_ref=assertion.authn_context_class_ref, timestamp=assertion.authn_instant,
             authority=assertion.authenticating_authority, issuer=assertion.issuer),
         attributes=assertion.attributes,

@@ -67,8 +67,12 @@ def to_request(context: LoginContext, path: str) -> Request:
     return Request(method, path, headers, query, form, remote_addr=remote if isinstance(remote, str) else None)
 
 
+#: Status lines by code, made once (an ``HTTPStatus(code)`` enum lookup per response is not free).
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
 def to_satosa(response: Response) -> SatosaResponse:
-    status = f"{response.status} {HTTPStatus(response.status).phrase}"
+    status = _STATUS_LINES.get(response.status) or f"{response.status} {HTTPStatus(response.status).phrase}"
     return SatosaResponse(response.body.decode("utf-8"), status=status, headers=list(response.headers),
                           content=response.content_type)
 

@@ -24,6 +24,7 @@ swap sessions.
 from __future__ import annotations
 
 import dataclasses
+from functools import cached_property
 from http.cookies import CookieError, SimpleCookie
 
 FLOW = "digione_flow"
@@ -44,23 +45,25 @@ class Cookies:
     def name(self, base: str) -> str:
         return (_HOST_PREFIX + base if self.secure else base) + self.suffix
 
-    @property
+    # The names are read by every request (cached: the object is frozen, so they never change).
+
+    @cached_property
     def flow(self) -> str:
         return self.name(FLOW)
 
-    @property
+    @cached_property
     def sso(self) -> str:
         return self.name(SSO)
 
-    @property
+    @cached_property
     def idp(self) -> str:
         return self.name(IDP)
 
-    @property
+    @cached_property
     def lang(self) -> str:
         return self.name(LANG)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return self.flow, self.sso, self.idp, self.lang
 

@@ -86,7 +86,8 @@ class FlowSeal:
             payload = self._aead.decrypt(sealed[:12], sealed[12:], self._aad)
         except InvalidTag:
             raise SealError("flow cookie failed its integrity check") from None
-        data = json.loads(payload)
+        # Sealed as UTF-8 JSON; decoding first spares json.loads its encoding detection on bytes.
+        data = json.loads(payload.decode("utf-8", "surrogatepass"))
         if self._clock() - data["t"] > self.max_age:
             raise SealExpired("the flow is older than the flow lifetime")
         sealed_data = data.get("s")

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from satosa.exception import SATOSAAuthenticationError
-from satosa.internal import AuthenticationInformation, InternalData
+from satosa.internal import InternalData
 from satosa.micro_services.base import MicroService
 from satosa.response import Redirect, Response
 
@@ -47,6 +47,7 @@ from broker.login.access import NOT_ALLOWED, Notice, ServiceGate
 from broker.login.context import Answer, LoginContext
 from broker.login.cookies import Cookies
 from broker.login.flow import LoginFlow, ServiceRequest
+from broker.login.internal import auth_information, internal_data
 from broker.login.selection import Choice, IdpSelector
 from broker.metrics.login import LoginMetrics
 from broker.registry.services import ServiceNames
@@ -121,7 +122,7 @@ class Login:
         self.metrics.started(request)
         if not self.request_services:  # nothing to run before the IdP choice (as _respond for the answer)
             return self.select(context, None)
-        internal = InternalData(requester=request.requester,
+        internal = internal_data(requester=request.requester,
                                 requester_name=[{"text": request.requester_name, "lang": "en"}])
         return self._guarded(context, self._request_chain, internal)
 
@@ -170,7 +171,7 @@ class Login:
         self.metrics.sent_upstream(idp.key)
         context.target_backend = backend.name
         service = _flow(context).service
-        response: Response = backend.start_auth(context, InternalData(requester=service.requester))
+        response: Response = backend.start_auth(context, internal_data(requester=service.requester))
         return response
 
     # -- 4./5. the IdP's answer, mapped -------------------------------------------------------
@@ -199,7 +200,7 @@ class Login:
     def from_session(self, context: LoginContext, session: BrokerSession) -> Response:
         """Answer from the broker session: the identity the session's login produced, no trip upstream."""
         info = session.auth_info
-        auth = AuthenticationInformation(auth_class_ref=info.get("auth_class_ref"), timestamp=info.get("timestamp"),
+        auth = auth_information(auth_class_ref=info.get("auth_class_ref"), timestamp=info.get("timestamp"),
                                          issuer=info.get("issuer"), authority=info.get("authority"))
         return self._respond(context, Answer(identity=dict(session.identity), idp=session.idp, auth=auth,
                                              session=session))
@@ -216,7 +217,7 @@ class Login:
         if not self.response_services:  # nothing to narrow: the chain is release itself
             return self.release(context, None)
         service = _flow(context).service
-        internal = InternalData(auth_info=answer.auth, requester=service.requester,
+        internal = internal_data(auth_info=answer.auth, requester=service.requester,
                                 requester_name=[{"text": service.requester_name, "lang": "en"}],
                                 attributes=plugins.identity_view(answer.identity),
                                 subject_id=answer.identity["user_id"])
@@ -243,7 +244,7 @@ class Login:
         with self.sessions.store.batch():
             session, replaced = self._open_session(context, answer)
             context.sso_sid = session.sid_for(service.requester, service.protocol)
-            response = frontend.handle_authn_response(context, InternalData(
+            response = frontend.handle_authn_response(context, internal_data(
                 auth_info=auth, requester=service.requester, attributes=identity,
                 subject_id=identity["user_id"]))
             self.sessions.record_service(session, requester=service.requester, protocol=service.protocol,

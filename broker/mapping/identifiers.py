@@ -16,7 +16,6 @@ pupil by ``sub``; the same for every service only when registered as ``public``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
@@ -33,7 +32,8 @@ def _mac(salt: bytes, *parts: str) -> bytes:
     # Length-prefixed so that no choice of parts can collide with another
     # ("ab"+"c" vs "a"+"bc"): a tenant id or IdP id cannot be forged by a subject.
     msg = b"".join(len(b).to_bytes(4, "big") + b for b in (p.encode("utf-8", "surrogatepass") for p in parts))
-    return hmac.new(bytes(salt), msg, hashlib.sha256).digest()
+    # hmac.digest: the same MAC as hmac.new(...).digest(), in one call to OpenSSL.
+    return hmac.digest(bytes(salt), msg, "sha256")
 
 
 def stable_user_id(tenant_id: str, idp_id: str, upstream_subject: str, salt: bytes) -> str:

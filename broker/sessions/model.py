@@ -107,7 +107,7 @@ class BrokerSession:
         HMAC of the service under the session's secret: stable for that service for the
         session's life, different for every other service and useless to link them.
         """
-        mac = hmac.new(self.secret.encode(), f"{protocol}|{requester}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self.secret.encode(), f"{protocol}|{requester}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,8 +45,8 @@ import hashlib
 import hmac
 import html
 import logging
+import os
 import re
-import secrets
 import sys
 import time
 import traceback
@@ -165,7 +165,7 @@ class Guard:
 
     def __call__(self, environ: dict, start_response):
         started = time.perf_counter()
-        cid = secrets.token_hex(8)
+        cid = os.urandom(8).hex()   # secrets.token_hex(8), without its three Python calls
         environ[CORRELATION_ID] = cid
         logs.correlation_id.set(cid)
         if _set_logvar is not None:
