@@ -223,3 +223,18 @@ def test_a_saml_service_providers_login_starts_count_with_the_oidc_ones(brokers,
     refused = saml_start()
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "47"
     assert 'id="correlation-id"' in refused.text
+
+
+def test_refusals_reach_the_prometheus_counter_by_kind(brokers, demo):
+    """Without a stand-in: a refused login start moves ``digione_rate_limited_total{kind="login_start"}`` by one."""
+    from prometheus_client import REGISTRY
+
+    def count(kind: str) -> float:
+        return REGISTRY.get_sample_value("digione_rate_limited_total", {"kind": kind}) or 0.0
+
+    (broker,) = brokers(RateLimits(login_start=Limit(1, 60), token=OFF, client_auth_failures=OFF))
+    before = {kind: count(kind) for kind in ("login_start", "token", "client_auth")}
+    assert get(authorize_url(broker.url, demo)).status_code == 302
+    assert get(authorize_url(broker.url, demo)).status_code == 429
+    assert count("login_start") == before["login_start"] + 1
+    assert count("token") == before["token"] and count("client_auth") == before["client_auth"]
