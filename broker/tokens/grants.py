@@ -134,9 +134,13 @@ class Grants:
         ``sid`` is this client's session id (in its ID and access tokens); ``session`` the
         broker session's own id, kept with the code and the grant, never put in a token.
         """
-        # The broker session's login tag (its keys and these share a slot); for a session id without
-        # one, a tag derived from it (its grants still share one); a fresh one without a session.
-        tag = slots.tag_of(session) or (slots.tag_of_hash(_h(session)) if session else slots.new_tag())
+        # On Redis Cluster, the broker session's login tag (its keys and these share a slot); for a
+        # session id without one, a tag derived from it; a fresh one without a session.  Services see
+        # codes and access tokens (gid, jti), and a tag shared by every service of a session (or one
+        # derived from a NameID) would link a pupil across them: only a cluster, which needs one slot
+        # per login, pays that (ADR 0015, "Known gap"); elsewhere the values carry no tag.
+        tag = "" if not self.store.one_slot_batches else \
+            slots.tag_of(session) or (slots.tag_of_hash(_h(session)) if session else slots.new_tag())
         code = slots.with_tag(tag, secrets.token_urlsafe(32))
         gid, jti = slots.with_tag(tag, secrets.token_urlsafe(16)), slots.with_tag(tag, secrets.token_urlsafe(16))
         lt = self.lifetimes
@@ -401,9 +405,9 @@ class Grants:
         for gid in dict.fromkeys(gids):
             by_tag.setdefault(slots.tag_of(gid), []).append(grant_key(gid))
         for tag, keys in by_tag.items():
-            if tag:
+            if tag or not self.store.one_slot_batches:
                 self.store.delete(*keys)
-            else:   # grants from before login tags: each in a slot of its own
+            else:   # untagged grants on a cluster: each in a slot of its own
                 for key in keys:
                     self.store.delete(key)
 
@@ -421,7 +425,8 @@ class Grants:
 
     def token_state(self, jti: str, gid: str) -> tuple[bool, dict[str, Any] | None]:
         """``(deny-listed, grant)`` of an access token, in one round trip."""
-        if not slots.tag_of(gid) or slots.tag_of(jti) != slots.tag_of(gid):   # not one slot: two reads
+        if self.store.one_slot_batches and (not slots.tag_of(gid) or slots.tag_of(jti) != slots.tag_of(gid)):
+            # on a cluster, not one slot: two reads
             return self.denied(jti), self.grant(gid)
         denied, grant = self.store.get_many(_key("deny", jti), grant_key(gid))
         return denied is not None, grant
