@@ -116,12 +116,11 @@ def _outcome(response: Any) -> str:
 
 
 def upstream_answer(step: str, login_metrics: Any) -> Callable[[Handler], Handler]:
-    """The SAML ACS or OIDC callback: timed, and an IdP's failure counted against the flow's IdP."""
-    observe = STEP_SECONDS.labels(step).observe
+    """The SAML ACS or OIDC callback: timed (:func:`timed`), and an IdP's failure counted against the flow's IdP."""
+    time_it = timed(step)
 
     def wrapper(handler: Handler) -> Handler:
-        def endpoint(context: Any) -> Any:
-            start = time.perf_counter()
+        def counted(context: Any) -> Any:
             try:
                 return handler(context)
             except IdpError as exc:
@@ -131,10 +130,8 @@ def upstream_answer(step: str, login_metrics: Any) -> Callable[[Handler], Handle
             except requests.RequestException as exc:
                 _count_upstream_error(context, login_metrics, exc)
                 raise
-            finally:
-                observe(time.perf_counter() - start)
 
-        return endpoint
+        return time_it(counted)
 
     return wrapper
 

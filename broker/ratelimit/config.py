@@ -118,8 +118,16 @@ class RateLimits:
 
 
 def trusted_proxies(env: Mapping[str, str], conf: Any) -> tuple[Network, ...]:
-    """``BROKER_TRUSTED_PROXIES`` (comma-separated), else ``trusted_proxies`` in broker.yaml."""
+    """``BROKER_TRUSTED_PROXIES`` (comma-separated), else ``trusted_proxies`` in broker.yaml.
+
+    A network of every address (``0.0.0.0/0``, ``::/0``) is refused: it would believe the
+    ``X-Forwarded-For`` of any client, which could then name the source it is counted as.
+    """
     raw = env.get("BROKER_TRUSTED_PROXIES")
-    if raw is not None:
-        return parse_networks(raw, "BROKER_TRUSTED_PROXIES")
-    return parse_networks(conf, "trusted_proxies")
+    name = "BROKER_TRUSTED_PROXIES" if raw is not None else "trusted_proxies"
+    networks = parse_networks(raw if raw is not None else conf, name)
+    everyone = [str(network) for network in networks if network.prefixlen == 0]
+    if everyone:
+        raise RateLimitSettingError(f"{name}: {', '.join(everyone)} would trust every client's X-Forwarded-For; "
+                                    "list the load balancers' own addresses")
+    return networks

@@ -153,7 +153,7 @@ class RateLimiter:
             if token:
                 self._token(client_id)
             return
-        auth_key, auth_wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", auth)
+        auth_key, auth_wait = self._auth_key(client_id, remote_addr, forwarded_for, auth)
         if token and per_client.enabled:
             token_key, token_wait = self._key(f"{{{client_id}}}:token", per_client)
             count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key)
@@ -172,7 +172,7 @@ class RateLimiter:
         limit = self.limits.client_auth_failures
         if not limit.enabled:
             return
-        key, wait = self._key(f"{{{client_id}}}:auth:{self._source(remote_addr, forwarded_for)}", limit)
+        key, wait = self._auth_key(client_id, remote_addr, forwarded_for, limit)
         if self.store.incr(key, wait + 1) > limit.count:
             raise _locked(client_id, wait)
 
@@ -189,8 +189,14 @@ class RateLimiter:
         if count > limit.count:
             raise _too_many_tokens(client_id, limit, wait)
 
-    def _source(self, remote_addr: str | None, forwarded_for: str | None) -> str:
-        return self.sources.name(self.sources.address(remote_addr, forwarded_for))
+    def _auth_key(self, client_id: str, remote_addr: str | None, forwarded_for: str | None,
+                  limit: Limit) -> tuple[str, int]:
+        """The wrong-secret counter of ``client_id`` from this source.
+
+        Under the client's hash tag, so it shares a slot with the client's token count.
+        """
+        source = self.sources.name(self.sources.address(remote_addr, forwarded_for))
+        return self._key(f"{{{client_id}}}:auth:{source}", limit)
 
     # -- counting ----------------------------------------------------------------------------
 

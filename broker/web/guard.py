@@ -41,8 +41,6 @@ header) and logged by :func:`broker.errors.log` like every other refusal of the 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import logging
 import os
@@ -199,8 +197,8 @@ class Guard:
         path = environ.get("PATH_INFO", "")[:300]
         code = int(status[:3]) if status[:3].isdigit() else 0
         address = environ.get("REMOTE_ADDR")
-        client_ref = hmac.new(self.client_key, address.encode(), hashlib.sha256).hexdigest()[:16] \
-            if address and self.client_key else None
+        # The same keyed reference login lines give a user (logs.user_reference), under a key of its own.
+        client_ref = logs.user_reference(address, self.client_key) if address and self.client_key else None
         access_logger.info("%s %s %s", environ.get("REQUEST_METHOD", ""), path, code,
                            extra={"client_ref": client_ref, "method": environ.get("REQUEST_METHOD"),
                                   "path": path, "status": code, "bytes": size,

@@ -40,23 +40,21 @@ def ha_stack(tmp_path_factory):
     stack.stop()
 
 
-@pytest.fixture
-def sentinel_set(tmp_path):
+def _running(servers):
+    """``servers`` started for one test, and always stopped after it."""
     if MISSING:
         pytest.skip(MISSING)
-    servers = SentinelSet(tmp_path / "sentinel")
     try:
         yield servers.start_all()
     finally:
         servers.stop()
+
+
+@pytest.fixture
+def sentinel_set(tmp_path):
+    yield from _running(SentinelSet(tmp_path / "sentinel"))
 
 
 @pytest.fixture
 def cluster_set(tmp_path):
-    if MISSING:
-        pytest.skip(MISSING)
-    servers = ClusterSet(tmp_path / "cluster")
-    try:
-        yield servers.start_all()
-    finally:
-        servers.stop()
+    yield from _running(ClusterSet(tmp_path / "cluster"))

@@ -50,6 +50,21 @@ def test_settings_read_yaml_and_the_environment_wins(tmp_path):
         Settings.from_env(env)
 
 
+def test_trusting_every_address_as_a_proxy_is_refused(tmp_path):
+    """``0.0.0.0/0`` or ``::/0`` would let any client name the source it is counted as (X-Forwarded-For)."""
+    env = {"BROKER_SECRET": "s" * 40, "BROKER_CONFIG_DIR": str(tmp_path), "BROKER_VAR_DIR": str(tmp_path / "var")}
+    for everyone in ("0.0.0.0/0", "10.0.0.0/8, ::/0", "0.0.0.0"):
+        expect = "would trust every client" if everyone != "0.0.0.0" else None
+        if expect is None:   # a single address (0.0.0.0/32) is no wildcard: accepted
+            assert Settings.from_env({**env, "BROKER_TRUSTED_PROXIES": everyone}).trusted_proxies
+            continue
+        with pytest.raises(SettingsError, match="BROKER_TRUSTED_PROXIES: .*would trust every client"):
+            Settings.from_env({**env, "BROKER_TRUSTED_PROXIES": everyone})
+    (tmp_path / "broker.yaml").write_text("trusted_proxies: ['::/0']\n")
+    with pytest.raises(SettingsError, match="trusted_proxies: ::/0 would trust every client"):
+        Settings.from_env(env)
+
+
 def test_sources_believe_forwarded_for_only_from_trusted_peers():
     sources = Sources(KEY, trusted_proxies=parse_networks("10.0.0.0/8, ::1", "t"))
     assert sources.address("203.0.113.1", "198.51.100.1") == "203.0.113.1"   # an untrusted peer
