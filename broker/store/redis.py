@@ -3,14 +3,14 @@
 Every operation is O(1) Redis commands: no ``KEYS``, no ``SCAN``, no per-user index
 scans on the request path.  Values are JSON.
 
-Commands are packed here and sent over redis-py's pooled connections, whose replies
-redis-py parses (in C with hiredis).  redis-py's command layer (argument packing in
-Python, response callbacks, retry wrappers, pipeline objects) costs about as much CPU
-as the round trip itself: for the dozen commands a login needs, sending them directly
-halves the client CPU (docs/performance.md).  Connections, authentication, TLS,
-timeouts and, later, Sentinel pools stay redis-py's.  It needs redis-py 5.3 or later: before
-5.3, ``ConnectionPool.get_connection()`` required a command name (checked by running
-tests/store on 5.2.1, which fails, and on 5.3.0, 6.4.0, 7.4.1 and 8.1.0, which pass).
+Commands are packed here and sent on each thread's own connection, whose replies a bare
+hiredis reader parses (:mod:`broker.store.line`).  redis-py's command layer (argument
+packing in Python, response callbacks, retry wrappers, pipeline objects) and its pool's
+checkout around every command cost more CPU than the round trip itself: for the dozen
+commands a login needs, sending them directly cuts the client CPU by more than half
+(docs/performance.md).  Making connections (addresses, authentication, TLS, timeouts,
+Sentinel's primary lookup, a cluster node's pool) stays redis-py's.  It needs redis-py 5.3
+or later: before 5.3, ``ConnectionPool.get_connection()`` required a command name.
 
 When a command is sent again
 ----------------------------
@@ -21,9 +21,9 @@ caller: ``SET NX`` (``add``) would answer "already there", a false replay; ``GET
 (``take``) would answer "absent" for a code that was there, and the token endpoint would
 revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletions.  So:
 
-1. Before anything is sent, the connection is made ready: the pool hands it over
-   connected, it is polled (a connection the server closed while it idled shows its
-   FIN or RST, or stray bytes, at once, without a round trip) and, when it has been
+1. Before anything is sent, the connection is made ready: it is polled (a connection the
+   server closed while it idled shows its FIN or RST, or stray bytes, at once, without a
+   round trip) and, when it has been
    idle longer than ``health_check_interval``, PINGed (a half-open connection whose
    peer vanished silently).  A connection that fails these is replaced.  Nothing of
    ours has been on it, so this is certain, not guessed, and holds for every command.
@@ -43,7 +43,7 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
    the true state, never a fabricated one.
 
 An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
-connection stays in step and in the pool, and the caller gets a StoreError.
+connection stays in step and in use, and the caller gets a StoreError.
 
 Failover (Sentinel)
 -------------------
@@ -55,10 +55,10 @@ for the primary again) and the batch is sent again, at most :data:`_NOT_RUN_RESE
 times, only if every command in it either was refused so or is idempotent: a refused
 command did not run, and an idempotent one may run twice.  A batch in which some
 non-idempotent command ran and another was refused (a demotion between two commands of
-one round trip) raises :class:`StoreOutcomeUnknown`.  redis-py's Sentinel connection turns
-``READONLY`` into a ``ConnectionError`` and drops the connection mid-batch, which would
-make a refusal look like a lost reply; replies are therefore read with the plain
-connection's reader (docs/decisions/0015-redis-high-availability.md).
+one round trip) raises :class:`StoreOutcomeUnknown`.  (redis-py's own Sentinel connection
+would turn ``READONLY`` into a ``ConnectionError`` and drop the connection mid-batch, making a
+refusal look like a lost reply; the store's reader sees it as the error reply it is,
+docs/decisions/0015-redis-high-availability.md.)
 
 Durable batches
 ---------------
@@ -80,12 +80,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import hiredis
 import redis
 
 from broker import metrics
 from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown
 from broker.store.confirm import Confirmation, connected_replicas
+from broker.store.line import Line, Lines, error_of
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -155,7 +157,6 @@ _NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONL
                                         redis.exceptions.AskError: "ASK",
                                         redis.exceptions.TryAgainError: "TRYAGAIN",
                                         redis.exceptions.ClusterDownError: "CLUSTERDOWN"}
-_ERROR_REPLY = (redis.ResponseError, redis.exceptions.BusyLoadingError)   # LOADING is a ConnectionError class
 #: How many times a batch refused so is sent again (each time to the primary found anew).
 _NOT_RUN_RESENDS = 3
 
@@ -180,16 +181,6 @@ def _code(error: Exception) -> str:
     return _NOT_RUN.get(type(error), type(error).__name__)
 
 
-def _read_reply(connection) -> Any:
-    """The next reply on ``connection``, an error reply raised as ``ResponseError``.
-
-    Read with the plain connection's reader: redis-py's ``SentinelManagedConnection`` would
-    turn ``READONLY`` into a ``ConnectionError`` and drop the connection before the batch's
-    other replies are read (module docstring, Failover).
-    """
-    return redis.connection.AbstractConnection.read_response(connection)
-
-
 class RedisStore(Store):
     shared = True
 
@@ -200,6 +191,7 @@ class RedisStore(Store):
         self._prefix = prefix
         self._confirm = Confirmation(replicas, wait_ms)   # WAIT in a durable batch (replicas=0: none)
         self._batches = threading.local()   # the commands of the batch open in this thread
+        self._lines = Lines()   # each thread's own connection to each pool (broker.store.line)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> RedisStore:
@@ -234,15 +226,13 @@ class RedisStore(Store):
         last: Exception | None = None
         for _ in range(_NOT_RUN_RESENDS + 1):
             sent = self._on_route(route, commands)
-            pool = self._pool(route)
             try:
-                connection = pool.get_connection()
-            except redis.RedisError as exc:
+                line = self._lines.line(self._pool(route))
+            except (redis.RedisError, OSError) as exc:
                 metrics.store_error("connect")
                 raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
             try:
-                replies = self._exchange(connection, [b"".join(_pack(c) for c in sent)], sent, resendable,
-                                         lost_resent)
+                replies = self._exchange(line, b"".join(_pack(c) for c in sent), sent, resendable, lost_resent)
                 return self._off_route(route, replies)
             except _Refused as refused:   # nothing of it ran, or all of it may run again
                 lost_resent = lost_resent or refused.lost_resent
@@ -250,12 +240,10 @@ class RedisStore(Store):
                 last = refused.error
             except StoreError:
                 metrics.store_error(_operation(commands))
-                raise   # the connection is in step, or _exchange has discarded it
+                raise   # the line is in step, or _exchange has dropped it
             except BaseException:
-                connection.disconnect()   # replies may be on their way or unread: never reuse it
+                line.drop()   # replies may be on their way or unread: never read them as ours
                 raise
-            finally:
-                pool.release(connection)
         metrics.store_error(_operation(commands))
         raise StoreError(f"redis: {_names(commands)} refused ({_code(last) if last else '?'}), also when sent again "
                          f"{_NOT_RUN_RESENDS} times; nothing was run") from last
@@ -285,43 +273,22 @@ class RedisStore(Store):
         """Where to send again after the refusal ``error`` (Sentinel: the same pool, which asks anew)."""
         return route
 
-    @staticmethod
-    def _ready(connection) -> None:
-        """Make sure nothing stale is on ``connection`` before a command of ours goes on it."""
-        try:
-            if not connection.can_read():   # the server closed it (FIN/RST raises) or bytes are left over
-                connection.check_health()   # PING, if idle longer than health_check_interval
-                return
-        except (redis.RedisError, OSError):
-            pass
-        connection.disconnect()   # nothing of ours is on it: replacing it is safe for any command
-        try:
-            connection.connect()
-        except (redis.RedisError, OSError) as exc:
-            raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
-
-    def _exchange(self, connection, payload: list[bytes], commands: tuple[tuple, ...],
+    def _exchange(self, line: Line, payload: bytes, commands: tuple[tuple, ...],
                   resendable: bool, lost_resent: bool) -> list[Any]:
-        """One round trip on ``connection``; again on a fresh connection after a lost reply when safe.
+        """One round trip on ``line``; again on a fresh connection after a lost reply when safe.
 
         ``lost_resent``: the one resend after a lost reply (rule 3) is already used.  A "not run"
         refusal raises :class:`_Refused` for :meth:`_run` to send again (perhaps elsewhere).
         """
         while True:
-            self._ready(connection)
             try:
-                connection.send_packed_command(payload, check_health=False)
-                replies: list[Any] = []
-                errors: list[Exception | None] = []
-                for _ in commands:
-                    try:
-                        replies.append(_read_reply(connection))
-                        errors.append(None)
-                    except _ERROR_REPLY as exc:   # an error reply: the stream stays in step
-                        replies.append(None)
-                        errors.append(exc)
+                line.ready()   # rule 1: nothing of ours is on it yet, so replacing it is safe
+            except (redis.RedisError, OSError) as exc:
+                raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+            try:
+                replies = line.exchange(payload, len(commands))
             except _NO_REPLY as exc:
-                connection.disconnect()   # a late reply must never answer a later command
+                line.drop()   # a late reply must never answer a later command
                 if resendable and not lost_resent:
                     lost_resent = True
                     continue
@@ -331,13 +298,20 @@ class RedisStore(Store):
                 raise StoreOutcomeUnknown(
                     f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}); the outcome is unknown "
                     "and it was not sent again (not idempotent)") from exc
-            error = next((e for e in errors if e is not None), None)
-            if error is None:
+            for reply in replies:
+                if type(reply) is hiredis.ReplyError:
+                    break
+            else:
                 return replies
+            # An error reply is an answer: every reply was read, the line is in step.
+            errors: list[Exception | None] = [error_of(r) if type(r) is hiredis.ReplyError else None
+                                              for r in replies]
+            replies = [None if e is not None else r for r, e in zip(replies, errors, strict=True)]
+            error = next(e for e in errors if e is not None)
             refused = next((e for e in errors if _not_run(e)), None)
             if refused is None:
                 raise StoreError(f"redis: {_names(commands)}: {error}") from error
-            connection.disconnect()   # a demoted or unready node: the next connect finds the primary anew
+            line.drop()   # a demoted or unready node: the next connect finds the primary anew
             if not all(_not_run(e) or _idempotent(c) for c, e in zip(commands, errors, strict=True)):
                 raise StoreOutcomeUnknown(
                     f"redis: {_names(commands)} partly refused ({_code(refused)}) after other "

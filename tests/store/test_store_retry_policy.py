@@ -39,7 +39,7 @@ class _Recording(RedisStore):
         super().__init__(redis.Redis(), prefix="p:")
         self.calls: list[tuple[tuple, bool]] = []
 
-    def _exchange(self, connection, payload, commands, resendable, lost_resent=False):
+    def _exchange(self, line, payload, commands, resendable, lost_resent=False):
         self.calls.append((commands, resendable))
         replies = {"MGET": lambda c: [None] * (len(c) - 1), "DEL": lambda c: 0, "INCR": lambda c: 1}
         return [replies.get(c[0], lambda c: None)(c) for c in commands]
@@ -48,8 +48,7 @@ class _Recording(RedisStore):
 @pytest.fixture
 def store(monkeypatch):
     store = _Recording()
-    monkeypatch.setattr(store._redis.connection_pool, "get_connection", lambda *a, **k: object())
-    monkeypatch.setattr(store._redis.connection_pool, "release", lambda connection: None)
+    monkeypatch.setattr(store._lines, "line", lambda pool: None)   # nothing is sent: _exchange records
     return store
 
 
