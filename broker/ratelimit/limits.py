@@ -2,9 +2,12 @@
 
 Counting
 --------
-Fixed windows aligned on the clock (``index = now // window``): one ``INCR`` (with
-``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<who>:<index>`` per event, one
-round trip, O(1), a key that expires just after its window.  A client's keys are
+Fixed windows aligned on the clock (``index = now // window``): ``INCRBY`` (with
+``EXPIRE NX``, :meth:`broker.store.Store.incr`) of ``rl:<who>:<index>``, one round trip,
+O(1), a key that expires just after its window.  Login starts and token requests are sent
+in steps of up to a thousandth of their limit (:mod:`broker.ratelimit.tally`: most login
+starts cost no round trip, a limit is overshot by at most ``step - 1`` per process, and a
+limit under 2,000 is counted exactly); wrong secrets are sent one by one.  A client's keys are
 hash-tagged with its id (``rl:{client}:token:…``, ``rl:{client}:auth:…``): its lock check and
 its token count go in one round trip (:meth:`broker.store.Store.incr_and_get`), one slot on
 Redis Cluster.  Every instance counts in
@@ -49,6 +52,7 @@ from broker import metrics
 from broker.errors import BrokerError
 from broker.ratelimit.config import Limit, RateLimits
 from broker.ratelimit.source import Sources
+from broker.ratelimit.tally import Tally, step_for
 from broker.store import Store, StoreError
 from broker.tokens.errors import OAuthError
 
@@ -117,6 +121,8 @@ class RateLimiter:
         self.sources = sources
         self.clock = clock
         self._warned = 0.0
+        # Login starts and token requests are sent to the store in steps (broker.ratelimit.tally).
+        self._starts, self._tokens = Tally(), Tally()
 
     # -- the limits --------------------------------------------------------------------------
 
@@ -129,13 +135,9 @@ class RateLimiter:
         if not address or self.sources.exempt(address):
             return
         source = self.sources.name(address)
-        key, wait = self._key(f"login:{source}", limit)
-        try:
-            count = self.store.incr(key, wait + 1)
-        except StoreError as exc:   # fail open: the limiter never fails a login
-            self._not_counted("login_start", exc)
-            return
-        if count > limit.count:
+        key, wait, window = self._key(f"login:{source}", limit)
+        count = self._count(self._starts, key, window, limit, wait, "login_start")
+        if count is not None and count > limit.count:
             _count_refusal("login_start")
             raise LoginStartsLimited(f"login starts from source {source} over {limit.count} per {limit.window} s",
                                      wait)
@@ -154,11 +156,19 @@ class RateLimiter:
                 self._token(client_id)
             return
         auth_key, auth_wait = self._auth_key(client_id, remote_addr, forwarded_for, auth)
+        count, to_send, token_key, token_wait = 0, 0, "", 0
         if token and per_client.enabled:
-            token_key, token_wait = self._key(f"{{{client_id}}}:token", per_client)
-            count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key)
+            token_key, token_wait, window = self._key(f"{{{client_id}}}:token", per_client)
+            to_send, count = self._tokens.add(token_key, window, step_for(per_client.count))
+        if to_send:
+            try:
+                count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key, to_send)
+            except StoreError:
+                self._tokens.unsent(token_key, to_send)
+                raise   # the lock check fails closed
+            self._tokens.sent(token_key, count)
         else:
-            count, failures = 0, self.store.get(auth_key)
+            failures = self.store.get(auth_key)
         if isinstance(failures, int) and failures > auth.count:
             raise _locked(client_id, auth_wait)
         if count > per_client.count:
@@ -173,20 +183,16 @@ class RateLimiter:
         if not limit.enabled:
             return
         key, wait = self._auth_key(client_id, remote_addr, forwarded_for, limit)
-        if self.store.incr(key, wait + 1) > limit.count:
+        if self.store.incr(key, wait + 1) > limit.count:   # exact: every wrong secret is sent at once
             raise _locked(client_id, wait)
 
     def _token(self, client_id: str) -> None:
         limit = self.limits.token
         if not limit.enabled:
             return
-        key, wait = self._key(f"{{{client_id}}}:token", limit)
-        try:
-            count = self.store.incr(key, wait + 1)
-        except StoreError as exc:   # fail open: the grant itself needs the store and answers for itself
-            self._not_counted("token", exc)
-            return
-        if count > limit.count:
+        key, wait, window = self._key(f"{{{client_id}}}:token", limit)
+        count = self._count(self._tokens, key, window, limit, wait, "token")
+        if count is not None and count > limit.count:
             raise _too_many_tokens(client_id, limit, wait)
 
     def _auth_key(self, client_id: str, remote_addr: str | None, forwarded_for: str | None,
@@ -196,15 +202,32 @@ class RateLimiter:
         Under the client's hash tag, so it shares a slot with the client's token count.
         """
         source = self.sources.name(self.sources.address(remote_addr, forwarded_for))
-        return self._key(f"{{{client_id}}}:auth:{source}", limit)
+        key, wait, _ = self._key(f"{{{client_id}}}:auth:{source}", limit)
+        return key, wait
 
     # -- counting ----------------------------------------------------------------------------
 
-    def _key(self, who: str, limit: Limit) -> tuple[str, int]:
-        """The counter of ``who`` in the current window, and the seconds until the window ends (at least 1)."""
+    def _key(self, who: str, limit: Limit) -> tuple[str, int, int]:
+        """The counter of ``who`` in the current window, the seconds until the window ends (at least 1),
+        and the window's number."""
         now = self.clock()
         index = int(now // limit.window)
-        return f"rl:{who}:{index}", max(1, math.ceil((index + 1) * limit.window - now))
+        return f"rl:{who}:{index}", max(1, math.ceil((index + 1) * limit.window - now)), index
+
+    def _count(self, tally: Tally, key: str, window: int, limit: Limit, wait: int, kind: str) -> int | None:
+        """One event of ``key`` counted through ``tally``: the count as known now, ``None`` if the store
+        could not count it (the limits that call this fail open)."""
+        to_send, seen = tally.add(key, window, step_for(limit.count))
+        if not to_send:
+            return seen
+        try:
+            total = self.store.incr(key, wait + 1, to_send)
+        except StoreError as exc:
+            tally.unsent(key, to_send)
+            self._not_counted(kind, exc)
+            return None
+        tally.sent(key, total)
+        return total
 
     def _not_counted(self, kind: str, exc: StoreError) -> None:
         now = time.monotonic()

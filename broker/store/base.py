@@ -79,16 +79,16 @@ class Store(abc.ABC):
         """Return the members of the set under ``key`` (bounded by the caller's use)."""
 
     @abc.abstractmethod
-    def incr(self, key: str, ttl: int) -> int:
-        """Increment the counter under ``key`` (created at 0 with ``ttl``); return it."""
+    def incr(self, key: str, ttl: int, by: int = 1) -> int:
+        """Add ``by`` to the counter under ``key`` (created at 0 with ``ttl``); return it."""
 
-    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
+    def incr_and_get(self, key: str, ttl: int, other: str, by: int = 1) -> tuple[int, Any | None]:
         """:meth:`incr` ``key`` and :meth:`get` ``other``, in one round trip where the store can.
 
         For two counters read together (:mod:`broker.ratelimit`); on Redis Cluster the caller
         hash-tags both keys into one slot.  Not atomic as a pair, and need not be.
         """
-        return self.incr(key, ttl), self.get(other)
+        return self.incr(key, ttl, by), self.get(other)
 
     # -- sorted sets: schedules shared by instances ------------------------------------------
     # Not abstract, so that a store written for other uses need not implement them; both

@@ -96,11 +96,12 @@ class MemoryStore(Store):
         with self._lock:
             return set(self._live(key) or ())
 
-    def incr(self, key: str, ttl: int) -> int:
+    def incr(self, key: str, ttl: int, by: int = 1) -> int:
         with self._lock:
-            value = (self._live(key) or 0) + 1
+            old = self._live(key)
+            value = (old or 0) + by
             entry = self._data.get(key)
-            expires = entry[0] if entry and value > 1 else self._clock() + ttl
+            expires = entry[0] if entry and old is not None else self._clock() + ttl
             self._data[key] = (expires, value)
             return value
 

@@ -125,6 +125,10 @@ def _idempotent(command: tuple) -> bool:
     return False
 
 
+def _incr(key: str, by: int) -> tuple:
+    return ("INCR", key) if by == 1 else ("INCRBY", key, by)
+
+
 def _names(commands: tuple[tuple, ...]) -> str:
     return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
 
@@ -415,12 +419,12 @@ class RedisStore(Store):
         members = self._run(("SMEMBERS", self._k(key)))[0] or ()
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
-    def incr(self, key: str, ttl: int) -> int:
-        value, _ = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"))
+    def incr(self, key: str, ttl: int, by: int = 1) -> int:
+        value, _ = self._run(_incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
 
-    def incr_and_get(self, key: str, ttl: int, other: str) -> tuple[int, Any | None]:
-        value, _, raw = self._run(("INCR", self._k(key)), ("EXPIRE", self._k(key), ttl, "NX"),
+    def incr_and_get(self, key: str, ttl: int, other: str, by: int = 1) -> tuple[int, Any | None]:
+        value, _, raw = self._run(_incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"),
                                   ("GET", self._k(other)))
         return int(value), None if raw is None else json.loads(raw)
 
