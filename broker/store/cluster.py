@@ -9,7 +9,10 @@ same resend rules), on the connection pool of the node owning the batch's slot.
 - Every key of one round trip (a batch, ``get_many``, a ``delete`` of several keys,
   ``get_after_writes`` with the writes before it) must hash to one slot: callers give keys
   that travel together one hash tag (:mod:`broker.store.slots`).  A batch spanning slots is a
-  programming error, :class:`~broker.store.slots.CrossSlot`, raised before anything is sent.
+  programming error, :class:`~broker.store.slots.CrossSlot`, logged at ERROR and raised before
+  anything is sent; it is a :class:`~broker.store.base.StoreError`, so a request meets it as
+  "temporarily unavailable" (503), never as a 500.  The key prefix may hold no ``{`` or ``}``
+  (:func:`check_prefix`): a cluster would hash the prefix's braces instead of the keys' tags.
 - ``MOVED`` (the slot has another owner: a failover or a resharding), ``ASK`` (the slot is
   migrating; send to the node named, after ``ASKING``), ``TRYAGAIN`` and ``CLUSTERDOWN``
   (a failover under way) are answers meaning "not run": the batch is sent again under the
@@ -24,6 +27,7 @@ same resend rules), on the connection pool of the node owning the batch's slot.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import Any
@@ -37,6 +41,8 @@ from broker.store import slots
 from broker.store.base import StoreError
 from broker.store.confirm import check_wait_ms
 from broker.store.redis import NothingSent, RedisStore, _names
+
+logger = logging.getLogger("broker.store.cluster")
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 #: Seconds between two readings of the slot map forced by unreachable nodes.
@@ -75,8 +81,12 @@ def slot_of(commands: tuple[tuple, ...]) -> int | None:
             if found is None:
                 found = slot
             elif slot != found:
-                raise slots.CrossSlot(f"{_names(commands)}: keys in more than one cluster slot; keys sent together "
-                                      "must share a hash tag (broker/store/slots.py)")
+                message = (f"{_names(commands)}: keys in more than one cluster slot; keys sent together "
+                           "must share a hash tag (broker/store/slots.py)")
+                # The command names only (never a key: keys are built from codes and tokens); the
+                # stack names the caller that built the batch.
+                logger.error("cross-slot batch refused: %s", message, stack_info=True)
+                raise slots.CrossSlot(message)
     return found
 
 
@@ -107,6 +117,14 @@ def parse(url: str) -> dict[str, Any]:
             "ssl": parts.scheme == "rediss+cluster", **options}
 
 
+def check_prefix(prefix: str) -> None:
+    """Refuse (:class:`ValueError`) a key prefix holding a brace: a cluster hashes a key's first
+    ``{...}``, so the prefix's would stand in for the keys' own hash tags (or, ``{}``, drop them)."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"redis prefix {prefix!r} (BROKER_REDIS_PREFIX): no {{ or }} on a Redis Cluster, "
+                         "which would hash the prefix's braces instead of the keys' hash tags")
+
+
 class Notices:
     """Pub/sub on a cluster, for :mod:`broker.registry.watch`: a ``PUBLISH`` on any node reaches
     subscribers on every node (the cluster bus), so a subscription goes to a primary that answers
@@ -128,6 +146,7 @@ class ClusterStore(RedisStore):
     one_slot_batches = True
 
     def __init__(self, cluster: RedisCluster, *, prefix: str = "digione:", replicas: int = 1, wait_ms: int = 500):
+        check_prefix(prefix)
         super().__init__(cluster, prefix=prefix, replicas=replicas, wait_ms=wait_ms)   # type: ignore[arg-type]
         self._cluster = cluster
         self._refreshed = 0.0
@@ -136,6 +155,7 @@ class ClusterStore(RedisStore):
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> ClusterStore:
         options = parse(url)
+        check_prefix(prefix)   # before connecting
         cluster = RedisCluster(startup_nodes=options["startup_nodes"], username=options["username"],
                                password=options["password"], ssl=options["ssl"], socket_timeout=2.0,
                                socket_connect_timeout=2.0, health_check_interval=30)

@@ -20,14 +20,24 @@ from __future__ import annotations
 
 import secrets
 
+from broker.store.base import StoreError
+
 #: Hex digits in a login tag.
 TAG_LENGTH = 8
 _HEX = frozenset("0123456789abcdef")
 SEPARATOR = "~"
 
 
-class CrossSlot(ValueError):
-    """A programming error: keys sent together that a cluster holds in different slots."""
+class CrossSlot(StoreError):
+    """A programming error: keys sent together that a cluster holds in different slots.
+
+    A :class:`StoreError` all the same: raised during a request, it gets the answer a store
+    that cannot serve gets (503 ``temporarily_unavailable``, the login path's error page with
+    the correlation id), never an unhandled 500.  Who raises it logs it at ERROR first
+    (:func:`broker.store.cluster.slot_of`), as callers that ride out a store outage (the rate
+    limits fail open, background threads retry) may log a StoreError at a lower level or not
+    at all.
+    """
 
 
 def new_tag() -> str:

@@ -31,6 +31,16 @@ def prefix() -> str:
     return f"test-ha:{secrets.token_hex(6)}:"
 
 
+def cluster_store(cluster_set, **query):
+    """A :class:`~broker.store.cluster.ClusterStore` on ``cluster_set`` under a fresh prefix."""
+    from broker.store import open_store
+    from broker.store.cluster import ClusterStore
+
+    store = open_store(cluster_set.url(**{"wait_ms": 1500, **query}), prefix=prefix())
+    assert isinstance(store, ClusterStore)
+    return store
+
+
 class Wakes(threading.Event):
     """A registry watcher's wake-up event that also records being set: only a notice sets it
     while the test runs (the head never moves, so polling wakes nothing)."""

@@ -27,15 +27,21 @@ class Service:
 
     def login(self, hint: str = "espoo/koulu", username: str = "teacher.espoo") -> dict:
         """One whole login; raises on any failure (a 503 while the store fails over, say)."""
+        answer, session, verifier = self.sign_in(hint, username)
+        return dict(session.fetch_token(self.meta["token_endpoint"], authorization_response=Person.callback(answer),
+                                        code_verifier=verifier))
+
+    def sign_in(self, hint: str = "espoo/koulu",
+                username: str = "teacher.espoo") -> tuple[requests.Response, OAuth2Session, str]:
+        """A person signs in at the city IdP: the broker's last answer (the redirect to the service's
+        callback, or an error page), the service's OAuth session and its PKCE verifier."""
         session = OAuth2Session(self.client_id, self.secret, scope=SCOPES, redirect_uri=REDIRECT,
                                 code_challenge_method="S256")
         verifier = secrets.token_urlsafe(48)
         url, _ = session.create_authorization_url(self.meta["authorization_endpoint"], code_verifier=verifier,
                                                   nonce="n", idp_hint=hint)
         person = Person()
-        callback = Person.callback(person.sign_in(person.get(url), username))
-        return dict(session.fetch_token(self.meta["token_endpoint"], authorization_response=callback,
-                                        code_verifier=verifier))
+        return person.sign_in(person.get(url), username), session, verifier
 
     def still_valid(self, token: dict) -> list[str]:
         """What no longer works with ``token`` (empty: userinfo, introspection and a refresh all do)."""

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import pytest
 import requests
-from ha_broker import Wakes, broker_on, prefix
+from ha_broker import Wakes, broker_on, cluster_store
 from ha_logins import run_through_failover
 from ha_servers import wait_for
 
-from broker.store import open_store
 from broker.store.cluster import ClusterStore
 from broker.store.slots import CrossSlot
-
-
-def _store(cluster_set, **query) -> ClusterStore:
-    store = open_store(cluster_set.url(**{"wait_ms": 1500, **query}), prefix=prefix())
-    assert isinstance(store, ClusterStore)
-    return store
 
 
 def _owner(cluster_set, store: ClusterStore, key: str) -> int:
@@ -32,7 +25,7 @@ def _owner(cluster_set, store: ClusterStore, key: str) -> int:
 
 
 def test_operations_route_by_slot_and_cross_slot_batches_are_refused(cluster_set):
-    store = _store(cluster_set)
+    store = cluster_store(cluster_set)
     keys = [f"k{n}" for n in range(12)]
     assert len({_owner(cluster_set, store, k) for k in keys}) == 3, "the keys spread over the three primaries"
     for n, key in enumerate(keys):
@@ -66,7 +59,7 @@ def test_operations_route_by_slot_and_cross_slot_batches_are_refused(cluster_set
 
 
 def test_a_stale_slot_map_answers_moved_and_the_write_runs_once(cluster_set):
-    store = _store(cluster_set)
+    store = cluster_store(cluster_set)
     key = "{moved}replay"
     store.put("{moved}warm", 1, 60)   # the map is read; a connection to the owner is pooled
     owner = _owner(cluster_set, store, key)
@@ -81,7 +74,7 @@ def test_a_stale_slot_map_answers_moved_and_the_write_runs_once(cluster_set):
 
 
 def test_logins_survive_a_primary_killed_mid_run(ha_stack, cluster_set):
-    store = _store(cluster_set)
+    store = cluster_store(cluster_set)
     victim = cluster_set.ports[0]
 
     def switched() -> bool:
@@ -109,7 +102,7 @@ def test_registry_notices_reach_watchers_through_the_cluster(cluster_set):
     also after the node its subscription was on is killed (it subscribes again elsewhere)."""
     from broker.registry.watch import RegistryWatcher, announcer
 
-    store = _store(cluster_set)
+    store = cluster_store(cluster_set)
     watcher = RegistryWatcher(lambda: 1, lambda: 1, built=1, redis=store.client, prefix="test-ha:", interval=0.5)
     watcher._wake = wakes = Wakes()   # noqa: SLF001
     channel = "test-ha:registry"

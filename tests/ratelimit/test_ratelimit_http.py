@@ -37,6 +37,11 @@ def get(url: str, **kwargs) -> requests.Response:
     return requests.get(url, allow_redirects=False, timeout=10, **kwargs)
 
 
+def start_behind(broker_url: str, demo, forwarded: str) -> int:
+    """The status of a login start that the load balancer (loopback) forwards for ``forwarded``."""
+    return get(authorize_url(broker_url, demo), headers={"X-Forwarded-For": forwarded}).status_code
+
+
 def token(broker_url: str, secret: str, **headers: str) -> requests.Response:
     """A token request with client_secret_basic (RFC 6749 §2.3.1) for a code that does not exist."""
     return requests.post(f"{broker_url}/token", auth=(CLIENT, secret), headers=headers, timeout=10,
@@ -103,7 +108,7 @@ def test_a_trusted_proxy_names_the_client_and_the_client_cannot_pick_its_key(bro
     (behind,) = brokers(limits, trusted="127.0.0.1/32, 10.0.0.0/8")   # loopback plays the load balancer
 
     def start(forwarded: str) -> int:
-        return get(authorize_url(behind.url, demo), headers={"X-Forwarded-For": forwarded}).status_code
+        return start_behind(behind.url, demo, forwarded)
 
     assert [start("203.0.113.7") for _ in range(3)] == [302, 302, 429]
     # The attacker at 203.0.113.7 writes another address in front: the proxy appends the real one.
@@ -114,6 +119,23 @@ def test_a_trusted_proxy_names_the_client_and_the_client_cannot_pick_its_key(bro
     # IPv6: one subscriber's /64 is one source.
     assert [start(f"2001:db8:1:2::{i}") for i in (1, 2, 3)] == [302, 302, 429]
     assert start("2001:db8:1:3::1") == 302
+
+
+def test_a_client_is_one_source_whatever_port_the_load_balancer_names(brokers, demo):
+    """Azure Application Gateway forwards ``ip:port``; each new connection of a client has a new port."""
+    limits = RateLimits(login_start=Limit(2, 60), token=OFF, client_auth_failures=OFF)
+    (behind,) = brokers(limits, trusted="127.0.0.1/32, 10.0.0.0/8")
+
+    def start(forwarded: str) -> int:
+        return start_behind(behind.url, demo, forwarded)
+
+    assert [start("203.0.113.7:51234"), start("203.0.113.7:51235"), start("203.0.113.7")] == [302, 302, 429]
+    assert [start("[2001:db8:1:2::1]:443"), start("[2001:db8:1:2::1]:444, 10.0.0.2:8080"),
+            start("[2001:db8:1:2::1]")] == [302, 302, 429]
+    # Not an address (a port out of range, a bracketed IPv4): the load balancer itself is counted.
+    assert [start("198.51.100.9:99999"), start("[198.51.100.9]:80")] == [302, 302]
+    assert get(authorize_url(behind.url, demo)).status_code == 429     # loopback, the peer: its third start
+    assert start("198.51.100.9") == 302                                  # the client named by neither
 
 
 def test_token_requests_are_limited_per_client_across_instances(brokers, demo, clock, counted):

@@ -9,7 +9,7 @@ import pytest
 from broker.ratelimit import Limit, RateLimits, RateLimitSettingError
 from broker.ratelimit.config import parse_networks
 from broker.ratelimit.limits import LoginStartsLimited, RateLimiter
-from broker.ratelimit.source import Sources
+from broker.ratelimit.source import Sources, forwarded_address
 from broker.settings import Settings, SettingsError
 from broker.tokens.errors import OAuthError
 
@@ -79,6 +79,31 @@ def test_sources_believe_forwarded_for_only_from_trusted_peers():
     assert sources.address("10.0.0.1", "6.6.6.6, " + padded + ", 198.51.100.1") == "198.51.100.1"
     assert sources.address(None, None) == ""
     assert Sources(KEY).address("10.0.0.1", "198.51.100.1") == "10.0.0.1"    # no proxy is trusted by default
+
+
+def test_forwarded_entries_with_a_port_name_the_bare_address():
+    """``ip:port``, ``[v6]:port`` and ``[v6]`` (Azure Application Gateway, some nginx set-ups)."""
+    taken = {"203.0.113.7": "203.0.113.7", " 203.0.113.7:51234 ": "203.0.113.7", "203.0.113.7:65535": "203.0.113.7",
+             "2001:DB8::1": "2001:db8::1", "[2001:db8::1]": "2001:db8::1", "[2001:db8::1]:443": "2001:db8::1",
+             "[::ffff:198.51.100.1]:1": "::ffff:c633:6401",
+             # Unbracketed, a "port" is the last group of an IPv6 address: the same /64, so the same source.
+             "2001:db8::1:443": "2001:db8::1:443"}
+    assert {entry: forwarded_address(entry) for entry in taken} == taken
+    refused = ["", " ", "junk", "host.example:443", "203.0.113.7:", "203.0.113.7:0", "203.0.113.7:65536",
+               "203.0.113.7:123456", "203.0.113.7:+80", "203.0.113.7:8_0", "203.0.113.7:\u0668\u0660",
+               "203.0.113.7: 80", "203.0.113.7:80:80", "203.0.113.007:80", "[203.0.113.7]", "[203.0.113.7]:80",
+               "[2001:db8::1", "[2001:db8::1]:", "[2001:db8::1]x", "[2001:db8::1]:80:80", "[2001:db8::1]80",
+               "[[2001:db8::1]]", "[]", "[]:80", ":80", "[junk]:80"]
+    assert [entry for entry in refused if forwarded_address(entry) is not None] == []
+
+    sources = Sources(KEY, trusted_proxies=parse_networks("10.0.0.0/8", "t"))
+    assert sources.address("10.0.0.1", "203.0.113.7:51234") == "203.0.113.7"
+    assert sources.address("10.0.0.1", "[2001:db8::1]:443") == "2001:db8::1"
+    assert sources.address("10.0.0.1", "203.0.113.7:51234, 10.0.0.2:8080") == "203.0.113.7"   # a proxy with a port
+    assert sources.address("10.0.0.1", "10.0.0.2:8080") == "10.0.0.2"                         # all ours: the first
+    assert sources.address("10.0.0.1", "203.0.113.7:99999") == "10.0.0.1"                     # garbage: the peer
+    assert sources.address("10.0.0.1", "6.6.6.6:1, [2001:db8::1]:") == "10.0.0.1"
+    assert sources.name(sources.address("10.0.0.1", "203.0.113.7:1")) == sources.name("203.0.113.7")
 
 
 def test_source_names_are_keyed_and_group_an_ipv6_subscriber():

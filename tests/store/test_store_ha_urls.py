@@ -60,3 +60,12 @@ def test_keys_sent_together_must_share_a_slot():
 def test_a_value_without_a_well_formed_tag_keeps_its_untagged_key(value):
     assert slots.tag_of(value) == ""
     assert slots.key("tok:rt:", slots.tag_of(value), "h") == "tok:rt:h"
+
+
+@pytest.mark.parametrize("prefix", ["digione{x}:", "dig{", "a{}:", "a}:"])
+def test_a_cluster_refuses_a_key_prefix_with_a_brace_before_connecting(prefix):
+    """``dig{`` would make ``dig{sso:{t}…`` and ``dig{tok:code:{t}…`` hash ``sso:{t`` and ``tok:code:{t``:
+    a login's keys in different slots, every login a CrossSlot."""
+    with pytest.raises(ValueError, match="BROKER_REDIS_PREFIX.*no \\{ or \\}"):
+        cluster.ClusterStore.from_url("redis+cluster://127.0.0.1:1", prefix=prefix)   # nothing listens there
+    cluster.check_prefix("digione:")
