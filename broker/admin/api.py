@@ -43,8 +43,8 @@ logger = logging.getLogger("broker.admin")
 #: The largest request body the API reads (a metadata upload; the guard caps every request at 1 MiB too).
 MAX_BODY = 1 << 20
 PREFIX = "/admin/api"
-_BEARER = re.compile(r"^Bearer +([A-Za-z0-9._~+/=-]{1,500}) *$", re.IGNORECASE)
-_INTEGER = re.compile(r"^[0-9]{1,10}$")
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9._~+/=-]{1,500}) *\Z", re.IGNORECASE)
+_INTEGER = re.compile(r"^[0-9]{1,10}\Z")
 
 blueprint = Blueprint("admin_api", __name__)
 

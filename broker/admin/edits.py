@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from broker.admin.errors import BadRequest
 
 LANGS = ("fi", "sv", "en")
-IDP_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
-_FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+IDP_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}\Z")
+_FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}\Z")
 #: Inline IdP metadata: at most this many characters (the guard caps a request at 1 MiB anyway).
 MAX_XML = 1024 * 1024
 MAX_COMMENT = 2000

@@ -47,11 +47,11 @@ ROLES = (PLATFORM_ADMIN, CITY_ADMIN, CITY_VIEWER, SERVICE_OWNER)
 TENANT_ROLES = (CITY_ADMIN, CITY_VIEWER)
 
 #: A tenant id as tenant files spell it (broker.registry.tenants._ID).
-TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}\Z")
 #: A service id as allowed_services spells it: a client id, or sp/<registration name>.
-SERVICE_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127}|sp/[A-Za-z0-9][A-Za-z0-9._-]{0,127})$")
+SERVICE_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127}|sp/[A-Za-z0-9][A-Za-z0-9._-]{0,127})\Z")
 #: A console subject: the broker's own ``sub`` for digione-admin (pairwise hex or public ids).
-SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
+SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,200}\Z")
 #: No principal holds more grants than this (a token is not a list of every city).
 MAX_GRANTS = 50
 

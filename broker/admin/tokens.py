@@ -36,8 +36,8 @@ MAX_LIFETIME = datetime.timedelta(days=366)
 MIN_LIFETIME = datetime.timedelta(minutes=1)
 #: ``last_used_at`` is refreshed at most this often.
 USE_RESOLUTION = datetime.timedelta(seconds=60)
-_TOKEN = re.compile(r"^dgadm_[A-Za-z0-9_-]{43}$")
-_DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_TOKEN = re.compile(r"^dgadm_[A-Za-z0-9_-]{43}\Z")
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])\Z")
 
 
 def hash_token(token: str) -> str:

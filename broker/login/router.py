@@ -21,7 +21,7 @@ from typing import Any
 Handler = Callable[..., Any]
 Owner = tuple[str, str]
 
-_LITERAL = re.compile(r"^\^([A-Za-z0-9_./\\-]*)\$?$")
+_LITERAL = re.compile(r"^\^([A-Za-z0-9_./\\-]*)\$?\Z")
 
 
 class Router:

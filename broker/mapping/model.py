@@ -37,9 +37,9 @@ MPASSID_ROLE_NAMES: Mapping[int, str] = MappingProxyType({
 
 # Organisation OIDs of the Finnish education registry keep leading zeros in their
 # last arc (1.2.246.562.99.00000000001), so this is looser than X.660.
-OID = re.compile(r"^[0-9]+(?:\.[0-9]+){2,31}$")
-SCHOOL_CODE = re.compile(r"^[0-9]{5,6}$")
-LEARNER_ID = re.compile(r"^1\.2\.246\.562\.(?:24|98)\.[0-9]{11}$")
+OID = re.compile(r"^[0-9]+(?:\.[0-9]+){2,31}\Z")
+SCHOOL_CODE = re.compile(r"^[0-9]{5,6}\Z")
+LEARNER_ID = re.compile(r"^1\.2\.246\.562\.(?:24|98)\.[0-9]{11}\Z")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 from broker.mapping.model import LEARNER_ID, OID, ROLE_NAMES, SCHOOL_CODE, Drop, School, TenantScope, Trace
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_GROUP = re.compile(r"^[^;\x00-\x1f\x7f]{1,64}$")
+_GROUP = re.compile(r"^[^;\x00-\x1f\x7f]{1,64}\Z")
 MAX_NAME_LENGTH = 256
 
 

@@ -38,7 +38,7 @@ DEMO_VARIABLES = frozenset({"DEMO_ENTRA_URL", "BROKER_DEMO_DIR"})
 ALLOWED_BROKER_VARIABLES = frozenset({"BROKER_DEMO_DIR"})
 #: Client secrets named by ``{env: …}`` start with this, then the city's id.
 SECRET_PREFIX = "TENANT_SECRET_"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class TenantEnvironmentError(ValueError):

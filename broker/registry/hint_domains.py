@@ -17,7 +17,7 @@ from typing import Any
 from broker.registry.tenant_model import Tenant
 
 #: A DNS name as e-mail addresses carry it: labels of letters, digits and '-', a dot between.
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}\Z")
 
 
 def parse_login_hint_domains(raw: Any, path: str, c: Any) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 
 #: At most this many pins at once: the current signer, the next one, and one spare.
 MAX_PINS = 3
-FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}\Z")
 _EXPECTED = "the SHA-256 fingerprint of the metadata signing certificate (64 hex digits, ':' separators allowed)"
 
 

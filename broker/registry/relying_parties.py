@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 PROFILES = ("digione", "mpassid")
 SUBJECT_TYPES = ("pairwise", "public")
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_SP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+_SP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class RegistrationError(ValueError):

@@ -45,7 +45,7 @@ SP_PREFIX = "sp/"
 #: The value that allows every service.
 ALL = "all"
 # A client id (as broker.registry.relying_parties registers them) or sp/<name>.
-_SERVICE_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127}|sp/[^/\s]{1,128})$")
+_SERVICE_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127}|sp/[^/\s]{1,128})\Z")
 _EXPECTED = (f"'{ALL}' or a list of service ids (an OIDC client_id, or {SP_PREFIX}<name> for a SAML service "
              "provider)")
 

@@ -31,8 +31,8 @@ IDP_ACR_PREFIX = "urn:digione:idp:"
 SCHOOL_ACR_PREFIX = "urn:digione:school:"
 _IDP_HINT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?"
                        r"|school:[0-9][0-9.]{0,63})$")
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_MAX_AGE = re.compile(r"^[0-9]{1,10}$")  # ASCII digits only (str.isdigit also accepts "²")
+_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
+_MAX_AGE = re.compile(r"^[0-9]{1,10}\Z")  # ASCII digits only (str.isdigit also accepts "²")
 _SINGLE = ("response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt",
            "max_age", "login_hint", "ui_locales", "acr_values", "id_token_hint", "response_mode", "idp_hint",
            "display", "claims_locales")
