@@ -66,6 +66,11 @@ def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def issued_token_hash(token: str) -> str:
+    """What a grant records of the access token it was issued with (``ath``): its SHA-256, base64url."""
+    return b64url_encode(hashlib.sha256(token.encode()).digest())
+
+
 def _key(kind: str, tagged: str, rest: str | None = None) -> str:
     """``tok:<kind>:{<tag of tagged>}<rest>`` (``rest`` defaults to ``tagged`` itself)."""
     return slots.key(f"tok:{kind}:", slots.tag_of(tagged), tagged if rest is None else rest)
@@ -214,9 +219,12 @@ class Grants:
         # hook's writes join the batch; its read goes after them, Store.get_after_writes).  Durable:
         # a replicated store confirms the grant reached a replica before its tokens leave (ADR 0015).
         with self.store.batch(durable=True):
-            self.store.put(grant_key(gid), grant, grant_exp - int(now))
             tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
                                   nonce=record["n"], refresh=refresh)
+            # The access token it was issued with, by hash: userinfo and introspection know it
+            # without verifying its signature again (broker.tokens.access.active_access_token).
+            grant["ath"] = issued_token_hash(tokens["access_token"])
+            self.store.put(grant_key(gid), grant, grant_exp - int(now))
             # The release happens now (docs/decisions/0017-audit.md); queued before the hook's read
             # so that it goes in the same round trip, and taken back below if the code is refused.
             audited = self.audit.record(record["au"]) if self.audit is not None and record.get("au") else None

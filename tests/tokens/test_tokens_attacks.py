@@ -29,7 +29,9 @@ from tokens_forge import (
 )
 from tokens_rp import authorize, code_flow, session
 
+from broker.tokens import access as access_module
 from broker.tokens.grants import code_key
+from digione_verify import verify_jws
 
 # --------------------------------------------------------------------------- open redirect
 
@@ -365,6 +367,43 @@ def test_forged_access_tokens_are_inactive_and_refused(env):
         assert introspect(env, forged) == {"active": False}
         response = requests.get(env.url("userinfo"), headers={"Authorization": "Bearer " + forged}, timeout=5)
         assert response.status_code == 401
+
+
+def test_a_live_grants_token_altered_or_resigned_is_refused_and_the_issued_one_accepted(any_env, monkeypatch):
+    """The issued token is known by its hash (broker.tokens.access): anything else has its signature checked."""
+    env = any_env
+    verified = []
+    monkeypatch.setattr(access_module, "verify_jws", lambda *a: verified.append(1) or verify_jws(*a))
+    s, token, _, _ = code_flow(env, "rp1")
+    issued = token["access_token"]
+    header_b64, payload_b64, signature_b64 = issued.split(".")
+    header, claims = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                      for part in (header_b64, payload_b64))
+    kid, secrets_ = public_key_material(env, header["alg"])
+    widened = {**claims, "scope": claims["scope"] + " admin", "sub": "someone-else"}
+    altered = [
+        forge({"alg": "none", "kid": kid, "typ": "at+jwt"}, claims),          # the live grant's jti and gid
+        *[forge({"alg": "HS256", "kid": kid, "typ": "at+jwt"}, claims, hmac_key=k) for k in secrets_],
+        f"{header_b64}.{base64.urlsafe_b64encode(json.dumps(widened).encode()).rstrip(b'=').decode()}."
+        f"{signature_b64}",                                                  # the real signature, other claims
+        f"{header_b64}.{payload_b64}.{signature_b64[:-2]}AA",                # the real claims, a broken signature
+        issued + "=",                                                        # one byte more
+    ]
+    for forged in altered:
+        assert introspect(env, forged) == {"active": False}
+        response = requests.get(env.url("userinfo"), headers={"Authorization": "Bearer " + forged}, timeout=5)
+        assert response.status_code == 401, forged[-20:]
+    verified.clear()
+    assert introspect(env, issued)["active"] is True
+    assert requests.get(env.url("userinfo"), headers={"Authorization": "Bearer " + issued},
+                        timeout=5).status_code == 200
+    assert verified == []                     # known by its hash: no second ECDSA verification
+    # A refreshed token is not the one the grant records: it is accepted by its signature.
+    refreshed = s.refresh_token(env.url("token"), refresh_token=token["refresh_token"])["access_token"]
+    assert requests.get(env.url("userinfo"), headers={"Authorization": "Bearer " + refreshed},
+                        timeout=5).status_code == 200
+    assert introspect(env, refreshed)["active"] is True
+    assert len(verified) == 2
 
 
 # --------------------------------------------------------------------------- client authentication
