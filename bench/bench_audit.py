@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if not store.ping():
         print(f"no Redis at {args.redis_url}", file=sys.stderr)
         return 1
-    audit = ReleaseAudit(AuditBuffer(store), b"k" * 32, correlation_id=lambda: "3147fa7544ace600")
+    audit = ReleaseAudit(AuditBuffer(store, limit=10**6), b"k" * 32, correlation_id=lambda: "3147fa7544ace600")
     try:
         login_off, login_on = oidc_logins(store, None), oidc_logins(store, audit)
         off, on, saml_off, saml_on = [], [], [], []
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(saml_on) * ms:.3f} ms, added {added * ms:.3f} ms")
         with tempfile.TemporaryDirectory() as tmp:
             log = AuditLog(open_database(f"sqlite:///{tmp}/registry.sqlite3"))
-            flusher = AuditFlusher(AuditBuffer(store), log, retention_days=30, max_buffered=10**6, batch=500)
+            flusher = AuditFlusher(AuditBuffer(store, limit=10**6), log, retention_days=30, batch=500)
             flusher.run_once()   # what the rounds above buffered, and the purge
             count = args.n * 2
             for _ in range(count):

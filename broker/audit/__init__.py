@@ -29,8 +29,7 @@ def build_audit(settings: Any, store: Any, log: AuditLog) -> tuple[ReleaseAudit,
     from broker.derive import derive_key
     from broker.logs import current_correlation_id
 
-    buffer = AuditBuffer(store)
+    buffer = AuditBuffer(store, limit=settings.audit_buffer_max)
     audit = ReleaseAudit(buffer, derive_key(settings.master_secret, SUBJECT_KEY_PURPOSE),
                          correlation_id=current_correlation_id)
-    return audit, AuditFlusher(buffer, log, retention_days=settings.audit_retention_days,
-                               max_buffered=settings.audit_buffer_max)
+    return audit, AuditFlusher(buffer, log, retention_days=settings.audit_retention_days)

@@ -7,10 +7,13 @@ once) and the thread backs off, doubling its wait up to ``max_backoff``; buffere
 stay in the store and are written when the database answers again.  Whatever happens, a
 record is in the buffer, in the claimed set or in the database (:mod:`broker.audit.buffer`).
 
-The bound: more than ``max_buffered`` unclaimed records (the database away for long at a
-busy hour) and the excess is discarded, arbitrary records, counted in an ERROR line
-(``audit records dropped``).  Redis also holds the sign-in sessions and flows of every
-pupil: filling its memory with audit records would stop logins, which the bound prevents.
+The bound: once the buffer holds ``buffer.limit`` unclaimed records (the database away for
+long at a busy hour), new records are refused where they are added, atomically for the whole
+deployment (:meth:`AuditBuffer.push`), and counted in the store.  Once per ``report_every``
+seconds one flusher of the deployment (the one that wins a store lock) reads and resets that
+count and, if records were refused, says how many in a WARNING (``audit records dropped``;
+counts only).  Redis also holds the sign-in sessions and flows of every pupil: filling its
+memory with audit records would stop logins, which the bound prevents.
 
 Once an hour one flusher of the deployment (the one that wins a store lock) deletes
 records older than ``retention_days``, in bounded batches (:meth:`AuditLog.purge`).
@@ -32,18 +35,19 @@ from broker.store import StoreError
 logger = logging.getLogger("broker.audit")
 
 PURGE_LOCK = "audit:{audit}:purge"
+DROPPED_LOCK = "audit:{audit}:dropped-report"
 
 
 class AuditFlusher:
     """Moves records from ``buffer`` to ``log``; purges by ``retention_days``."""
 
-    def __init__(self, buffer: AuditBuffer, log: AuditLog, *, retention_days: int, max_buffered: int,
-                 batch: int = 500, lease: float = 60.0, interval: float = 1.0, max_backoff: float = 30.0,
-                 purge_every: int = 3600, clock: Callable[[], float] = time.time):
+    def __init__(self, buffer: AuditBuffer, log: AuditLog, *, retention_days: int, batch: int = 500,
+                 lease: float = 60.0, interval: float = 1.0, max_backoff: float = 30.0, purge_every: int = 3600,
+                 report_every: int = 60, clock: Callable[[], float] = time.time):
         self.buffer = buffer
         self.log = log
         self.retention_days = retention_days
-        self.max_buffered = max_buffered
+        self.report_every = report_every
         self.batch = batch
         self.lease = lease
         self.interval = interval
@@ -86,19 +90,24 @@ class AuditFlusher:
         self.buffer.done(members)
         return len(members)
 
-    def enforce_bound(self) -> int:
-        """Discard unclaimed records above ``max_buffered``; return how many went."""
-        excess = self.buffer.size() - self.max_buffered
-        if excess <= 0:
+    def report_dropped(self, *, locked: bool = True) -> int:
+        """Log how many records the bound refused since the last report, if any; return that count.
+
+        With ``locked``, only if this flusher wins this period's lock: one line per period for the
+        whole deployment, however many workers.  The count is taken atomically, so no refusal is
+        reported twice.
+        """
+        if locked and not self._won(DROPPED_LOCK, self.report_every):
             return 0
-        dropped = self.buffer.drop(excess)
-        logger.error("audit records dropped count=%d reason=buffer_full max_buffered=%d "
-                     "(the database has been unreachable)", dropped, self.max_buffered)
+        dropped = self.buffer.take_refused()
+        if dropped:
+            logger.warning("audit records dropped count=%d reason=buffer_full max_buffered=%d "
+                           "(the database has been unreachable)", dropped, self.buffer.limit)
         return dropped
 
     def purge_once(self, *, locked: bool = True) -> int:
         """Delete records past retention (with ``locked``, only if this flusher wins this period's lock)."""
-        if locked and not self.buffer.store.add(PURGE_LOCK, 1, self.purge_every):
+        if locked and not self._won(PURGE_LOCK, self.purge_every):
             return 0
         before = dt.datetime.fromtimestamp(self._clock(), dt.UTC) - dt.timedelta(days=self.retention_days)
         removed = self.log.purge(before)
@@ -106,11 +115,18 @@ class AuditFlusher:
             logger.info("audit records purged count=%d older_than_days=%d", removed, self.retention_days)
         return removed
 
+    def _won(self, lock: str, period: int) -> bool:
+        """Whether this flusher, of all the deployment's, does this ``period``'s turn of ``lock``."""
+        return self.buffer.store.add(lock, 1, period)
+
     def run_once(self) -> int:
-        """What the thread does each round: the bound (first: it holds while the database is away),
-        flushes until the buffer is drained (at most 20 batches, so that stop() never waits long),
-        the purge when due.  Returns how many records were written."""
-        self.enforce_bound()
+        """What the thread does each round: the report of dropped records when due (first: it matters
+        while the database is away, when the flush raises), flushes until the buffer is drained (at
+        most 20 batches, so that stop() never waits long), the purge when due.  Returns how many
+        records were written."""
+        if self._clock() >= self._next_report:
+            self._next_report = self._clock() + self.report_every
+            self.report_dropped()
         written = 0
         for _ in range(20):
             count = self.flush_once()
@@ -123,6 +139,7 @@ class AuditFlusher:
         return written
 
     _next_purge = 0.0
+    _next_report = 0.0
 
     # -- the thread ---------------------------------------------------------------------------------
 

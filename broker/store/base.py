@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +147,9 @@ class Store(abc.ABC):
         ``incr`` (whose answers are needed at once) are not deferred.  If the reply to the
         batch is lost, it is sent again only when every write in it may run twice (``put``,
         ``set_add``, ``set_remove``); one holding a ``delete`` raises :class:`StoreOutcomeUnknown`.
+
+        A member added with :meth:`set_add_bounded` inside stands only with the batch: if the
+        block or any round trip of the batch raises, it is removed again (:class:`TakeBack`).
         """
         yield
 
@@ -168,13 +172,6 @@ class Store(abc.ABC):
         """How many members the set under ``key`` holds (0 when absent).  O(1)."""
         raise NotImplementedError(f"{type(self).__name__} has no set sizes")
 
-    def set_pop(self, key: str, count: int) -> list[str]:
-        """Remove and return up to ``count`` arbitrary members of the set under ``key``.  O(count).
-
-        Never sent again after a lost reply (:class:`StoreOutcomeUnknown`): what was popped is gone.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no set claims")
-
     def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
         """Atomically move up to ``count`` arbitrary members of the set under ``key`` into the
         sorted set under ``into`` with ``score``; (re)set ``into``'s TTL; return the members moved.
@@ -187,3 +184,60 @@ class Store(abc.ABC):
         Cluster slot (a shared hash tag).
         """
         raise NotImplementedError(f"{type(self).__name__} has no set claims")
+
+    def set_add_bounded(self, key: str, member: str, *, limit: int, ttl: int, refused: str) -> bool | None:
+        """Add ``member`` to the set under ``key`` unless the set already holds ``limit`` members;
+        a member refused so is counted in the counter under ``refused`` instead (read and reset it
+        with :meth:`take`).  (Re)sets the TTL of the key written.  O(1).
+
+        Atomic, so the bound is one for every worker and instance: of writers racing at it, exactly
+        ``limit`` minus the size get in.  Returns whether ``member`` is in the set, or ``None`` when
+        the answer is not known yet (queued in a Redis batch).  Inside a batch the member stands or
+        falls with it (:meth:`batch`).  Resent after a lost reply like ``set_add`` (a member already
+        there is not added or counted again; a refused one may be counted twice).  Both keys must be
+        in one Redis Cluster slot.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no bounded sets")
+
+
+class TakeBack:
+    """The members a store's open batch added with :meth:`Store.set_add_bounded`, per thread;
+    removed again when the batch fails (:meth:`scope`).
+
+    A batch is not a transaction: Redis runs every command of a round trip even when one of
+    them fails (``WRONGTYPE``, ``OOM``), and a lost reply leaves it unknown what ran.  A
+    member that records something the rest of the batch does (an audit record of a release)
+    must not outlive a batch that raised: the caller answers an error, nothing was released.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def note(self, key: str, member: str) -> None:
+        """``member`` was added to ``key`` in the open batch, if there is one."""
+        pending = getattr(self._local, "pending", None)
+        if pending is not None:
+            pending.append((key, member))
+
+    @contextlib.contextmanager
+    def scope(self, store: Store) -> Iterator[None]:
+        """The outermost batch: if it raises, :meth:`Store.set_remove` what it noted, then re-raise.
+
+        Best effort, after the batch has ended (its own round trip): when that fails too, the
+        error the batch raised stands and the member stays.
+        """
+        if getattr(self._local, "pending", None) is not None:   # nested: the outer batch decides
+            yield
+            return
+        pending: list[tuple[str, str]] = []
+        self._local.pending = pending
+        try:
+            yield
+        except BaseException:
+            self._local.pending = None
+            for key, member in pending:
+                with contextlib.suppress(StoreError):
+                    store.set_remove(key, member)
+            raise
+        finally:
+            self._local.pending = None

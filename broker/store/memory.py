@@ -8,14 +8,15 @@ broker refuses to start several workers on it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import heapq
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from broker.store.base import Store
+from broker.store.base import Store, TakeBack
 
 
 class MemoryStore(Store):
@@ -26,6 +27,7 @@ class MemoryStore(Store):
         self._data: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
         self._writes = 0
+        self._take_back = TakeBack()   # writes here go at once: a failing batch takes back set_add_bounded's
 
     def _live(self, key: str) -> Any | None:
         entry = self._data.get(key)
@@ -131,13 +133,6 @@ class MemoryStore(Store):
             members = self._live(key)
             return len(members) if isinstance(members, set) else 0
 
-    def set_pop(self, key: str, count: int) -> list[str]:
-        with self._lock:
-            members = self._live(key)
-            if not isinstance(members, set):
-                return []
-            return [members.pop() for _ in range(min(count, len(members)))]
-
     def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
         with self._lock:   # one lock: no reader sees a member in neither structure
             members = self._live(key)
@@ -151,6 +146,23 @@ class MemoryStore(Store):
                 zset.add(member, float(score))
             self._write(into, zset, ttl)
             return moved
+
+    def set_add_bounded(self, key: str, member: str, *, limit: int, ttl: int, refused: str) -> bool | None:
+        with self._lock:
+            members = self._live(key)
+            members = set(members) if isinstance(members, set) else set()
+            if member not in members and len(members) >= limit:
+                self._write(refused, (self._live(refused) or 0) + 1, ttl)
+                return False
+            members.add(member)
+            self._write(key, members, ttl)
+        self._take_back.note(key, member)
+        return True
+
+    @contextlib.contextmanager
+    def batch(self, *, durable: bool = False) -> Iterator[None]:
+        with self._take_back.scope(self):
+            yield
 
 
 class _SortedSet:

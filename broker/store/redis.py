@@ -35,7 +35,8 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
    the first send never having run, and any write by others in between is simply
    ordered before our still unfinished call.  That holds for ``GET``, ``MGET``,
    ``SMEMBERS``, ``EXISTS``, ``PING``, a plain ``SET key value EX ttl``, ``SADD``,
-   ``SREM`` and a plain ``EXPIRE`` (the store uses none of their counts).
+   ``SREM``, a plain ``EXPIRE`` (the store uses none of their counts) and the script of
+   ``set_add_bounded`` (:data:`_RESENDABLE_SCRIPTS`).
 4. Anything else (``SET NX``, ``GETDEL``, ``INCR``, ``DEL``, ``EXPIRE NX``, any other
    command, and any batch holding one) raises :class:`StoreOutcomeUnknown`, a
    :class:`StoreError` saying so.  Callers treat it like Redis being down (the token
@@ -43,7 +44,9 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
    the true state, never a fabricated one.
 
 An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
-connection stays in step and in use, and the caller gets a StoreError.
+connection stays in step and in use, and the caller gets a StoreError.  The other
+commands of the batch ran (a batch is not a transaction): what ``set_add_bounded`` added
+in a batch that raised is removed again (:class:`~broker.store.base.TakeBack`).
 
 Failover (Sentinel)
 -------------------
@@ -85,7 +88,7 @@ import redis
 
 from broker import metrics
 from broker.store import sentinel
-from broker.store.base import Store, StoreError, StoreOutcomeUnknown
+from broker.store.base import Store, StoreError, StoreOutcomeUnknown, TakeBack
 from broker.store.confirm import Confirmation, connected_replicas
 from broker.store.line import Line, Lines, error_of
 
@@ -122,6 +125,8 @@ def _idempotent(command: tuple) -> bool:
         return len(command) == 5 and _name(command[3]) == "EX"
     if name == "EXPIRE":   # EXPIRE key ttl; EXPIRE ... NX answers 0 the second time
         return len(command) == 3
+    if name == "EVAL":   # a script written to run twice (_RESENDABLE_SCRIPTS, at the end of the module)
+        return command[1] in _RESENDABLE_SCRIPTS
     return False
 
 
@@ -196,6 +201,7 @@ class RedisStore(Store):
         self._confirm = Confirmation(replicas, wait_ms)   # WAIT in a durable batch (replicas=0: none)
         self._batches = threading.local()   # the commands of the batch open in this thread
         self._lines = Lines()   # each thread's own connection to each pool (broker.store.line)
+        self._take_back = TakeBack()   # what set_add_bounded added in it, removed if it fails
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "digione:") -> RedisStore:
@@ -332,20 +338,21 @@ class RedisStore(Store):
 
     @contextlib.contextmanager
     def batch(self, *, durable: bool = False) -> Iterator[None]:
-        if getattr(self._batches, "commands", None) is not None:  # nested: the outer batch sends
-            if durable:
-                self._batches.durable = True
-            yield
-            return
-        commands: list[tuple] = []
-        self._batches.commands, self._batches.durable = commands, durable
-        try:
-            yield
-        finally:
-            self._batches.commands = None
-            durable = self._batches.durable
-        if commands:
-            self._send_batch(commands, durable)
+        with self._take_back.scope(self):
+            if getattr(self._batches, "commands", None) is not None:  # nested: the outer batch sends
+                if durable:
+                    self._batches.durable = True
+                yield
+                return
+            commands: list[tuple] = []
+            self._batches.commands, self._batches.durable = commands, durable
+            try:
+                yield
+            finally:
+                self._batches.commands = None
+                durable = self._batches.durable
+            if commands:
+                self._send_batch(commands, durable)
 
     @contextlib.contextmanager
     def unbatched(self) -> Iterator[None]:
@@ -461,18 +468,17 @@ class RedisStore(Store):
     def set_size(self, key: str) -> int:
         return int(self._run(("SCARD", self._k(key)))[0] or 0)
 
-    def set_pop(self, key: str, count: int) -> list[str]:
-        if count <= 0:
-            return []
-        members = self._run(("SPOP", self._k(key), count))[0] or ()
-        return [m.decode() if isinstance(m, bytes) else m for m in members]
-
     def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
         if count <= 0:
             return []
         members = self._run(("EVAL", _SET_CLAIM, 2, self._k(key), self._k(into), count, repr(float(score)),
                              ttl))[0] or ()
         return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    def set_add_bounded(self, key: str, member: str, *, limit: int, ttl: int, refused: str) -> bool | None:
+        self._take_back.note(key, member)   # first: a batch failing from here on takes it back
+        replies = self._write(("EVAL", _SET_ADD_BOUNDED, 2, self._k(key), self._k(refused), member, limit, ttl))
+        return None if replies is None else bool(replies[0])
 
 
 #: set_claim: up to ARGV[1] members popped from the set (SPOP, O(count)) and added to the sorted set
@@ -488,3 +494,25 @@ if #members > 0 then
 end
 return members
 """
+
+#: set_add_bounded: SISMEMBER, SCARD, then SADD + EXPIRE or INCR + EXPIRE of the refusal counter, all
+#: O(1), in one atomic step, so the bound holds for every client at once.  A member already there
+#: answers 1 without being counted: a resent batch adds nothing twice (a refused member resent is
+#: counted twice, a count of what the audit lacks that errs high).
+_SET_ADD_BOUNDED = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+    return 1
+end
+if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('SADD', KEYS[1], ARGV[1])
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+    return 1
+end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+return 0
+"""
+
+#: Scripts :func:`_idempotent` lets be sent again after a lost reply: a second run leaves the data
+#: as the first did (EVAL of any other script is never sent again).
+_RESENDABLE_SCRIPTS = frozenset({_SET_ADD_BOUNDED})

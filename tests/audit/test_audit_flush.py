@@ -10,17 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 
 import pytest
 import sqlalchemy as sa
 
 from broker.audit import AuditBuffer, AuditFlusher, AuditLog, ReleaseAudit
 from broker.audit.buffer import BUFFER, CLAIMED
-from broker.audit.flusher import PURGE_LOCK
+from broker.audit.flusher import DROPPED_LOCK, PURGE_LOCK
 from broker.audit.records import Release
 from broker.audit.storage import ReleaseQuery
 from broker.registry import database as db
 from broker.registry.database import open_database
+from broker.store import StoreError
 
 KEY = b"k" * 32
 IDENTITY = {"user_id": "u-8a9f50bb", "tenant": "vantaa", "given_name": "Aino",
@@ -45,13 +47,13 @@ def engine(database_url):
     engine.dispose()
 
 
-def _audit(store, clock):
-    return ReleaseAudit(AuditBuffer(store), KEY, correlation_id=lambda: "c0ffee", clock=clock)
+def _audit(store, clock, limit=10_000):
+    return ReleaseAudit(AuditBuffer(store, limit=limit), KEY, correlation_id=lambda: "c0ffee", clock=clock)
 
 
-def _flusher(store, log, clock, **kwargs):
-    kwargs = {"retention_days": 30, "max_buffered": 10_000, "batch": 4, "lease": 60.0, **kwargs}
-    return AuditFlusher(AuditBuffer(store), log, clock=clock, **kwargs)
+def _flusher(store, log, clock, limit=10_000, **kwargs):
+    kwargs = {"retention_days": 30, "batch": 4, "lease": 60.0, **kwargs}
+    return AuditFlusher(AuditBuffer(store, limit=limit), log, clock=clock, **kwargs)
 
 
 def _rows(engine, table):
@@ -111,7 +113,7 @@ def test_a_flusher_dying_mid_flush_loses_nothing_and_duplicates_nothing(store, e
     clock = Clock()
     audit, log = _audit(store, clock), AuditLog(engine)
     _push(audit, 6)
-    buffer = AuditBuffer(store)
+    buffer = AuditBuffer(store, limit=10_000)
     taken = buffer.claim(4, now=clock.now, lease=60)      # a worker claims four ...
     log.write_releases([Release.from_wire(m) for m in taken[:2]])   # ... writes two, dies before settling
     other = _flusher(store, log, clock, batch=10)
@@ -122,15 +124,19 @@ def test_a_flusher_dying_mid_flush_loses_nothing_and_duplicates_nothing(store, e
     assert len(_rows(engine, db.audit_release_schools)) == 12
 
 
-def test_the_bound_discards_the_excess_and_says_how_many(store, engine, caplog):
+def test_the_bound_refuses_records_past_it_and_one_flusher_says_how_many(store, engine, caplog):
     clock = Clock()
-    audit = _audit(store, clock)
+    audit = _audit(store, clock, limit=5)
     _push(audit, 12)
-    flusher = _flusher(store, AuditLog(engine), clock, max_buffered=5)
-    with caplog.at_level(logging.ERROR, logger="broker.audit"):
-        assert flusher.enforce_bound() == 7
-    assert "audit records dropped count=7" in caplog.text
     assert store.set_size(BUFFER) == 5
+    flushers = [_flusher(store, AuditLog(engine), clock, limit=5) for _ in range(3)]
+    with caplog.at_level(logging.WARNING, logger="broker.audit"):
+        assert [f.report_dropped() for f in flushers] == [7, 0, 0]   # one line for the deployment
+    assert caplog.text.count("audit records dropped count=7 reason=buffer_full max_buffered=5") == 1
+    assert all(r.levelname == "WARNING" for r in caplog.records)
+    assert "u-8a9f50bb" not in caplog.text and "svc-a" not in caplog.text
+    store.delete(DROPPED_LOCK)   # the next period
+    assert flushers[1].report_dropped() == 0   # the count was taken: never reported twice
 
 
 def test_malformed_buffered_records_are_discarded_not_retried(store, engine, caplog):
@@ -205,6 +211,95 @@ def test_set_claims_move_members_atomically_between_the_two_keys(store):
     assert len(moved) == 3 and store.set_size("s") == 2
     assert sorted(store.zset_claim("z", max_score=10.0, count=10, new_score=20.0)) == sorted(moved)
     assert store.set_claim("s", "z", count=0, score=1.0, ttl=60) == []
-    assert len(store.set_pop("s", 5)) == 2 and store.set_size("s") == 0
+    assert len(store.set_claim("s", "z", count=5, score=1.0, ttl=60)) == 2 and store.set_size("s") == 0
     assert store.set_claim("missing", "z", count=3, score=1.0, ttl=60) == []
-    assert store.set_size("missing") == 0 and store.set_pop("missing", 2) == []
+    assert store.set_size("missing") == 0
+
+
+def test_a_bounded_set_admits_up_to_its_limit_and_counts_the_rest(store):
+    assert [store.set_add_bounded("b", m, limit=3, ttl=60, refused="n") for m in "abcde"] == [True] * 3 + [False] * 2
+    assert store.set_add_bounded("b", "a", limit=3, ttl=60, refused="n") is True   # there already: not counted
+    assert store.set_members("b") == {"a", "b", "c"} and store.take("n") == 2 and store.take("n") is None
+
+
+# -- the bound is one for the deployment (review finding: each worker enforced its own guess) ------
+
+def test_the_bound_holds_exactly_however_many_workers_push_and_flush_at_once(make_store, caplog):
+    limit, workers, each = 40, 8, 15
+    stores = [make_store() for _ in range(workers)]   # on Redis: a client (a worker) each, the same keys
+    clock = Clock()
+    audits = [_audit(s, clock, limit=limit) for s in stores]
+    start = threading.Barrier(workers)
+
+    def login_burst(audit):
+        start.wait()
+        _push(audit, each)
+
+    threads = [threading.Thread(target=login_burst, args=(a,)) for a in audits]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stores[0].set_size(BUFFER) == limit   # not one more, not one less: SCARD and SADD in one step
+    # Every worker's flusher runs its round at once with the database away: none discards anything.
+    away = AuditLog(sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"))
+    flushers = [_flusher(s, away, clock, limit=limit, batch=10) for s in stores]
+    failed: list[BaseException] = []
+
+    def round_(flusher):
+        start.wait()
+        try:
+            flusher.run_once()
+        except sa.exc.OperationalError as exc:
+            failed.append(exc)
+
+    with caplog.at_level(logging.WARNING, logger="broker.audit"):
+        threads = [threading.Thread(target=round_, args=(f,)) for f in flushers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failed   # (a flusher that found nothing left to claim did not reach the database)
+    claimed = stores[0].zset_claim(CLAIMED, max_score=2**40, count=1000, new_score=0)
+    assert len(claimed) + stores[0].set_size(BUFFER) == limit   # every buffered record is still there
+    dropped = workers * each - limit
+    assert caplog.text.count("audit records dropped") == 1   # one line for the deployment, with the exact count
+    assert f"audit records dropped count={dropped} reason=buffer_full max_buffered={limit}" in caplog.text
+
+
+# -- a record stands only with the login's batch (review finding: a failed batch kept its record) -----
+
+def _release_batch(store, audit, *, fail: bool):
+    """What the SAML release step's batch does: the session, the record, the session's service list."""
+    with store.batch():
+        store.put("session:s1", {"u": "x"}, 60)
+        audit.saml("https://sp.example/sp", IDENTITY, ["urn:mpass.id:role"])
+        store.set_add("session:s1:svcs", "https://sp.example/sp", 60)
+        if fail:
+            raise RuntimeError("the step failed after the record was queued")
+
+
+def test_a_record_is_kept_with_a_batch_that_succeeds(store):
+    _release_batch(store, _audit(store, Clock()), fail=False)
+    assert store.set_size(BUFFER) == 1
+
+
+def test_a_step_failing_inside_the_batch_leaves_no_record(store):
+    with pytest.raises(RuntimeError):
+        _release_batch(store, _audit(store, Clock()), fail=True)
+    assert store.set_size(BUFFER) == 0   # memory writes at once: taken back; Redis: never sent
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["in-the-batch", "beside-the-batch"])
+def test_a_batch_refused_by_redis_leaves_no_record(redis_store, beside):
+    """A pipeline is not a transaction: with the service list's key of the wrong type, Redis runs
+    the batch's other commands, the record's among them, and answers WRONGTYPE for one; the caller
+    answers 503.  The record is taken back.  ``beside``: as on Redis Cluster, where the record is
+    sent at once beside the batch (another slot)."""
+    redis_store.one_slot_batches = beside
+    redis_store.put("session:s1:svcs", "planted: not a set", 60)
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        _release_batch(redis_store, _audit(redis_store, Clock()), fail=False)
+    assert redis_store.get("session:s1") == {"u": "x"}   # the rest of the batch did run
+    assert redis_store.set_size(BUFFER) == 0
+    assert redis_store.take("audit:{audit}:refused") is None   # and nothing was counted as dropped

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import uuid
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis
@@ -314,3 +315,67 @@ def test_the_cli_prints_the_answer(stack, logins, capsys, monkeypatch):
     assert "--since/--until: expected a date" in capsys.readouterr().err
     assert main(["audit", "changes", "--since", "2020-01-01"]) == 0
     assert "client:audit-full" in capsys.readouterr().out
+
+
+def _session_id(person: Person) -> str:
+    from broker.sessions.model import session_id_of
+
+    token = next(c.value for c in person.http.cookies if c.name.startswith("digione_sso"))
+    return session_id_of(token)
+
+
+def _plant(stack, key: str) -> None:
+    """The session's key ``key`` made a string: the release's next write to it answers WRONGTYPE."""
+    client = stack.store.client
+    client.delete(stack.store._k(key))
+    client.set(stack.store._k(key), "planted", ex=600)
+
+
+def _buffered_for(stack, service: str) -> list[str]:
+    members = (m.decode() for m in stack.store.client.smembers(stack.store._k(BUFFER)))
+    return [m for m in members if json.loads(m)["svc"] == service]
+
+
+def test_a_saml_release_whose_batch_redis_refuses_answers_503_and_leaves_no_record(stack, secrets_by_client,
+                                                                                   saml_sp):
+    """The SP is answered by SSO from a session whose service list Redis cannot add to: the release's
+    batch runs but for that command, the broker answers 503 (no Response), and the record queued in
+    the same batch is gone."""
+    from broker.sessions.store import session_key
+
+    stack.app.audit_flusher.run_once()
+    person = Person()
+    meta = requests.get(f"{stack.broker_url}/.well-known/openid-configuration", timeout=5).json()
+    client = OAuth2Session("audit-minimal", secrets_by_client["audit-minimal"], scope="openid roles",
+                           redirect_uri=REDIRECT, code_challenge_method="S256")
+    url, _ = client.create_authorization_url(meta["authorization_endpoint"], code_verifier=secrets.token_urlsafe(48),
+                                             nonce="n", idp_hint="vantaa/koulu")
+    Person.callback(person.login(url, "vantaa", "koulu", "pupil.vantaa"))   # the session now exists
+    _plant(stack, session_key(_session_id(person), ":svcs"))
+    request_id, info = saml_sp.prepare_for_authenticate(entityid=f"{stack.broker_url}/saml2/idp/metadata",
+                                                        binding=BINDING_HTTP_REDIRECT)
+    answer = person.get(dict(info["headers"])["Location"])
+    assert answer.status_code == 503, answer.text[:500]
+    assert "SAMLResponse" not in answer.text and "Traceback" not in answer.text
+    assert _buffered_for(stack, SP) == []
+
+
+def test_a_code_whose_grant_batch_redis_refuses_answers_503_and_leaves_no_record(stack, secrets_by_client):
+    from broker.sessions.store import session_key
+
+    stack.app.audit_flusher.run_once()
+    person = Person()
+    verifier = secrets.token_urlsafe(48)
+    meta = requests.get(f"{stack.broker_url}/.well-known/openid-configuration", timeout=5).json()
+    client = OAuth2Session("audit-minimal", secrets_by_client["audit-minimal"], scope="openid roles",
+                           redirect_uri=REDIRECT, code_challenge_method="S256")
+    url, _ = client.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier, nonce="n",
+                                             idp_hint="vantaa/koulu")
+    callback = Person.callback(person.login(url, "vantaa", "koulu", "pupil.vantaa"))
+    _plant(stack, session_key(_session_id(person), ":grants"))   # the grant's batch adds to it
+    code = dict(parse_qsl(urlsplit(callback).query))["code"]
+    token = requests.post(meta["token_endpoint"], data={"grant_type": "authorization_code", "code": code,
+                                                        "redirect_uri": REDIRECT, "code_verifier": verifier},
+                          auth=("audit-minimal", secrets_by_client["audit-minimal"]), timeout=10)
+    assert token.status_code == 503 and token.json()["error"] == "temporarily_unavailable", token.text
+    assert _buffered_for(stack, "audit-minimal") == []

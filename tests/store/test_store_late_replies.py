@@ -92,7 +92,8 @@ def test_an_idempotent_get_is_resent_and_succeeds(store, proxy):
     assert hold.done.wait(2) and hold.client_gone
 
 
-@pytest.mark.parametrize("operation", ["get_many", "set_members", "put", "set_add", "set_remove", "batch"])
+@pytest.mark.parametrize("operation", ["get_many", "set_members", "put", "set_add", "set_remove", "batch",
+                                       "set_add_bounded"])
 def test_every_idempotent_operation_is_resent_after_a_late_reply(store, proxy, direct, operation):
     store.put("a", "A", 60)
     store.set_add("s", "m1", 60)
@@ -107,12 +108,18 @@ def test_every_idempotent_operation_is_resent_after_a_late_reply(store, proxy, d
         store.set_add("s", "m2", 60)
     elif operation == "set_remove":
         store.set_remove("s", "m1")
+    elif operation == "set_add_bounded":   # the audit's push, in the login's batch (broker.audit.buffer)
+        with store.batch():
+            store.put("a", "B", 60)
+            store.set_add_bounded("s", "m2", limit=2, ttl=60, refused="n")
+        assert direct.exists(_k(store, "n")) == 0, "resent, the member already there was not counted as refused"
     else:
         with store.batch():
             store.put("a", "B", 60)
             store.set_add("s", "m2", 60)
-    assert direct.get(_k(store, "a")) == (b'"B"' if operation in ("put", "batch") else b'"A"')
-    expected = {"set_add": {b"m1", b"m2"}, "batch": {b"m1", b"m2"}, "set_remove": set()}.get(operation, {b"m1"})
+    assert direct.get(_k(store, "a")) == (b'"B"' if operation in ("put", "batch", "set_add_bounded") else b'"A"')
+    expected = {"set_add": {b"m1", b"m2"}, "batch": {b"m1", b"m2"}, "set_remove": set(),
+                "set_add_bounded": {b"m1", b"m2"}}.get(operation, {b"m1"})
     assert direct.smembers(_k(store, "s")) == expected
 
 

@@ -60,11 +60,13 @@ def store(monkeypatch):
     (lambda s: s.put("k", 1, 60), True),
     (lambda s: s.set_add("s", "m", 60), True),
     (lambda s: s.set_remove("s", "m"), True),
+    (lambda s: s.set_add_bounded("s", "m", limit=10, ttl=60, refused="n"), True),
     (lambda s: s.add("k", 1, 60), False),
     (lambda s: s.take("k"), False),
     (lambda s: s.incr("k", 60), False),
     (lambda s: s.delete("k"), False),
-], ids=["get", "get_many", "set_members", "ping", "put", "set_add", "set_remove", "add", "take", "incr", "delete"])
+], ids=["get", "get_many", "set_members", "ping", "put", "set_add", "set_remove", "set_add_bounded", "add", "take",
+        "incr", "delete"])
 def test_each_operation_is_classified(store, operation, resendable):
     operation(store)
     assert [r for _, r in store.calls] == [resendable]
