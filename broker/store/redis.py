@@ -78,12 +78,12 @@ for those it has (:mod:`broker.store.confirm`).
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import hiredis
+import orjson
 import redis
 
 from broker import metrics
@@ -92,7 +92,9 @@ from broker.store.base import Store, StoreError, StoreOutcomeUnknown, TakeBack
 from broker.store.confirm import Confirmation, connected_replicas
 from broker.store.line import Line, Lines, error_of
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Values are JSON, encoded and decoded in C by orjson (about ten times json's speed on a session record).
+_dumps = orjson.dumps
+_loads = orjson.loads
 
 
 def _pack(args: tuple) -> bytes:
@@ -388,7 +390,7 @@ class RedisStore(Store):
 
     def get(self, key: str) -> Any | None:
         raw = self._run(("GET", self._k(key)))[0]
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else _loads(raw)
 
     def get_after_writes(self, key: str) -> Any | None:
         queued = getattr(self._batches, "commands", None)
@@ -398,17 +400,17 @@ class RedisStore(Store):
         queued.clear()   # sent now, whatever the outcome: the batch's exit must not send them again
         # A durable batch's WAIT goes with them (the GET after it): the writes are confirmed here.
         raw = self._send_batch(commands, getattr(self._batches, "durable", False))[-1]
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else _loads(raw)
 
     def get_many(self, *keys: str) -> list[Any | None]:
         if not keys:
             return []
         raws = self._run(("MGET", *(self._k(k) for k in keys)))[0]
-        return [None if raw is None else json.loads(raw) for raw in raws]
+        return [None if raw is None else _loads(raw) for raw in raws]
 
     def take(self, key: str) -> Any | None:
         raw = self._run(("GETDEL", self._k(key)))[0]
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else _loads(raw)
 
     def delete(self, *keys: str) -> int:
         if not keys:
@@ -433,7 +435,7 @@ class RedisStore(Store):
     def incr_and_get(self, key: str, ttl: int, other: str, by: int = 1) -> tuple[int, Any | None]:
         value, _, raw = self._run(_incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"),
                                   ("GET", self._k(other)))
-        return int(value), None if raw is None else json.loads(raw)
+        return int(value), None if raw is None else _loads(raw)
 
     def zset_add(self, key: str, member: str, score: float, ttl: int) -> None:
         # ZADD is not on the resend list (_idempotent): a lost reply raises StoreOutcomeUnknown,

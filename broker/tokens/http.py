@@ -8,10 +8,11 @@ Adapters (the SATOSA frontend, the test harness) translate to and from their fra
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
+
+import orjson
 
 #: Query or form parameters: each name with its values (a parameter may be repeated).
 Params = Mapping[str, Sequence[str]]
@@ -79,11 +80,10 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == "content-type"), None)
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def json_response(data: Any, *, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Response:
-    return Response(status, [("Content-Type", "application/json"), *headers], _dumps(data).encode())
+    return Response(status, [("Content-Type", "application/json"), *headers], orjson.dumps(data))
 
 
 def redirect(url: str) -> Response:

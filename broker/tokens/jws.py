@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -103,7 +104,7 @@ class SigningKey:
             fields = {"alg": self.alg, "kid": self.kid}
             if typ:
                 fields["typ"] = typ
-            header = self._headers[typ] = b64url_encode(_dumps(fields).encode())
+            header = self._headers[typ] = b64url_encode(orjson.dumps(fields))
         return header
 
     def _signature(self, data: bytes) -> bytes:
@@ -115,7 +116,7 @@ class SigningKey:
 
     def sign(self, claims: dict[str, Any], *, typ: str | None = "JWT") -> str:
         """Return ``claims`` as a compact JWS (RFC 7515 §7.1) with ``alg``, ``kid`` and ``typ``."""
-        signing_input = f"{self._header(typ)}.{b64url_encode(_dumps(claims).encode())}"
+        signing_input = f"{self._header(typ)}.{b64url_encode(orjson.dumps(claims))}"
         return f"{signing_input}.{b64url_encode(self._signature(signing_input.encode('ascii')))}"
 
     def __repr__(self) -> str:  # never shows key material

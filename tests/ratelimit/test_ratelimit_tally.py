@@ -70,9 +70,8 @@ def test_login_starts_of_a_large_limit_cost_a_round_trip_per_step_on_redis(redis
     assert len(store.incrs) == 10
 
 
+@pytest.mark.parametrize("store_kind", ["redis"])   # instances share Redis
 def test_a_source_spread_over_instances_is_refused_within_one_step_per_instance(make_store, store_kind):
-    if store_kind != "redis":
-        pytest.skip("instances share Redis")
     limits = RateLimits(login_start=Limit(4000, 60), token=OFF, client_auth_failures=OFF)   # step 4
     instances = [RateLimiter(make_store(), limits, Sources(KEY), clock=lambda: NOW) for _ in range(3)]
     admitted = 0
