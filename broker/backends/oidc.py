@@ -38,6 +38,7 @@ from satosa.internal import InternalData
 from satosa.response import Redirect
 
 from broker.backends import userinfo
+from broker.backends.trust import FormPost
 from broker.errors import ExpiredFlow, IdpError, InvalidResponse
 from broker.login.context import LoginContext
 from broker.login.internal import auth_information, internal_data
@@ -70,6 +71,7 @@ class BrokerOidcBackend(BackendModule):
         #: The claims the IdP's mapping reads, as groups of names standing in for each other.
         self.claims_read: list[list[str]] = [list(group) for group in config.get("claims_read") or ()]
         self.http = http or requests.Session()
+        self._token_request = FormPost(self.http, self.provider["token_endpoint"])
         methods = self.provider.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         self.auth_method = "client_secret_post" if "client_secret_post" in methods and \
             "client_secret_basic" not in methods else "client_secret_basic"
@@ -198,8 +200,7 @@ class BrokerOidcBackend(BackendModule):
         else:
             auth = (self.client_id, self._client_secret)
         try:
-            reply = self.http.post(self.provider["token_endpoint"], data=data, auth=auth, timeout=TIMEOUT,
-                                   headers={"Accept": "application/json"})
+            reply = self._token_request.post(data, auth=auth, timeout=TIMEOUT, headers={"Accept": "application/json"})
         except requests.RequestException as exc:
             raise IdpError(f"token endpoint unreachable: {exc.__class__.__name__}") from None
         try:

@@ -10,11 +10,12 @@ bundle trusts, not one with a wrong host name, not even when a caller passes
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import requests
 
-from broker.backends.trust import session_for
+from broker.backends.trust import FormPost, session_for
 from broker.registry.tenant_model import CaFile
 
 from .private_ca import PrivateCa, serve_https
@@ -72,3 +73,42 @@ def test_one_session_per_ca_file_and_the_shared_one_without(servers):
     assert session_for(city, shared) is not session_for(_ca_file(servers["city_ca"], "lahti/idp-ca.pem"), shared)
     with pytest.raises(requests.exceptions.SSLError):
         shared.get(servers["city"], timeout=5)        # the public CAs do not know the city's CA
+
+
+def _token_app(environ, start_response):
+    """A token endpoint stand-in: sets a cookie, and answers with what it received."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Set-Cookie", "fpc=person-1; Path=/")])
+    seen = {"form": body, "cookie": environ.get("HTTP_COOKIE", ""), "auth": environ.get("HTTP_AUTHORIZATION", "")}
+    return [json.dumps(seen).encode()]
+
+
+@pytest.fixture(scope="module")
+def token_servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ca-form-post")
+    city, other = PrivateCa.create("City CA"), PrivateCa.create("Other CA")
+    handles = {"city": serve_https(_token_app, *city.issue(root / "city")),
+               "other": serve_https(_token_app, *other.issue(root / "other")),
+               "wrong_host": serve_https(_token_app, *city.issue(root / "wrong", hosts=("idp.elsewhere.example",)))}
+    yield {"city_ca": city, "other_file": other.write(root / "other-ca.pem"),
+           **{name: handle.url for name, handle in handles.items()}}
+    for handle in handles.values():
+        handle.shutdown()
+
+
+def test_the_token_request_keeps_the_citys_trust_and_no_ones_cookies(token_servers, monkeypatch):
+    """FormPost (the OIDC code exchange) goes through the session's adapter: same trust, no cookie jar."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(token_servers["other_file"]))
+    city = session_for(_ca_file(token_servers["city_ca"]), requests.Session())
+    post = FormPost(city, token_servers["city"] + "/token")
+    first = post.post({"code": "a&b=c"}, auth=("client", "s3cret"), timeout=5).json()
+    assert first["form"] == "code=a%26b%3Dc" and first["auth"].startswith("Basic ")
+    assert post.post({"code": "x"}, auth=None, timeout=5).json()["cookie"] == ""   # person 1's cookie stays out
+    for url in (token_servers["other"], token_servers["wrong_host"]):    # the environment's CA; another host name
+        with pytest.raises(requests.exceptions.SSLError):
+            FormPost(city, url + "/token").post({"code": "x"}, auth=None, timeout=5)
+    # Without a CA file: the shared session and the environment's bundle, read when the upstream is built.
+    shared = FormPost(requests.Session(), token_servers["other"] + "/token")
+    assert shared.post({"code": "x"}, auth=None, timeout=5).json()["form"] == "code=x"
+    with pytest.raises(requests.exceptions.SSLError):
+        FormPost(requests.Session(), token_servers["city"] + "/token").post({"code": "x"}, auth=None, timeout=5)
