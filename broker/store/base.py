@@ -64,6 +64,25 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def take_with_ttl(self, key: str) -> tuple[Any, float] | None:
+        """:meth:`take`, also returning the seconds the value had left (0 if it had no TTL).
+
+        For a caller that may have to :meth:`put_back` what it took; one round trip.
+        """
+
+    @abc.abstractmethod
+    def put_back(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds, only if ``key`` is absent.
+
+        Undoes a :meth:`take_with_ttl` by a request that then failed: the value can be taken
+        again, for no longer than it had left, and whatever was written under ``key`` since
+        (by a request racing this one) is never overwritten.  Unlike :meth:`add` it answers
+        nothing, so it joins an open batch; it is never sent again after a lost reply (a
+        second run could put back a value that another request took in between).  Nothing
+        is stored when ``ttl`` is not positive.
+        """
+
+    @abc.abstractmethod
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; return how many existed."""
 
@@ -135,7 +154,7 @@ class Store(abc.ABC):
 
     @contextlib.contextmanager
     def batch(self, *, durable: bool = False) -> Iterator[None]:
-        """Send the writes made inside (``put``, ``delete``, ``set_add``, ``set_remove``) together.
+        """Send the writes made inside (``put``, ``put_back``, ``delete``, ``set_add``, ``set_remove``) together.
 
         ``durable``: the writes complete something handed out at once (a login's grant and
         refresh token); a replicated store confirms they reached its replicas before the

@@ -39,7 +39,7 @@ class MemoryStore(Store):
             return None
         return value
 
-    def _write(self, key: str, value: Any, ttl: int) -> None:
+    def _write(self, key: str, value: Any, ttl: float) -> None:
         self._data[key] = (self._clock() + ttl, value)
         self._writes += 1
         if self._writes % 1024 == 0:
@@ -71,6 +71,19 @@ class MemoryStore(Store):
             value = self._live(key)
             self._data.pop(key, None)
             return value
+
+    def take_with_ttl(self, key: str) -> tuple[Any, float] | None:
+        with self._lock:
+            value = self._live(key)
+            if value is None:
+                return None
+            expires, _ = self._data.pop(key)
+            return value, expires - self._clock()
+
+    def put_back(self, key: str, value: Any, ttl: float) -> None:
+        with self._lock:
+            if ttl > 0 and self._live(key) is None:
+                self._write(key, copy.deepcopy(value), ttl)
 
     def delete(self, *keys: str) -> int:
         with self._lock:

@@ -71,8 +71,10 @@ that completes a login: the grant and its refresh token) appends ``WAIT <replica
 <wait_ms>`` to the batch when the store was opened with ``replicas`` > 0 (the default for
 Sentinel URLs), in the same round trip, and raises :class:`StoreError` when a connected
 replica did not acknowledge in time: the tokens are then not handed out, so none can be
-lost.  A primary with fewer replicas than configured (just after a failover) is waited on
-for those it has (:mod:`broker.store.confirm`).
+lost.  The writes did run on the primary: the caller undoes them (the token endpoint,
+:mod:`broker.tokens.grants`, also puts back the code or refresh token it took,
+``put_back``).  A primary with fewer replicas than configured (just after a failover) is
+waited on for those it has (:mod:`broker.store.confirm`).
 """
 
 from __future__ import annotations
@@ -411,6 +413,17 @@ class RedisStore(Store):
     def take(self, key: str) -> Any | None:
         raw = self._run(("GETDEL", self._k(key)))[0]
         return None if raw is None else _loads(raw)
+
+    def take_with_ttl(self, key: str) -> tuple[Any, float] | None:
+        # PTTL before GETDEL, one round trip.  Not atomic as a pair, and need not be: a value
+        # written under the key in between is only ever one put back, with no longer a TTL.
+        pttl, raw = self._run(("PTTL", self._k(key)), ("GETDEL", self._k(key)))
+        return None if raw is None else (json.loads(raw), max(int(pttl), 0) / 1000)
+
+    def put_back(self, key: str, value: Any, ttl: float) -> None:
+        ttl_ms = int(ttl * 1000)   # rounded down: never longer than it had
+        if ttl_ms > 0:
+            self._write(("SET", self._k(key), _dumps(value), "PX", ttl_ms, "NX"))
 
     def delete(self, *keys: str) -> int:
         if not keys:

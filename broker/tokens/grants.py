@@ -171,14 +171,18 @@ class Grants:
         refusal deletes it again before any token leaves: a logout that runs between the
         hook's answer and the grant's write would otherwise miss a grant written after it
         revoked the session's grants.  So a refused code leaves no grant behind.
+
+        A redemption that fails instead (the store or the key ring: 503) leaves no grant either,
+        and puts the code back for the time it had left: the client's retry is a redemption,
+        not a replay (which would revoke the login).
         """
         code = _param(form, "code")
         if not code:
             raise invalid_request("code is missing (RFC 6749 §4.1.3)")
         redirect_uri = _param(form, "redirect_uri")
         verifier = _param(form, "code_verifier")
-        record = self.store.take(code_key(code))  # single use, atomically (RFC 6749 §4.1.2)
-        if record is None:
+        taken = self.store.take_with_ttl(code_key(code))  # single use, atomically (RFC 6749 §4.1.2)
+        if taken is None:
             used = self.store.get(_key("codegrant", code, _h(code)))
             if used is not None:
                 # RFC 6749 §4.1.2 / §10.5: a code used twice revokes every token issued from it.
@@ -187,6 +191,7 @@ class Grants:
                 logger.warning("authorization code replayed: grant revoked client_id=%s", client.client_id)
                 raise invalid_grant("authorization code was already used; its tokens are revoked")
             raise invalid_grant("authorization code is invalid or expired")
+        record, left = taken
         if record["c"] != client.client_id:  # RFC 6749 §4.1.3: code bound to the client
             logger.warning("authorization code presented by another client client_id=%s", client.client_id)
             raise invalid_grant("authorization code was issued to another client")
@@ -214,65 +219,80 @@ class Grants:
         grant = {"c": client.client_id, "sub": record["sub"], "s": record["s"], "cl": record["cl"],
                  "ro": record["ro"], "at": record["at"], "acr": record["acr"], "amr": record["amr"],
                  "sid": record["sid"], "ses": session, "exp": grant_exp}
-        allowed, failure = True, None
-        # The grant, its refresh token and the hook's record and check: one round trip (the
-        # hook's writes join the batch; its read goes after them, Store.get_after_writes).  Durable:
-        # a replicated store confirms the grant reached a replica before its tokens leave (ADR 0015).
-        with self.store.batch(durable=True):
-            tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
-                                  nonce=record["n"], refresh=refresh)
-            # The access token it was issued with, by hash: userinfo and introspection know it
-            # without verifying its signature again (broker.tokens.access.active_access_token).
-            grant["ath"] = issued_token_hash(tokens["access_token"])
-            self.store.put(grant_key(gid), grant, grant_exp - int(now))
-            # The release happens now (docs/decisions/0017-audit.md); queued before the hook's read
-            # so that it goes in the same round trip, and taken back below if the code is refused.
-            audited = self.audit.record(record["au"]) if self.audit is not None and record.get("au") else None
-            if session is not None and self.grant_hook is not None:
-                try:
+        tokens: dict[str, Any] = {}
+        allowed, audited = True, None
+        try:
+            # The grant, its refresh token and the hook's record and check: one round trip (the
+            # hook's writes join the batch; its read goes after them, Store.get_after_writes).  Durable:
+            # a replicated store confirms the grant reached a replica before its tokens leave (ADR 0015).
+            with self.store.batch(durable=True):
+                tokens = self._tokens(client, gid, grant, tuple(record["s"]), now, jti=record["jti"],
+                                      nonce=record["n"], refresh=refresh)
+                # The access token it was issued with, by hash: userinfo and introspection know it
+                # without verifying its signature again (broker.tokens.access.active_access_token).
+                grant["ath"] = issued_token_hash(tokens["access_token"])
+                self.store.put(grant_key(gid), grant, grant_exp - int(now))
+                # The release happens now (docs/decisions/0017-audit.md); queued before the hook's read
+                # so that it goes in the same round trip, and taken back below if the code is refused.
+                audited = self.audit.record(record["au"]) if self.audit is not None and record.get("au") else None
+                if session is not None and self.grant_hook is not None:
                     allowed = self.grant_hook(session, client.client_id, gid)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, once the grant is taken back
-                    failure = exc
-        if failure is not None:
-            self._unwrite(gid, tokens, client.client_id, audited)
-            raise failure
+        except BaseException:
+            # 503 (or 500): the code is redeemable again, or the retry would be taken for a replay
+            # and revoke the login.  The release record the batch added is already taken back
+            # (Store.batch); a failed confirmation left the grant on the primary: deleted here.
+            self._unwrite(client.client_id, grant_key(gid), *_refresh_keys(tokens),
+                          put_back=(code_key(code), record, left))
+            raise
         if not allowed:
-            self._unwrite(gid, tokens, client.client_id, audited)
+            self._unwrite(client.client_id, grant_key(gid), *_refresh_keys(tokens), audited=audited)
             logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
             raise invalid_grant("the sign-in session has ended")
         return tokens
 
-    def _unwrite(self, gid: str, tokens: dict[str, Any], client_id: str, audited: str | None = None) -> None:
-        """Take back a grant and its refresh token that were written but never handed out (and
-        the release record ``audited``, unless a flusher took it in the moment between)."""
-        keys = [grant_key(gid)]
-        if "refresh_token" in tokens:
-            keys.append(_rt_key("rt", tokens["refresh_token"]))
+    def _unwrite(self, client_id: str, *keys: str, audited: str | None = None,
+                 put_back: tuple[str, Any, float] | None = None) -> None:
+        """Undo what a redemption did but never handed out, in one round trip: delete ``keys``
+        (a grant, a refresh token, a tombstone), retract the release record ``audited`` (unless a
+        flusher took it in the moment between) and :meth:`~Store.put_back` what it took
+        (``(key, record, seconds it had left)``), unless a racing request wrote that key since.
+
+        Best effort: if it fails, the request's own error stands and the keys expire with
+        their TTLs (nobody holds their tokens); what was taken stays spent.
+        """
         try:
             with self.store.batch():
                 self.store.delete(*keys)
                 if audited is not None and self.audit is not None:
                     self.audit.retract(audited)
-        except StoreError:  # never handed out: nobody holds them; they expire with their TTL
-            logger.warning("could not delete a refused grant client_id=%s", client_id)
+                if put_back is not None:
+                    self.store.put_back(*put_back)
+        except StoreError:
+            logger.warning("could not undo a refused or failed redemption client_id=%s", client_id)
 
     # ------------------------------------------------------------------ grant_type=refresh_token
 
     def refresh_token(self, client: Client, form: Params) -> dict[str, Any]:
-        """Redeem and rotate a refresh token (RFC 6749 §6, §10.4; RFC 9700 §4.14.2)."""
+        """Redeem and rotate a refresh token (RFC 6749 §6, §10.4; RFC 9700 §4.14.2).
+
+        A rotation that fails (the store or the key ring: 503) deletes the tombstone and the
+        successor and puts the token back for the time it had left: the client's retry rotates
+        it, where the tombstone would have revoked the family.
+        """
         token = _param(form, "refresh_token")
         if not token:
             raise invalid_request("refresh_token is missing (RFC 6749 §6)")
         if "refresh_token" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
-        record = self.store.take(_rt_key("rt", token))  # claims the token atomically
-        if record is None:
+        taken = self.store.take_with_ttl(_rt_key("rt", token))  # claims the token atomically
+        if taken is None:
             used = self.store.get(_rt_key("rtused", token))
             if used is not None:  # RFC 9700 §4.14.2: reuse of a rotated token revokes the family
                 self.revoke_grant(used["gid"])
                 logger.warning("rotated refresh token reused: family revoked client_id=%s", client.client_id)
                 raise invalid_grant("refresh token was already used; the session is revoked")
             raise invalid_grant("refresh token is invalid, expired or revoked")
+        record, left = taken
         gid = record["gid"]
         if record["c"] != client.client_id:  # RFC 6749 §6, §10.4: bound to its client
             # A refresh token in another client's hands has leaked: end the family.
@@ -280,25 +300,36 @@ class Grants:
             logger.warning("refresh token presented by another client: family revoked client_id=%s",
                            client.client_id)
             raise invalid_grant("refresh token was issued to another client")
-        grant = self.store.get(grant_key(gid))
-        if grant is None or grant["c"] != client.client_id:
-            raise invalid_grant("refresh token is invalid, expired or revoked")
-        now = self.clock()
-        scopes = tuple(grant["s"])
-        requested = _param(form, "scope")
-        if requested is not None:  # RFC 6749 §6: may narrow, never widen
-            wanted = tuple(dict.fromkeys(requested.split()))
-            if not set(wanted) <= set(scopes):
+        tokens: dict[str, Any] = {}
+        try:
+            grant = self.store.get(grant_key(gid))
+            if grant is None or grant["c"] != client.client_id:
+                raise invalid_grant("refresh token is invalid, expired or revoked")
+            now = self.clock()
+            scopes = tuple(grant["s"])
+            requested = _param(form, "scope")
+            if requested is not None:  # RFC 6749 §6: may narrow, never widen
+                wanted = tuple(dict.fromkeys(requested.split()))
+                if not set(wanted) <= set(scopes):
+                    self.store.put(_rt_key("rtused", token), {"gid": gid}, max(int(grant["exp"] - now), 1))
+                    raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
+                scopes = wanted
+            # The rotated token's tombstone and its successor: one round trip, confirmed (ADR 0015).
+            with self.store.batch(durable=True):
                 self.store.put(_rt_key("rtused", token), {"gid": gid}, max(int(grant["exp"] - now), 1))
-                raise OAuthError("invalid_scope", "scope exceeds the original grant (RFC 6749 §6)")
-            scopes = wanted
-        # The rotated token's tombstone and its successor: one round trip, confirmed (ADR 0015).
-        with self.store.batch(durable=True):
-            self.store.put(_rt_key("rtused", token), {"gid": gid}, max(int(grant["exp"] - now), 1))
-            return self._tokens(client, gid, grant, scopes, now, jti=slots.with_tag(slots.tag_of(gid),
-                                                                                    secrets.token_urlsafe(16)),
-                                nonce=None,
-                                refresh=True, refreshed=True)
+                tokens = self._tokens(client, gid, grant, scopes, now,
+                                      jti=slots.with_tag(slots.tag_of(gid), secrets.token_urlsafe(16)),
+                                      nonce=None, refresh=True, refreshed=True)
+        except OAuthError:   # an answer about the token: it stays spent
+            raise
+        except BaseException:
+            # 503 (or 500): the token is as before, or the retry would meet its tombstone and
+            # revoke the family.  A failed confirmation left the tombstone and the successor on
+            # the primary: deleted here.
+            self._unwrite(client.client_id, _rt_key("rtused", token), *_refresh_keys(tokens),
+                          put_back=(_rt_key("rt", token), record, left))
+            raise
+        return tokens
 
     # ------------------------------------------------------------------ minting
 
@@ -455,6 +486,11 @@ class Grants:
         self.store.delete(_rt_key("rt", token))
         self.revoke_grant(record["gid"])
         return True
+
+
+def _refresh_keys(tokens: Mapping[str, Any]) -> list[str]:
+    """The key of the refresh token in a token response, if it has one."""
+    return [_rt_key("rt", tokens["refresh_token"])] if "refresh_token" in tokens else []
 
 
 def _id_token_alg(client: Client, keyring: KeyRing) -> str:

@@ -15,13 +15,12 @@ import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
 from authlib.integrations.requests_client import OAuth2Session
+from tokens_env import rebuild
 from tokens_forge import introspect, token_request
-from tokens_harness import ProviderApp, release, subject
 from tokens_rp import authorize, code_flow, session, verify_id_token
 
 import digione_verify as verify_module
 from broker.store import StoreError
-from broker.tokens import build_provider
 from broker.tokens.grants import grant_key
 from digione_verify import (
     Introspection,
@@ -54,18 +53,6 @@ class Sessions:
     def logout(self, provider, session_id: str) -> None:
         self.ended.add(session_id)
         provider.revoke_grants(self.grants.get(session_id, ()))
-
-
-def rebuild(env, server, **extra):
-    """The harness's provider again, with ``extra`` (``grant_hook``, ``claims_by_scope``), served over HTTP."""
-    env.provider = build_provider(
-        issuer=env.issuer, store=env.store, clients=env.registry, keyring=env.keyring, release=release,
-        subject=subject, scopes_supported=("openid", "profile", "email", "roles"),
-        claims_supported=("name", "given_name", "family_name", "email", "roles"),
-        resource_audiences=("https://api.example",), introspection_clients=("rs",), clock=env.clock,
-        jwks_max_age=300, **extra)
-    server.app = ProviderApp(env.provider, env.login, env.client_jwks)
-    return env
 
 
 @pytest.fixture
@@ -148,14 +135,19 @@ def test_a_code_without_a_broker_session_is_not_checked(env, sessions):
     assert token["access_token"] and sessions.calls == []
 
 
-def test_when_the_hook_fails_the_grant_is_taken_back(env, sessions):
+def test_when_the_hook_fails_the_grant_is_taken_back_and_the_code_is_redeemable_again(env, sessions):
     sessions.fail = True
     _, location, verifier = _code(env)
-    refused = token_request(env, "rp1", {"grant_type": "authorization_code", "code": _code_of(location),
-                                         "redirect_uri": env.clients["rp1"].redirect_uri, "code_verifier": verifier})
+    request = {"grant_type": "authorization_code", "code": _code_of(location),
+               "redirect_uri": env.clients["rp1"].redirect_uri, "code_verifier": verifier}
+    refused = token_request(env, "rp1", request)
     assert refused.status_code == 503 and refused.json()["error"] == "temporarily_unavailable"
     ((_, _, gid),) = sessions.calls
     assert env.store.get(grant_key(gid)) is None
+    sessions.fail = False
+    again = token_request(env, "rp1", request)   # a 503 says "try again": not a replay
+    assert again.status_code == 200, again.text
+    assert env.store.get(grant_key(gid)) is not None
 
 
 def test_each_client_gets_its_own_sid_and_never_the_session_id(env, sessions):

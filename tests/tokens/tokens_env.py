@@ -164,3 +164,13 @@ def make_env(store, clock: Clock, server: Server, tmp_path: Path, *, mode: str =
     return env
 
 
+def rebuild(env: Env, server: Server, **extra) -> Env:
+    """The harness's provider again, with ``extra`` (``grant_hook``, ``claims_by_scope``), served over HTTP."""
+    env.provider = build_provider(
+        issuer=env.issuer, store=env.store, clients=env.registry, keyring=env.keyring, release=release,
+        subject=subject, scopes_supported=("openid", "profile", "email", "roles"),
+        claims_supported=("name", "given_name", "family_name", "email", "roles"),
+        resource_audiences=("https://api.example",), introspection_clients=("rs",), clock=env.clock,
+        jwks_max_age=300, **extra)
+    server.app = ProviderApp(env.provider, env.login, env.client_jwks)
+    return env
