@@ -418,7 +418,7 @@ class RedisStore(Store):
         # PTTL before GETDEL, one round trip.  Not atomic as a pair, and need not be: a value
         # written under the key in between is only ever one put back, with no longer a TTL.
         pttl, raw = self._run(("PTTL", self._k(key)), ("GETDEL", self._k(key)))
-        return None if raw is None else (json.loads(raw), max(int(pttl), 0) / 1000)
+        return None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
 
     def put_back(self, key: str, value: Any, ttl: float) -> None:
         ttl_ms = int(ttl * 1000)   # rounded down: never longer than it had
