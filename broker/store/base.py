@@ -25,6 +25,9 @@ class StoreError(RuntimeError):
 class StoreOutcomeUnknown(StoreError):
     """A write was sent but its reply never came: it may or may not have happened.
 
+    Also raised for a batch that ran only in part: some of its commands ran, the rest were
+    refused (a failover, a slot migration) and could not be run in the end.
+
     Raised instead of sending again a command that must not run twice (``add``, ``take``,
     ``incr``, ``delete``, a batch holding a ``delete``): a resend would turn a late reply
     into a false answer (a false replay, a value reported absent).  Whoever tries again

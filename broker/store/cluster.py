@@ -14,9 +14,13 @@ same resend rules), on the connection pool of the node owning the batch's slot.
   "temporarily unavailable" (503), never as a 500.  The key prefix may hold no ``{`` or ``}``
   (:func:`check_prefix`): a cluster would hash the prefix's braces instead of the keys' tags.
 - ``MOVED`` (the slot has another owner: a failover or a resharding), ``ASK`` (the slot is
-  migrating; send to the node named, after ``ASKING``), ``TRYAGAIN`` and ``CLUSTERDOWN``
-  (a failover under way) are answers meaning "not run": the batch is sent again under the
-  rules of :mod:`broker.store.redis` (Failover), after the slot map is read anew.
+  migrating and the key is already on the node named), ``TRYAGAIN`` (a multi-key command met
+  its slot half moved) and ``CLUSTERDOWN`` (a failover under way) are answers meaning "not
+  run".  The commands refused so, and only those when the others ran (keys still on the
+  source during a migration), are sent again under the rules of :mod:`broker.store.redis`
+  (Failover and redirection): to the node named (after ``ASKING`` before each, for ``ASK``),
+  their replies put in their places; a ``MOVED`` or ``CLUSTERDOWN`` also has the slot map read
+  anew, so that later batches go to the new owner directly.
 - A node that cannot be reached before anything was sent (a primary just killed) makes the
   slot map be read anew (at most every :data:`REFRESH_EVERY` seconds) and the batch go once
   more to the owner named then.
@@ -49,7 +53,6 @@ SCHEMES = ("redis+cluster", "rediss+cluster")
 REFRESH_EVERY = 0.2
 _NO_KEYS = frozenset({"WAIT", "PING", "INFO", "ROLE", "ASKING", "CLUSTER"})
 _MULTI_KEY = frozenset({"MGET", "DEL", "EXISTS"})
-_MOVED = (redis.exceptions.MovedError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,13 +167,17 @@ class ClusterStore(RedisStore):
     # -- routing ------------------------------------------------------------------------------
 
     def _route(self, commands: tuple[tuple, ...]) -> Route:
-        slot = slot_of(commands)
+        return self._route_slot(slot_of(commands))
+
+    def _route_slot(self, slot: int | None) -> Route:
+        """The node our slot map names for ``slot`` (``None``: any node); :class:`NothingSent` if none."""
         manager = self._cluster.nodes_manager
         if slot is None:
             return Route(None, manager.default_node or self._cluster.get_random_node())
         try:
             return Route(slot, manager.get_node_from_slot(slot))
-        except (redis.RedisError, IndexError) as exc:   # no owner known (the map is being rebuilt)
+        except (redis.RedisError, redis.exceptions.RedisClusterException, IndexError) as exc:
+            # No owner known (the map is being rebuilt, or lacks the slot: SlotNotCoveredError).
             raise NothingSent(f"redis cluster: no node holds slot {slot} ({exc.__class__.__name__}); "
                               "nothing was sent") from exc
 
@@ -191,20 +198,23 @@ class ClusterStore(RedisStore):
         return replies[1::2] if route.asking else replies
 
     def _rerouted(self, route: Route, error: Exception) -> Route:
-        if isinstance(error, redis.exceptions.AskError) and not isinstance(error, redis.exceptions.MovedError):
+        """Where the refused commands go again: after ``ASK`` to the node named, with ``ASKING``;
+        after ``MOVED`` to the node named (the slot's new owner), the map read anew for later
+        batches; after ``TRYAGAIN`` (a multi-key command met its slot half moved) to the same node
+        after a moment; else (``CLUSTERDOWN``: a failover under way) a moment, then the owner in
+        the map read anew."""
+        if isinstance(error, redis.exceptions.AskError):   # MOVED is an AskError too, in redis-py
             node = self._cluster.nodes_manager._get_or_create_cluster_node(   # noqa: SLF001 - redis-py's node cache
                 error.host, error.port, "primary", self._cluster.nodes_manager.nodes_cache)
-            return Route(route.slot, node, asking=True)
-        if isinstance(error, _MOVED):
-            if not isinstance(error, redis.exceptions.MovedError):
-                time.sleep(0.05)   # TRYAGAIN / CLUSTERDOWN: a failover under way; a moment, then the new map
-            self._refresh(force=True)
-        return self._route_slot(route)
-
-    def _route_slot(self, route: Route) -> Route:
-        if route.slot is None:
-            return Route(None, self._cluster.nodes_manager.default_node or self._cluster.get_random_node())
-        return Route(route.slot, self._cluster.nodes_manager.get_node_from_slot(route.slot))
+            moved = isinstance(error, redis.exceptions.MovedError)
+            if moved:
+                self._refresh(force=True)
+            return Route(route.slot, node, asking=not moved)
+        time.sleep(0.05)
+        if isinstance(error, redis.exceptions.TryAgainError):
+            return route
+        self._refresh(force=True)
+        return self._route_slot(route.slot)
 
     def _refresh(self, *, force: bool = False) -> None:
         """Read the slot map anew (rate-limited unless ``force``: a MOVED is the map's owner speaking)."""

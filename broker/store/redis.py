@@ -45,23 +45,39 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
 
 An error reply (``WRONGTYPE``) is an answer: the remaining replies are read, the
 connection stays in step and in use, and the caller gets a StoreError.  The other
-commands of the batch ran (a batch is not a transaction): what ``set_add_bounded`` added
-in a batch that raised is removed again (:class:`~broker.store.base.TakeBack`).
+commands of the batch ran (a batch is not a transaction), but for any refused "not run"
+beside it, which are not sent again: what ``set_add_bounded`` added in a batch that raised
+is removed again (:class:`~broker.store.base.TakeBack`).
 
-Failover (Sentinel)
--------------------
-Some error replies say the command was refused, not run: ``READONLY`` (the node we are
-connected to was demoted to a replica), ``MASTERDOWN`` and ``LOADING``, and in a cluster
-``MOVED``, ``ASK``, ``TRYAGAIN`` and ``CLUSTERDOWN`` (:data:`_NOT_RUN`).
-When a batch gets one, the connection is dropped (its next connect asks the sentinels
-for the primary again) and the batch is sent again, at most :data:`_NOT_RUN_RESENDS`
-times, only if every command in it either was refused so or is idempotent: a refused
-command did not run, and an idempotent one may run twice.  A batch in which some
-non-idempotent command ran and another was refused (a demotion between two commands of
-one round trip) raises :class:`StoreOutcomeUnknown`.  (redis-py's own Sentinel connection
-would turn ``READONLY`` into a ``ConnectionError`` and drop the connection mid-batch, making a
-refusal look like a lost reply; the store's reader sees it as the error reply it is,
-docs/decisions/0015-redis-high-availability.md.)
+Failover and redirection
+------------------------
+Some error replies say the command was refused, not run (:data:`_NOT_RUN`).  What a refusal
+means for the *other* commands of its round trip depends on why it came:
+
+- ``MOVED``, ``ASK`` and ``TRYAGAIN`` (a cluster: the slot has a new owner, is migrating key by
+  key, or a multi-key command met it half moved) say where the keys are, not that the node is
+  failing: the node still serves, and what it ran in that round trip stands, its data going
+  with the slot (a migration moves every key the node holds; a manual failover catches the
+  replica up first).  During a migration one round trip may be answered in part (commands on
+  keys still on the source run there) and refused in part (keys already moved answer ``ASK``):
+  the commands that ran keep their replies, and only the refused ones are sent again, in their
+  order, to the node named (after ``ASKING`` before each, for ``ASK``), their replies merged
+  into their places, as the Redis Cluster specification and redis-py's cluster pipeline do.
+- ``READONLY`` (the node was demoted to a replica), ``MASTERDOWN``, ``LOADING`` and a cluster's
+  ``CLUSTERDOWN`` say the node itself cannot serve: what it ran just before, in the same round
+  trip, may be lost with its role (a demoted primary resyncs from the new one).  Those commands
+  are sent again with the refused ones if every one of them is idempotent (as after a lost
+  reply); if a non-idempotent one ran, :class:`StoreOutcomeUnknown`.  The connection is
+  dropped, so that its next connect asks the sentinels for the primary again.
+
+A ``WAIT`` confirms the writes sent before it on its own connection: when some of them go
+again elsewhere it goes with them, and its reply is the least of its answers.  Refused
+commands are sent again at most :data:`_NOT_RUN_RESENDS` times; a batch still refused then
+raises :class:`StoreError` if nothing of it ran, else :class:`StoreOutcomeUnknown` (part of it
+ran), and so does one whose rest cannot be sent again (its node unreachable).  (redis-py's own
+Sentinel connection would turn ``READONLY`` into a ``ConnectionError`` and drop the connection
+mid-batch, making a refusal look like a lost reply; the store's reader sees it as the error
+reply it is, docs/decisions/0015-redis-high-availability.md.)
 
 Durable batches
 ---------------
@@ -160,9 +176,9 @@ return members
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
 
-#: Error replies meaning "refused, not run" (module docstring, Failover), as redis-py's parser
-#: classes them (it strips the code from the message): READONLY, MASTERDOWN, LOADING, and a
-#: cluster's MOVED, ASK, TRYAGAIN, CLUSTERDOWN (broker/store/cluster.py).
+#: Error replies meaning "refused, not run" (module docstring, Failover and redirection), as
+#: redis-py's parser classes them (it strips the code from the message): READONLY, MASTERDOWN,
+#: LOADING, and a cluster's MOVED, ASK, TRYAGAIN, CLUSTERDOWN (broker/store/cluster.py).
 _NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONLY",
                                         redis.exceptions.MasterDownError: "MASTERDOWN",
                                         redis.exceptions.BusyLoadingError: "LOADING",
@@ -170,20 +186,14 @@ _NOT_RUN: dict[type[Exception], str] = {redis.exceptions.ReadOnlyError: "READONL
                                         redis.exceptions.AskError: "ASK",
                                         redis.exceptions.TryAgainError: "TRYAGAIN",
                                         redis.exceptions.ClusterDownError: "CLUSTERDOWN"}
-#: How many times a batch refused so is sent again (each time to the primary found anew).
+#: Of those, the ones saying where the keys are (the node still serves): what ran beside them stands.
+_REDIRECTS = frozenset({redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError})
+#: How many times the refused commands of a batch are sent again (each time where the refusal points).
 _NOT_RUN_RESENDS = 3
 
 
 class NothingSent(StoreError):
     """The store could not be reached before anything was sent: certain, and safe to try again."""
-
-
-class _Refused(Exception):
-    """A batch refused "not run" (or refused in part, the rest idempotent): :meth:`RedisStore._run` sends it again."""
-
-    def __init__(self, error: Exception, lost_resent: bool):
-        super().__init__(str(error))
-        self.error, self.lost_resent = error, lost_resent
 
 
 def _not_run(error: Exception | None) -> bool:
@@ -192,6 +202,80 @@ def _not_run(error: Exception | None) -> bool:
 
 def _code(error: Exception) -> str:
     return _NOT_RUN.get(type(error), type(error).__name__)
+
+
+def _waits(command: tuple) -> bool:
+    return _name(command[0]) == "WAIT"
+
+
+class _Answers:
+    """The replies to one batch as its round trips bring them (module docstring, Failover and redirection).
+
+    :attr:`pending` holds the positions of the commands still to send, in order; each round trip
+    (:meth:`take`) answers some of them and leaves those refused "not run" pending.
+    """
+
+    __slots__ = ("commands", "replies", "pending", "ran", "lost_resent")
+
+    def __init__(self, commands: tuple[tuple, ...]):
+        self.commands = commands
+        self.replies: list[Any] = [None] * len(commands)
+        self.pending: list[int] = list(range(len(commands)))
+        self.ran = False   # some reply is kept (a WAIT's aside): the batch is no longer "not run"
+        self.lost_resent = False   # the one resend after a lost reply (rule 3) is used
+
+    def to_send(self) -> tuple[tuple, ...]:
+        return tuple(self.commands[i] for i in self.pending)
+
+    def resendable(self) -> bool:
+        """Whether the pending commands may be sent again after a lost reply (rule 3)."""
+        return all(_idempotent(self.commands[i]) for i in self.pending)
+
+    def take(self, replies: list[Any]) -> Exception | None:
+        """Merge the replies to :meth:`to_send`'s commands; return the refusal the pending rest
+        is to be sent again after, or ``None`` when every command is answered.
+
+        :class:`StoreError` for an error reply that is an answer (``WRONGTYPE``: every reply was
+        read, the connection is in step); :class:`StoreOutcomeUnknown` when a node that cannot
+        serve ran a non-idempotent command before refusing another.
+        """
+        sent = self.pending
+        if not self.ran and len(sent) == len(self.commands) and not any(type(r) is hiredis.ReplyError
+                                                                        for r in replies):
+            self.replies, self.pending, self.ran = replies, [], True   # the common case: all of it, answered
+            return None
+        errors = [error_of(r) if type(r) is hiredis.ReplyError else None for r in replies]
+        refusal = next((e for e in errors if _not_run(e)), None)
+        answered = [n for n, e in enumerate(errors) if not _not_run(e)]
+        if refusal is not None and any(_not_run(e) and type(e) not in _REDIRECTS for e in errors):
+            # The node cannot serve: what it ran beside the refusal may be lost with its role.
+            if not all(_idempotent(self.commands[sent[n]]) for n in answered):
+                raise StoreOutcomeUnknown(
+                    f"redis: {_names(self.commands)} partly refused ({_code(refusal)}) after other "
+                    "commands of it ran; not sent again") from refusal
+            return refusal   # every command sent goes again: as if none had run
+        self.ran = self.ran or any(not _waits(self.commands[sent[n]]) for n in answered)
+        self.pending = [i for i, e in zip(sent, errors, strict=True) if _not_run(e)]
+        error = next((e for e in errors if e is not None and not _not_run(e)), None)
+        if error is not None:
+            raise StoreError(f"redis: {_names(self.commands)}: {error}") from error
+        for n in answered:
+            i, reply = sent[n], replies[n]
+            if _waits(self.commands[i]):
+                if self.pending:   # writes before it go again elsewhere: it follows them, to confirm them there
+                    self.pending.append(i)
+                if self.replies[i] is not None:
+                    reply = min(self.replies[i], reply)
+            self.replies[i] = reply
+        self.pending.sort()
+        return refusal
+
+    def unfinished(self, why: str) -> StoreError:
+        """The error for a batch whose pending commands end unsent or refused: ``why`` says which."""
+        names = _names(self.commands)
+        if self.ran:
+            return StoreOutcomeUnknown(f"redis: {names} ran in part; the rest {why}")
+        return StoreError(f"redis: {names} {why}; nothing was run")
 
 
 class RedisStore(Store):
@@ -230,37 +314,53 @@ class RedisStore(Store):
     def _run(self, *commands: tuple, route: Any = None) -> list[Any]:
         """Send ``commands`` in one round trip and return their replies, in order.
 
-        Resent at most once after a lost reply, and only when that is safe; after a "not run"
-        refusal at most :data:`_NOT_RUN_RESENDS` times (the module docstring).  ``route``: where
-        they go (:meth:`_route`; ``None`` here: the one pool).
+        Sent again at most once after a lost reply, and only when that is safe; those refused "not
+        run" at most :data:`_NOT_RUN_RESENDS` times, where the refusal points (the module docstring).
+        ``route``: where they go first (:meth:`_route`; ``None`` here: the one pool).
         """
-        resendable = all(_idempotent(command) for command in commands)
+        answers = _Answers(commands)
         route = self._route(commands) if route is None else route
-        lost_resent = False
-        last: Exception | None = None
+        refusal: Exception | None = None
         for _ in range(_NOT_RUN_RESENDS + 1):
-            sent = self._on_route(route, commands)
             try:
-                line = self._lines.line(self._pool(route))
-            except (redis.RedisError, OSError) as exc:
-                metrics.store_error("connect")
-                raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
-            try:
-                replies = self._exchange(line, b"".join(_pack(c) for c in sent), sent, resendable, lost_resent)
-                return self._off_route(route, replies)
-            except _Refused as refused:   # nothing of it ran, or all of it may run again
-                lost_resent = lost_resent or refused.lost_resent
-                route = self._rerouted(route, refused.error)
-                last = refused.error
-            except StoreError:
-                metrics.store_error(_operation(commands))
-                raise   # the line is in step, or _exchange has dropped it
-            except BaseException:
-                line.drop()   # replies may be on their way or unread: never read them as ours
-                raise
+                refusal = self._round(route, answers)
+                if refusal is None:
+                    return answers.replies
+                route = self._rerouted(route, refusal)
+            except NothingSent as exc:
+                if not answers.ran:
+                    raise
+                # Not "nothing was sent" to the caller, who might send it all again (ClusterStore._run).
+                raise answers.unfinished("could not be sent again (unreachable)") from exc
         metrics.store_error(_operation(commands))
-        raise StoreError(f"redis: {_names(commands)} refused ({_code(last) if last else '?'}), also when sent again "
-                         f"{_NOT_RUN_RESENDS} times; nothing was run") from last
+        raise answers.unfinished(f"refused ({_code(refusal) if refusal else '?'}), also when sent again "
+                                 f"{_NOT_RUN_RESENDS} times") from refusal
+
+    def _round(self, route: Any, answers: _Answers) -> Exception | None:
+        """One round trip of ``answers``' pending commands on ``route``; the refusal to send the rest
+        again after, or ``None`` (:meth:`_Answers.take`)."""
+        sent = self._on_route(route, answers.to_send())
+        try:
+            line = self._lines.line(self._pool(route))
+        except (redis.RedisError, OSError) as exc:
+            metrics.store_error("connect")
+            raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
+        try:
+            refusal = answers.take(self._off_route(route, self._exchange(line, b"".join(_pack(c) for c in sent),
+                                                                         sent, answers)))
+        except StoreOutcomeUnknown:
+            line.drop()   # lost reply (dropped already), or a node that cannot serve: the next connect finds anew
+            metrics.store_error(_operation(answers.commands))
+            raise
+        except StoreError:
+            metrics.store_error(_operation(answers.commands))
+            raise   # the line is in step, or _exchange has dropped it
+        except BaseException:
+            line.drop()   # replies may be on their way or unread: never read them as ours
+            raise
+        if refusal is not None:
+            line.drop()   # a demoted or unready node: the next connect finds the primary anew
+        return refusal
 
     # -- routing: one pool here; a cluster store sends each batch to the node owning its slot -------
 
@@ -287,50 +387,29 @@ class RedisStore(Store):
         """Where to send again after the refusal ``error`` (Sentinel: the same pool, which asks anew)."""
         return route
 
-    def _exchange(self, line: Line, payload: bytes, commands: tuple[tuple, ...],
-                  resendable: bool, lost_resent: bool) -> list[Any]:
-        """One round trip on ``line``; again on a fresh connection after a lost reply when safe.
-
-        ``lost_resent``: the one resend after a lost reply (rule 3) is already used.  A "not run"
-        refusal raises :class:`_Refused` for :meth:`_run` to send again (perhaps elsewhere).
-        """
+    def _exchange(self, line: Line, payload: bytes, commands: tuple[tuple, ...], answers: _Answers) -> list[Any]:
+        """One round trip of ``commands`` (``payload`` packed) on ``line``: their replies, an error reply
+        as a ``hiredis.ReplyError``.  After a lost reply, sent again once on a fresh connection when
+        every pending command of ``answers`` is idempotent (rules 1 to 4)."""
         while True:
             try:
                 line.ready()   # rule 1: nothing of ours is on it yet, so replacing it is safe
             except (redis.RedisError, OSError) as exc:
                 raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
             try:
-                replies = line.exchange(payload, len(commands))
+                return line.exchange(payload, len(commands))
             except _NO_REPLY as exc:
                 line.drop()   # a late reply must never answer a later command
-                if resendable and not lost_resent:
-                    lost_resent = True
+                resendable, names = answers.resendable(), _names(answers.to_send())
+                if resendable and not answers.lost_resent:
+                    answers.lost_resent = True
                     continue
                 if resendable:
-                    raise StoreError(f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}), "
+                    raise StoreError(f"redis: no reply to {names} ({exc.__class__.__name__}), "
                                      "also when sent again") from exc
                 raise StoreOutcomeUnknown(
-                    f"redis: no reply to {_names(commands)} ({exc.__class__.__name__}); the outcome is unknown "
+                    f"redis: no reply to {names} ({exc.__class__.__name__}); the outcome is unknown "
                     "and it was not sent again (not idempotent)") from exc
-            for reply in replies:
-                if type(reply) is hiredis.ReplyError:
-                    break
-            else:
-                return replies
-            # An error reply is an answer: every reply was read, the line is in step.
-            errors: list[Exception | None] = [error_of(r) if type(r) is hiredis.ReplyError else None
-                                              for r in replies]
-            replies = [None if e is not None else r for r, e in zip(replies, errors, strict=True)]
-            error = next(e for e in errors if e is not None)
-            refused = next((e for e in errors if _not_run(e)), None)
-            if refused is None:
-                raise StoreError(f"redis: {_names(commands)}: {error}") from error
-            line.drop()   # a demoted or unready node: the next connect finds the primary anew
-            if not all(_not_run(e) or _idempotent(c) for c, e in zip(commands, errors, strict=True)):
-                raise StoreOutcomeUnknown(
-                    f"redis: {_names(commands)} partly refused ({_code(refused)}) after other "
-                    "commands of it ran; not sent again") from refused
-            raise _Refused(refused, lost_resent)
 
     def _write(self, *commands: tuple) -> list[Any] | None:
         """Run write ``commands`` now, or queue them in the open batch."""

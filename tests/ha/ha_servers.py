@@ -50,6 +50,16 @@ def _free_port_with_bus() -> int:
     raise AssertionError("no free port pair for a cluster node")
 
 
+def command_calls(servers: Servers, port: int, command: str) -> tuple[int, int]:
+    """How many times ``port`` ran ``command`` (``INFO commandstats``), and how many it refused
+    unrun (``rejected_calls``: a cluster's ``ASK`` and ``MOVED``, ``READONLY``)."""
+    for line in servers.raw(port, "INFO", "commandstats").decode().splitlines():
+        if line.startswith(f"cmdstat_{command.lower()}:"):
+            fields = dict(part.split("=", 1) for part in line.split(":", 1)[1].split(","))
+            return int(fields["calls"]), int(fields.get("rejected_calls", 0))
+    return 0, 0
+
+
 def replica_online(servers: Servers, primary: int) -> bool:
     """Whether ``primary`` has a replica in step (``state=online``: it acknowledges, so ``WAIT`` counts it)."""
     return b"state=online" in servers.raw(primary, "INFO", "replication")

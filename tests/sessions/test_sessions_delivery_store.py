@@ -89,8 +89,8 @@ def test_redis_set_has_a_ttl_and_a_claim_is_never_sent_twice(redis_store):
 
     sent: list[bool] = []
 
-    def lost(connection, payload, commands, resendable, *_):
-        sent.append(resendable)
+    def lost(connection, payload, commands, answers):
+        sent.append(answers.resendable())
         raise StoreOutcomeUnknown("reply lost")
 
     store._exchange = lost   # type: ignore[method-assign]

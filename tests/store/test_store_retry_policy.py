@@ -39,8 +39,8 @@ class _Recording(RedisStore):
         super().__init__(redis.Redis(), prefix="p:")
         self.calls: list[tuple[tuple, bool]] = []
 
-    def _exchange(self, line, payload, commands, resendable, lost_resent=False):
-        self.calls.append((commands, resendable))
+    def _exchange(self, line, payload, commands, answers):
+        self.calls.append((commands, answers.resendable()))
         replies = {"MGET": lambda c: [None] * (len(c) - 1), "DEL": lambda c: 0, "INCR": lambda c: 1}
         return [replies.get(c[0], lambda c: None)(c) for c in commands]
 
