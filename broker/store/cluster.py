@@ -43,8 +43,9 @@ from redis.crc import key_slot
 
 from broker.store import slots
 from broker.store.base import StoreError
+from broker.store.commands import names
 from broker.store.confirm import check_wait_ms
-from broker.store.redis import NothingSent, RedisStore, _names
+from broker.store.redis import NothingSent, RedisStore
 
 logger = logging.getLogger("broker.store.cluster")
 
@@ -84,7 +85,7 @@ def slot_of(commands: tuple[tuple, ...]) -> int | None:
             if found is None:
                 found = slot
             elif slot != found:
-                message = (f"{_names(commands)}: keys in more than one cluster slot; keys sent together "
+                message = (f"{names(commands)}: keys in more than one cluster slot; keys sent together "
                            "must share a hash tag (broker/store/slots.py)")
                 # The command names only (never a key: keys are built from codes and tokens); the
                 # stack names the caller that built the batch.

@@ -36,7 +36,7 @@ revoke a good grant; ``INCR`` would count twice; ``DEL`` would report 0 deletion
    ordered before our still unfinished call.  That holds for ``GET``, ``MGET``,
    ``SMEMBERS``, ``EXISTS``, ``PING``, a plain ``SET key value EX ttl``, ``SADD``,
    ``SREM``, a plain ``EXPIRE`` (the store uses none of their counts) and the script of
-   ``set_add_bounded`` (:data:`_RESENDABLE_SCRIPTS`).
+   ``set_add_bounded`` (:data:`broker.store.commands.RESENDABLE_SCRIPTS`).
 4. Anything else (``SET NX``, ``GETDEL``, ``INCR``, ``DEL``, ``EXPIRE NX``, any other
    command, and any batch holding one) raises :class:`StoreOutcomeUnknown`, a
    :class:`StoreError` saying so.  Callers treat it like Redis being down (the token
@@ -107,6 +107,17 @@ import redis
 from broker import metrics
 from broker.store import sentinel
 from broker.store.base import Store, StoreError, StoreOutcomeUnknown, TakeBack
+from broker.store.commands import (
+    SET_ADD_BOUNDED,
+    SET_CLAIM,
+    ZSET_CLAIM,
+    command_name,
+    idempotent,
+    incr,
+    operation,
+    pack,
+)
+from broker.store.commands import names as command_names
 from broker.store.confirm import Confirmation, connected_replicas
 from broker.store.line import Line, Lines, error_of
 
@@ -114,64 +125,6 @@ from broker.store.line import Line, Lines, error_of
 _dumps = orjson.dumps
 _loads = orjson.loads
 
-
-def _pack(args: tuple) -> bytes:
-    """One command in RESP (the Redis protocol): an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
-
-
-#: Commands whose second run changes nothing and answers as if it were the only one.
-_READS = frozenset({"GET", "MGET", "SMEMBERS", "EXISTS", "PING", "WAIT", "INFO", "ROLE"})   # WAIT changes no data
-_SET_WRITES = frozenset({"SADD", "SREM"})   # their counts are not used by the store
-
-
-def _name(arg: str | bytes | int) -> str:
-    return (arg.decode() if isinstance(arg, bytes) else str(arg)).upper()
-
-
-def _idempotent(command: tuple) -> bool:
-    """Whether ``command`` may be sent again when its first send may have run (module docstring)."""
-    name = _name(command[0])
-    if name in _READS or name in _SET_WRITES:
-        return True
-    if name == "SET":   # SET key value EX ttl; not NX, XX, GET, KEEPTTL, ...
-        return len(command) == 5 and _name(command[3]) == "EX"
-    if name == "EXPIRE":   # EXPIRE key ttl; EXPIRE ... NX answers 0 the second time
-        return len(command) == 3
-    if name == "EVAL":   # a script written to run twice (_RESENDABLE_SCRIPTS, at the end of the module)
-        return command[1] in _RESENDABLE_SCRIPTS
-    return False
-
-
-def _incr(key: str, by: int) -> tuple:
-    return ("INCR", key) if by == 1 else ("INCRBY", key, by)
-
-
-def _names(commands: tuple[tuple, ...]) -> str:
-    return " ".join(dict.fromkeys(_name(command[0]) for command in commands))
-
-
-def _operation(commands: tuple[tuple, ...]) -> str:
-    """The operation a failed round trip is counted under (broker.metrics.store_error): its first command."""
-    return _name(commands[0][0]).lower() if commands else "other"
-
-
-#: zset_claim: the due members (ZRANGEBYSCORE, O(log n + count)) re-scored (ZADD XX, O(log n) each)
-#: in one atomic step, so two instances claiming at once never get the same member.
-_ZSET_CLAIM = """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(members) do
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
-end
-return members
-"""
 
 # A missing reply: the socket timed out, was reset or closed, or the bytes made no sense.
 _NO_REPLY = (redis.RedisError, OSError)
@@ -205,7 +158,7 @@ def _code(error: Exception) -> str:
 
 
 def _waits(command: tuple) -> bool:
-    return _name(command[0]) == "WAIT"
+    return command_name(command[0]) == "WAIT"
 
 
 class _Answers:
@@ -229,7 +182,7 @@ class _Answers:
 
     def resendable(self) -> bool:
         """Whether the pending commands may be sent again after a lost reply (rule 3)."""
-        return all(_idempotent(self.commands[i]) for i in self.pending)
+        return all(idempotent(self.commands[i]) for i in self.pending)
 
     def take(self, replies: list[Any]) -> Exception | None:
         """Merge the replies to :meth:`to_send`'s commands; return the refusal the pending rest
@@ -249,16 +202,16 @@ class _Answers:
         answered = [n for n, e in enumerate(errors) if not _not_run(e)]
         if refusal is not None and any(_not_run(e) and type(e) not in _REDIRECTS for e in errors):
             # The node cannot serve: what it ran beside the refusal may be lost with its role.
-            if not all(_idempotent(self.commands[sent[n]]) for n in answered):
+            if not all(idempotent(self.commands[sent[n]]) for n in answered):
                 raise StoreOutcomeUnknown(
-                    f"redis: {_names(self.commands)} partly refused ({_code(refusal)}) after other "
+                    f"redis: {command_names(self.commands)} partly refused ({_code(refusal)}) after other "
                     "commands of it ran; not sent again") from refusal
             return refusal   # every command sent goes again: as if none had run
         self.ran = self.ran or any(not _waits(self.commands[sent[n]]) for n in answered)
         self.pending = [i for i, e in zip(sent, errors, strict=True) if _not_run(e)]
         error = next((e for e in errors if e is not None and not _not_run(e)), None)
         if error is not None:
-            raise StoreError(f"redis: {_names(self.commands)}: {error}") from error
+            raise StoreError(f"redis: {command_names(self.commands)}: {error}") from error
         for n in answered:
             i, reply = sent[n], replies[n]
             if _waits(self.commands[i]):
@@ -272,7 +225,7 @@ class _Answers:
 
     def unfinished(self, why: str) -> StoreError:
         """The error for a batch whose pending commands end unsent or refused: ``why`` says which."""
-        names = _names(self.commands)
+        names = command_names(self.commands)
         if self.ran:
             return StoreOutcomeUnknown(f"redis: {names} ran in part; the rest {why}")
         return StoreError(f"redis: {names} {why}; nothing was run")
@@ -332,7 +285,7 @@ class RedisStore(Store):
                     raise
                 # Not "nothing was sent" to the caller, who might send it all again (ClusterStore._run).
                 raise answers.unfinished("could not be sent again (unreachable)") from exc
-        metrics.store_error(_operation(commands))
+        metrics.store_error(operation(commands))
         raise answers.unfinished(f"refused ({_code(refusal) if refusal else '?'}), also when sent again "
                                  f"{_NOT_RUN_RESENDS} times") from refusal
 
@@ -346,14 +299,14 @@ class RedisStore(Store):
             metrics.store_error("connect")
             raise NothingSent(f"redis unreachable ({exc.__class__.__name__}); nothing was sent") from exc
         try:
-            refusal = answers.take(self._off_route(route, self._exchange(line, b"".join(_pack(c) for c in sent),
+            refusal = answers.take(self._off_route(route, self._exchange(line, b"".join(pack(c) for c in sent),
                                                                          sent, answers)))
         except StoreOutcomeUnknown:
             line.drop()   # lost reply (dropped already), or a node that cannot serve: the next connect finds anew
-            metrics.store_error(_operation(answers.commands))
+            metrics.store_error(operation(answers.commands))
             raise
         except StoreError:
-            metrics.store_error(_operation(answers.commands))
+            metrics.store_error(operation(answers.commands))
             raise   # the line is in step, or _exchange has dropped it
         except BaseException:
             line.drop()   # replies may be on their way or unread: never read them as ours
@@ -400,7 +353,7 @@ class RedisStore(Store):
                 return line.exchange(payload, len(commands))
             except _NO_REPLY as exc:
                 line.drop()   # a late reply must never answer a later command
-                resendable, names = answers.resendable(), _names(answers.to_send())
+                resendable, names = answers.resendable(), command_names(answers.to_send())
                 if resendable and not answers.lost_resent:
                     answers.lost_resent = True
                     continue
@@ -521,11 +474,11 @@ class RedisStore(Store):
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
     def incr(self, key: str, ttl: int, by: int = 1) -> int:
-        value, _ = self._run(_incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"))
+        value, _ = self._run(incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"))
         return int(value)
 
     def incr_and_get(self, key: str, ttl: int, other: str, by: int = 1) -> tuple[int, Any | None]:
-        value, _, raw = self._run(_incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"),
+        value, _, raw = self._run(incr(self._k(key), by), ("EXPIRE", self._k(key), ttl, "NX"),
                                   ("GET", self._k(other)))
         return int(value), None if raw is None else _loads(raw)
 
@@ -540,7 +493,7 @@ class RedisStore(Store):
     def zset_claim(self, key: str, *, max_score: float, count: int, new_score: float) -> list[str]:
         if count <= 0:
             return []
-        members = self._run(("EVAL", _ZSET_CLAIM, 1, self._k(key), repr(float(max_score)), count,
+        members = self._run(("EVAL", ZSET_CLAIM, 1, self._k(key), repr(float(max_score)), count,
                              repr(float(new_score))))[0] or ()
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
@@ -565,48 +518,11 @@ class RedisStore(Store):
     def set_claim(self, key: str, into: str, *, count: int, score: float, ttl: int) -> list[str]:
         if count <= 0:
             return []
-        members = self._run(("EVAL", _SET_CLAIM, 2, self._k(key), self._k(into), count, repr(float(score)),
+        members = self._run(("EVAL", SET_CLAIM, 2, self._k(key), self._k(into), count, repr(float(score)),
                              ttl))[0] or ()
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     def set_add_bounded(self, key: str, member: str, *, limit: int, ttl: int, refused: str) -> bool | None:
         self._take_back.note(key, member)   # first: a batch failing from here on takes it back
-        replies = self._write(("EVAL", _SET_ADD_BOUNDED, 2, self._k(key), self._k(refused), member, limit, ttl))
+        replies = self._write(("EVAL", SET_ADD_BOUNDED, 2, self._k(key), self._k(refused), member, limit, ttl))
         return None if replies is None else bool(replies[0])
-
-
-#: set_claim: up to ARGV[1] members popped from the set (SPOP, O(count)) and added to the sorted set
-#: (ZADD, O(log n) each) in one atomic step; never sent again (EVAL is not idempotent), and a lost
-#: reply leaves the members in the sorted set, due at their score.
-_SET_CLAIM = """
-local members = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
-for _, member in ipairs(members) do
-    redis.call('ZADD', KEYS[2], ARGV[2], member)
-end
-if #members > 0 then
-    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-end
-return members
-"""
-
-#: set_add_bounded: SISMEMBER, SCARD, then SADD + EXPIRE or INCR + EXPIRE of the refusal counter, all
-#: O(1), in one atomic step, so the bound holds for every client at once.  A member already there
-#: answers 1 without being counted: a resent batch adds nothing twice (a refused member resent is
-#: counted twice, a count of what the audit lacks that errs high).
-_SET_ADD_BOUNDED = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
-    return 1
-end
-if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('SADD', KEYS[1], ARGV[1])
-    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-    return 1
-end
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-return 0
-"""
-
-#: Scripts :func:`_idempotent` lets be sent again after a lost reply: a second run leaves the data
-#: as the first did (EVAL of any other script is never sent again).
-_RESENDABLE_SCRIPTS = frozenset({_SET_ADD_BOUNDED})

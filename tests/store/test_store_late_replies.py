@@ -17,7 +17,7 @@ import pytest
 from store_proxy import TIMEOUT
 
 from broker.store import StoreError
-from broker.store.redis import _pack
+from broker.store.commands import pack as _pack
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,8 @@ import pytest
 import redis
 
 from broker.store import StoreError, StoreOutcomeUnknown
-from broker.store.redis import RedisStore, _idempotent
+from broker.store.commands import idempotent as _idempotent
+from broker.store.redis import RedisStore
 
 
 @pytest.mark.parametrize(("command", "expected"), [
