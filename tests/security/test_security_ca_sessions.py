@@ -26,17 +26,21 @@ def _app(environ, start_response):
     return [b"ok"]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ca-sessions")
+def _three_servers(root, app):
+    """A server of the city's CA, one of another CA, one of the city's CA under another host name."""
     city, other = PrivateCa.create("City CA"), PrivateCa.create("Other CA")
-    handles = {"city": serve_https(_app, *city.issue(root / "city")),
-               "other": serve_https(_app, *other.issue(root / "other")),
-               "wrong_host": serve_https(_app, *city.issue(root / "wrong", hosts=("idp.elsewhere.example",)))}
+    handles = {"city": serve_https(app, *city.issue(root / "city")),
+               "other": serve_https(app, *other.issue(root / "other")),
+               "wrong_host": serve_https(app, *city.issue(root / "wrong", hosts=("idp.elsewhere.example",)))}
     yield {"city_ca": city, "other_ca": other, "other_file": other.write(root / "other-ca.pem"),
            **{name: handle.url for name, handle in handles.items()}}
     for handle in handles.values():
         handle.shutdown()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    yield from _three_servers(tmp_path_factory.mktemp("ca-sessions"), _app)
 
 
 def _ca_file(ca: PrivateCa, name: str = "vantaa/idp-ca.pem") -> CaFile:
@@ -85,15 +89,7 @@ def _token_app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def token_servers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ca-form-post")
-    city, other = PrivateCa.create("City CA"), PrivateCa.create("Other CA")
-    handles = {"city": serve_https(_token_app, *city.issue(root / "city")),
-               "other": serve_https(_token_app, *other.issue(root / "other")),
-               "wrong_host": serve_https(_token_app, *city.issue(root / "wrong", hosts=("idp.elsewhere.example",)))}
-    yield {"city_ca": city, "other_file": other.write(root / "other-ca.pem"),
-           **{name: handle.url for name, handle in handles.items()}}
-    for handle in handles.values():
-        handle.shutdown()
+    yield from _three_servers(tmp_path_factory.mktemp("ca-form-post"), _token_app)
 
 
 def test_the_token_request_keeps_the_citys_trust_and_no_ones_cookies(token_servers, monkeypatch):
