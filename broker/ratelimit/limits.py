@@ -96,6 +96,29 @@ def _locked(client_id: str, wait: int) -> OAuthError:
                    f"retry after {wait} s", wait)
 
 
+class LockGate:
+    """A client's lock from one source, not read yet: read beside a grant's take, or by :meth:`settle`.
+
+    The lock must be judged before *any* other answer to the request: a ``400`` or a token
+    where a locked client should get ``429`` would tell a guesser that its secret was right.
+    """
+
+    def __init__(self, store: Store, key: str, limit: int, client_id: str, wait: int):
+        self.store, self.key, self._limit, self._client_id, self._wait = store, key, limit, client_id, wait
+        self.settled = False
+
+    def check(self, failures: object) -> None:
+        """Judge the lock on ``failures``, the value read under :attr:`key`: 429 while locked."""
+        self.settled = True
+        if isinstance(failures, int) and failures > self._limit:
+            raise _locked(self._client_id, self._wait)
+
+    def settle(self) -> None:
+        """Read and judge the lock now, unless that was done (fails closed: a StoreError propagates)."""
+        if not self.settled:
+            self.check(self.store.get(self.key))
+
+
 def _too_many_tokens(client_id: str, limit: Limit, wait: int) -> OAuthError:
     _count_refusal("token")
     return limited(f"client {client_id} is over {limit.count} token requests per {limit.window} s; "
@@ -143,23 +166,28 @@ class RateLimiter:
                                      wait)
 
     def authenticated(self, client_id: str, *, secret: bool, token: bool, remote_addr: str | None,
-                      forwarded_for: str | None) -> None:
+                      forwarded_for: str | None, defer_lock: bool = False) -> LockGate | None:
         """A client authenticated: refuse it (429) while locked from this source, count its token request.
 
         ``secret``: it proved itself with a client secret (the brute-forceable methods);
         ``token``: at the token endpoint.  The lock check fails closed (a :class:`StoreError`
         propagates: 503); a token count alone fails open.  With both, one round trip.
+
+        ``defer_lock``: when no count is due, the lock is not read here but handed back as a
+        :class:`LockGate`, for the grant to read beside the code or refresh token it takes
+        (one round trip saved); the caller must :meth:`LockGate.settle` it before any answer.
         """
         auth, per_client = self.limits.client_auth_failures, self.limits.token
         if not (secret and auth.enabled):
             if token:
                 self._token(client_id)
-            return
+            return None
         auth_key, auth_wait = self._auth_key(client_id, remote_addr, forwarded_for, auth)
         count, to_send, token_key, token_wait = 0, 0, "", 0
         if token and per_client.enabled:
             token_key, token_wait, window = self._key(f"{{{client_id}}}:token", per_client)
             to_send, count = self._tokens.add(token_key, window, step_for(per_client.count))
+        gate = LockGate(self.store, auth_key, auth.count, client_id, auth_wait)
         if to_send:
             try:
                 count, failures = self.store.incr_and_get(token_key, token_wait + 1, auth_key, to_send)
@@ -167,12 +195,13 @@ class RateLimiter:
                 self._tokens.unsent(token_key, to_send)
                 raise   # the lock check fails closed
             self._tokens.sent(token_key, count)
-        else:
-            failures = self.store.get(auth_key)
-        if isinstance(failures, int) and failures > auth.count:
-            raise _locked(client_id, auth_wait)
+            gate.check(failures)
+        elif not defer_lock:
+            gate.settle()
         if count > per_client.count:
+            gate.settle()   # locked or not, this one is over its count: the lock's answer first
             raise _too_many_tokens(client_id, per_client, token_wait)
+        return None if gate.settled else gate
 
     def failed_secret(self, client_id: str, remote_addr: str | None, forwarded_for: str | None) -> None:
         """Count a wrong secret of ``client_id`` from this source; raise a 429 once over the count.

@@ -73,6 +73,13 @@ class Store(abc.ABC):
         For a caller that may have to :meth:`put_back` what it took; one round trip.
         """
 
+    def take_beside(self, key: str, other: str) -> tuple[tuple[Any, float] | None, Any | None]:
+        """:meth:`take_with_ttl` ``key`` and :meth:`get` ``other`` (read first), in one round trip where the
+        store can: for a check that must be passed before what was taken is used (a client's lock, beside
+        its code)."""
+        other_value = self.get(other)
+        return self.take_with_ttl(key), other_value
+
     @abc.abstractmethod
     def put_back(self, key: str, value: Any, ttl: float) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, only if ``key`` is absent.

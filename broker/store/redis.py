@@ -452,6 +452,13 @@ class RedisStore(Store):
         pttl, raw = self._run(("PTTL", self._k(key)), ("GETDEL", self._k(key)))
         return None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
 
+    def take_beside(self, key: str, other: str) -> tuple[tuple[Any, float] | None, Any | None]:
+        if self.one_slot_batches:   # a cluster: the two keys are in different slots
+            return super().take_beside(key, other)
+        raw_other, pttl, raw = self._run(("GET", self._k(other)), ("PTTL", self._k(key)), ("GETDEL", self._k(key)))
+        taken = None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
+        return taken, None if raw_other is None else _loads(raw_other)
+
     def put_back(self, key: str, value: Any, ttl: float) -> None:
         ttl_ms = int(ttl * 1000)   # rounded down: never longer than it had
         if ttl_ms > 0:

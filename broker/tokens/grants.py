@@ -30,7 +30,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.store import Store, StoreError, slots
 from broker.tokens.authorize import AuthorizationRequest
@@ -64,6 +64,14 @@ _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 
 def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Gate(Protocol):
+    """A check read beside a grant's take and passed before it is used (broker.ratelimit.limits.LockGate)."""
+
+    key: str
+
+    def check(self, value: Any) -> None: ...
 
 
 def issued_token_hash(token: str) -> str:
@@ -162,7 +170,21 @@ class Grants:
 
     # ------------------------------------------------------------------ grant_type=authorization_code
 
-    def authorization_code(self, client: Client, form: Params) -> dict[str, Any]:
+    def _take(self, key: str, gate: Gate | None) -> tuple[Any, float] | None:
+        """Take ``key`` (with its time left); with a ``gate``, read it in the same round trip and pass it
+        first: a refusal puts back what was taken, so the gate's answer leaves nothing spent."""
+        if gate is None:
+            return self.store.take_with_ttl(key)
+        taken, value = self.store.take_beside(key, gate.key)
+        try:
+            gate.check(value)
+        except BaseException:
+            if taken is not None:
+                self.store.put_back(key, *taken)
+            raise
+        return taken
+
+    def authorization_code(self, client: Client, form: Params, *, gate: Gate | None = None) -> dict[str, Any]:
         """Redeem a code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2).
 
         A code issued in a broker session is redeemed only while that session lasts: the
@@ -181,7 +203,7 @@ class Grants:
             raise invalid_request("code is missing (RFC 6749 §4.1.3)")
         redirect_uri = _param(form, "redirect_uri")
         verifier = _param(form, "code_verifier")
-        taken = self.store.take_with_ttl(code_key(code))  # single use, atomically (RFC 6749 §4.1.2)
+        taken = self._take(code_key(code), gate)  # single use, atomically (RFC 6749 §4.1.2)
         if taken is None:
             used = self.store.get(_key("codegrant", code, _h(code)))
             if used is not None:
@@ -272,7 +294,7 @@ class Grants:
 
     # ------------------------------------------------------------------ grant_type=refresh_token
 
-    def refresh_token(self, client: Client, form: Params) -> dict[str, Any]:
+    def refresh_token(self, client: Client, form: Params, *, gate: Gate | None = None) -> dict[str, Any]:
         """Redeem and rotate a refresh token (RFC 6749 §6, §10.4; RFC 9700 §4.14.2).
 
         A rotation that fails (the store or the key ring: 503) deletes the tombstone and the
@@ -284,7 +306,7 @@ class Grants:
             raise invalid_request("refresh_token is missing (RFC 6749 §6)")
         if "refresh_token" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
-        taken = self.store.take_with_ttl(_rt_key("rt", token))  # claims the token atomically
+        taken = self._take(_rt_key("rt", token), gate)  # claims the token atomically
         if taken is None:
             used = self.store.get(_rt_key("rtused", token))
             if used is not None:  # RFC 9700 §4.14.2: reuse of a rotated token revokes the family

@@ -48,6 +48,7 @@ from broker.tokens.revocation import revoke
 from broker.tokens.userinfo import userinfo
 
 if TYPE_CHECKING:
+    from broker.ratelimit.limits import LockGate
     from broker.registry.relying_parties import Client
 
 logger = logging.getLogger("broker.tokens")
@@ -309,7 +310,18 @@ class Provider:
         """The token endpoint (RFC 6749 §3.2, §4.1.3, §6)."""
         self._method(request, "POST")
         self._form_body(request)
-        client = self._authenticate(request, "token")
+        client, gate = self._authenticated(request, "token", defer_lock=True)
+        try:
+            data = self._grant(request, client, gate)
+        except OAuthError:
+            if gate is not None:
+                gate.settle()   # the lock's 429 before any other answer (LockGate)
+            raise
+        if gate is not None:
+            gate.settle()   # a grant reads it beside its take; never hand tokens out unjudged
+        return json_response(data, headers=NO_STORE)
+
+    def _grant(self, request: Request, client: Client, gate: LockGate | None) -> dict[str, Any]:
         grant_types = request.form.get("grant_type") or []
         if len(grant_types) != 1:
             raise invalid_request("exactly one grant_type is required (RFC 6749 §4.1.3)")
@@ -319,21 +331,25 @@ class Provider:
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
         if grant_type == "authorization_code":
-            data = self.grants.authorization_code(client, request.form)
-        else:
-            data = self.grants.refresh_token(client, request.form)
-        return json_response(data, headers=NO_STORE)
+            return self.grants.authorization_code(client, request.form, gate=gate)
+        return self.grants.refresh_token(client, request.form, gate=gate)
 
     def _authenticate(self, request: Request, endpoint: str, *, allow_public: bool = True) -> Client:
         """The authenticated client, unless the rate limits refuse it (429): locked from this source after
         wrong secrets, or over its token requests (``endpoint == "token"``)."""
+        return self._authenticated(request, endpoint, allow_public=allow_public)[0]
+
+    def _authenticated(self, request: Request, endpoint: str, *, allow_public: bool = True,
+                       defer_lock: bool = False) -> tuple[Client, LockGate | None]:
+        """:meth:`_authenticate`; with ``defer_lock``, the lock check may come back unread, as a gate."""
         client = self.client_auth.authenticate(request, endpoint_url=self.urls[endpoint], allow_public=allow_public)
+        gate = None
         if self.limiter is not None:
-            self.limiter.authenticated(
+            gate = self.limiter.authenticated(
                 client.client_id, secret=client.token_endpoint_auth_method in SECRET_METHODS,
                 token=endpoint == "token", remote_addr=request.remote_addr,
-                forwarded_for=request.header("x-forwarded-for"))
-        return client
+                forwarded_for=request.header("x-forwarded-for"), defer_lock=defer_lock)
+        return client, gate
 
     def _userinfo(self, request: Request) -> Response:
         self._method(request, "GET", "POST")
