@@ -30,7 +30,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from broker.store import Store, StoreError, slots
 from broker.tokens.authorize import AuthorizationRequest
@@ -82,6 +82,10 @@ def issued_token_hash(token: str) -> str:
 def _key(kind: str, tagged: str, rest: str | None = None) -> str:
     """``tok:<kind>:{<tag of tagged>}<rest>`` (``rest`` defaults to ``tagged`` itself)."""
     return slots.key(f"tok:{kind}:", slots.tag_of(tagged), tagged if rest is None else rest)
+
+
+#: A code record that says "replayed" (Grants._replayed): the code stays refused.
+_REPLAYED = "replayed"
 
 
 def code_key(code: str) -> str:
@@ -207,13 +211,12 @@ class Grants:
         if taken is None:
             used = self.store.get(_key("codegrant", code, _h(code)))
             if used is not None:
-                # RFC 6749 §4.1.2 / §10.5: a code used twice revokes every token issued from it.
-                self.revoke_grant(used["gid"])
-                self.deny(used["jti"], self.clock() + self.lifetimes.access_token + self.lifetimes.leeway)
-                logger.warning("authorization code replayed: grant revoked client_id=%s", client.client_id)
-                raise invalid_grant("authorization code was already used; its tokens are revoked")
+                self._replayed(code, used, client.client_id)
             raise invalid_grant("authorization code is invalid or expired")
         record, left = taken
+        if record.get(_REPLAYED):
+            self.store.put(code_key(code), record, self.lifetimes.code)   # it stays burnt
+            raise invalid_grant("authorization code was already used; its tokens are revoked")
         if record["c"] != client.client_id:  # RFC 6749 §4.1.3: code bound to the client
             logger.warning("authorization code presented by another client client_id=%s", client.client_id)
             raise invalid_grant("authorization code was issued to another client")
@@ -271,6 +274,19 @@ class Grants:
             logger.info("code redeemed after its sign-in session ended client_id=%s", client.client_id)
             raise invalid_grant("the sign-in session has ended")
         return tokens
+
+    def _replayed(self, code: str, used: dict[str, Any], client_id: str) -> NoReturn:
+        """RFC 6749 §4.1.2 / §10.5: a code used twice revokes every token issued from it.
+
+        The code's key is left burnt (a tombstone for the code's lifetime). A first redemption
+        of it that is failing at this moment puts the code back only where nothing is
+        (``Store.put_back``), so its retry meets the tombstone: a replay stays a replay.
+        """
+        self.store.put(code_key(code), {_REPLAYED: True}, self.lifetimes.code)
+        self.revoke_grant(used["gid"])
+        self.deny(used["jti"], self.clock() + self.lifetimes.access_token + self.lifetimes.leeway)
+        logger.warning("authorization code replayed: grant revoked client_id=%s", client_id)
+        raise invalid_grant("authorization code was already used; its tokens are revoked")
 
     def _unwrite(self, client_id: str, *keys: str, audited: str | None = None,
                  put_back: tuple[str, Any, float] | None = None) -> None:

@@ -18,11 +18,13 @@ import logging
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from authlib.common.security import generate_token
 from tokens_env import make_env, rebuild
 from tokens_forge import introspect, token_request
 from tokens_rp import authorize, code_flow, session
 
 from broker.store import MemoryStore, StoreError
+from broker.tokens.grants import code_key
 from broker.tokens.keys import RING_KEY
 
 GRANTS = "test:grants"   # the test hook's record of a session's grants (a set, as the broker's sessions keep)
@@ -169,3 +171,20 @@ def test_put_back_joins_a_batch(store):
         store.delete("written")
         store.put_back("taken", {"v": 1}, 30.0)
     assert store.get_many("written", "taken") == [None, {"v": 1}]
+
+
+def test_a_code_replayed_while_its_first_redemption_fails_stays_refused(env):
+    """The replay leaves the code burnt: the failing redemption's put-back cannot bring it back."""
+    s = session(env, "rp1")
+    verifier = generate_token(48)
+    _, query = authorize(env, s, nonce="n", code_verifier=verifier)
+    redeem = {"grant_type": "authorization_code", "code": query["code"], "code_verifier": verifier,
+              "redirect_uri": env.clients["rp1"].redirect_uri}
+    key = code_key(query["code"])
+    taken = env.store.take_with_ttl(key)        # a first redemption took the code, and its batch is failing...
+    replay = token_request(env, "rp1", redeem)  # ...while someone else presents the same code
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    env.store.put_back(key, *taken)             # the failing redemption's undo
+    retry = token_request(env, "rp1", redeem)   # and its client's retry
+    assert retry.status_code == 400 and retry.json()["error"] == "invalid_grant"
+    assert "already used" in retry.json()["error_description"]
