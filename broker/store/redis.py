@@ -145,6 +145,11 @@ _REDIRECTS = frozenset({redis.exceptions.MovedError, redis.exceptions.AskError, 
 _NOT_RUN_RESENDS = 3
 
 
+def _taken(pttl: Any, raw: Any) -> tuple[Any, float] | None:
+    """A ``PTTL`` + ``GETDEL`` pair's replies as ``(value, seconds it had left)``, ``None`` if absent."""
+    return None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
+
+
 class NothingSent(StoreError):
     """The store could not be reached before anything was sent: certain, and safe to try again."""
 
@@ -449,15 +454,13 @@ class RedisStore(Store):
     def take_with_ttl(self, key: str) -> tuple[Any, float] | None:
         # PTTL before GETDEL, one round trip.  Not atomic as a pair, and need not be: a value
         # written under the key in between is only ever one put back, with no longer a TTL.
-        pttl, raw = self._run(("PTTL", self._k(key)), ("GETDEL", self._k(key)))
-        return None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
+        return _taken(*self._run(("PTTL", self._k(key)), ("GETDEL", self._k(key))))
 
     def take_beside(self, key: str, other: str) -> tuple[tuple[Any, float] | None, Any | None]:
         if self.one_slot_batches:   # a cluster: the two keys are in different slots
             return super().take_beside(key, other)
         raw_other, pttl, raw = self._run(("GET", self._k(other)), ("PTTL", self._k(key)), ("GETDEL", self._k(key)))
-        taken = None if raw is None else (_loads(raw), max(int(pttl), 0) / 1000)
-        return taken, None if raw_other is None else _loads(raw_other)
+        return _taken(pttl, raw), None if raw_other is None else _loads(raw_other)
 
     def put_back(self, key: str, value: Any, ttl: float) -> None:
         ttl_ms = int(ttl * 1000)   # rounded down: never longer than it had

@@ -107,7 +107,7 @@ def test_token_counts_go_with_the_lock_check_and_a_lock_still_refuses_at_once(re
     token("198.51.100.7")                              # another source
 
 
-def test_a_count_that_cannot_be_sent_fails_open_and_a_lock_check_fails_closed(redis_store):
+def test_a_count_that_cannot_be_sent_fails_open_and_a_lock_check_fails_closed():
     class Away:
         def incr(self, *args):
             raise StoreError("away")
