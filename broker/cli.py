@@ -129,56 +129,10 @@ def _active_version_builds(settings: Settings) -> bool:
 
 
 def _check(args) -> int:
-    """Validate everything start-up validates, through the same loaders (tenant files, SAML
-    metadata, mapping rules, registrations); warnings (weak cryptography an IdP opted into,
-    services a tenant's allowed_services names that are not registered) are printed but do
-    not fail the check."""
-    from broker.discovery.site import SiteTextError, SiteTexts
-    from broker.registry.services import unknown_service_warnings
-    from broker.registry.tenants import crypto_warnings
+    """Validate everything start-up validates (:mod:`broker.registry.check`)."""
+    from broker.registry.check import run_check
 
-    settings = _settings()
-    registry = _load_registry_or_report(settings)
-    if registry is None:
-        return 1
-    try:
-        SiteTexts.load(settings.config_dir)     # the city page's texts (config/site.yaml)
-    except SiteTextError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for warning in crypto_warnings(registry.tenants) + unknown_service_warnings(registry.tenants, registry.parties):
-        print(f"warning: {warning}", file=sys.stderr)
-    _print_expiry(settings, registry)
-    idps = sum(len(t.identity_providers) for t in registry.tenants)
-    print(f"ok: {len(registry.tenants)} tenants, {idps} identity providers, "
-          f"{len(registry.parties.clients)} OIDC clients, {len(registry.parties.sps)} SAML SPs")
-    return 0
-
-
-def _print_expiry(settings: Settings, registry) -> None:
-    """Certificates and metadata that expire within 30 days (or have): printed, never a failure.
-
-    Metadata named by URL is checked in its last good copy in the shared store (nothing is
-    fetched); without BROKER_REDIS_URL there is none to read.
-    """
-    from broker.registry.expiry import expiry_warnings
-    from broker.saml.metadata_refresh import last_good_copies, pinned_sources
-    from broker.store import open_store
-
-    sources = pinned_sources(registry.tenants)
-    remote: dict[str, str | None] = {}
-    if sources and settings.redis_url:
-        store = open_store(settings.redis_url, prefix=settings.redis_prefix)
-        try:
-            remote = last_good_copies(registry.tenants, store)
-        finally:
-            store.close()
-    for item in expiry_warnings(registry.tenants, remote=remote, keys_dir=settings.keys_dir):
-        print(f"warning: expiry ({item.level}): {item.message()}", file=sys.stderr)
-    unchecked = [s.idp for s in sources if not remote.get(s.idp)]
-    if unchecked:
-        why = "no good copy in the store yet" if settings.redis_url else "no BROKER_REDIS_URL: no stored copy to read"
-        print(f"note: metadata by URL not checked for expiry ({why}): {', '.join(unchecked)}", file=sys.stderr)
+    return run_check()
 
 
 def configure_logging(level: str) -> None:

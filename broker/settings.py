@@ -138,6 +138,8 @@ class Settings:
         Keyword ``overrides`` win over both; tests use them instead of the environment.
         """
         env = dict(os.environ if environ is None else environ)
+        # ``broker check`` changes nothing: without a master secret it checks with a throw-away one.
+        create_secret = overrides.pop("create_master_secret", True)
         config_dir = Path(overrides.pop("config_dir", None) or env.get("BROKER_CONFIG_DIR") or ROOT / "config")
         file_conf = _read_yaml(config_dir / "broker.yaml")
         port = int(overrides.pop("port", None) or env.get("BROKER_PORT") or file_conf.get("port", 8000))
@@ -188,7 +190,7 @@ class Settings:
                                                  secrets_dir=values["secrets_dir"], root=ROOT,
                                                  ca_dir=values["ca_dir"])
         if "master_secret" not in values:
-            values["master_secret"] = _master_secret(env, Path(values["keys_dir"]))
+            values["master_secret"] = _master_secret(env, Path(values["keys_dir"]), create=create_secret)
         if env.get("BROKER_SIGNATURE_BACKEND") or "signature_backend" in file_conf:
             # The xmlsec1 subprocess path is gone (decision 9): refuse rather than silently ignore it.
             raise SettingsError("signature_backend (BROKER_SIGNATURE_BACKEND) was removed: SAML signatures are "
@@ -294,13 +296,15 @@ def _check_ca_dir(ca_dir: Path | None, env: Mapping[str, str], values: Mapping[s
                                 f"but {ca_dir} holds {what} {path}; give the CA files their own folder")
 
 
-def _master_secret(env: Mapping[str, str], keys_dir: Path) -> bytes:
+def _master_secret(env: Mapping[str, str], keys_dir: Path, *, create: bool = True) -> bytes:
     if env.get("BROKER_SECRET"):
         secret = env["BROKER_SECRET"].encode()
     elif env.get("BROKER_SECRET_FILE"):
         secret = Path(env["BROKER_SECRET_FILE"]).read_bytes().strip()
     else:
         path = keys_dir / "master.secret"
+        if not path.exists() and not create:
+            return secrets.token_urlsafe(48).encode()
         if not path.exists():
             _create_private_file(path, secrets.token_urlsafe(48).encode())
         elif path.stat().st_mode & 0o077:

@@ -151,4 +151,4 @@ def test_broker_check_prints_the_warnings_and_still_passes(site):
     assert "(in 2 days)" in lines[0]
     assert any(line.startswith("warning: expiry (warning): vantaa/koulu: signing certificate 'vantaa signing'")
                for line in lines)
-    assert "ok: 1 tenants" in result.stdout
+    assert "ok: 1 tenant," in result.stdout

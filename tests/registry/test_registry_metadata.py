@@ -158,7 +158,7 @@ def test_broker_check_fails_on_a_doctype_with_a_clear_message(site, kind):
     assert returncode == 1, output
     assert "identity_providers[0].metadata.file: expected SAML metadata without a DOCTYPE, DTD or entity " \
            "declarations" in output
-    assert "1 problem(s); the broker will not start" in output
+    assert "1 problem in the tenant files" in output and "the broker will not start" in output
 
 
 def test_start_up_refuses_what_check_refuses_with_the_same_message(site):
@@ -173,4 +173,4 @@ def test_start_up_refuses_what_check_refuses_with_the_same_message(site):
 def test_broker_check_passes_on_good_metadata(site):
     result = site.cli("check")
     assert result.returncode == 0, result.stderr
-    assert "ok: 1 tenants, 1 identity providers" in result.stdout
+    assert "ok: 1 tenant, 1 identity provider," in result.stdout
