@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("demo", help="run the broker with demo city IdPs and demo services")
+    p.add_argument("--prepare", action="store_true",
+                   help="only generate the demo's files (city IdP metadata, keys, secrets) and register its "
+                        "services, then exit")
     p.set_defaults(handler=_demo)
 
     from broker.registry.cli import add_commands
@@ -164,7 +167,7 @@ def _serve(args) -> int:
 def _demo(args) -> int:
     from broker.demo.run import run_demo
 
-    return run_demo()
+    return run_demo(prepare_only=args.prepare)
 
 
 def _keyring(settings: Settings):

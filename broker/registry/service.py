@@ -27,7 +27,16 @@ from broker.registry.relying_parties import (
     sp_document,
 )
 from broker.registry.tenants import TenantError, crypto_warnings
-from broker.registry.versions import Conflict, Documents, Invalid, Key, RegistryVersions, Version, VersionError
+from broker.registry.versions import (
+    Conflict,
+    Documents,
+    Invalid,
+    Key,
+    RegistryVersions,
+    Version,
+    VersionError,
+    canonical,
+)
 from broker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -101,7 +110,11 @@ class RegistryService:
     def ensure(self, objects: Mapping[Key, dict[str, Any] | None], *, by: str, comment: str = "") -> Version | None:
         """Make the active version hold ``objects`` as given: a new version if anything differs, else ``None``."""
         current = self.versions.state().documents
-        changes = {key: content for key, content in objects.items() if current.get(key) != content}
+        # Compared as stored (canonical JSON): a document built in memory holds tuples where the
+        # stored one has lists, and the same content must not look changed (a second `broker demo`).
+        changes = {key: content for key, content in objects.items()
+                   if (None if current.get(key) is None else canonical(current[key]))
+                   != (None if content is None else canonical(content))}
         return self.propose(changes, by=by, comment=comment) if changes else None
 
     def activate(self, version_id: int, *, by: str) -> Version:

@@ -32,3 +32,16 @@ def test_prepare_registers_the_services_logout_urls_and_writes_slo_metadata(tmp_
     assert [s["location"] for s in store.single_logout_service(
         "http://localhost:8101/vantaa/idp", BINDING_HTTP_REDIRECT, "idpsso")] == [
         "http://localhost:8101/vantaa/slo/redirect"]
+
+
+def test_a_second_prepare_changes_nothing_and_does_not_fail(tmp_path):
+    """A second `make demo` (or `broker demo --prepare`): the registrations are already as asked."""
+    from broker.app import open_registry
+
+    stack = DemoStack(demo_dir=tmp_path / "demo", metadata_dir=tmp_path / "metadata",
+                      ports=Ports(8000, 8101, 8102, 8201, 8202), environ={})
+    stack.prepare()
+    versions = open_registry(stack.settings()).versions
+    active = versions.state().version_id
+    stack.prepare()
+    assert versions.state().version_id == active

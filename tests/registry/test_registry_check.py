@@ -38,7 +38,7 @@ def test_a_fresh_clone_is_told_the_tenants_are_the_demo_cities_and_how_to_fix_it
     assert code == 1 and out == ""
     assert err.count("error: ") == 10, err
     assert "the shipped tenant files (tenants/*.yaml) are the demo cities" in err
-    assert "`make demo`" in err and "BROKER_TENANTS_DIR=" in err
+    assert "`broker demo --prepare`" in err and "`make demo`" in err and "BROKER_TENANTS_DIR=" in err
     assert "10 problems in the tenant files" in err and "the broker will not start" in err
     # The check changes nothing: no master secret, no registry.
     assert not (tmp_path / "var").exists()
