@@ -1,22 +1,27 @@
 """The ``broker`` command.
 
     broker check                      validate tenants, mapping rules and registrations
-    broker serve                      run the broker under uWSGI (BROKER_WORKERS workers)
+    broker serve                      run the broker under uWSGI (BROKER_WORKERS workers; BROKER_SERVER=gunicorn:
+                                      under gunicorn instead)
     broker demo                       the embedded default: broker + demo city IdPs + demo services
     broker registry ...               the versioned registry: import, export, versions, diff, activate, rollback
     broker clients add ...            register an OIDC relying party (a registry change); prints its credentials
     broker sps add METADATA_FILE      register a SAML service provider (a registry change)
     broker admin token|grant ...      admin API tokens and console users' grants
     broker audit releases|changes     what services received about a school's people; admin changes
-    broker keys rotate|list           token-signing keys
+    broker keys list|rotate           the brokers' token-signing keys (in Redis: BROKER_REDIS_URL)
     broker mapping explain ...        what a city's IdP response becomes, and what each service gets
     broker config dump                the generated SATOSA configuration (no secrets)
+
+A command group given without an action (``broker keys``, ``broker admin token``) prints
+its own help.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -49,9 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate tenants, mapping rules and registrations")
     p.set_defaults(handler=_check)
 
-    p = sub.add_parser("serve", help="run the broker under uWSGI (or gunicorn: BROKER_SERVER)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default BROKER_WORKERS or 1)")
-    p.add_argument("--bind", default=None, help="address to bind (default 0.0.0.0:$BROKER_PORT)")
+    p = sub.add_parser("serve", help="run the broker under uWSGI (under gunicorn with BROKER_SERVER=gunicorn)",
+                       description="Run the broker under uWSGI, the default pre-fork server (HTTP parsed in C, "
+                                   "slow clients held off the workers); BROKER_SERVER=gunicorn runs it under "
+                                   "gunicorn's sync workers instead, behind a proxy that buffers requests. The "
+                                   "registry's active version must build first; more than one worker needs "
+                                   "BROKER_REDIS_URL.")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default BROKER_WORKERS, else 1; more than 1 needs BROKER_REDIS_URL)")
+    p.add_argument("--bind", default=None, metavar="HOST:PORT",
+                   help="address to listen on (default 0.0.0.0:$BROKER_PORT, port 8000 unless set)")
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("demo", help="run the broker with demo city IdPs and demo services")
@@ -68,12 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     from broker.audit.cli import add_commands as add_audit_commands
     add_audit_commands(sub)
 
-    keys = sub.add_parser("keys", help="token-signing keys").add_subparsers(metavar="ACTION")
-    p = keys.add_parser("rotate", help="promote the pre-published key and publish a new next key")
-    p.add_argument("--force", action="store_true", help="rotate even if the next key is not yet pre-published")
-    p.set_defaults(handler=_keys_rotate)
-    p = keys.add_parser("list", help="list keys and their states")
-    p.set_defaults(handler=_keys_list)
+    from broker.tokens.cli import add_commands as add_keys_commands
+    add_keys_commands(sub)
 
     mapping = sub.add_parser("mapping", help="attribute mapping").add_subparsers(metavar="ACTION")
     p = mapping.add_parser("explain", help="show what an upstream response maps to")
@@ -83,10 +91,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", dest="as_json")
     p.set_defaults(handler=_mapping_explain)
 
-    config = sub.add_parser("config", help="configuration").add_subparsers(metavar="ACTION")
+    config = sub.add_parser("config", help="the generated SATOSA configuration: dump").add_subparsers(metavar="ACTION")
     p = config.add_parser("dump", help="print the generated SATOSA configuration (no secrets)")
     p.set_defaults(handler=_config_dump)
+    _groups_print_their_help(parser)
     return parser
+
+
+def _groups_print_their_help(parser: argparse.ArgumentParser) -> None:
+    """Make every command group below ``parser`` explain itself when given no action.
+
+    A group (a parser with sub-commands) gets a handler printing its own help, exit 0; an
+    action's handler still wins, since argparse applies the deepest parser's defaults last.
+    A sub-command without a description gets its one-line help as one, so its ``--help``
+    says what it is.  This walks the finished tree, so groups added by other modules'
+    ``add_commands`` are covered too.
+    """
+    for action in parser._actions:   # argparse has no public way to reach the sub-parsers
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            if child.description is None:
+                child.description = helps.get(name)
+            if any(isinstance(a, argparse._SubParsersAction) for a in child._actions):
+                child.set_defaults(handler=functools.partial(_print_help, child))
+            _groups_print_their_help(child)
+
+
+def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help()
+    return 0
 
 
 def _settings() -> Settings:
@@ -168,36 +203,6 @@ def _demo(args) -> int:
     from broker.demo.run import run_demo
 
     return run_demo(prepare_only=args.prepare)
-
-
-def _keyring(settings: Settings):
-    from broker.store import open_store
-    from broker.tokens import KeyRing
-
-    if not settings.redis_url:
-        print("note: without BROKER_REDIS_URL the key ring lives in this process only; running brokers "
-              "will not see this change", file=sys.stderr)
-    return KeyRing(open_store(settings.redis_url, prefix=settings.redis_prefix), settings.master_secret)
-
-
-def _keys_rotate(args) -> int:
-    from broker.tokens.keys import KeyRingError
-
-    ring = _keyring(_settings())
-    ring.ensure()
-    try:
-        print(json.dumps(ring.rotate(force=args.force), indent=2))
-    except KeyRingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _keys_list(args) -> int:
-    ring = _keyring(_settings())
-    ring.ensure()
-    print(json.dumps(ring.describe(), indent=2))
-    return 0
 
 
 def _mapping_explain(args) -> int:

@@ -1,4 +1,4 @@
-"""Running the broker: ``broker serve`` under uWSGI (default) or gunicorn.
+"""Running the broker: ``broker serve`` under uWSGI (the default) or, with ``BROKER_SERVER=gunicorn``, gunicorn.
 
 Both are pre-fork servers whose workers build the application after the fork (no
 connection or lock crosses a fork), reload gracefully on ``SIGHUP`` and stop on
@@ -56,6 +56,9 @@ def metrics_bind(bind: str, port: int) -> str:
 
 
 def serve(settings: Settings, *, workers: int, bind: str) -> int:
+    """Run the broker on ``bind`` with ``workers`` processes until it is stopped: under uWSGI
+    unless ``settings.server`` (``BROKER_SERVER``) is ``gunicorn``.  Exit status 2 when the
+    metrics port cannot be bound beside ``bind``."""
     if settings.metrics_port:
         try:
             metrics_bind(bind, settings.metrics_port)

@@ -28,11 +28,9 @@ from broker.admin.principals import ROLES, Grant, GrantError, make_grant
 def add_commands(sub: Any) -> None:
     """Add the ``admin`` command group to the ``broker`` parser."""
     admin = sub.add_parser("admin", help="admin API tokens and console grants")
-    admin.set_defaults(handler=lambda args: _help(admin))
     actions = admin.add_subparsers(metavar="ACTION")
 
     token = actions.add_parser("token", help="API tokens: create, list, revoke")
-    token.set_defaults(handler=lambda args: _help(token))
     token_actions = token.add_subparsers(metavar="ACTION")
     p = token_actions.add_parser("create", help="create a scoped, expiring API token and print it (once)")
     _grant_arguments(p)
@@ -64,11 +62,6 @@ def _grant_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service", default=None, help="the service of a service_owner (client id, or sp/<name>)")
     p.add_argument("--grant", action="append", default=[], metavar="ROLE[:SCOPE]",
                    help="another grant, e.g. city_admin:vantaa or service_owner:sp/kirjasto (repeatable)")
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _who() -> str:

@@ -21,7 +21,6 @@ from typing import Any
 def add_commands(sub: Any) -> None:
     """Add the ``audit`` command group to the ``broker`` parser."""
     audit = sub.add_parser("audit", help="the audit: what services received, and admin changes")
-    audit.set_defaults(handler=lambda args: _help(audit))
     actions = audit.add_subparsers(metavar="ACTION")
 
     p = actions.add_parser("releases", help="what services received about people of one school, and when")
@@ -47,11 +46,6 @@ def add_commands(sub: Any) -> None:
     p = actions.add_parser("purge", help="delete records older than audit_retention_days now (the flusher "
                                          "does it hourly)")
     p.set_defaults(handler=_purge)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _log() -> Any:

@@ -24,7 +24,6 @@ def add_commands(sub: Any) -> None:
     """Add the ``registry``, ``clients`` and ``sps`` command groups to the ``broker`` parser."""
     registry = sub.add_parser("registry", help="the versioned registry: import, export, versions, diff, activate, "
                                                "rollback")
-    registry.set_defaults(handler=lambda args: _help(registry))
     actions = registry.add_subparsers(metavar="ACTION")
 
     p = actions.add_parser("versions", help="list versions, newest first: who, when, why, what changed")
@@ -68,7 +67,6 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=_migrate)
 
     clients = sub.add_parser("clients", help="OIDC relying parties (registry changes)")
-    clients.set_defaults(handler=lambda args: _help(clients))
     client_actions = clients.add_subparsers(metavar="ACTION")
     p = client_actions.add_parser("add", help="register an OIDC client and print its credentials as JSON")
     p.add_argument("--client-id", required=True, help="the client's id (letters, digits, '.', '_', ':', '-')")
@@ -108,7 +106,6 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=_clients_list)
 
     sps = sub.add_parser("sps", help="SAML service providers (registry changes)")
-    sps.set_defaults(handler=lambda args: _help(sps))
     sp_actions = sps.add_subparsers(metavar="ACTION")
     p = sp_actions.add_parser("add", help="register a SAML SP from its metadata file")
     p.add_argument("metadata_file", type=Path, help="the SP's SAML metadata (an EntityDescriptor)")
@@ -145,11 +142,6 @@ def _given_secret(value: str | None, auth_method: str) -> str | None:
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise RegistrationError("--client-secret: expected no spaces or control characters")
     return value
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _who(parser: argparse.ArgumentParser) -> None:

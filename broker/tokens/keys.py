@@ -66,6 +66,23 @@ class KeyRingBusy(KeyRingError):
     """Another process is changing the ring right now."""
 
 
+class RotationTooEarly(KeyRingError):
+    """:meth:`KeyRing.rotate` without ``force``: a ``next`` key has not been published long enough.
+
+    ``waiting`` holds ``(alg, kid, seconds published)`` of every such key; ``ready_at`` is
+    when all of them will have been published ``prepublish`` seconds (epoch seconds).
+    """
+
+    def __init__(self, waiting: list[tuple[str, str, float]], prepublish: float, ready_at: float, now: float):
+        alg, _, age = waiting[0]
+        super().__init__(f"the next {alg} key has been published for {int(age)} s; it must be published "
+                         f"{int(prepublish)} s before it signs (JWKS caches). Try again in "
+                         f"{int(ready_at - now) + 1} s, or force the rotation.")
+        self.waiting = waiting
+        self.prepublish = prepublish
+        self.ready_at = ready_at
+
+
 def _derive(master_secret: bytes | str) -> AESGCM:
     secret = master_secret.encode() if isinstance(master_secret, str) else bytes(master_secret)
     if len(secret) < 16:
@@ -280,25 +297,24 @@ class KeyRing:
     def rotate(self, *, force: bool = False) -> list[dict[str, Any]]:
         """Promote each ``next`` key to ``active``, retire the old ``active``, publish a new ``next``.
 
-        Refuses (:class:`KeyRingError`) when a ``next`` key has been published for less
-        than ``prepublish`` seconds, unless ``force`` (then verifiers that cache the JWKS
-        without refreshing on an unknown ``kid`` may briefly reject new tokens).  Returns
-        :meth:`describe` of the new ring.
+        Refuses (:class:`RotationTooEarly`, changing nothing) when a ``next`` key has been
+        published for less than ``prepublish`` seconds, unless ``force`` (then verifiers that
+        cache the JWKS without refreshing on an unknown ``kid`` may briefly reject new
+        tokens).  Returns :meth:`describe` of the new ring.
         """
         def change(doc: dict[str, Any], now: float) -> dict[str, Any]:
             keys = [k for k in doc["keys"] if not (k["state"] == "retiring" and k["retire_at"] <= now)]
+            waiting = [(k["alg"], k["kid"], now - k["created"]) for k in keys
+                       if k["state"] == "next" and k["alg"] in self.algs and now - k["created"] < self.prepublish]
+            if waiting and not force:
+                ready_at = max(now - age for _, _, age in waiting) + self.prepublish
+                raise RotationTooEarly(waiting, self.prepublish, ready_at, now)
             for alg in self.algs:
                 nxt = next((k for k in keys if k["alg"] == alg and k["state"] == "next"), None)
                 active = next((k for k in keys if k["alg"] == alg and k["state"] == "active"), None)
                 if nxt is None:  # nothing pre-published: publish now, promote at the next rotation
                     keys.append(self._record(SigningKey.generate(alg), "next", now))
                     continue
-                age = now - nxt["created"]
-                if age < self.prepublish and not force:
-                    raise KeyRingError(
-                        f"the next {alg} key has been published for {int(age)} s; it must be published "
-                        f"{int(self.prepublish)} s before it signs (JWKS caches). Try again in "
-                        f"{int(self.prepublish - age) + 1} s, or force the rotation.")
                 if active is not None:
                     active["state"] = "retiring"
                     active["retire_at"] = int(now + self.retention)

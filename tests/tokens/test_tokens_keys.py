@@ -9,7 +9,7 @@ import requests
 from tokens_env import MASTER_SECRET, make_env
 from tokens_rp import code_flow
 
-from broker.tokens.keys import RING_KEY, KeyRing, KeyRingError
+from broker.tokens.keys import RING_KEY, KeyRing, KeyRingError, RotationTooEarly
 from digione_verify import TokenVerifier, UnknownKey
 
 
@@ -91,6 +91,20 @@ def test_rotation_prepublishes_and_refuses_to_promote_too_early(store, clock):
     assert {k["state"] for k in after.values()} == {"active", "next", "retiring"}
     assert len(after) == 6  # per algorithm: retiring, active, next
     assert ring.rotate(force=True)  # an operator may force it (e.g. compromise)
+
+
+def test_a_refused_rotation_says_until_when_every_next_key_waits(store, clock):
+    ring = KeyRing(store, MASTER_SECRET, clock=clock, prepublish=600)
+    ring.ensure()
+    clock.advance(500)
+    es256_next = next(k["kid"] for k in ring.describe() if k["alg"] == "ES256" and k["state"] == "next")
+    ring.remove(es256_next)   # a fresh ES256 next key: it waits longer than the RS256 one
+    document = store.get(RING_KEY)
+    with pytest.raises(RotationTooEarly) as refused:
+        ring.rotate()
+    assert [(alg, int(age)) for alg, _, age in refused.value.waiting] == [("RS256", 500), ("ES256", 0)]
+    assert refused.value.ready_at == clock() + 600 and refused.value.prepublish == 600
+    assert store.get(RING_KEY) == document   # nothing changed
 
 
 def test_remove_withdraws_a_compromised_key_at_once(store, clock):
