@@ -25,12 +25,15 @@ class BrokerError(Exception):
     """A request the broker refuses, with what the user and the log should see.
 
     ``detail`` is for the log only (clients get the localized message and the
-    correlation id); it must not contain secrets or personal data.
+    correlation id); it must not contain secrets or personal data.  The page's heading
+    follows the message (:data:`HEADINGS`).
     """
 
     status = 400
     code = "invalid_request"
     message_key = "error.invalid_request"
+    #: Whether the page offers the city search (when a login is under way to use it in).
+    offers_city_search = False
     #: Headers the refusal's response carries besides its own (a 429's ``Retry-After``).
     headers: tuple[tuple[str, str], ...] = ()
 
@@ -107,6 +110,36 @@ class NotFound(BrokerError):
     message_key = "error.not_found"
 
 
+class UnknownTenant(NotFound):
+    """An address naming a city (tenant) the registry does not have: a 404 with the city search."""
+
+    message_key = "error.unknown_tenant"
+    offers_city_search = True
+
+
+#: The heading each message goes under: what happened, in the person's words.  A message
+#: not listed here is a sign-in that went wrong (``error.title``).
+HEADINGS = {
+    "error.unknown_client": "error.title.not_started",
+    "error.invalid_redirect_uri": "error.title.not_started",
+    "error.invalid_request": "error.title.not_started",
+    "error.unknown_idp": "error.title.not_started",
+    "error.expired_flow": "error.title.expired",
+    "error.not_found": "error.title.not_found",
+    "error.unknown_tenant": "error.title.unknown_tenant",
+    "error.invalid_logout_request": "error.title.logout",
+    "error.rate_limited": "error.title.busy",
+    "error.method_not_allowed": "error.title.generic",
+    "error.bad_request": "error.title.generic",
+    "error.internal": "error.title.generic",
+}
+
+
+def heading_key(message_key: str) -> str:
+    """The key of the heading over ``message_key``'s page."""
+    return HEADINGS.get(message_key, "error.title")
+
+
 def new_correlation_id() -> str:
     """The correlation id of the request being served (set by the guard), else a new one."""
     from broker.logs import current_correlation_id
@@ -145,11 +178,14 @@ def language_nav(current: str, urls: Mapping[str, str]) -> str:
 
 def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
            accept_language: str | None = None, as_json: bool = False,
-           restart_url: str | None = None, languages: Mapping[str, str] | None = None) -> tuple[int, str, bytes]:
+           restart_url: str | None = None, languages: Mapping[str, str] | None = None,
+           search_url: str | None = None, home_url: str | None = None) -> tuple[int, str, bytes]:
     """Return ``(status, content_type, body)`` for ``error``.
 
     ``languages`` (language -> URL) puts the language switch on the page; ``restart_url``
-    offers the way back to the city list while the service's request is still valid.
+    offers the way back to the city list while the service's request is still valid;
+    ``search_url`` (the city page) puts its search box on the page; ``home_url`` (the
+    front page, which tells where to go) is the way on when there is no ``restart_url``.
     """
     if as_json:
         # The detail may carry library internals: it goes to the log, never to the client.
@@ -157,16 +193,31 @@ def render(error: BrokerError, correlation_id: str, *, lang: str | None = None,
                 "correlation_id": correlation_id}
         return error.status, "application/json", json.dumps(body).encode()
     lang = negotiate(lang, accept_language)
+    if restart_url:
+        way_on = f'<p><a id="restart" href="{html.escape(restart_url)}">{html.escape(text("error.back", lang))}</a></p>'
+    elif home_url:
+        way_on = f'<p><a id="home" href="{html.escape(home_url)}">{html.escape(text("error.home", lang))}</a></p>'
+    else:
+        way_on = ""
     return error.status, "text/html; charset=utf-8", page(
-        lang, text("error.title", lang),
+        lang, text(heading_key(error.message_key), lang),
         (language_nav(lang, languages) if languages else "")
         + f'<p class="lead">{html.escape(text(error.message_key, lang))}</p>'
-        f'<p>{html.escape(text("error.help", lang))}</p>'
+        + (city_search(search_url, lang) if search_url else "")
+        + f'<p>{html.escape(text("error.help", lang))}</p>'
         f'<p class="cid">{html.escape(text("error.correlation", lang))}: '
         f'<code id="correlation-id">{html.escape(correlation_id)}</code></p>'
-        + (f'<p><a href="{html.escape(restart_url)}">{html.escape(text("error.back", lang))}</a></p>'
-           if restart_url else ""),
+        + way_on,
     ).encode()
+
+
+def city_search(url: str, lang: str) -> str:
+    """The city page's search box as a plain GET form: it works without the page's script."""
+    label = html.escape(text("disco.search", lang))
+    return (f'<form id="city-search" method="get" action="{html.escape(url)}" role="search">'
+            f'<label for="q">{label}</label> <input type="search" id="q" name="q" maxlength="100">'
+            f'<input type="hidden" name="lang" value="{html.escape(lang)}">'
+            f' <button type="submit">{html.escape(text("disco.search_button", lang))}</button></form>')
 
 
 STYLE = """
@@ -183,6 +234,8 @@ button.link{border:0;background:none;padding:0;color:#0b4f8a;text-decoration:und
 input[type=search]{width:100%;box-sizing:border-box;font-size:1.05rem;padding:.7rem;\
 border:1px solid #c9d1d9;border-radius:.5rem}
 nav.lang{margin-bottom:1rem}
+form[role=search]{margin:1rem 0}
+form[role=search] button{margin-top:.5rem;font-size:1rem;padding:.5rem 1rem}
 nav.lang a{margin-right:.75rem}
 nav.lang a[aria-current]{font-weight:700;text-decoration:none;color:#1b1f23}
 code{background:#eef0f2;padding:.1rem .3rem;border-radius:.25rem}

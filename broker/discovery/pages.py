@@ -112,6 +112,10 @@ class DiscoveryPages:
 
     # -- the city page ----------------------------------------------------------------------------
 
+    def knows(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` is a city of the registry (its page exists)."""
+        return tenant_id in self.tenants.by_id
+
     def render(self, *, tenant_id: str | None, lang: str | None, accept_language: str | None,
                remembered: IdentityProvider | None, csrf: str, service_name: str = "",
                service_logo: str | None = None, query: str | None = None, school: str | None = None) -> str | None:

@@ -11,8 +11,21 @@ DEFAULT_LANGUAGE = "fi"
 
 MESSAGES: dict[str, dict[str, str]] = {
     # Error pages
+    # Headings (broker.errors.HEADINGS: which message goes under which)
     "error.title": {"fi": "Kirjautuminen ei onnistunut", "sv": "Inloggningen misslyckades",
                     "en": "Sign-in did not succeed"},
+    "error.title.not_started": {"fi": "Kirjautumista ei voitu aloittaa", "sv": "Inloggningen kunde inte påbörjas",
+                                "en": "Sign-in could not start"},
+    "error.title.expired": {"fi": "Kirjautuminen vanheni", "sv": "Inloggningen gick ut", "en": "The sign-in expired"},
+    "error.title.not_found": {"fi": "Sivua ei ole olemassa", "sv": "Sidan finns inte",
+                              "en": "This page does not exist"},
+    "error.title.unknown_tenant": {"fi": "Emme tunne tätä kuntaa", "sv": "Vi känner inte till den kommunen",
+                                   "en": "We don't know that city"},
+    "error.title.logout": {"fi": "Uloskirjautuminen ei onnistunut", "sv": "Utloggningen misslyckades",
+                           "en": "Signing out did not succeed"},
+    "error.title.busy": {"fi": "Liian monta kirjautumista juuri nyt", "sv": "För många inloggningar just nu",
+                         "en": "Too many sign-ins right now"},
+    "error.title.generic": {"fi": "Jokin meni vikaan", "sv": "Något gick fel", "en": "Something went wrong"},
     "error.correlation": {"fi": "Virhetunniste", "sv": "Felkod", "en": "Error reference"},
     "error.help": {
         "fi": "Jos ongelma toistuu, kerro virhetunniste koulusi tukihenkilölle.",
@@ -20,6 +33,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "If this keeps happening, give the error reference to your school's support person.",
     },
     "error.back": {"fi": "Aloita alusta", "sv": "Börja om", "en": "Start again"},
+    "error.home": {"fi": "DigiOne-kirjautumisen etusivulle", "sv": "Till DigiOne-inloggningens startsida",
+                   "en": "To the DigiOne Login front page"},
     "error.unknown_idp": {
         "fi": "Valittua kirjautumistapaa ei löydy.",
         "sv": "Det valda inloggningssättet finns inte.",
@@ -51,9 +66,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This sign-in response has already been used.",
     },
     "error.expired_flow": {
-        "fi": "Kirjautuminen vanheni. Aloita uudelleen palvelusta.",
-        "sv": "Inloggningen gick ut. Börja om från tjänsten.",
-        "en": "The sign-in expired. Start again from the service.",
+        "fi": "Tämä kirjautuminen ei ole enää kesken: se kesti liian kauan, tai se aloitettiin toisessa selaimessa "
+              "tai välilehdessä. Aloita uudelleen palvelusta, johon olit kirjautumassa.",
+        "sv": "Den här inloggningen pågår inte längre: den tog för lång tid, eller den påbörjades i en annan "
+              "webbläsare eller flik. Börja om från tjänsten du loggade in i.",
+        "en": "This sign-in is no longer in progress: it took too long, or it was started in another browser or "
+              "tab. Start again from the service you were signing in to.",
     },
     "error.idp_error": {
         "fi": "Kotikuntasi kirjautumispalvelu palautti virheen.",
@@ -65,9 +83,31 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sv": "Inloggningstjänsten uppgav inte ditt användar-id.",
         "en": "The sign-in service did not give your user id.",
     },
-    "error.not_found": {"fi": "Sivua ei löydy.", "sv": "Sidan finns inte.", "en": "Page not found."},
+    "error.not_found": {
+        "fi": "Osoite voi olla kirjoitettu väärin, tai sivu on siirtynyt.",
+        "sv": "Adressen kan vara felskriven, eller så har sidan flyttats.",
+        "en": "The address may be mistyped, or the page may have moved.",
+    },
+    "error.unknown_tenant": {
+        "fi": "Osoitteessa mainittua kuntaa ei ole DigiOne-kirjautumisessa.",
+        "sv": "Kommunen som adressen nämner finns inte i DigiOne-inloggningen.",
+        "en": "The address names a city that DigiOne Login does not have.",
+    },
+    "error.invalid_logout_request": {
+        "fi": "Uloskirjautumispyyntö oli virheellinen.",
+        "sv": "Utloggningsbegäran var felaktig.",
+        "en": "The sign-out request was not valid.",
+    },
     "error.method_not_allowed": {
-        "fi": "Pyyntötapa ei ole sallittu.", "sv": "Metoden är inte tillåten.", "en": "Method not allowed."
+        "fi": "Tätä osoitetta ei voi avata näin. Palaa palveluun ja yritä uudelleen.",
+        "sv": "Den här adressen kan inte öppnas så här. Gå tillbaka till tjänsten och försök igen.",
+        "en": "This address cannot be opened this way. Go back to the service and try again.",
+    },
+    # The guard refused what the browser sent (unreadable path, body too large or cut short)
+    "error.bad_request": {
+        "fi": "Selaimesi lähettämää pyyntöä ei voitu lukea. Yritä uudelleen.",
+        "sv": "Begäran som din webbläsare skickade kunde inte läsas. Försök igen.",
+        "en": "The request your browser sent could not be read. Try again.",
     },
     "error.internal": {
         "fi": "Tapahtui odottamaton virhe.", "sv": "Ett oväntat fel inträffade.", "en": "An unexpected error occurred.",

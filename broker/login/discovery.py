@@ -37,7 +37,7 @@ from satosa.response import Redirect, Response
 
 from broker.discovery import DiscoveryPages
 from broker.discovery.site import PAGES as SITE_PAGES
-from broker.errors import BrokerError, ExpiredFlow, NotFound, UnknownIdp
+from broker.errors import BrokerError, ExpiredFlow, NotFound, UnknownIdp, UnknownTenant
 from broker.i18n import LANGUAGES
 from broker.login.context import LoginContext
 from broker.login.flow import LoginFlow, ServiceRequest
@@ -100,19 +100,25 @@ class DiscoveryEndpoints:
         return flow
 
     def page(self, context: LoginContext) -> Response:
-        flow = self._flow(context)
         params = context.qs_params or {}
+        tenant_id = params.get("tenant")
+        # Opened first, so that the refusal of an unknown city offers the city search during a login.
+        opened = context.flow
+        if tenant_id and not self.pages.knows(tenant_id):
+            # A mistyped city is the problem to tell, whether a login is under way or not.
+            raise UnknownTenant(f"unknown tenant on the city page (login {'under way' if opened else 'none'})")
+        flow = self._flow(context)
         lang = params.get("lang")
         if lang in LANGUAGES:
             context.flow = flow = flow.in_language(lang)
         remembered = self.login.selector.remembered(context.cookies.get(self.login.cookies.idp))
         logo = self.logo(flow.service)
-        html = self.pages.render(tenant_id=params.get("tenant"), lang=flow.lang,
+        html = self.pages.render(tenant_id=tenant_id, lang=flow.lang,
                                  accept_language=context.header("Accept-Language"), remembered=remembered,
                                  csrf=mask(flow.id), service_name=flow.service.requester_name, service_logo=logo,
                                  query=params.get("q"), school=params.get("school"))
         if html is None:
-            raise NotFound("unknown tenant on the city page")
+            raise UnknownTenant("unknown tenant on the city page")
         return self._answer(context, html.encode("utf-8"), "text/html; charset=utf-8", self.pages.csp(logo))
 
     def search(self, context: LoginContext) -> Response:

@@ -122,10 +122,13 @@ class Proxy:
         restart = f"{self.base_url}/disco" if flow is not None else None
         if flow is not None and isinstance(error, ExpiredFlow):
             restart = None
+        # The city search needs a login to choose in; without one the front page says where to start.
+        search = f"{self.base_url}/disco" if flow is not None and error.offers_city_search else None
         status, content_type, body = errors.render(
             error, context.correlation_id, lang=context.lang, accept_language=context.header("Accept-Language"),
             as_json=errors.wants_json(context.header("Accept")), restart_url=restart,
-            languages=self._language_links(context, flow is not None))
+            languages=self._language_links(context, flow is not None), search_url=search,
+            home_url=f"{self.base_url}/")
         response = Response(body.decode(), status=_status_line(status), content=content_type)
         response.headers.append(("Cache-Control", "no-store"))
         response.headers.extend(error.headers)

@@ -20,7 +20,7 @@ Kind = Literal["oidc", "saml", "broker", "upstream"]
 
 class LogoutRefused(BrokerError):
     code = "invalid_request"
-    message_key = "error.invalid_request"
+    message_key = "error.invalid_logout_request"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,13 @@ MESSAGES = {
 _LIMITS = {"id_token_hint": 16 * 1024, "client_id": 128, "post_logout_redirect_uri": 2048, "state": 2048,
            "ui_locales": 128, "logout_hint": 256}
 
+
+class LogoutRequestError(BrokerError):
+    """A logout request refused outright (a parameter repeated or too long, a hint for another client)."""
+
+    message_key = "error.invalid_logout_request"
+
+
 #: Refusals are shown as the broker's error page (never redirected).
 ShownError = Callable[[BrokerError, Request], Response]
 #: ``check_hint(id_token_hint, client_id) -> claims``, raising :class:`InvalidToken`.
@@ -129,14 +136,15 @@ def logout_request(request: Request, *, clients: Any, check_hint: CheckHint,
     """
     refuse = shown_error or _shown
     if request.method not in ("GET", "POST"):  # §2: both must be supported
-        return refuse(BrokerError("use GET or POST at the logout endpoint", status=405), request)
+        return refuse(BrokerError("use GET or POST at the logout endpoint", status=405,
+                                  message_key="error.method_not_allowed"), request)
     params = request.params
     for name, limit in _LIMITS.items():
         values = params.get(name) or ()
         if len(values) > 1:
-            return refuse(BrokerError(f"{name} repeated at the logout endpoint"), request)
+            return refuse(LogoutRequestError(f"{name} repeated at the logout endpoint"), request)
         if values and len(values[0]) > limit:
-            return refuse(BrokerError(f"{name} longer than {limit} characters"), request)
+            return refuse(LogoutRequestError(f"{name} longer than {limit} characters"), request)
     client_id = _one(params, "client_id")
     hint = _one(params, "id_token_hint")
     target = _one(params, "post_logout_redirect_uri")
@@ -153,7 +161,7 @@ def logout_request(request: Request, *, clients: Any, check_hint: CheckHint,
             return unproven
         auds = _audiences(claims)
         if client_id is not None and client_id not in auds:  # §2: client_id must match the hint's audience
-            return refuse(BrokerError("client_id is not the audience of id_token_hint"), request)
+            return refuse(LogoutRequestError("client_id is not the audience of id_token_hint"), request)
         if client_id is None:
             azp = claims.get("azp")
             client_id = auds[0] if len(auds) == 1 else azp if isinstance(azp, str) and azp in auds else None

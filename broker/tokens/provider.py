@@ -191,7 +191,8 @@ class Provider:
     def authorize(self, request: Request) -> AuthorizationRequest | Response:
         """Validate an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1-§3.1.2.2)."""
         if request.method not in ("GET", "POST"):  # OIDC Core §3.1.2.1
-            return self.shown_error(BrokerError("use GET or POST", status=405), request)
+            return self.shown_error(BrokerError("use GET or POST", status=405, message_key="error.method_not_allowed"),
+                                    request)
         try:
             return validate(request.params, clients=self.clients, scopes_supported=self.scopes_supported,
                             id_token_hint=self._check_hint)

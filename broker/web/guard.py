@@ -88,6 +88,12 @@ except ImportError:
 _HEADERS_DONE = object()
 
 
+class BadRequest(BrokerError):
+    """What the browser sent cannot be read (path, length or body): nothing to do with signing in."""
+
+    message_key = "error.bad_request"
+
+
 class _Refusal(Exception):
     def __init__(self, error: BrokerError, *, drained: bool = True):
         super().__init__(error.detail)
@@ -96,7 +102,7 @@ class _Refusal(Exception):
 
 
 def _bad_request(detail: str) -> _Refusal:
-    return _Refusal(BrokerError(detail))
+    return _Refusal(BadRequest(detail))
 
 
 def check_path(path: str) -> None:
@@ -223,21 +229,21 @@ class Guard:
         stream = environ.get("wsgi.input")
         if length_header:
             if not length_header.isdigit() or len(length_header) > 18:
-                raise _Refusal(BrokerError("malformed Content-Length"), drained=False)
+                raise _Refusal(BadRequest("malformed Content-Length"), drained=False)
             length = int(length_header)
             if length > self.max_body:
                 drained = length <= self.drain_limit and self._drain(stream, length)
-                raise _Refusal(BrokerError(f"body of {length} bytes exceeds {self.max_body}", status=413),
+                raise _Refusal(BadRequest(f"body of {length} bytes exceeds {self.max_body}", status=413),
                                drained=drained)
             body = self._read(stream, length) if length else b""
         else:
             if not environ.get("wsgi.input_terminated"):
                 # The server passes chunked bodies on without de-chunking them (uWSGI): refuse.
-                raise _Refusal(BrokerError("chunked body without Content-Length", status=411), drained=False)
+                raise _Refusal(BadRequest("chunked body without Content-Length", status=411), drained=False)
             body = self._read(stream, None)
             if len(body) > self.max_body:
                 drained = self._drain(stream, self.drain_limit - len(body), until_eof=True)
-                raise _Refusal(BrokerError(f"chunked body exceeds {self.max_body}", status=413), drained=drained)
+                raise _Refusal(BadRequest(f"chunked body exceeds {self.max_body}", status=413), drained=drained)
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ["wsgi.input"] = BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -257,17 +263,17 @@ class Guard:
         got = 0
         while got < limit:
             if time.monotonic() > deadline:
-                raise _Refusal(BrokerError(f"body not received within {self.body_timeout:g} s", status=408),
+                raise _Refusal(BadRequest(f"body not received within {self.body_timeout:g} s", status=408),
                                drained=False)
             try:
                 part = read(min(limit - got, _CHUNK))
             except (OSError, ValueError) as exc:  # the server's own read timeout, a reset...
-                raise _Refusal(BrokerError(f"body read failed ({exc.__class__.__name__})", status=408),
+                raise _Refusal(BadRequest(f"body read failed ({exc.__class__.__name__})", status=408),
                                drained=False) from None
             if not part:
                 if length is None:
                     break
-                raise _Refusal(BrokerError(f"body ended after {got} of {length} bytes"), drained=False)
+                raise _Refusal(BadRequest(f"body ended after {got} of {length} bytes"), drained=False)
             parts.append(part)
             got += len(part)
         return b"".join(parts)

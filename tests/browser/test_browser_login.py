@@ -23,11 +23,14 @@ DISCO = {
     "en": {"title": "Choose your city", "search": "Search city or school", "method": "Choose how to sign in"},
 }
 ERROR = {
-    "fi": {"title": "Kirjautuminen ei onnistunut", "unknown_client": "Palvelua, josta tulit, ei ole rekisteröity.",
+    "fi": {"title": "Kirjautumista ei voitu aloittaa", "expired": "Kirjautuminen vanheni",
+           "unknown_client": "Palvelua, josta tulit, ei ole rekisteröity.",
            "idp_error": "Kotikuntasi kirjautumispalvelu palautti virheen.", "reference": "Virhetunniste"},
-    "sv": {"title": "Inloggningen misslyckades", "unknown_client": "Tjänsten du kom från är inte registrerad.",
+    "sv": {"title": "Inloggningen kunde inte påbörjas", "expired": "Inloggningen gick ut",
+           "unknown_client": "Tjänsten du kom från är inte registrerad.",
            "idp_error": "Din hemkommuns inloggningstjänst returnerade ett fel.", "reference": "Felkod"},
-    "en": {"title": "Sign-in did not succeed", "unknown_client": "The service you came from is not registered.",
+    "en": {"title": "Sign-in could not start", "expired": "The sign-in expired",
+           "unknown_client": "The service you came from is not registered.",
            "idp_error": "Your city's sign-in service returned an error.", "reference": "Error reference"},
 }
 
@@ -192,7 +195,7 @@ def test_swedish_discovery_and_error_page(stack, open_session, tmp_path):
     page.goto(f"{stack.broker_url}/disco/choose")
     page.wait_for_selector("#correlation-id")
     assert page.get_attribute("html", "lang") == "sv"
-    assert page.inner_text("h1") == ERROR["sv"]["title"]
+    assert page.inner_text("h1") == ERROR["sv"]["expired"]
     body = page.inner_text("body")
     assert ERROR["sv"]["reference"] in body
     assert CORRELATION_ID.match(page.inner_text("#correlation-id"))

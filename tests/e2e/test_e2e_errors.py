@@ -8,10 +8,12 @@ import logging
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import lxml.html
 import pytest
 import requests
 from agent import Person, forms, register_client
 
+from broker.errors import heading_key
 from broker.i18n import MESSAGES
 
 REDIRECT = "https://errors.example.org/cb"
@@ -35,11 +37,16 @@ def _correlation_id(text: str) -> str:
     return match.group(1)
 
 
+def _heading(response) -> str:
+    return lxml.html.fromstring(response.text).xpath("string(//h1)")
+
+
 def _assert_page(response, caplog, *, lang: str, message_key: str, status: int = 400):
     assert response.status_code == status
     assert not response.is_redirect
     assert "Traceback" not in response.text and "File \"" not in response.text
     assert MESSAGES[message_key][lang] in response.text.replace("&#x27;", "'")
+    assert _heading(response) == MESSAGES[heading_key(message_key)][lang]
     cid = _correlation_id(response.text)
     assert any(cid in record.getMessage() for record in caplog.records), "the log line carries the id"
     return cid
@@ -91,6 +98,61 @@ def test_unknown_path_and_expired_flow_pages(stack, caplog):
     # The ACS with no flow: the same.
     response = person.post(f"{stack.broker_url}/saml2/acs/post", data={"SAMLResponse": "x", "RelayState": "y"})
     _assert_page(response, caplog, lang="sv", message_key="error.expired_flow")
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_a_page_that_does_not_exist_says_so(stack, caplog, lang):
+    """A mistyped address is not a failed sign-in: the heading says the page does not exist."""
+    caplog.set_level(logging.INFO)
+    response = Person(language=lang).get(f"{stack.broker_url}/no/such/page")
+    _assert_page(response, caplog, lang=lang, message_key="error.not_found", status=404)
+    assert _heading(response) == {"fi": "Sivua ei ole olemassa", "sv": "Sidan finns inte",
+                                  "en": "This page does not exist"}[lang]
+    # No login under way: the way on is the front page, which tells where to start.
+    assert lxml.html.fromstring(response.text).get_element_by_id("home").get("href") == f"{stack.broker_url}/"
+
+
+UNKNOWN_CITY = {"fi": "Emme tunne tätä kuntaa", "sv": "Vi känner inte till den kommunen",
+                "en": "We don't know that city"}
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_an_unknown_city_without_a_login_is_not_an_expired_sign_in(stack, caplog, lang):
+    caplog.set_level(logging.INFO)
+    response = Person(language=lang).get(f"{stack.broker_url}/disco?tenant=nowhere")
+    _assert_page(response, caplog, lang=lang, message_key="error.unknown_tenant", status=404)
+    assert _heading(response) == UNKNOWN_CITY[lang]
+    page = lxml.html.fromstring(response.text)
+    assert not page.xpath('//form[@id="city-search"]'), "no search without a login to choose in"
+    assert page.get_element_by_id("home").get("href") == f"{stack.broker_url}/"
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_an_unknown_city_during_a_login_offers_the_city_search(stack, client_id, caplog, lang):
+    """ui_locales picks the language (the browser asks for another one); the search on the page works."""
+    caplog.set_level(logging.INFO)
+    person = Person(language="fi" if lang != "fi" else "en")
+    disco = person.get(_authorize(stack, client_id=client_id, redirect_uri=REDIRECT, ui_locales=lang))
+    assert disco.status_code == 200 and urlsplit(disco.url).path == "/disco"
+    response = person.get(f"{stack.broker_url}/disco?tenant=nowhere")
+    _assert_page(response, caplog, lang=lang, message_key="error.unknown_tenant", status=404)
+    assert _heading(response) == UNKNOWN_CITY[lang]
+    search = lxml.html.fromstring(response.text).get_element_by_id("city-search")
+    assert search.get("method") == "get" and search.get("action") == f"{stack.broker_url}/disco"
+    fields = {field.get("name"): field.get("value") or "" for field in search.xpath(".//input")}
+    results = person.get(f"{search.get('action')}?{urlencode({**fields, 'q': 'Vantaa'})}")
+    assert results.status_code == 200
+    assert 'data-tenant="vantaa"' in results.text, "the search box leads to the city"
+    assert f'<html lang="{lang}"' in results.text
+
+
+def test_an_expired_sign_in_keeps_its_heading(stack, caplog):
+    caplog.set_level(logging.INFO)
+    for lang in ("fi", "sv", "en"):
+        response = Person(language=lang).post(f"{stack.broker_url}/disco/choose", data={"idp": "vantaa/koulu"})
+        _assert_page(response, caplog, lang=lang, message_key="error.expired_flow")
+        assert _heading(response) == {"fi": "Kirjautuminen vanheni", "sv": "Inloggningen gick ut",
+                                      "en": "The sign-in expired"}[lang]
 
 
 def test_garbage_saml_request_is_a_400(stack, caplog):

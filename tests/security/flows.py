@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from broker.errors import heading_key
 from broker.i18n import MESSAGES
 
 from .agent import Person
@@ -112,7 +113,7 @@ def assert_refused(response: requests.Response, person: Person, caplog, *, statu
         lang = person.language
         assert f'<html lang="{lang}"' in response.text
         page = response.text.replace("&#x27;", "'").replace("&quot;", '"')
-        assert MESSAGES["error.title"][lang] in page
+        assert MESSAGES[heading_key(message_key)][lang] in page
         assert MESSAGES[message_key][lang] in page, f"{message_key} [{lang}] not on the page: {page[-600:]}"
         cid = correlation_id(response)
     lines = [r.getMessage() for r in caplog.records if cid in r.getMessage()]
