@@ -48,6 +48,7 @@ from requests import RequestException
 
 import digione_verify as verify
 from broker.demo import pages
+from broker.demo.greeting import greeting
 
 FORWARDED_PARAMS = ("idp_hint", "login_hint", "acr_values", "prompt", "ui_locales")
 """Query parameters of ``/login`` passed on to the authorize request."""
@@ -206,9 +207,8 @@ def create_app(
         claims, userinfo = signin.id_token, signin.userinfo
         rows = [("id_token", key, _show(value)) for key, value in claims.items()]
         rows += [("userinfo", key, _show(value)) for key, value in userinfo.items()]
-        who = claims.get("name") or " ".join(
-            filter(None, [claims.get("given_name"), claims.get("family_name")])) or claims.get("sub")
-        return page(signin=signin, who=who, rows=rows)
+        # Service B asks for no profile: it greets with the roles and schools it has (broker.demo.greeting).
+        return page(signin=signin, greeting=greeting({**userinfo, **claims}), rows=rows)
 
     @app.get("/login")
     def login():

@@ -228,6 +228,14 @@ def test_phone_sized_discovery_has_no_horizontal_scroll(stack, open_session, tmp
     assert "Korhonen" in page.inner_text("#who")
     page.screenshot(path=tmp_path / "service-a-phone.png")   # what the phone shows first
     page.screenshot(path=tmp_path / "service-a-phone-full.png", full_page=True)
+    # The claims table: a name ("id_token", "extn_learnerId") is never broken inside a word; only values wrap.
+    broken = page.eval_on_selector_all(
+        "#claims td.name", "cells => cells.filter(c => { const r = document.createRange(); r.selectNodeContents(c);"
+        " return r.getClientRects().length > 1; }).map(c => c.innerText)")
+    assert not broken, f"claim names wrapped on a phone: {broken}"
+    assert page.eval_on_selector_all("#claims td.value", "cells => cells.some(c => {"
+                                     " const r = document.createRange(); r.selectNodeContents(c);"
+                                     " return r.getClientRects().length > 1; })"), "long values wrap"
     # Recorded, not asserted: the demo service is not the broker.
     print(f"service A after sign-in, horizontal overflow on a phone: {horizontal_overflow(page)} px; "
           f"screenshots in {tmp_path}")
