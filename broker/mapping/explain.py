@@ -149,14 +149,16 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
         entry: dict[str, Any] = {**drop._asdict(), "value": dropped.value}
         if dropped.school is not None:
             entry["school"] = dropped.school
-        entry["why"] = drop_reason(drop.reason, ruleset.tenant, dropped.school)
+        entry["why"] = _no_user_id(ruleset) if drop.reason == "no_user_id" else \
+            drop_reason(drop.reason, ruleset.tenant, dropped.school)
         drops.append(entry)
     out: dict[str, Any] = {
         "tenant": ruleset.tenant.tenant_id,
         "idp": ruleset.idp_id,
         "preset": ruleset.preset,
         "refused": result.refused,
-        "refused_why": drop_reason(result.refused, ruleset.tenant, None) if result.refused else None,
+        "refused_why": (_no_user_id(ruleset) if result.refused == "no_user_id"
+                        else drop_reason(result.refused, ruleset.tenant, None)) if result.refused else None,
         "identity": result.identity,
         "trace": [t._asdict() for t in result.trace],
         "drops": drops,
@@ -214,6 +216,12 @@ REASONS: Mapping[str, str] = {
     "group_without_role": "a class whose school has no role to attach it to",
     "school_not_in_identity": "a charge for a school the identity does not have",
 }
+
+
+def _no_user_id(ruleset: Ruleset) -> str:
+    if ruleset.keyed_by_subject:
+        return "no user key: the input has no subject (SAML NameID, OIDC sub), and no uid rule names an attribute"
+    return f"no user key: none of {', '.join(ruleset.uid_names)} is in the input (one value), which the uid rule reads"
 
 
 def drop_reason(reason: str, tenant: TenantScope, school: str | None) -> str:

@@ -73,6 +73,11 @@ class Ruleset:
         """Whether the user key is the upstream subject (NameID / ``sub``): no ``uid`` rule."""
         return self._uid is None
 
+    @property
+    def uid_names(self) -> tuple[str, ...]:
+        """The attributes the ``uid`` rule reads the user key from (none: the subject is the key)."""
+        return tuple(self._uid[0]) if self._uid is not None else ()
+
     def reads(self) -> list[tuple[str, ...]]:
         """The upstream attributes the rules read, in order, once each: one tuple per rule of
         names that stand in for each other (``from: [a, b]``: the first one present is read).

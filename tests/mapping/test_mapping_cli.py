@@ -117,8 +117,9 @@ def test_a_refused_identity_exits_1_and_says_why(fresh_clone, capsys, tmp_path):
     sample.write_text(json.dumps(claims))
     code, out, _ = explain(capsys, "--tenant", "vantaa", "--idp", "entra", str(sample))
     assert code == 1
-    assert "REFUSED: no_user_id: no user key: the attribute the uid rule reads" in out
-    assert "  - user_id: no user key" in out and "(rule preset entra: uid)" in out
+    why = "no user key: none of oid, http://schemas.microsoft.com/identity/claims/objectidentifier is in the input"
+    assert f"REFUSED: no_user_id: {why}" in out
+    assert f"  - user_id: {why}" in out and "(rule preset entra: uid)" in out
     claims["tid"] = "another-directory"
     sample.write_text(json.dumps(claims))
     code, out, _ = explain(capsys, "--tenant", "vantaa", "--idp", "entra", "--json", str(sample))
