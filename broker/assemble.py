@@ -105,14 +105,20 @@ def load_registry(settings: Settings, *, environ: Mapping[str, str] | None = Non
     :class:`~broker.registry.tenants.TenantError` (every problem, with file and field)
     or :class:`~broker.registry.relying_parties.RegistrationError`.
     """
+    tenant_files = read_tenant_files(settings.tenants_dir, root=ROOT)
+    clients, sps = registration_documents(settings)
+    return build_registry(settings, tenant_files, clients=clients, sps=sps, environ=environ)
+
+
+def registration_documents(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registrations :func:`load_registry` validates: ``(clients, sps)`` of the database's
+    active version (when it exists: this never creates one) with the registry directory's
+    files laid over."""
     from broker.registry.database import existing_state
 
-    tenant_files = read_tenant_files(settings.tenants_dir, root=ROOT)
     active = existing_state(settings.database_url) or {}
     clients, sps = read_registration_files(settings.registry_dir)
-    clients = {**of_kind(active, "client"), **clients}
-    sps = {**of_kind(active, "sp"), **sps}
-    return build_registry(settings, tenant_files, clients=clients, sps=sps, environ=environ)
+    return {**of_kind(active, "client"), **clients}, {**of_kind(active, "sp"), **sps}
 
 
 def registry_of(settings: Settings, documents: Documents, *, environ: Mapping[str, str] | None = None) -> Registry:

@@ -20,14 +20,12 @@ its own help.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from broker.settings import Settings, SettingsError
 
@@ -83,13 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     from broker.tokens.cli import add_commands as add_keys_commands
     add_keys_commands(sub)
 
-    mapping = sub.add_parser("mapping", help="attribute mapping").add_subparsers(metavar="ACTION")
-    p = mapping.add_parser("explain", help="show what an upstream response maps to")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--idp", required=True)
-    p.add_argument("input", type=Path, help="JSON claims, JSON attribute map, or SAML Response/Assertion XML")
-    p.add_argument("--json", action="store_true", dest="as_json")
-    p.set_defaults(handler=_mapping_explain)
+    from broker.mapping.cli import add_commands as add_mapping_commands
+    add_mapping_commands(sub)
 
     config = sub.add_parser("config", help="the generated SATOSA configuration: dump").add_subparsers(metavar="ACTION")
     p = config.add_parser("dump", help="print the generated SATOSA configuration (no secrets)")
@@ -203,37 +196,6 @@ def _demo(args) -> int:
     from broker.demo.run import run_demo
 
     return run_demo(prepare_only=args.prepare)
-
-
-def _mapping_explain(args) -> int:
-    from broker import mapping
-
-    settings = _settings()
-    registry = _load_registry_or_report(settings)
-    if registry is None:
-        return 1
-    tenant = registry.tenants.by_id.get(args.tenant)
-    if tenant is None or tenant.idp(args.idp) is None:
-        print(f"error: no IdP '{args.idp}' in tenant '{args.tenant}'", file=sys.stderr)
-        return 1
-    try:
-        upstream, subject = mapping.load_upstream(args.input.read_bytes())
-    except OSError as exc:
-        print(f"error: {args.input}: {exc.strerror}", file=sys.stderr)
-        return 1
-    except mapping.InputError as exc:
-        print(f"error: {args.input}: {exc}", file=sys.stderr)
-        return 1
-    services = [(c.client_id, dataclasses.replace(c.policy, sector=c.sector), "oidc")
-                for c in registry.parties.clients.values()]
-    services += [(sp.entity_id, dataclasses.replace(sp.policy, sector=sp.sector), "saml")
-                 for sp in registry.parties.sps.values()]
-    explained = mapping.explain(registry.rulesets[f"{tenant.id}/{args.idp}"], upstream, subject=subject,
-                                salt=settings.user_id_salt, services=services,
-                                subject_salt=settings.pairwise_salt)
-    print(json.dumps(explained, indent=2, ensure_ascii=False) if args.as_json
-          else mapping.format_explanation(explained))
-    return 0
 
 
 def _config_dump(args) -> int:

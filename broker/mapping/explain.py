@@ -14,7 +14,7 @@ from typing import Any
 
 from broker.mapping.errors import InputError
 from broker.mapping.identifiers import subject_for
-from broker.mapping.model import PolicyLike
+from broker.mapping.model import PolicyLike, TenantScope
 from broker.mapping.release import access_token_claims, release_claims, release_saml_attributes, released_scopes
 from broker.mapping.ruleset import Ruleset
 
@@ -127,20 +127,42 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
     provider (``"saml"``) its attributes (``saml_attributes``), never both: a service
     receives one protocol's release.  A pairwise policy without a sector is paired by the
     service's name (pass the policy with ``sector=Client.sector`` to show the real
-    subject).  The result is plain JSON: ``tenant``, ``idp``, ``refused``, ``identity``,
-    ``trace`` (the rule behind each value), ``drops`` (field, rule, reason) and
+    subject).  The result is plain JSON: ``tenant``, ``idp``, ``refused`` (a reason code)
+    and ``refused_why`` (it in words), ``identity``, ``trace`` (the rule behind each
+    value), ``drops`` (field, rule, reason, the dropped ``value``, the ``school`` it named
+    when that is not the value, and ``why`` in words), ``unused`` (``names``: the input's
+    attributes no rule reads; ``values``: per attribute, the values no rule takes) and
     ``services`` (per service: its protocol, the scopes released, the subject and what it
-    receives).  Raises :class:`ValueError` for a service without a known protocol.
+    receives).
+
+    Dropped values are shown: the sample is the caller's own (an admin trying their
+    city's response); the login path never keeps them.  Raises :class:`ValueError` for a
+    service without a known protocol.
     """
-    result = ruleset.apply(upstream, upstream_subject=subject, salt=salt)
+    result = ruleset.apply(upstream, upstream_subject=subject, salt=salt, keep_dropped_values=True)
+    names, values = ruleset.unused(upstream)
+    if ruleset.keyed_by_subject and subject is not None:
+        # No uid rule: the subject is the user key, and JSON claims carry it as `sub` too.
+        names = [n for n in names if not (n == "sub" and list(upstream[n]) == [subject])]
+    drops = []
+    for drop, dropped in zip(result.drops, result.dropped_values, strict=True):
+        entry: dict[str, Any] = {**drop._asdict(), "value": dropped.value}
+        if dropped.school is not None:
+            entry["school"] = dropped.school
+        entry["why"] = _no_user_id(ruleset) if drop.reason == "no_user_id" else \
+            drop_reason(drop.reason, ruleset.tenant, dropped.school)
+        drops.append(entry)
     out: dict[str, Any] = {
         "tenant": ruleset.tenant.tenant_id,
         "idp": ruleset.idp_id,
         "preset": ruleset.preset,
         "refused": result.refused,
+        "refused_why": (_no_user_id(ruleset) if result.refused == "no_user_id"
+                        else drop_reason(result.refused, ruleset.tenant, None)) if result.refused else None,
         "identity": result.identity,
         "trace": [t._asdict() for t in result.trace],
-        "drops": [d._asdict() for d in result.drops],
+        "drops": drops,
+        "unused": {"names": names, "values": values},
         "services": [],
     }
     for service in services:
@@ -148,8 +170,8 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
             raise ValueError(f"service {service[0]!r}: expected (name, policy, protocol) with protocol "
                              f"one of {', '.join(PROTOCOLS)}")
         name, policy, protocol = service
-        entry: dict[str, Any] = {"name": str(name), "protocol": protocol, "profile": policy.profile,
-                                 "scopes": list(released_scopes(policy)), "subject_type": policy.subject_type}
+        entry = {"name": str(name), "protocol": protocol, "profile": policy.profile,
+                 "scopes": list(released_scopes(policy)), "subject_type": policy.subject_type}
         if result.refused is None:
             sub = _subject(result.identity, policy, subject_salt or salt, str(name))
             entry["subject"] = sub
@@ -164,6 +186,55 @@ def explain(ruleset: Ruleset, upstream: Mapping[str, Sequence[str]], *, subject:
     return out
 
 
+#: Each drop reason in words; ``{tenant}`` is the tenant's id, ``{school}`` the school named.
+REASONS: Mapping[str, str] = {
+    "school_not_in_tenant": "school code not in tenant {tenant}'s schools",
+    "school_inactive": "school of tenant {tenant}, but marked inactive there",
+    "unrecognised_role": "not a role the broker knows (learner, teacher, staff, school_secretary, "
+                         "substitute_teacher, principal, their MPASSid names, or the rule's role_names)",
+    "malformed_role": "not an MPASSid role string (v1.4: 7 fields, v1.1: 4 fields, separated by ';')",
+    "malformed_school": "not a school code (5 or 6 digits) or a school OID",
+    "malformed_provider": "not an education provider OID",
+    "malformed_charge": "not a learning-materials charge (0 or 1, optionally ';' and a school)",
+    "provider_not_in_tenant": "education provider is not tenant {tenant}'s",
+    "school_oid_mismatch": "the school OID is not that school code's OID in tenant {tenant}",
+    "invalid_name": "not a usable name (1-256 characters, no control characters)",
+    "invalid_learner_id": "not a national learner id (1.2.246.562.24. or, for tests, 1.2.246.562.98. and "
+                          "11 digits)",
+    "invalid_class_level": "not a class level (0-10)",
+    "invalid_group": "not a class or group (1-64 characters without ';')",
+    "unreadable_value": "values that are empty, not strings, longer than 2048 characters or beyond the "
+                        "first 1000",
+    "multiple_values": "different values where the field holds one",
+    "no_user_id": "no user key: the attribute the uid rule reads (or, without one, the NameID / sub) "
+                  "is missing",
+    "requirement_not_met": "not one of the values the tenant file's require allows",
+    "misaligned_multi_values": "parallel lists (schools, roles, classes, charges) of different lengths: "
+                               "they cannot be paired by position",
+    "no_school_for_group": "a class without a school to attach it to",
+    "no_school_for_charge": "a charge without a school to attach it to",
+    "group_without_role": "a class whose school has no role to attach it to",
+    "school_not_in_identity": "a charge for a school the identity does not have",
+}
+
+
+def _no_user_id(ruleset: Ruleset) -> str:
+    if ruleset.keyed_by_subject:
+        return "no user key: the input has no subject (SAML NameID, OIDC sub), and no uid rule names an attribute"
+    return f"no user key: none of {', '.join(ruleset.uid_names)} is in the input (one value), which the uid rule reads"
+
+
+def drop_reason(reason: str, tenant: TenantScope, school: str | None) -> str:
+    """A drop (or refusal) reason code in words, for someone who has not read the code."""
+    text = REASONS.get(reason, reason).format(tenant=tenant.tenant_id)
+    if school is not None and reason in ("school_not_in_tenant", "school_inactive", "malformed_school",
+                                         "school_oid_mismatch"):
+        return f"its school {school}: {text}"
+    if school is not None and reason in ("unrecognised_role", "group_without_role", "school_not_in_identity"):
+        return f"{text} (school {school})"
+    return text
+
+
 def _subject(identity: Mapping[str, Any], policy: PolicyLike, salt: bytes, fallback_sector: str) -> str:
     # A registration without a sector pairs by its redirect host; the simulator has
     # only the service's name, which is enough to show that subjects differ.
@@ -176,7 +247,8 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
              + (f" (preset {explained['preset']})" if explained.get("preset") else "")]
     by_field = {t["field"]: t for t in explained["trace"]}
     if explained["refused"]:
-        lines.append(f"REFUSED: {explained['refused']} (nothing is released)")
+        lines.append(f"REFUSED: {explained['refused']}: {explained.get('refused_why') or ''} "
+                     "(nothing is released)")
     else:
         lines.append("")
         lines.append("Canonical identity:")
@@ -195,9 +267,25 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
     if explained["drops"]:
         lines.append("Dropped:")
         for d in explained["drops"]:
-            lines.append(f"  - {d['field']}: {d['reason']} (rule {d['rule']})")
+            shown = _quoted(d.get("value"))
+            lines.append(f"  - {d['field']}: {shown + ' — ' if shown else ''}{d.get('why') or d['reason']} "
+                         f"(rule {d['rule']})")
     else:
         lines.append("Dropped: nothing")
+    unused = explained.get("unused") or {"names": [], "values": {}}
+    lines.append("")
+    if unused["names"] or unused["values"]:
+        lines.append("Not used by any rule:")
+        for name in unused["names"]:
+            lines.append(f"  - {name}")
+        for name, values in unused["values"].items():
+            for value in values:
+                lines.append(f"  - {name}: {_quoted(value)} (no rule takes this value)")
+    else:
+        lines.append("Not used by any rule: nothing")
+    if not explained["services"]:
+        lines.append("")
+        lines.append("No services are registered: nothing to show of what a service would receive.")
     for service in explained["services"]:
         lines.append("")
         kind = "OIDC client" if service["protocol"] == "oidc" else "SAML service provider"
@@ -206,7 +294,7 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
         if "subject" not in service:
             lines.append("  receives nothing (login refused)")
             continue
-        if "oidc_claims" in service:
+        if service["protocol"] == "oidc":
             lines.append("  OIDC claims (ID token, userinfo):")
             for k, v in service["oidc_claims"].items():
                 lines.append(f"    {k}: {json.dumps(v, ensure_ascii=False)}")
@@ -214,12 +302,19 @@ def format_explanation(explained: Mapping[str, Any]) -> str:
                 lines.append("  Access token claims (besides iss, sub, aud, client_id, scope, exp, ...):")
                 for k, v in service["access_token_claims"].items():
                     lines.append(f"    {k}: {json.dumps(v, ensure_ascii=False)}")
-        if "saml_attributes" in service:
+        else:
             lines.append("  SAML attributes:")
             for k, values in service["saml_attributes"].items():
                 for v in values:
                     lines.append(f"    {k} = {v}")
     return "\n".join(lines) + "\n"
+
+
+def _quoted(value: str | list[str] | None) -> str:
+    if value is None:
+        return ""
+    items = value if isinstance(value, list) else [value]
+    return ", ".join(json.dumps(v, ensure_ascii=False) for v in items)
 
 
 def _compact(value: Any, nested: bool = False) -> str:

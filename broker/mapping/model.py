@@ -111,6 +111,36 @@ class Drop(NamedTuple):
     reason: str
 
 
+class DroppedValue(NamedTuple):
+    """What one :class:`Drop` was about, for the simulator only: ``value`` is the upstream
+    value (after split and match; several for ``multiple_values``; ``None`` when nothing
+    usable was there) and ``school``
+    the school reference the reason is about when that is not ``value`` itself (a role
+    string naming a school of another city)."""
+
+    value: str | list[str] | None
+    school: str | None = None
+
+
+class Drops(list[Drop]):
+    """The drops of one mapping and, only when asked for, the value behind each.
+
+    The login path never asks (``keep_values=False``): its drops are logged, and a log
+    line never holds a value.  The simulator (:func:`broker.mapping.explain`) shows an
+    admin their own sample and asks, so that each dropped value can be named.
+    """
+
+    def __init__(self, *, keep_values: bool = False) -> None:
+        super().__init__()
+        self.values: list[DroppedValue] | None = [] if keep_values else None
+
+    def add(self, field: str, rule: str, reason: str, value: str | list[str] | None = None,
+            school: str | None = None) -> None:
+        self.append(Drop(field, rule, reason))
+        if self.values is not None:
+            self.values.append(DroppedValue(value, school))
+
+
 @dataclasses.dataclass
 class MappingResult:
     """The outcome of :meth:`Ruleset.apply`.
@@ -124,6 +154,9 @@ class MappingResult:
     trace: list[Trace]
     drops: list[Drop]
     refused: str | None = None
+    #: The value behind each of ``drops``, in order: only when :meth:`Ruleset.apply` was asked
+    #: for them (``keep_dropped_values``, the simulator); empty otherwise.
+    dropped_values: list[DroppedValue] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:

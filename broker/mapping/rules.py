@@ -4,8 +4,8 @@
 option and compiling regular expressions and tables once);
 :meth:`broker.mapping.ruleset.Ruleset.apply` runs them on each login.  Evaluating
 a rule never raises: a value a rule cannot use is skipped, or reported as a
-:class:`~broker.mapping.model.Drop` (without the value) when it should have been
-usable.
+:class:`~broker.mapping.model.Drop` (the value only kept for the simulator, see
+:class:`~broker.mapping.model.Drops`) when it should have been usable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker.mapping.model import Drop
+from broker.mapping.model import Drops
 from broker.mapping.roles import parse_role_string, role_code
 from broker.mapping.transforms import Lookup, Match, Split, bounded
 from broker.mapping.validate import (
@@ -71,10 +71,10 @@ class FieldRule:
         self.parse, self.reason = FIELDS[field]
         self.label = label
 
-    def values(self, upstream: Mapping[str, Any], drops: list[Drop]) -> tuple[list[Any], str]:
+    def values(self, upstream: Mapping[str, Any], drops: Drops) -> tuple[list[Any], str]:
         raw, source, skipped = read(upstream, self.names)
         if skipped:
-            drops.append(Drop(self.field, self.label, "unreadable_value"))
+            drops.add(self.field, self.label, "unreadable_value")
         out: list[Any] = []
         for value in raw:
             for part in self.split(value) if self.split else (value,):
@@ -89,10 +89,24 @@ class FieldRule:
                         continue
                 parsed = self.parse(part)
                 if parsed is None:
-                    drops.append(Drop(self.field, self.label, self.reason))
+                    drops.add(self.field, self.label, self.reason, part)
                 else:
                     out.append(parsed)
         return out, source
+
+    def picks(self, value: str) -> bool:
+        """Whether this rule takes ``value`` (one value of an attribute it reads) rather than
+        passing it by: every value without ``match`` or ``lookup``, else one with a part the
+        match finds and the table holds.  A taken value may still be dropped as invalid."""
+        for part in self.split(value) if self.split else (value,):
+            if self.match is not None:
+                extracted = self.match.extract(part)
+                if extracted is None:
+                    continue
+                part = extracted
+            if self.lookup is None or self.lookup.get(part) is not None:
+                return True
+        return False
 
 
 class RoleSpec:
@@ -130,23 +144,43 @@ class RoleRule:
     def collect(self, upstream: Mapping[str, Any], draft: Draft) -> None:
         raw, source, skipped = read(upstream, self.names)
         if skipped:
-            draft.drops.append(Drop("roles", self.label, "unreadable_value"))
+            draft.drops.add("roles", self.label, "unreadable_value")
         for value in raw:
             for part in self.split(value) if self.split else (value,):
                 claim = self._claim(part, source, draft.drops)
                 if claim is not None:
                     draft.roles.append(claim)
 
-    def _claim(self, value: str, source: str, drops: list[Drop]) -> RoleClaim | None:
+    def picks(self, value: str) -> bool:
+        """Whether this rule takes ``value`` rather than passing it by (see :meth:`FieldRule.picks`):
+        a role string always, else a value the match finds and the table holds."""
+        if self.mpassid:
+            return True
+        for part in self.split(value) if self.split else (value,):
+            if self.match is not None:
+                if self.structured:
+                    if self.match.parts(part) is None:
+                        continue
+                else:
+                    extracted = self.match.extract(part)
+                    if extracted is None:
+                        continue
+                    part = extracted
+            if self.lookup is None or self.lookup.get(part) is not None:
+                return True
+        return False
+
+    def _claim(self, value: str, source: str, drops: Drops) -> RoleClaim | None:
+        raw = value
         if self.mpassid:
             rs = parse_role_string(value)
             if rs is None:
-                drops.append(Drop("roles", self.label, "malformed_role"))
+                drops.add("roles", self.label, "malformed_role", value)
                 return None
             school = (parse_school_ref(rs.school) or rs.school) if rs.school else None
             return RoleClaim(rs.code, school=school, school_oid=rs.school_oid, provider=rs.provider,
                              group=rs.group or None, office=rs.office_oid, scope="scoped",
-                             rule=self.label, source=source)
+                             rule=self.label, source=source, raw=raw)
         const = self.const
         role_text: str | None = None
         school = const.school
@@ -161,7 +195,7 @@ class RoleRule:
                 if "school" in parts:
                     school = parse_school_ref(parts["school"])
                     if school is None:
-                        drops.append(Drop("roles", self.label, "malformed_school"))
+                        drops.add("roles", self.label, "malformed_school", raw, parts["school"])
                         return None
                 group = parts.get("group", group)
             else:
@@ -179,4 +213,4 @@ class RoleRule:
         elif role_text is not None or code is None:
             code = role_code(role_text if role_text is not None else value, self.role_names)
         scope = "scoped" if school else self.scope
-        return RoleClaim(code, school=school, group=group, scope=scope, rule=self.label, source=source)
+        return RoleClaim(code, school=school, group=group, scope=scope, rule=self.label, source=source, raw=raw)

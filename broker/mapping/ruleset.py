@@ -27,7 +27,7 @@ from typing import Any
 
 from broker.mapping.config import compile_config
 from broker.mapping.identifiers import stable_user_id
-from broker.mapping.model import Drop, MappingResult, TenantScope, Trace
+from broker.mapping.model import Drop, Drops, MappingResult, TenantScope, Trace
 from broker.mapping.rules import DRAFT_LISTS, SCALAR_FIELDS, FieldRule, RoleRule, read
 from broker.mapping.transforms import bounded
 from broker.mapping.validate import Claim, Draft, RoleClaim, finish
@@ -68,6 +68,16 @@ class Ruleset:
             "defaults": [f"defaults.{k}" for k in self._defaults],
         }
 
+    @property
+    def keyed_by_subject(self) -> bool:
+        """Whether the user key is the upstream subject (NameID / ``sub``): no ``uid`` rule."""
+        return self._uid is None
+
+    @property
+    def uid_names(self) -> tuple[str, ...]:
+        """The attributes the ``uid`` rule reads the user key from (none: the subject is the key)."""
+        return tuple(self._uid[0]) if self._uid is not None else ()
+
     def reads(self) -> list[tuple[str, ...]]:
         """The upstream attributes the rules read, in order, once each: one tuple per rule of
         names that stand in for each other (``from: [a, b]``: the first one present is read).
@@ -83,6 +93,31 @@ class Ruleset:
         groups += [tuple(rule.names) for _, _, rules in self._lists for rule in rules]
         groups += [tuple(rule.names) for rule in self._roles]
         return list(dict.fromkeys(group for group in groups if group))
+
+    def unused(self, upstream: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, list[str]]]:
+        """What of ``upstream`` no rule uses, for the simulator: the attribute names no rule
+        reads (of ``from: [a, b]`` only the first present is read), and, per attribute that
+        rules read through a ``match`` or ``lookup``, the values none of them takes (a group
+        no table holds).  The subject (NameID / ``sub``) is not an attribute here.
+        """
+        readers: dict[str, list[FieldRule | RoleRule]] = {}
+        used = {attr for attr, _, _ in self._require}
+        if self._uid is not None:
+            used.add(_first_present(upstream, self._uid[0]))
+        rules: list[FieldRule | RoleRule] = [r for _, rs in self._scalars for r in rs]
+        rules += [r for _, _, rs in self._lists for r in rs]
+        rules += self._roles
+        for rule in rules:
+            name = _first_present(upstream, rule.names)
+            if name:
+                readers.setdefault(name, []).append(rule)
+        names = [name for name in upstream if name not in used and name not in readers]
+        values: dict[str, list[str]] = {}
+        for name, taking in readers.items():
+            left = [v for v in bounded(upstream.get(name))[0] if not any(r.picks(v) for r in taking)]
+            if left:
+                values[name] = list(dict.fromkeys(left))
+        return names, values
 
     # -- building --------------------------------------------------------------------------------
 
@@ -106,20 +141,21 @@ class Ruleset:
     # -- applying --------------------------------------------------------------------------------
 
     def apply(self, upstream: Mapping[str, Sequence[str]], *, upstream_subject: str | None,
-              salt: bytes) -> MappingResult:
+              salt: bytes, keep_dropped_values: bool = False) -> MappingResult:
         """Map one upstream response to the canonical identity.
 
         ``upstream`` maps raw attribute names (SAML Attribute Names, OIDC claim names)
         to lists of strings; ``upstream_subject`` is the NameID or ``sub``.  Never
         raises on upstream content; raises :class:`ValueError` only for a bad ``salt``.
         Drops are logged to ``broker.mapping`` with tenant, IdP, field, rule and
-        reason, never a value.
+        reason, never a value.  ``keep_dropped_values`` (the simulator only) also returns
+        the value behind each drop in ``MappingResult.dropped_values``.
         """
-        drops: list[Drop] = []
+        drops = Drops(keep_values=keep_dropped_values)
         for attr, allowed, label in self._require:
             values, _ = bounded(upstream.get(attr))
             if not any(v.casefold() in allowed for v in values):
-                drops.append(Drop(f"require.{attr}", label, "requirement_not_met"))
+                drops.add(f"require.{attr}", label, "requirement_not_met", values or None)
                 return self._refuse("requirement_not_met", drops)
 
         if self._uid is None:
@@ -129,9 +165,9 @@ class Ruleset:
             uid_rule = self._uid[1]
             uid = values[0] if len(set(values)) == 1 else None
             if len(set(values)) > 1:
-                drops.append(Drop("user_id", uid_rule, "multiple_values"))
+                drops.add("user_id", uid_rule, "multiple_values", list(dict.fromkeys(values)))
         if not isinstance(uid, str) or not uid.strip():
-            drops.append(Drop("user_id", uid_rule, "no_user_id"))
+            drops.add("user_id", uid_rule, "no_user_id")
             return self._refuse("no_user_id", drops)
         user_id = stable_user_id(self.tenant.tenant_id, self.idp_id, uid.strip(), salt)
 
@@ -143,7 +179,7 @@ class Ruleset:
                 if not values:
                     continue
                 if len(set(values)) > 1:
-                    drops.append(Drop(field, rule.label, "multiple_values"))
+                    drops.add(field, rule.label, "multiple_values", [str(v) for v in dict.fromkeys(values)])
                 else:
                     draft.scalars[field] = Claim(values[0], rule.label, source)
                 break
@@ -160,7 +196,7 @@ class Ruleset:
         identity = {"user_id": user_id, "tenant": self.tenant.tenant_id, "idp": self.idp_id, **body}
         trace.insert(0, Trace("user_id", uid_rule, uid_source))
         self._log(drops)
-        return MappingResult(identity=identity, trace=trace, drops=drops)
+        return MappingResult(identity=identity, trace=trace, drops=drops, dropped_values=drops.values or [])
 
     def _apply_defaults(self, draft: Draft) -> None:
         d = self._defaults
@@ -172,12 +208,17 @@ class Ruleset:
         if "class_level" in d and "class_level" not in draft.scalars:
             draft.scalars["class_level"] = Claim(d["class_level"], "defaults.class_level", "default")
 
-    def _refuse(self, reason: str, drops: list[Drop]) -> MappingResult:
+    def _refuse(self, reason: str, drops: Drops) -> MappingResult:
         self._log(drops)
-        return MappingResult(identity={}, trace=[], drops=drops, refused=reason)
+        return MappingResult(identity={}, trace=[], drops=drops, refused=reason, dropped_values=drops.values or [])
 
     def _log(self, drops: list[Drop]) -> None:
         if drops and logger.isEnabledFor(logging.INFO):
             for d in drops:
                 logger.info("mapping drop tenant=%s idp=%s field=%s rule=%s reason=%s",
                             self.tenant.tenant_id, self.idp_id, d.field, d.rule, d.reason)
+
+
+def _first_present(upstream: Mapping[str, Any], names: Sequence[str]) -> str:
+    """The name :func:`~broker.mapping.rules.read` reads of ``names`` (``""``: none present)."""
+    return next((name for name in names if upstream.get(name)), "")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from broker.mapping.model import LEARNER_ID, OID, ROLE_NAMES, SCHOOL_CODE, Drop, School, TenantScope, Trace
+from broker.mapping.model import LEARNER_ID, OID, ROLE_NAMES, SCHOOL_CODE, Drops, School, TenantScope, Trace
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GROUP = re.compile(r"^[^;\x00-\x1f\x7f]{1,64}\Z")
@@ -106,17 +106,17 @@ class Claim:
 class RoleClaim:
     """One role as a rule read it, before tenant validation.
 
-    ``code`` is ``None`` when unrecognised.  ``scope`` says how a role without a
-    school gets one: ``scoped`` (it names its school, or has none), ``aligned``
-    (pairs with the school list by position) or ``every_school``.
+    ``code`` is ``None`` when unrecognised; ``raw`` is the upstream value it was read from.
+    ``scope`` says how a role without a school gets one: ``scoped`` (it names its school,
+    or has none), ``aligned`` (pairs with the school list by position) or ``every_school``.
     """
 
     __slots__ = ("code", "school", "school_oid", "provider", "group", "office", "scope", "rule", "source",
-                 "group_rule")
+                 "raw", "group_rule")
 
     def __init__(self, code: int | None, *, school: str | None = None, school_oid: str = "",
                  provider: str = "", group: str | None = None, office: str = "", scope: str = "scoped",
-                 rule: str = "", source: str = ""):
+                 rule: str = "", source: str = "", raw: str | None = None):
         self.code = code
         self.school = school
         self.school_oid = school_oid
@@ -126,6 +126,7 @@ class RoleClaim:
         self.scope = scope
         self.rule = rule
         self.source = source
+        self.raw = raw              # the upstream value it was read from (None: a default)
         self.group_rule: tuple[str, str] | None = None
 
     def copy(self, **changes: Any) -> RoleClaim:
@@ -147,7 +148,7 @@ class Draft:
         self.groups: list[Claim] = []
         self.charges: list[Claim] = []
         self.roles: list[RoleClaim] = []
-        self.drops: list[Drop] = []
+        self.drops: Drops = Drops()
 
 
 # -- finish ----------------------------------------------------------------------------------
@@ -193,21 +194,21 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     for claim in school_refs:
         school, reason = resolve(claim.value)
         if school is None:
-            drops.append(Drop("schools", claim.rule, reason))
+            drops.add("schools", claim.rule, reason, claim.value)
             scoping_drop = True
         elif school.code not in schools:
             schools[school.code] = (school, claim)
 
     # Roles: keep the recognised ones whose school (if any) is the tenant's.
     valid: list[tuple[RoleClaim, School | None]] = []
-    unsupported: dict[str, str] = {}  # school code -> rule of an invalid role there
+    unsupported: dict[str, tuple[str, str | None]] = {}  # school code -> rule and value of an invalid role there
     for role in roles:
         school = None
         ref = role.school or role.school_oid or None
         if ref is not None:
             school, reason = resolve(ref)
             if school is None:
-                drops.append(Drop("roles", role.rule, reason))
+                drops.add("roles", role.rule, reason, role.raw, ref)
                 scoping_drop = True
                 continue
         reason = ""
@@ -218,9 +219,9 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
         elif school is not None and role.school_oid and role.school_oid != school.oid:
             reason = "school_oid_mismatch"
         if reason:
-            drops.append(Drop("roles", role.rule, reason))
+            drops.add("roles", role.rule, reason, role.raw, school.code if school is not None else None)
             if school is not None:
-                unsupported.setdefault(school.code, role.rule)
+                unsupported.setdefault(school.code, (role.rule, role.raw))
             continue
         valid.append((role, school))
 
@@ -229,10 +230,10 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
             unsupported.pop(school.code, None)
             if school.code not in schools:
                 schools[school.code] = (school, Claim(school.code, role.rule, role.source))
-    for code, rule in unsupported.items():
+    for code, (rule, raw) in unsupported.items():
         if code in schools:
             del schools[code]
-            drops.append(Drop("schools", rule, "unrecognised_role"))
+            drops.add("schools", rule, "unrecognised_role", raw, code)
 
     checked: list[tuple[RoleClaim, School | None, str | None]] = []
     for role, school in valid:
@@ -240,7 +241,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
         if group is not None:
             parsed = parse_group(group)
             if parsed is None:
-                drops.append(Drop("roles.group", role.rule, "invalid_group"))
+                drops.add("roles.group", role.rule, "invalid_group", group)
             group = parsed
         checked.append((role, school, group))
     # One role per (role, school, class); a role without a class adds nothing when
@@ -279,7 +280,7 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
         if claim.value == tenant.provider_oid:
             asserted_ok = asserted_ok or claim
         else:
-            drops.append(Drop("education_providers", claim.rule, "provider_not_in_tenant"))
+            drops.add("education_providers", claim.rule, "provider_not_in_tenant", claim.value)
     providers: list[dict[str, Any]] = []
     if schools or role_entries or (asserted_ok is not None and not scoping_drop):
         providers.append({"oid": tenant.provider_oid, "names": dict(tenant.provider_names)})
@@ -292,7 +293,8 @@ def finish(draft: Draft, tenant: TenantScope) -> tuple[dict[str, Any], list[Trac
     for claim, ref in charges:
         school, reason = resolve(ref)
         if school is None or school.code not in schools:
-            drops.append(Drop("learning_materials_charges", claim.rule, reason or "school_not_in_identity"))
+            drops.add("learning_materials_charges", claim.rule, reason or "school_not_in_identity",
+                      _charge_text(claim.value), ref)
             continue
         if school.code in charged:
             continue
@@ -329,16 +331,19 @@ def _align(draft: Draft) -> tuple[list[RoleClaim], list[Claim], list[tuple[Claim
     if misaligned:
         for field, claims in (("schools", school_refs), ("roles", aligned), ("groups", groups),
                               ("learning_materials_charges", unscoped_charges)):
-            for rule in dict.fromkeys(c.rule for c in claims):
-                drops.append(Drop(field, rule, "misaligned_multi_values"))
+            by_rule: dict[str, list[str]] = {}
+            for c in claims:
+                by_rule.setdefault(c.rule, []).append(_claim_text(c))
+            for rule, values in by_rule.items():
+                drops.add(field, rule, "misaligned_multi_values", values)
         school_refs = []
     else:
         if n == 0:
             roles.extend(r.copy(scope="scoped") for r in aligned)
             for c in groups:
-                drops.append(Drop("groups", c.rule, "no_school_for_group"))
+                drops.add("groups", c.rule, "no_school_for_group", c.value)
             for c in unscoped_charges:
-                drops.append(Drop("learning_materials_charges", c.rule, "no_school_for_charge"))
+                drops.add("learning_materials_charges", c.rule, "no_school_for_charge", _charge_text(c.value))
         else:
             if len(aligned) == n:
                 roles.extend(r.copy(school=school_refs[i].value, scope="scoped") for i, r in enumerate(aligned))
@@ -364,10 +369,22 @@ def _align(draft: Draft) -> tuple[list[RoleClaim], list[Claim], list[tuple[Claim
         ref = school_refs[i].value
         targets = [r for r in roles if r.group is None and (r.school == ref or r.school_oid == ref)]
         if not targets:
-            drops.append(Drop("groups", gclaim.rule, "group_without_role"))
+            drops.add("groups", gclaim.rule, "group_without_role", gclaim.value, ref)
             continue
         for j, r in enumerate(roles):
             if r in targets:
                 roles[j] = r.copy(group=gclaim.value)
                 roles[j].group_rule = (gclaim.rule, gclaim.source)
     return roles, school_refs, charges
+
+
+def _charge_text(value: tuple[bool, str | None]) -> str:
+    """A parsed charge as the upstream wrote it (``1``, ``0;90921``), to name a dropped one."""
+    paid, school = value
+    return f"{int(paid)};{school}" if school else str(int(paid))
+
+
+def _claim_text(claim: Claim | RoleClaim) -> str:
+    if isinstance(claim, RoleClaim):
+        return claim.raw or ""
+    return _charge_text(claim.value) if isinstance(claim.value, tuple) else str(claim.value)

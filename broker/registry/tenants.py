@@ -58,7 +58,7 @@ from broker.registry.tenant_secrets import MAX_SECRET_BYTES, resolve_secret
 
 __all__ = ["LANGS", "LEGACY_CRYPTO", "MAX_SECRET_BYTES", "IdentityProvider", "SamlMetadataSource", "School", "Tenant",
            "TenantError", "TenantProblem", "Tenants", "crypto_warnings", "display_path", "load_tenants",
-           "read_tenant_files", "tenants_from_documents"]
+           "read_tenant_files", "tenant_without_files", "tenants_from_documents"]
 
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}\Z")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+\Z")
@@ -74,9 +74,11 @@ class _Checker:
     """Collects problems for one file, each naming the field path and what was expected."""
 
     def __init__(self, source: str, environ: TenantEnvironment, *, root: Path, tenant_ids: Collection[str] = (),
-                 master_secret: bytes | None = None):
+                 master_secret: bytes | None = None, read_files: bool = True):
         self.source = source
         self.master_secret = master_secret
+        #: False: the files IdPs name (SAML metadata, client secrets, CA files) are neither read nor checked.
+        self.read_files = read_files
         self.environ = environ
         self.root = root
         self.tenant_ids = tenant_ids
@@ -251,6 +253,27 @@ def tenants_from_documents(documents: Mapping[str, tuple[str, Any]], *, metadata
     )
 
 
+def tenant_without_files(documents: Mapping[str, tuple[str, Any]], tenant_id: str, *, root: Path,
+                         environ: Mapping[str, str] | None = None) -> Tenant:
+    """One tenant of ``documents``, validated as :func:`tenants_from_documents` validates it,
+    except that the files its IdPs name (SAML metadata, client secrets, CA files) are
+    neither read nor checked: IdPs come without metadata and secrets.
+
+    For what needs only the schools and the mapping rules (``broker mapping explain``,
+    which verifies no signature): it works on a fresh clone, before ``make demo`` wrote
+    the demo's metadata and secrets, and whatever state other tenants are in.  Raises
+    :class:`KeyError` for a tenant not in ``documents`` and :class:`TenantError` for
+    this tenant's problems.
+    """
+    source, content = documents[tenant_id]
+    tenant_environ = TenantEnvironment.of(environ, root=root)
+    checker = _Checker(source, tenant_environ, root=root, tenant_ids=frozenset(documents), read_files=False)
+    tenant = _load_one(tenant_id, content, checker, metadata_dir=root)  # (no metadata is read)
+    if tenant is None or checker.problems:
+        raise TenantError(checker.problems)
+    return tenant
+
+
 def display_path(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` when inside it (how problems name a tenant file)."""
     try:
@@ -385,7 +408,8 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
             entity_id = c.string(item, "entity_id", path, required=False, expected="the IdP's entityID")
             metadata, found = _metadata_source(item.get("metadata"), f"{path}metadata", c,
                                                metadata_dir=metadata_dir, entity_id=entity_id,
-                                               entity_path=f"{path}entity_id", tenant_id=tenant_id)
+                                               entity_path=f"{path}entity_id", tenant_id=tenant_id) \
+                if c.read_files else (None, None)
             entity_id = entity_id or found
             if metadata and metadata.url and not entity_id:
                 c.fail(f"{path}entity_id", "the IdP's entityID (required with metadata.url)")
@@ -400,7 +424,8 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
             if issuer and not _valid_issuer(issuer):
                 c.fail(f"{path}issuer", "an https URL (http only for localhost) without query or fragment")
             client_id = c.string(item, "client_id", path, expected="the client id registered at the IdP")
-            secret = resolve_secret(item.get("client_secret"), f"{path}client_secret", c, tenant_id=tenant_id)
+            secret = resolve_secret(item.get("client_secret"), f"{path}client_secret", c, tenant_id=tenant_id) \
+                if c.read_files else None
             scopes = item.get("scopes", ["openid", "profile", "email"])
             if not isinstance(scopes, list) or "openid" not in scopes:
                 c.fail(f"{path}scopes", "a list of scopes including openid")
@@ -411,7 +436,7 @@ def _idps(raw: Any, c: _Checker, tenant_id: str, *, metadata_dir: Path) -> list[
                                           "the ID token), always or never")
                 userinfo = "auto"
             ca_file = None
-            if "ca_file" in item:
+            if "ca_file" in item and c.read_files:
                 ca_file = resolve_ca_file(item["ca_file"], f"{path}ca_file", c, tenant_id=tenant_id)
                 if ca_file and issuer and urlsplit(issuer).scheme != "https":
                     c.fail(f"{path}ca_file", "an https issuer (a CA file is for TLS; the issuer is http)")

@@ -102,7 +102,8 @@ def test_explain_says_what_happened_and_what_each_service_gets():
     assert out["refused"] is None and out["tenant"] == "vantaa" and out["idp"] == "vantaa-wilma"
     assert out["identity"]["roles"] == [{"role": "learner", "code": 1, "school": "03083", "group": "7B"}]
     assert {"field": "roles", "rule": "preset mpassid-saml: roles[0] (mpassid-role)",
-            "reason": "school_not_in_tenant"} in out["drops"]
+            "reason": "school_not_in_tenant", "value": f"{VANTAA_PROVIDER};02134;7B;Oppilas;1;;",
+            "school": "02134", "why": "its school 02134: school code not in tenant vantaa's schools"} in out["drops"]
     assert {"field": "roles[0]", "rule": "preset mpassid-saml: roles[0] (mpassid-role)",
             "source": "urn:mpass.id:role"} in out["trace"]
     saml, oidc, mpassid_oidc = out["services"]
@@ -123,7 +124,9 @@ def test_explain_says_what_happened_and_what_each_service_gets():
     assert len({saml["subject"], oidc["subject"], mpassid_oidc["subject"].removeprefix("MPASSOID.")}) == 3
 
     text = format_explanation(out)
-    assert "learner" in text and "school_not_in_tenant" in text and "oppimateriaali" in text
+    assert "learner" in text and "oppimateriaali" in text
+    assert (f'  - roles: "{VANTAA_PROVIDER};02134;7B;Oppilas;1;;" — its school 02134: school code not in tenant '
+            "vantaa's schools (rule preset mpassid-saml: roles[0] (mpassid-role))") in text
     assert "urn:mpass.id:role = " in text and "<- urn:mpass.id:role" in text
     sections = text.split("\nService ")[1:]
     assert sections[0].startswith("oppimateriaali (SAML service provider") and "OIDC claims" not in sections[0]
@@ -139,6 +142,21 @@ def test_explain_needs_each_services_protocol(service):
     attrs, subject = load_upstream(RESPONSE)
     with pytest.raises(ValueError, match="protocol"):
         explain(ruleset, attrs, subject=subject, salt=SALT, services=[service])
+
+
+def test_dropped_values_are_kept_only_when_asked_and_stay_out_of_the_log(caplog):
+    import logging
+
+    ruleset = Ruleset.from_config({"preset": "mpassid-saml"}, tenant=VANTAA, idp_id="vantaa-wilma")
+    attrs, subject = load_upstream(RESPONSE)
+    assert ruleset.apply(attrs, upstream_subject=subject, salt=SALT).dropped_values == []
+    with caplog.at_level(logging.INFO, logger="broker.mapping"):
+        kept = ruleset.apply(attrs, upstream_subject=subject, salt=SALT, keep_dropped_values=True)
+    assert len(kept.dropped_values) == len(kept.drops) > 0
+    assert (kept.drops[0].reason, kept.dropped_values[0]) == (
+        "school_not_in_tenant", (f"{VANTAA_PROVIDER};02134;7B;Oppilas;1;;", "02134"))
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "school_not_in_tenant" in logged and "02134" not in logged
 
 
 def test_explain_subjects_use_the_subject_salt():

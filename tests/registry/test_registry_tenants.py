@@ -162,7 +162,7 @@ def test_mapping_explain_cli_on_the_readme_example(demo, tmp_path):
     text = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example)
     assert text.returncode == 0, text.stderr
     assert "role=learner, code=1, school=90921" in text.stdout
-    assert "school_not_in_tenant" in text.stdout
+    assert "schools: \"99999\" — school code not in tenant vantaa's schools" in text.stdout
     as_json = json.loads(_cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "entra", example,
                               "--json").stdout)
     assert as_json["identity"]["learner_id"] == "1.2.246.562.98.09200000001"
@@ -176,7 +176,7 @@ def test_mapping_explain_cli_on_the_readme_example(demo, tmp_path):
     for section in text.stdout.split("\nService ")[1:]:
         assert ("SAML attributes" in section) != ("OIDC claims" in section), section
     unknown = _cli(demo, "mapping", "explain", "--tenant", "vantaa", "--idp", "nope", example)
-    assert unknown.returncode == 1 and "no IdP 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown IdP 'nope' in tenant 'vantaa'" in unknown.stderr
 
 
 def test_sps_add_registers_a_saml_sp_and_refuses_what_is_not_one(demo, tmp_path):
