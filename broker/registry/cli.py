@@ -309,6 +309,10 @@ def _clients_add(args: argparse.Namespace) -> int:
         data["client_secret"] = given
     try:
         client, secret, version = service.register_client(data, by=_by(args), comment=args.comment)
+    except NothingToChange:
+        print(f"client {args.client_id} is already registered with these settings and this secret: nothing changed",
+              file=sys.stderr)
+        return 0
     except (RegistrationError, VersionError) as exc:
         return _refused(exc)
     out = {"client_id": client.client_id, "redirect_uris": list(client.redirect_uris),
@@ -348,6 +352,11 @@ def _sps_add(args: argparse.Namespace) -> int:
             xml, by=_by(args), name=args.name, policy=policy, comment=args.comment,
             encrypt_assertions=args.encrypt_assertions,
             release_authenticating_authority=args.release_authenticating_authority)
+    except NothingToChange:
+        # Registering again what is registered is not an error (a script run twice, a doc followed twice).
+        print(f"{args.metadata_file}: this SAML SP is already registered with this metadata and these settings: "
+              "nothing changed (`broker registry versions` shows the active version)", file=sys.stderr)
+        return 0
     except (RegistrationError, VersionError) as exc:
         return _refused(exc)
     print(json.dumps({"name": sp.name, "entity_id": sp.entity_id,

@@ -81,7 +81,7 @@ def test_stage_then_activate_then_rollback_then_export(tmp_path):
 
 def test_registry_without_an_action_prints_its_help(tmp_path):
     result = _site(tmp_path).cli("registry")
-    assert result.returncode == 2 and "import" in result.stdout and "rollback" in result.stdout
+    assert result.returncode == 0 and "import" in result.stdout and "rollback" in result.stdout
 
 
 def test_a_refused_import_leaves_no_version_staged(tmp_path):
@@ -93,3 +93,20 @@ def test_a_refused_import_leaves_no_version_staged(tmp_path):
     assert site.cli("registry", "import").returncode == 1
     statuses = [v["status"] for v in _versions(site)["versions"]]
     assert "staged" not in statuses and statuses[0] == "discarded"
+
+
+def test_registering_the_same_sp_again_changes_nothing_and_says_so(tmp_path):
+    from broker.deployment import ROOT
+
+    site = _site(tmp_path)
+    metadata = ROOT / "docs" / "examples" / "sp-metadata.xml"
+    first = site.cli("sps", "add", str(metadata), "--name", "oppimateriaali")
+    assert first.returncode == 0, first.stderr
+    active = _versions(site)["active"]
+    again = site.cli("sps", "add", str(metadata), "--name", "oppimateriaali")
+    assert again.returncode == 0, again.stderr
+    assert "already registered with this metadata and these settings: nothing changed" in again.stderr
+    assert _versions(site)["active"] == active
+    changed = site.cli("sps", "add", str(metadata), "--name", "oppimateriaali", "--scope", "openid",
+                       "--scope", "schools")
+    assert changed.returncode == 0 and _versions(site)["active"] == active + 1
