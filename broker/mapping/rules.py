@@ -98,15 +98,7 @@ class FieldRule:
         """Whether this rule takes ``value`` (one value of an attribute it reads) rather than
         passing it by: every value without ``match`` or ``lookup``, else one with a part the
         match finds and the table holds.  A taken value may still be dropped as invalid."""
-        for part in self.split(value) if self.split else (value,):
-            if self.match is not None:
-                extracted = self.match.extract(part)
-                if extracted is None:
-                    continue
-                part = extracted
-            if self.lookup is None or self.lookup.get(part) is not None:
-                return True
-        return False
+        return _takes(value, self.split, self.match, self.lookup, structured=False)
 
 
 class RoleSpec:
@@ -154,21 +146,7 @@ class RoleRule:
     def picks(self, value: str) -> bool:
         """Whether this rule takes ``value`` rather than passing it by (see :meth:`FieldRule.picks`):
         a role string always, else a value the match finds and the table holds."""
-        if self.mpassid:
-            return True
-        for part in self.split(value) if self.split else (value,):
-            if self.match is not None:
-                if self.structured:
-                    if self.match.parts(part) is None:
-                        continue
-                else:
-                    extracted = self.match.extract(part)
-                    if extracted is None:
-                        continue
-                    part = extracted
-            if self.lookup is None or self.lookup.get(part) is not None:
-                return True
-        return False
+        return self.mpassid or _takes(value, self.split, self.match, self.lookup, structured=self.structured)
 
     def _claim(self, value: str, source: str, drops: Drops) -> RoleClaim | None:
         raw = value
@@ -214,3 +192,21 @@ class RoleRule:
             code = role_code(role_text if role_text is not None else value, self.role_names)
         scope = "scoped" if school else self.scope
         return RoleClaim(code, school=school, group=group, scope=scope, rule=self.label, source=source, raw=raw)
+
+
+def _takes(value: str, split: Split | None, match: Match | None, lookup: Lookup | None, *, structured: bool) -> bool:
+    """Whether a rule reading ``value`` takes some part of it: one its ``match`` finds (a structured
+    match: one it parses, looked up whole) and its ``lookup`` holds; without either, every part."""
+    for part in split(value) if split else (value,):
+        if match is not None:
+            if structured:
+                if match.parts(part) is None:
+                    continue
+            else:
+                extracted = match.extract(part)
+                if extracted is None:
+                    continue
+                part = extracted
+        if lookup is None or lookup.get(part) is not None:
+            return True
+    return False
