@@ -13,8 +13,8 @@
     broker mapping explain ...        what a city's IdP response becomes, and what each service gets
     broker config dump                the generated SATOSA configuration (no secrets)
 
-A command group given without an action (``broker keys``, ``broker admin token``) prints
-its own help.
+``broker`` alone, and a command group given without an action (``broker keys``, ``broker admin
+token``), prints its own help and exits 0.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -35,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*CFB has been moved", module="saml2")
     parser = _parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
+    if not getattr(args, "handler", None):   # bare `broker`: what it can do, as a group says it
         parser.print_help()
-        return 2
+        return 0
     try:
         return args.handler(args) or 0
     except SettingsError as exc:
@@ -121,25 +122,10 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _load_registry_or_report(settings: Settings):
-    from broker.assemble import load_registry
-    from broker.registry.relying_parties import RegistrationError
-    from broker.registry.tenants import TenantError
-
-    try:
-        return load_registry(settings)
-    except TenantError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); the broker will not start", file=sys.stderr)
-    except RegistrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    return None
-
-
 def _active_version_builds(settings: Settings) -> bool:
     """Seed an empty registry database from the files; say whether its active version validates."""
     from broker.app import open_registry
+    from broker.registry.check import plural
     from broker.registry.tenants import TenantError
     from broker.registry.versions import Invalid, VersionError
 
@@ -150,7 +136,7 @@ def _active_version_builds(settings: Settings) -> bool:
     except (Invalid, TenantError) as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in the registry's active version; the broker will not start "
+        print(f"{plural(len(exc.problems), 'problem')} in the registry's active version; the broker will not start "
               "(`broker registry rollback` restores the previous one)", file=sys.stderr)
         return False
     except VersionError as exc:
@@ -200,9 +186,11 @@ def _demo(args) -> int:
 
 def _config_dump(args) -> int:
     from broker.assemble import plugin_config
+    from broker.registry.check import load_or_report
 
     settings = _settings()
-    registry = _load_registry_or_report(settings)
+    # The same report as `broker check`'s: a fresh clone's missing demo files get the same hint.
+    registry = load_or_report(settings, os.environ, lambda line: print(line, file=sys.stderr))
     if registry is None:
         return 1
     print(json.dumps(plugin_config(settings, registry), indent=2, default=str))

@@ -63,3 +63,9 @@ def test_a_group_without_an_action_prints_its_own_help(path, capsys):
     for name in next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices:
         assert f"\n    {name} " in out or f"\n    {name}\n" in out, f"{name} not listed in {out}"
     assert not err
+
+
+def test_broker_alone_prints_what_it_can_do(capsys):
+    assert main([]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: broker ") and "\n    check " in out and "\n    demo " in out and not err

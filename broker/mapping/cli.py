@@ -52,6 +52,7 @@ def add_commands(sub: Any) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from broker import mapping
     from broker.assemble import registration_documents, tenant_scope
+    from broker.registry.check import plural
     from broker.registry.relying_parties import RegistrationError, RelyingParties
     from broker.registry.tenants import TenantError, read_tenant_files, tenant_without_files
     from broker.settings import ROOT, Settings
@@ -67,8 +68,8 @@ def _explain(args: argparse.Namespace) -> int:
     try:
         tenant = tenant_without_files(documents, args.tenant, root=ROOT, environ=settings.environ)
     except TenantError as exc:
-        return _usage(*exc.problems, f"{len(exc.problems)} problem(s) in tenant '{args.tenant}': fix its file "
-                      "(`broker check` validates all of them)")
+        return _usage(*exc.problems, f"{plural(len(exc.problems), 'problem')} in tenant '{args.tenant}': fix its "
+                      "file (`broker check` validates all of them)")
     idp = tenant.idp(args.idp)
     if idp is None:
         known = ", ".join(f"{i.id} ({i.type})" for i in tenant.identity_providers)

@@ -67,11 +67,9 @@ def demo_hint(problems: Iterable[str], folders: Iterable[Path]) -> str | None:
 def run_check(environ: Mapping[str, str] | None = None, *, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """Run the check with ``environ`` (default ``os.environ``); 0 when the broker would start."""
-    from broker.assemble import load_registry
     from broker.discovery.site import SiteTextError, SiteTexts
-    from broker.registry.relying_parties import RegistrationError
     from broker.registry.services import unknown_service_warnings
-    from broker.registry.tenants import TenantError, crypto_warnings
+    from broker.registry.tenants import crypto_warnings
 
     out, err = out or sys.stdout, err or sys.stderr
     env = dict(os.environ if environ is None else environ)
@@ -80,21 +78,8 @@ def run_check(environ: Mapping[str, str] | None = None, *, out: TextIO | None = 
     def say(line: str) -> None:
         print(line, file=err)
 
-    try:
-        registry = load_registry(settings)
-    except TenantError as exc:
-        for problem in exc.problems:
-            say(f"error: {problem}")
-        hint = demo_hint(exc.problems, demo_folders(settings, env))
-        if hint:
-            say(hint)
-        say(f"{plural(len(exc.problems), 'problem')} in the tenant files of {shown(settings.tenants_dir)}; "
-            "the broker will not start until they are fixed")
-        return 1
-    except RegistrationError as exc:
-        say(f"error: {exc}")
-        say(f"the registrations in {registry_location(settings)} do not validate; the broker will not start "
-            "(`broker registry versions` shows what changed, `broker registry rollback` restores the previous one)")
+    registry = load_or_report(settings, env, say)
+    if registry is None:
         return 1
     try:
         SiteTexts.load(settings.config_dir)     # the city page's texts (config/site.yaml)
@@ -116,6 +101,33 @@ def run_check(environ: Mapping[str, str] | None = None, *, out: TextIO | None = 
           f"{plural(clients, 'OIDC client')}, {plural(sps, 'SAML SP')} "
           f"(registrations from {registry_location(settings)})", file=out)
     return 0
+
+
+def load_or_report(settings: Settings, env: Mapping[str, str], say: Callable[[str], None]) -> Any:
+    """The registry as start-up loads it, or ``None`` after saying each problem and what would fix it.
+
+    Every command that needs the registry (``broker check``, ``broker config dump``) reports
+    through this, so a fresh clone's missing demo files get the same hint everywhere.
+    """
+    from broker.assemble import load_registry
+    from broker.registry.relying_parties import RegistrationError
+    from broker.registry.tenants import TenantError
+
+    try:
+        return load_registry(settings)
+    except TenantError as exc:
+        for problem in exc.problems:
+            say(f"error: {problem}")
+        hint = demo_hint(exc.problems, demo_folders(settings, env))
+        if hint:
+            say(hint)
+        say(f"{plural(len(exc.problems), 'problem')} in the tenant files of {shown(settings.tenants_dir)}; "
+            "the broker will not start until they are fixed")
+    except RegistrationError as exc:
+        say(f"error: {exc}")
+        say(f"the registrations in {registry_location(settings)} do not validate; the broker will not start "
+            "(`broker registry versions` shows what changed, `broker registry rollback` restores the previous one)")
+    return None
 
 
 def print_expiry(settings: Settings, registry: Any, say: Callable[[str], None]) -> None:

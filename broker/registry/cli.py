@@ -166,11 +166,14 @@ def _service():
 
 
 def _refused(exc: Exception) -> int:
+    from broker.registry.check import plural
+
     problems = exc.problems if isinstance(exc, Invalid) else [str(exc)]
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if isinstance(exc, Invalid):
-        print(f"{len(problems)} problem(s); nothing was activated (the active version is unchanged)", file=sys.stderr)
+        print(f"{plural(len(problems), 'problem')}; nothing was activated (the active version is unchanged)",
+              file=sys.stderr)
     return 1
 
 

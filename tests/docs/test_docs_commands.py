@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from markdown_fences import fences
 
 from broker.deployment import ROOT
 
@@ -85,7 +86,6 @@ class Command:
         return f"{self.file}:{self.line}"
 
 
-_FENCE = re.compile(r"^\s*```(?P<lang>[\w+-]*)\s*$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*(?:not run:\s*(?P<why>.+?)|tested:\s*[\w-]+)\s*-->\s*$")
 
 
@@ -93,19 +93,9 @@ def commands() -> list[Command]:
     """Every command of the documents, in order."""
     found: list[Command] = []
     for name in DOCUMENTS:
-        lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
-        index = 0
-        while index < len(lines):
-            fence = _FENCE.match(lines[index])
-            if not fence:
-                index += 1
-                continue
-            end = next(j for j in range(index + 1, len(lines)) if _FENCE.match(lines[j]))
-            lang = fence.group("lang")
-            previous = next((lines[j] for j in range(index - 1, -1, -1) if lines[j].strip()), "")
-            if lang in ("sh", "bash", "shell", "console") and not _NOT_RUN.match(previous):
-                found += _block_commands(name, index + 2, lines[index + 1:end], console=lang == "console")
-            index = end + 1
+        for fence in fences(ROOT / name, name):
+            if fence.lang in ("sh", "bash", "shell", "console") and not _NOT_RUN.match(fence.before):
+                found += _block_commands(name, fence.line + 1, list(fence.lines), console=fence.lang == "console")
     return found
 
 

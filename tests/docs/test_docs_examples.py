@@ -29,17 +29,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from markdown_fences import fences
 
 from broker.settings import ROOT
 
 DOCS = ROOT / "docs"
-_FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*(?:example:\s*(?P<kind>[\w-]+)(?:\s+(?P<arg>[\w-]+))?|not an example:\s*(?P<why>.+?))"
                      r"\s*-->\s*$")
 _SECRET_VARIABLE = re.compile(r"\bTENANT_SECRET_[A-Z0-9_]+\b")
@@ -60,27 +59,8 @@ class Block:
 
 
 def blocks() -> list[Block]:
-    found = []
-    for path in sorted(DOCS.glob("*.md")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        index = 0
-        while index < len(lines):
-            fence = _FENCE.match(lines[index])
-            if not fence:
-                index += 1
-                continue
-            indent, start = len(fence.group("indent")), index
-            body = []
-            index += 1
-            while index < len(lines) and not re.match(r"^\s*```\s*$", lines[index]):
-                line = lines[index]
-                body.append(line[indent:] if not line[:indent].strip() else line.lstrip())
-                index += 1
-            index += 1
-            before = next((lines[i] for i in range(start - 1, -1, -1) if lines[i].strip()), "")
-            found.append(Block(path.name, start + 1, fence.group("lang").lower(), textwrap.dedent("\n".join(body)),
-                               before.strip() if _MARKER.match(before) else None))
-    return found
+    return [Block(f.file, f.line, f.lang, f.text, f.before if _MARKER.match(f.before) else None)
+            for path in sorted(DOCS.glob("*.md")) for f in fences(path)]
 
 
 ALL = blocks()

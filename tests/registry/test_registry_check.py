@@ -7,6 +7,7 @@ own (every folder in ``tmp_path``), so nothing of the working tree is read or wr
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -89,3 +90,17 @@ def test_counts_are_in_the_singular_for_one():
     assert plural(1, "OIDC client") == "1 OIDC client"
     assert plural(1, "tenant") == "1 tenant" and plural(2, "tenant") == "2 tenants"
     assert plural(0, "SAML SP") == "0 SAML SPs" and plural(1, "problem") == "1 problem"
+
+
+def test_config_dump_on_a_fresh_clone_reports_as_the_check_does(fresh, tmp_path, monkeypatch, capsys):
+    from broker.cli import main
+
+    for name in [n for n in os.environ if n.startswith("BROKER_")]:
+        monkeypatch.delenv(name)
+    for name, value in fresh.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BROKER_SECRET", "config-dump-test-secret-0123456789abcdef")
+    assert main(["config", "dump"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "the shipped tenant files (tenants/*.yaml) are the demo cities" in err
+    assert "10 problems in the tenant files" in err
